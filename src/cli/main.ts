@@ -1,0 +1,70 @@
+// The `agentq` command. Each action loads the configuration itself, so `--help` works
+// even when the environment is invalid, and an invalid environment is reported by name.
+import { Command, CommanderError } from 'commander';
+import { loadConfig, type Config } from '../config.js';
+import { ConfigError } from '../errors.js';
+import { configMarkdownTable, describeConfig } from './configCommand.js';
+import { runDoctor } from './doctor.js';
+
+export interface CliIo {
+  env: Readonly<Record<string, string | undefined>>;
+  out: (text: string) => void;
+  err: (text: string) => void;
+}
+
+const defaultIo = (): CliIo => ({
+  // The entrypoint is the one place that hands the process environment to loadConfig.
+  env: process.env,
+  out: (t) => process.stdout.write(`${t}\n`),
+  err: (t) => process.stderr.write(`${t}\n`),
+});
+
+export function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
+  const config = (): Config => loadConfig(io.env);
+  const program = new Command('agentq')
+    .description('Run Claude Code agent sessions as durable background jobs (BullMQ + Postgres).')
+    .version('0.1.0')
+    .showHelpAfterError()
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) });
+
+  program
+    .command('config')
+    .description('print the effective configuration (secrets redacted)')
+    .option('--markdown', 'print the table of every environment variable instead')
+    .action((opts: { markdown?: boolean }) => {
+      io.out(opts.markdown ? configMarkdownTable() : JSON.stringify(describeConfig(config()), null, 2));
+    });
+
+  program
+    .command('doctor')
+    .description('check that the CLI binary, Postgres and Redis answer')
+    .option('--json', 'print the checks as JSON')
+    .action(async (opts: { json?: boolean }) => {
+      const checks = await runDoctor(config());
+      if (opts.json) io.out(JSON.stringify(checks));
+      else for (const c of checks) io.out(`${c.ok ? 'ok  ' : 'FAIL'} ${c.name}: ${c.detail}`);
+      if (checks.some((c) => !c.ok)) setExit(1);
+    });
+
+  return program;
+}
+
+/** Runs the command line; resolves to the process exit code. */
+export async function main(argv: readonly string[], io: CliIo = defaultIo()): Promise<number> {
+  let code = 0;
+  const program = buildProgram(io, (c) => {
+    code = c;
+  });
+  try {
+    await program.parseAsync([...argv]);
+    return code;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode;
+    if (err instanceof ConfigError) {
+      io.err(err.message);
+      return 2;
+    }
+    throw err;
+  }
+}

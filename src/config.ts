@@ -1,0 +1,285 @@
+// The one place that reads the environment. Every variable agentq understands is in
+// `configSchema` with its default and a one-line doc; `loadConfig(env)` validates them
+// all at once and returns a frozen, typed object. Nothing else touches process.env.
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import os from 'node:os';
+import { z } from 'zod';
+import { ConfigError } from './errors.js';
+
+const intFrom = (min: number, max = Number.MAX_SAFE_INTEGER) =>
+  z.coerce
+    .number({ error: 'must be a number' })
+    .int({ error: 'must be a whole number' })
+    .min(min, { error: `must be >= ${min}` })
+    .max(max, { error: `must be <= ${max}` });
+
+const url = (protocols: readonly string[]) =>
+  z.string().refine(
+    (value) => {
+      try {
+        return protocols.includes(new URL(value).protocol);
+      } catch {
+        return false;
+      }
+    },
+    { error: `must be a URL starting with ${protocols.map((p) => `${p}//`).join(' or ')}` },
+  );
+
+/** Environment names that must never reach the CLI, even when listed in AGENTQ_CLI_ENV_ALLOW. */
+export const NEVER_PASSED_TO_CLI: readonly string[] = ['DATABASE_URL', 'REDIS_URL'];
+
+/**
+ * One entry per environment variable: the schema (with its default) and a one-line doc.
+ * The README's configuration table is written from this list (`npm run config:doc`).
+ */
+export const configVariables = {
+  DATABASE_URL: {
+    schema: url(['postgres:', 'postgresql:']).default('postgres://postgres@127.0.0.1:5432/postgres'),
+    doc: 'Postgres connection string: the system of record.',
+  },
+  REDIS_URL: {
+    schema: url(['redis:', 'rediss:']).default('redis://127.0.0.1:6379'),
+    doc: 'Redis connection string used by BullMQ for dispatch.',
+  },
+  AGENTQ_QUEUE: {
+    schema: z
+      .string()
+      .regex(/^[A-Za-z0-9_-]{1,64}$/, { error: 'must be 1-64 characters of A-Z a-z 0-9 _ -' })
+      .default('agentq'),
+    doc: 'BullMQ queue name (and key prefix part); separate deployments use separate names.',
+  },
+  AGENTQ_CONCURRENCY: {
+    schema: intFrom(1, 256).default(4),
+    doc: 'Turns one worker process runs at once.',
+  },
+  AGENTQ_WORKSPACE_ROOT: {
+    schema: z
+      .string()
+      .refine((p) => path.isAbsolute(p), { error: 'must be an absolute path' })
+      .default(path.join(os.tmpdir(), 'agentq', 'workspaces')),
+    doc: 'Directory under which each conversation gets its stable working directory.',
+  },
+  AGENTQ_CLAUDE_PATH: {
+    schema: z.string().min(1, { error: 'must not be empty' }).optional(),
+    doc: 'Path of the `claude` executable; default: the bundled @anthropic-ai/claude-code binary.',
+  },
+  AGENTQ_CLI_ENV_ALLOW: {
+    schema: z
+      .string()
+      .default('')
+      .transform((s) => s.split(',').map((v) => v.trim()).filter(Boolean))
+      .pipe(
+        z
+          .array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: 'must be environment variable names' }))
+          .refine((names) => !names.some((n) => NEVER_PASSED_TO_CLI.includes(n) || n.startsWith('AGENTQ_')), {
+            error: `must not name ${NEVER_PASSED_TO_CLI.join(', ')} or AGENTQ_* variables`,
+          }),
+      ),
+    doc: 'Comma-separated extra environment variable names passed to the CLI besides the built-in allow-list.',
+  },
+  AGENTQ_CLI_MAX_LINE_BYTES: {
+    schema: intFrom(1024).default(16 * 1024 * 1024),
+    doc: 'Longest stdout line accepted from the CLI; a longer one ends the run as a protocol error.',
+  },
+  AGENTQ_CLI_KILL_GRACE_MS: {
+    schema: intFrom(0).default(3000),
+    doc: 'After SIGTERM to the CLI process group, wait this long before SIGKILL.',
+  },
+  AGENTQ_CLI_IDLE_TIMEOUT_MS: {
+    schema: intFrom(0).default(10 * 60 * 1000),
+    doc: 'End a run that printed nothing for this long (0 = never); the CLI itself waits 300 s on a stalled API stream.',
+  },
+  AGENTQ_CLI_TIMEOUT_MS: {
+    schema: intFrom(0).default(4 * 60 * 60 * 1000),
+    doc: 'Wall-clock limit for one CLI run (0 = none).',
+  },
+  AGENTQ_CLI_STDERR_TAIL_BYTES: {
+    schema: intFrom(0).default(16 * 1024),
+    doc: 'How much of the end of the CLI stderr is kept for error reports.',
+  },
+  AGENTQ_SESSION_MAX_LINE_BYTES: {
+    schema: intFrom(1024, 512 * 1024 * 1024).default(16 * 1024 * 1024),
+    doc: 'Longest session-file line the store accepts; a longer one fails the persist and stores nothing of it.',
+  },
+  AGENTQ_WORKSPACE_MAX_BYTES: {
+    schema: intFrom(0, 1024 * 1024 * 1024).default(100 * 1024 * 1024),
+    doc: 'Cap on the bytes of regular files archived from a workspace (before compression); over it the commit fails and nothing is stored.',
+  },
+  AGENTQ_WORKSPACE_EXCLUDE: {
+    schema: z
+      .string()
+      .default('node_modules')
+      .transform((s) => s.split(',').map((v) => v.trim()).filter(Boolean))
+      .pipe(
+        z.array(
+          z.string().refine((g) => !g.startsWith('/') && !g.split('/').includes('..'), {
+            error: 'must be names or globs relative to the workspace (no leading /, no ..)',
+          }),
+        ),
+      ),
+    doc: 'Comma-separated names or globs left out of workspace archives: a name without / matches at any depth, one with / matches the path from the workspace root.',
+  },
+  AGENTQ_EVENT_RETENTION_MS: {
+    schema: intFrom(0).default(30 * 24 * 60 * 60 * 1000),
+    doc: 'Turn events (stream-json lines) older than this are pruned (0 = keep forever).',
+  },
+  AGENTQ_LOG_LEVEL: {
+    schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    doc: 'pino log level.',
+  },
+  ANTHROPIC_API_KEY: {
+    schema: z.string().min(1, { error: 'must not be empty when set' }).optional(),
+    doc: 'API key passed to the CLI; when unset, `npm run demo` uses the built-in mock model.',
+  },
+  ANTHROPIC_BASE_URL: {
+    schema: url(['http:', 'https:']).optional(),
+    doc: 'Messages API base URL passed to the CLI (a proxy, or the mock model in tests).',
+  },
+} as const;
+
+type Variables = typeof configVariables;
+type EnvValues = { [K in keyof Variables]: z.output<Variables[K]['schema']> };
+
+const envSchema = z.object(
+  Object.fromEntries(Object.entries(configVariables).map(([name, v]) => [name, v.schema])) as {
+    [K in keyof Variables]: Variables[K]['schema'];
+  },
+);
+
+/** The typed configuration. Names carry their unit (`...Ms`, `...Bytes`). */
+export interface Config {
+  readonly databaseUrl: string;
+  readonly redisUrl: string;
+  readonly queueName: string;
+  readonly concurrency: number;
+  readonly workspaceRoot: string;
+  readonly claudePath: string;
+  readonly logLevel: EnvValues['AGENTQ_LOG_LEVEL'];
+  readonly cli: {
+    /** The environment the CLI inherits: the allow-list applied to the worker's environment. */
+    readonly env: Readonly<Record<string, string>>;
+    readonly maxLineBytes: number;
+    readonly killGraceMs: number;
+    readonly idleTimeoutMs: number;
+    readonly timeoutMs: number;
+    readonly stderrTailBytes: number;
+  };
+  readonly store: {
+    /** Longest session-file line accepted by persist. @defaultValue 16 MiB */
+    readonly sessionMaxLineBytes: number;
+    /** Cap on the uncompressed bytes of files in a workspace archive. @defaultValue 100 MiB */
+    readonly workspaceMaxBytes: number;
+    /** Names/globs left out of workspace archives. @defaultValue ['node_modules'] */
+    readonly workspaceExclude: readonly string[];
+    /** Age after which turn events are pruned; 0 keeps them. @defaultValue 30 days */
+    readonly eventRetentionMs: number;
+  };
+  readonly anthropic: {
+    readonly apiKey: string | undefined;
+    readonly baseUrl: string | undefined;
+  };
+}
+
+/** Prefixes and names of the worker's environment that the CLI may see (DESIGN invariant 9). */
+const CLI_ENV_PREFIXES = ['ANTHROPIC_', 'CLAUDE_CODE_', 'DISABLE_', 'LC_'];
+const CLI_ENV_NAMES = [
+  'PATH',
+  'LANG',
+  'TZ',
+  'TERM',
+  'IS_SANDBOX',
+  'HTTP_PROXY',
+  'HTTPS_PROXY',
+  'NO_PROXY',
+  'http_proxy',
+  'https_proxy',
+  'no_proxy',
+  'NODE_EXTRA_CA_CERTS',
+  'SSL_CERT_FILE',
+  'SSL_CERT_DIR',
+];
+
+/** Applies the CLI allow-list to an environment. DATABASE_URL and REDIS_URL never pass. */
+export function cliEnvironment(
+  env: Readonly<Record<string, string | undefined>>,
+  extraNames: readonly string[],
+): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(env)) {
+    if (value === undefined || NEVER_PASSED_TO_CLI.includes(name)) continue;
+    const allowed =
+      CLI_ENV_NAMES.includes(name) || extraNames.includes(name) || CLI_ENV_PREFIXES.some((p) => name.startsWith(p));
+    if (allowed) out[name] = value;
+  }
+  return out;
+}
+
+/** The bundled CLI binary of the pinned @anthropic-ai/claude-code dependency. */
+export function bundledClaudePath(): string {
+  const require = createRequire(import.meta.url);
+  const pkgJson = require.resolve('@anthropic-ai/claude-code/package.json');
+  return path.join(path.dirname(pkgJson), 'bin', 'claude.exe');
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object') {
+    for (const inner of Object.values(value)) deepFreeze(inner);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+/**
+ * Validates the environment and returns the frozen configuration. Empty strings count
+ * as unset. Throws ConfigError naming every invalid variable and what it allows.
+ */
+export function loadConfig(env: Readonly<Record<string, string | undefined>>): Config {
+  const input: Record<string, string | undefined> = {};
+  for (const name of Object.keys(configVariables)) {
+    const value = env[name];
+    input[name] = value === '' ? undefined : value;
+  }
+  const parsed = envSchema.safeParse(input);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => {
+      const name = String(issue.path[0] ?? '?');
+      return { name, text: `${name}: ${issue.message} (got ${JSON.stringify(input[name] ?? null)})` };
+    });
+    throw new ConfigError(
+      `Invalid configuration:\n  ${problems.map((p) => p.text).join('\n  ')}`,
+      [...new Set(problems.map((p) => p.name))],
+    );
+  }
+  const v = parsed.data as EnvValues;
+  const cliEnv = cliEnvironment(env, v.AGENTQ_CLI_ENV_ALLOW);
+  // The configured key and URL win over whatever the allow-list copied.
+  if (v.ANTHROPIC_API_KEY) cliEnv.ANTHROPIC_API_KEY = v.ANTHROPIC_API_KEY;
+  if (v.ANTHROPIC_BASE_URL) cliEnv.ANTHROPIC_BASE_URL = v.ANTHROPIC_BASE_URL;
+  const config: Config = {
+    databaseUrl: v.DATABASE_URL,
+    redisUrl: v.REDIS_URL,
+    queueName: v.AGENTQ_QUEUE,
+    concurrency: v.AGENTQ_CONCURRENCY,
+    workspaceRoot: v.AGENTQ_WORKSPACE_ROOT,
+    claudePath: v.AGENTQ_CLAUDE_PATH ?? bundledClaudePath(),
+    logLevel: v.AGENTQ_LOG_LEVEL,
+    cli: {
+      env: cliEnv,
+      maxLineBytes: v.AGENTQ_CLI_MAX_LINE_BYTES,
+      killGraceMs: v.AGENTQ_CLI_KILL_GRACE_MS,
+      idleTimeoutMs: v.AGENTQ_CLI_IDLE_TIMEOUT_MS,
+      timeoutMs: v.AGENTQ_CLI_TIMEOUT_MS,
+      stderrTailBytes: v.AGENTQ_CLI_STDERR_TAIL_BYTES,
+    },
+    anthropic: { apiKey: v.ANTHROPIC_API_KEY, baseUrl: v.ANTHROPIC_BASE_URL },
+
+    store: {
+      sessionMaxLineBytes: v.AGENTQ_SESSION_MAX_LINE_BYTES,
+      workspaceMaxBytes: v.AGENTQ_WORKSPACE_MAX_BYTES,
+      workspaceExclude: v.AGENTQ_WORKSPACE_EXCLUDE,
+      eventRetentionMs: v.AGENTQ_EVENT_RETENTION_MS,
+    },
+  };
+  return deepFreeze(config);
+}

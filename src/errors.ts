@@ -1,0 +1,161 @@
+// Named error classes. Each has a stable `name` (checked across process boundaries as
+// well as with instanceof) and a message that says what to do next.
+
+/** A configuration value is invalid; start-up stops. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(
+    message: string,
+    /** The environment variables that failed validation. */
+    readonly variables: readonly string[],
+  ) {
+    super(message);
+  }
+}
+
+/** Options handed to the runner are invalid (a bad field, not a CLI failure). */
+export class RunOptionsError extends Error {
+  override readonly name = 'RunOptionsError';
+  constructor(
+    message: string,
+    readonly fields: readonly string[],
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * The database has migrations applied that this version of agentq does not know: it was
+ * migrated by a newer agentq. Continuing could corrupt data written by the newer code.
+ */
+export class SchemaTooNewError extends Error {
+  override readonly name = 'SchemaTooNewError';
+  constructor(
+    /** Applied migrations (by their created_at millis) unknown to this build. */
+    readonly unknownMigrations: readonly number[],
+    /** The newest migration this build knows. */
+    readonly latestKnown: number | null,
+  ) {
+    super(
+      `The database schema is newer than this agentq: ${unknownMigrations.length} applied migration(s) are unknown ` +
+        `to it (newest known: ${latestKnown ?? 'none'}). Upgrade agentq to the version that migrated this database ` +
+        'before continuing; do not run this version against it.',
+    );
+  }
+}
+
+/** The applied migration history does not match the migration files (a file edited or removed after it ran). */
+export class MigrationHistoryError extends Error {
+  override readonly name = 'MigrationHistoryError';
+  constructor(message: string) {
+    super(`${message}. Migrations are append-only: restore the original file, or add a new migration instead.`);
+  }
+}
+
+/** A value supplied by a caller is invalid; `field` names it. Not retryable. */
+export class StoreInputError extends Error {
+  override readonly name = 'StoreInputError';
+  constructor(
+    readonly field: string,
+    message: string,
+  ) {
+    super(`${field}: ${message}`);
+  }
+}
+
+/** A session line is longer than AGENTQ_SESSION_MAX_LINE_BYTES; nothing of that persist call was stored. */
+export class SessionLineTooLongError extends Error {
+  override readonly name = 'SessionLineTooLongError';
+  constructor(
+    readonly sessionId: string,
+    /** 1-based line number within the session file. */
+    readonly lineNumber: number,
+    /** Bytes seen so far (the line may be longer still if it is not yet complete). */
+    readonly lineBytes: number,
+    readonly maxLineBytes: number,
+  ) {
+    super(
+      `Session ${sessionId}: line ${lineNumber} is at least ${lineBytes} bytes, over the cap of ${maxLineBytes} ` +
+        '(AGENTQ_SESSION_MAX_LINE_BYTES). Nothing of this persist call was stored; raise the cap if such lines are expected.',
+    );
+  }
+}
+
+/**
+ * The local session file does not continue the stored session: it is shorter than what is
+ * stored, or its bytes before the stored head differ. Persisting it would corrupt the
+ * stored session, so nothing was stored.
+ */
+export class SessionDivergedError extends Error {
+  override readonly name = 'SessionDivergedError';
+  constructor(
+    readonly sessionId: string,
+    readonly filePath: string,
+    detail: string,
+  ) {
+    super(
+      `Session ${sessionId}: ${filePath} does not continue the stored session (${detail}). Nothing was stored. ` +
+        'Hydrate the session again (after discardUncommitted if an abandoned attempt left checkpoints) and rerun the turn.',
+    );
+  }
+}
+
+/** No stored session with this id exists for the conversation. */
+export class SessionNotFoundError extends Error {
+  override readonly name = 'SessionNotFoundError';
+  constructor(
+    readonly conversationId: string,
+    readonly sessionId: string,
+  ) {
+    super(
+      `Conversation ${conversationId} has no stored session ${sessionId}. Apply the missing-session policy ` +
+        '(fail the turn, or start a fresh session).',
+    );
+  }
+}
+
+/** Stored session chunks are inconsistent (a gap, a wrong length, a bad checksum): the stored data is damaged. */
+export class SessionCorruptError extends Error {
+  override readonly name = 'SessionCorruptError';
+  constructor(
+    readonly sessionId: string,
+    detail: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`Stored session ${sessionId} is damaged: ${detail}. Restore the database from a backup; do not resume this session.`, options);
+  }
+}
+
+/**
+ * Another attempt wrote to the session's uncommitted tail after this attempt did: the
+ * fencing of attempts failed. Nothing was committed.
+ */
+export class SessionAttemptConflictError extends Error {
+  override readonly name = 'SessionAttemptConflictError';
+  constructor(
+    readonly sessionId: string,
+    readonly attempt: string,
+    readonly otherAttempt: string,
+  ) {
+    super(
+      `Session ${sessionId}: attempt ${otherAttempt} appended lines after attempt ${attempt}, which is committing. ` +
+        'Two attempts ran at once; check that every write of an attempt checks its fencing token. Nothing was committed.',
+    );
+  }
+}
+
+/** The workspace holds more bytes than AGENTQ_WORKSPACE_MAX_BYTES; nothing was archived or stored. */
+export class WorkspaceTooLargeError extends Error {
+  override readonly name = 'WorkspaceTooLargeError';
+  constructor(
+    readonly dir: string,
+    /** Bytes of regular files found so far (the walk stops at the cap). */
+    readonly sizeBytes: number,
+    readonly maxBytes: number,
+  ) {
+    super(
+      `Workspace ${dir} holds at least ${sizeBytes} bytes of files, over the cap of ${maxBytes} (AGENTQ_WORKSPACE_MAX_BYTES). ` +
+        'Nothing was stored: delete large files from the workspace, add them to AGENTQ_WORKSPACE_EXCLUDE, or raise the cap.',
+    );
+  }
+}
