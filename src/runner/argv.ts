@@ -1,0 +1,36 @@
+// argv for one CLI invocation, built from typed options. No shell is ever involved and
+// no secret is ever placed here: secrets travel in the environment only.
+import type { ValidRunOptions } from './options.js';
+
+/** Flags every run carries: headless, machine-readable, one JSON event per line. */
+export const BASE_FLAGS = ['-p', '--output-format', 'stream-json', '--verbose'] as const;
+
+export function buildArgv(o: ValidRunOptions): string[] {
+  const argv: string[] = [...BASE_FLAGS];
+  if (o.streamInput) argv.push('--input-format', 'stream-json');
+  if (o.session.mode === 'new') {
+    argv.push('--session-id', o.session.sessionId);
+  } else {
+    argv.push('--resume', o.session.sessionId);
+    if (o.session.fork) {
+      argv.push('--fork-session');
+      if (o.session.forkSessionId) argv.push('--session-id', o.session.forkSessionId);
+    }
+  }
+  if (o.model) argv.push('--model', o.model);
+  if (o.systemPrompt !== undefined) argv.push('--system-prompt', o.systemPrompt);
+  if (o.appendSystemPrompt !== undefined) argv.push('--append-system-prompt', o.appendSystemPrompt);
+  if (o.permissionMode) argv.push('--permission-mode', o.permissionMode);
+  if (o.maxTurns !== undefined) argv.push('--max-turns', String(o.maxTurns));
+  if (o.maxBudgetUsd !== undefined) argv.push('--max-budget-usd', String(o.maxBudgetUsd));
+  if (o.includePartialMessages) argv.push('--include-partial-messages');
+  // Variadic flags take every following word up to the next flag; the prompt is put
+  // after `--` so it is never swallowed by them (and may itself start with `-`).
+  if (o.allowedTools?.length) argv.push('--allowedTools', ...o.allowedTools);
+  if (o.disallowedTools?.length) argv.push('--disallowedTools', ...o.disallowedTools);
+  if (o.addDirs?.length) argv.push('--add-dir', ...o.addDirs);
+  if (o.mcpConfig?.length) argv.push('--mcp-config', ...o.mcpConfig);
+  // In stream-json input mode the prompt goes to stdin as the first message.
+  if (!o.streamInput) argv.push('--', o.prompt);
+  return argv;
+}

@@ -1,0 +1,72 @@
+// The typed options of one CLI run, validated before anything is spawned so a bad field
+// is reported by name instead of surfacing as a confusing CLI failure.
+import path from 'node:path';
+import { z } from 'zod';
+import { RunOptionsError } from '../errors.js';
+
+const uuid = z.uuid({ error: 'must be a UUID' });
+const absolutePath = z.string().refine((p) => path.isAbsolute(p), { error: 'must be an absolute path' });
+/** Tool names and rules such as `Bash(git log:*)`; no control characters. */
+const toolRule = z
+  .string()
+  .min(1)
+  .max(512)
+  .regex(/^[^\p{Cc}]+$/u, { error: 'must not contain control characters' });
+
+export const permissionModes = ['default', 'acceptEdits', 'bypassPermissions', 'plan', 'dontAsk'] as const;
+
+export const sessionSchema = z.discriminatedUnion('mode', [
+  /** A new session whose id the caller picks up front (`--session-id`). */
+  z.object({ mode: z.literal('new'), sessionId: uuid }),
+  /** Resume a stored session (`--resume`), optionally forking it into a new id. */
+  z.object({
+    mode: z.literal('resume'),
+    sessionId: uuid,
+    fork: z.boolean().default(false),
+    /** With `fork`, the id of the forked session (`--session-id`); default: the CLI picks. */
+    forkSessionId: uuid.optional(),
+  }),
+]);
+
+export const runOptionsSchema = z.strictObject({
+  /** The user prompt of this turn (with `streamInput`, the first message). */
+  prompt: z.string().min(1, { error: 'must not be empty' }).max(1_000_000, { error: 'must be at most 1,000,000 characters' }),
+  /** Working directory the CLI runs in (must exist). */
+  cwd: absolutePath,
+  /** Per-run `CLAUDE_CONFIG_DIR`; also the run's `HOME` unless `homeDir` is set. */
+  configDir: absolutePath,
+  /** Per-run `HOME`; default: `configDir`. */
+  homeDir: absolutePath.optional(),
+  /** Per-run `CLAUDE_CODE_TMPDIR`. */
+  tmpDir: absolutePath,
+  session: sessionSchema,
+  model: z.string().min(1).max(200).optional(),
+  systemPrompt: z.string().max(200_000).optional(),
+  appendSystemPrompt: z.string().max(200_000).optional(),
+  allowedTools: z.array(toolRule).max(200).optional(),
+  disallowedTools: z.array(toolRule).max(200).optional(),
+  permissionMode: z.enum(permissionModes).optional(),
+  maxTurns: z.number().int().min(1).max(10_000).optional(),
+  maxBudgetUsd: z.number().positive().max(100_000).optional(),
+  includePartialMessages: z.boolean().optional(),
+  /** Extra directories the agent may use (`--add-dir`). */
+  addDirs: z.array(absolutePath).max(50).optional(),
+  /** MCP server configuration: a JSON string or a path (`--mcp-config`). */
+  mcpConfig: z.array(z.string().min(1)).max(20).optional(),
+  /** Keep stdin open and speak `--input-format stream-json` (the prompt is the first message). */
+  streamInput: z.boolean().optional(),
+  /** Extra environment for this run only, on top of the allow-listed base. */
+  env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string()).optional(),
+});
+
+export type RunOptions = z.input<typeof runOptionsSchema>;
+export type ValidRunOptions = z.output<typeof runOptionsSchema>;
+
+/** Validates run options; throws RunOptionsError naming every bad field. */
+export function parseRunOptions(input: unknown): ValidRunOptions {
+  const parsed = runOptionsSchema.safeParse(input);
+  if (parsed.success) return parsed.data;
+  const fields = parsed.error.issues.map((i) => i.path.join('.') || '(root)');
+  const lines = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
+  throw new RunOptionsError(`Invalid run options:\n  ${lines.join('\n  ')}`, [...new Set(fields)]);
+}

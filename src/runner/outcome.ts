@@ -1,0 +1,113 @@
+// The closed set of results of one CLI run. Every way a run can end maps to exactly one
+// of these; callers switch over `type` exhaustively (see assertNever).
+import type { ResultEvent, Usage } from './events.js';
+
+/** What every outcome carries, whatever happened. */
+export interface RunFacts {
+  /** The session id the CLI reported (system/init or result); undefined if it never said. */
+  sessionId: string | undefined;
+  costUsd: number;
+  usage: Usage | undefined;
+  numTurns: number;
+  durationMs: number;
+  exitCode: number | undefined;
+  signal: string | undefined;
+  stderrTail: string;
+  /** The `result` text of the last result event, if any. */
+  resultText: string | undefined;
+}
+
+export type RunOutcome = RunFacts &
+  (
+    | { type: 'success' }
+    | { type: 'max_turns' }
+    | { type: 'budget_exceeded' }
+    /** The Messages API failed after the CLI's own retries. `httpStatus` null = no connection. */
+    | { type: 'api_error'; httpStatus: number | null; retryable: boolean; message: string }
+    | { type: 'session_not_found'; requestedSessionId: string }
+    | { type: 'cli_not_found'; path: string; message: string }
+    | { type: 'timed_out'; timeout: 'idle' | 'wall'; limitMs: number }
+    | { type: 'cancelled'; reason: string }
+    | { type: 'crashed'; message: string }
+    | { type: 'protocol_error'; message: string }
+  );
+
+export type RunOutcomeType = RunOutcome['type'];
+
+export function assertNever(value: never): never {
+  throw new Error(`unexpected value: ${JSON.stringify(value)}`);
+}
+
+/** API statuses worth retrying: rate limits, overload, server errors, no connection. */
+export function isRetryableApiStatus(status: number | null): boolean {
+  return status === null || status === 408 || status === 409 || status === 429 || status >= 500;
+}
+
+const SESSION_NOT_FOUND = /No conversation found with session ID/i;
+
+/** Why the runner itself ended the run, if it did. */
+export type Termination =
+  | { kind: 'cancelled'; reason: string }
+  | { kind: 'timed_out'; timeout: 'idle' | 'wall'; limitMs: number }
+  | { kind: 'protocol_error'; message: string };
+
+export interface ClassifyInput {
+  facts: RunFacts;
+  requestedSessionId: string;
+  claudePath: string;
+  spawnError: (Error & { code?: string }) | undefined;
+  termination: Termination | undefined;
+  result: ResultEvent | undefined;
+}
+
+/** Maps everything observed about a finished run to exactly one outcome. */
+export function classifyRun(input: ClassifyInput): RunOutcome {
+  const { facts, result, termination, spawnError } = input;
+  if (spawnError) {
+    const code = spawnError.code ?? '';
+    if (code === 'ENOENT' || code === 'EACCES' || code === 'ENOTDIR' || code === 'EISDIR') {
+      return {
+        ...facts,
+        type: 'cli_not_found',
+        path: input.claudePath,
+        message: `cannot execute the Claude Code CLI at ${input.claudePath} (${code}); set AGENTQ_CLAUDE_PATH or reinstall @anthropic-ai/claude-code`,
+      };
+    }
+    return { ...facts, type: 'crashed', message: `spawn failed: ${spawnError.message}` };
+  }
+  if (termination) {
+    switch (termination.kind) {
+      case 'cancelled':
+        return { ...facts, type: 'cancelled', reason: termination.reason };
+      case 'timed_out':
+        return { ...facts, type: 'timed_out', timeout: termination.timeout, limitMs: termination.limitMs };
+      case 'protocol_error':
+        return { ...facts, type: 'protocol_error', message: termination.message };
+      default:
+        return assertNever(termination);
+    }
+  }
+  const notFound =
+    (result?.errors ?? []).some((e) => SESSION_NOT_FOUND.test(e)) || SESSION_NOT_FOUND.test(facts.stderrTail);
+  if (notFound) {
+    // The CLI reports a random id for a session it could not find: never keep it.
+    return { ...facts, sessionId: undefined, type: 'session_not_found', requestedSessionId: input.requestedSessionId };
+  }
+  if (result) {
+    if (result.subtype === 'error_max_turns') return { ...facts, type: 'max_turns' };
+    if (result.subtype === 'error_max_budget_usd') return { ...facts, type: 'budget_exceeded' };
+    if (!result.is_error && result.subtype === 'success') return { ...facts, type: 'success' };
+    const text = result.result ?? result.errors?.join('; ') ?? '';
+    if (result.api_error_status !== undefined && (result.api_error_status !== null || /^API Error/.test(text))) {
+      const status = result.api_error_status;
+      return { ...facts, type: 'api_error', httpStatus: status, retryable: isRetryableApiStatus(status), message: text };
+    }
+    return { ...facts, type: 'crashed', message: `the CLI reported an error (${result.subtype}): ${text}`.trim() };
+  }
+  if (facts.exitCode === 0) {
+    return { ...facts, type: 'protocol_error', message: 'the CLI exited 0 without a result event' };
+  }
+  const how = facts.signal ? `signal ${facts.signal}` : `exit code ${facts.exitCode}`;
+  const tail = facts.stderrTail.trim();
+  return { ...facts, type: 'crashed', message: `the CLI ended with ${how} before a result${tail ? `: ${tail.slice(-500)}` : ''}` };
+}

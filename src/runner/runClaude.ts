@@ -1,0 +1,291 @@
+// One CLI invocation, fully observed: spawn (own process group, allow-listed env, no
+// shell), stdout parsed line by line into typed events delivered with back-pressure,
+// stderr kept as a bounded tail, cancellation and timeouts that take the whole process
+// group down, and a closed-set outcome at the end.
+import { mkdirSync, statSync } from 'node:fs';
+import { execa } from 'execa';
+import type { Config } from '../config.js';
+import { RunOptionsError } from '../errors.js';
+import { buildArgv } from './argv.js';
+import { buildRunEnv } from './env.js';
+import { parseEventLine, type ClaudeEvent, type ResultEvent } from './events.js';
+import { LineSplitter, LineTooLongError, TailBuffer } from './lineSplitter.js';
+import { parseRunOptions, type RunOptions, type ValidRunOptions } from './options.js';
+import { classifyRun, type RunFacts, type RunOutcome, type Termination } from './outcome.js';
+import { signalGroup } from './processGroup.js';
+
+/** How the runner runs the CLI; usually `runnerSettings(config)`. */
+export interface RunnerSettings {
+  claudePath: string;
+  /** The allow-listed base environment of the CLI. */
+  env: Readonly<Record<string, string>>;
+  maxLineBytes: number;
+  killGraceMs: number;
+  /** 0 = no idle limit. */
+  idleTimeoutMs: number;
+  /** 0 = no wall-clock limit. */
+  timeoutMs: number;
+  stderrTailBytes: number;
+}
+
+export function runnerSettings(config: Config): RunnerSettings {
+  return { claudePath: config.claudePath, ...config.cli };
+}
+
+export interface RunHooks {
+  /** Aborting cancels the run: SIGTERM to the process group, SIGKILL after the grace period. */
+  signal?: AbortSignal;
+  /**
+   * Called for every stdout line in order. The next line is not read until the returned
+   * promise settles (back-pressure). If it throws, the run is stopped and `outcome`
+   * rejects with that error.
+   */
+  onEvent?: (event: ClaudeEvent) => void | Promise<void>;
+  /** Called once the process exists, with its pid (= its process group id). */
+  onSpawn?: (pid: number) => void;
+}
+
+export interface ClaudeRun {
+  readonly argv: readonly string[];
+  /** Resolves when the process and all of its group are gone and stdout is drained. */
+  readonly outcome: Promise<RunOutcome>;
+  /** With `streamInput`: sends one more user message into the running CLI. */
+  sendUserMessage(text: string): Promise<void>;
+  /** With `streamInput`: closes stdin; the CLI finishes what is queued and exits. */
+  endInput(): void;
+}
+
+/** After the CLI exits, how long stdout may stay open (held by an escaped grandchild). */
+const DRAIN_AFTER_EXIT_MS = 2000;
+
+export function userMessageLine(text: string): string {
+  return `${JSON.stringify({
+    type: 'user',
+    message: { role: 'user', content: [{ type: 'text', text }] },
+    parent_tool_use_id: null,
+    session_id: '',
+  })}\n`;
+}
+
+function prepareDirs(o: ValidRunOptions): void {
+  let isDir = false;
+  try {
+    isDir = statSync(o.cwd).isDirectory();
+  } catch {
+    isDir = false;
+  }
+  if (!isDir) throw new RunOptionsError(`Invalid run options:\n  cwd: ${o.cwd} is not an existing directory`, ['cwd']);
+  for (const dir of [o.configDir, o.tmpDir, o.homeDir]) if (dir) mkdirSync(dir, { recursive: true });
+}
+
+/** Starts one CLI run. Throws RunOptionsError synchronously for bad options. */
+export function startClaude(options: RunOptions, settings: RunnerSettings, hooks: RunHooks = {}): ClaudeRun {
+  const o = parseRunOptions(options);
+  prepareDirs(o);
+  const argv = buildArgv(o);
+  const requestedSessionId = o.session.sessionId;
+  const startedAt = performance.now();
+
+  const state = {
+    initSessionId: undefined as string | undefined,
+    result: undefined as ResultEvent | undefined,
+    termination: undefined as Termination | undefined,
+    handlerError: undefined as unknown,
+    lastActivity: Date.now(),
+    inHandler: false,
+  };
+  const stderrTail = new TailBuffer(settings.stderrTailBytes);
+
+  if (hooks.signal?.aborted) {
+    const facts = emptyFacts(0);
+    return {
+      argv,
+      outcome: Promise.resolve({ ...facts, type: 'cancelled', reason: abortReason(hooks.signal) }),
+      sendUserMessage: () => Promise.reject(new Error('the run was cancelled before it started')),
+      endInput: () => undefined,
+    };
+  }
+
+  const child = execa(settings.claudePath, argv, {
+    cwd: o.cwd,
+    env: buildRunEnv(settings.env, o),
+    extendEnv: false,
+    stdin: o.streamInput ? 'pipe' : 'ignore',
+    stdout: 'pipe',
+    stderr: 'pipe',
+    // Its own process group, so signals reach tool children too.
+    detached: true,
+    buffer: false,
+    reject: false,
+    forceKillAfterDelay: false,
+  });
+  // execa's own promise settles on exit; we observe the ChildProcess events directly,
+  // but must not leave that promise unhandled.
+  child.catch(() => undefined);
+
+  const pid = child.pid;
+  let killTimer: NodeJS.Timeout | undefined;
+  const terminate = (why: Termination) => {
+    if (state.termination || pid === undefined) return;
+    state.termination = why;
+    signalGroup(pid, 'SIGTERM');
+    killTimer = setTimeout(() => signalGroup(pid, 'SIGKILL'), settings.killGraceMs);
+  };
+
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; error?: Error }>((resolve) => {
+    child.once('exit', (code, signal) => resolve({ code, signal }));
+    child.once('error', (error) => {
+      if (child.pid === undefined) resolve({ code: null, signal: null, error });
+    });
+  });
+
+  if (pid !== undefined) hooks.onSpawn?.(pid);
+  child.stderr?.on('data', (chunk: Buffer) => stderrTail.push(chunk));
+
+  const onAbort = () => terminate({ kind: 'cancelled', reason: abortReason(hooks.signal) });
+  hooks.signal?.addEventListener('abort', onAbort, { once: true });
+  const wallTimer =
+    settings.timeoutMs > 0
+      ? setTimeout(() => terminate({ kind: 'timed_out', timeout: 'wall', limitMs: settings.timeoutMs }), settings.timeoutMs)
+      : undefined;
+  const idleTimer =
+    settings.idleTimeoutMs > 0
+      ? setInterval(
+          () => {
+            if (!state.inHandler && Date.now() - state.lastActivity > settings.idleTimeoutMs) {
+              terminate({ kind: 'timed_out', timeout: 'idle', limitMs: settings.idleTimeoutMs });
+            }
+          },
+          Math.max(10, Math.min(1000, Math.floor(settings.idleTimeoutMs / 4))),
+        )
+      : undefined;
+
+  const deliver = async (event: ClaudeEvent) => {
+    if (event.kind === 'init') state.initSessionId = event.data.session_id;
+    if (event.kind === 'result') state.result = event.data;
+    if (!hooks.onEvent) return;
+    state.inHandler = true;
+    try {
+      await hooks.onEvent(event);
+    } finally {
+      state.inHandler = false;
+      state.lastActivity = Date.now();
+    }
+  };
+
+  const readStdout = async () => {
+    const stdout = child.stdout;
+    if (!stdout) return;
+    const splitter = new LineSplitter(settings.maxLineBytes);
+    try {
+      for await (const chunk of stdout as AsyncIterable<Buffer>) {
+        state.lastActivity = Date.now();
+        for (const line of splitter.push(chunk)) {
+          if (line.trim() !== '') await deliver(parseEventLine(line));
+        }
+      }
+      const last = splitter.flush();
+      if (last !== undefined && last.trim() !== '') await deliver(parseEventLine(last));
+    } catch (err) {
+      if (err instanceof LineTooLongError) {
+        terminate({ kind: 'protocol_error', message: err.message });
+      } else if (state.handlerError === undefined && !isStreamTeardown(err)) {
+        state.handlerError = err;
+        terminate({ kind: 'cancelled', reason: `event handler failed: ${(err as Error).message}` });
+      }
+      stdout.destroy();
+    }
+  };
+  const reading = readStdout();
+
+  const sendUserMessage = (text: string) => {
+    const stdin = child.stdin;
+    if (!o.streamInput || !stdin) return Promise.reject(new Error('this run was not started with streamInput'));
+    return new Promise<void>((resolve, reject) => {
+      stdin.write(userMessageLine(text), (err) => (err ? reject(err) : resolve()));
+    });
+  };
+  // In stream-json input mode the prompt is the first message on stdin. A write error
+  // (the CLI already gone) shows up in the outcome.
+  if (o.streamInput) sendUserMessage(o.prompt).catch(() => undefined);
+
+  const outcome = (async (): Promise<RunOutcome> => {
+    const exit = await exited;
+    // Whatever the CLI left in its group (tool children) goes with it.
+    if (pid !== undefined) signalGroup(pid, 'SIGKILL');
+    const drained = await Promise.race([
+      reading.then(() => true),
+      new Promise<false>((r) => setTimeout(() => r(false), DRAIN_AFTER_EXIT_MS).unref()),
+    ]);
+    if (!drained) {
+      child.stdout?.destroy();
+      await reading;
+    }
+    clearTimeout(wallTimer);
+    clearInterval(idleTimer);
+    clearTimeout(killTimer);
+    hooks.signal?.removeEventListener('abort', onAbort);
+    if (state.handlerError !== undefined) throw state.handlerError;
+    const facts: RunFacts = {
+      ...emptyFacts(performance.now() - startedAt),
+      sessionId: state.result?.session_id ?? state.initSessionId,
+      costUsd: state.result?.total_cost_usd ?? 0,
+      usage: state.result?.usage,
+      numTurns: state.result?.num_turns ?? 0,
+      exitCode: exit.code ?? undefined,
+      signal: exit.signal ?? undefined,
+      stderrTail: stderrTail.toString(),
+      resultText: state.result?.result,
+    };
+    return classifyRun({
+      facts,
+      requestedSessionId,
+      claudePath: settings.claudePath,
+      spawnError: exit.error,
+      termination: state.termination,
+      result: state.result,
+    });
+  })();
+
+  return {
+    argv,
+    outcome,
+    sendUserMessage,
+    endInput: () => {
+      child.stdin?.end();
+    },
+  };
+}
+
+/** Runs the CLI to the end and returns its outcome. */
+export function runClaude(options: RunOptions, settings: RunnerSettings, hooks?: RunHooks): Promise<RunOutcome> {
+  const run = startClaude(options, settings, hooks);
+  // A one-shot run in stream-json input mode: the prompt is all there is to say.
+  if (options.streamInput) run.endInput();
+  return run.outcome;
+}
+
+function emptyFacts(durationMs: number): RunFacts {
+  return {
+    sessionId: undefined,
+    costUsd: 0,
+    usage: undefined,
+    numTurns: 0,
+    durationMs,
+    exitCode: undefined,
+    signal: undefined,
+    stderrTail: '',
+    resultText: undefined,
+  };
+}
+
+function abortReason(signal: AbortSignal | undefined): string {
+  const reason: unknown = signal?.reason;
+  if (reason instanceof Error) return reason.message;
+  return typeof reason === 'string' ? reason : 'aborted';
+}
+
+function isStreamTeardown(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ERR_STREAM_PREMATURE_CLOSE' || code === 'ABORT_ERR';
+}
