@@ -1,0 +1,126 @@
+#!/usr/bin/env node
+// A fake `claude` CLI for fast tests. It accepts the flags the runner passes to the real
+// CLI, writes session files at the real path with real-looking JSONL, and prints the
+// real stream-json shapes (see shared/claude-cli/README.md and examples/). Behaviour is
+// scripted per test through FAKE_CLAUDE_SCRIPT or a `#fake {json}` first prompt line, and
+// every invocation can be recorded to FAKE_CLAUDE_LOG. Only node built-ins are used so
+// it starts in a few tens of milliseconds.
+import { createInterface } from 'node:readline';
+import { ArgError, type CliOptions, effectivePermissionMode, parseArgs, validateOptions } from './fakeCli/args.js';
+import { DEFAULT_MODEL, Emitter, FAKE_CLI_VERSION, missingSessionResult } from './fakeCli/events.js';
+import { configDir, planSession } from './fakeCli/plan.js';
+import { Recorder } from './fakeCli/record.js';
+import { promptText, SessionWriter } from './fakeCli/sessionFile.js';
+import { type FakeSpec, mergeSpecs, SpecError, specFromEnv, splitDirective } from './fakeCli/spec.js';
+import { runTurn, type Session, setSigtermPolicy, type TurnEnv, type TurnInput } from './fakeCli/turn.js';
+
+function fail(recorder: Recorder, message: string): number {
+  process.stderr.write(`${message}\n`);
+  recorder.write({ event: 'error', pid: process.pid, argv: process.argv.slice(2), cwd: process.cwd(), error: message, at: Date.now() });
+  return 1;
+}
+
+/** Builds a turn from message content; the env script is overridden by a `#fake` line. */
+function turnInput(content: unknown, envSpec: FakeSpec, turn: number): TurnInput {
+  const prompt = promptText(content) ?? '';
+  const { spec, text } = splitDirective(prompt);
+  return { content, prompt, text, spec: mergeSpecs(envSpec, spec), turn };
+}
+
+/** The user message of one `--input-format stream-json` line, or undefined to skip it. */
+function parseInputLine(line: string): unknown {
+  if (line.trim() === '') return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch {
+    process.stderr.write(`Error parsing streaming input line: ${line}\n`);
+    return undefined;
+  }
+  if (typeof value !== 'object' || value === null) return undefined;
+  const { type, message } = value as { type?: unknown; message?: { content?: unknown } };
+  if (type !== 'user' || typeof message !== 'object' || message === null) return undefined;
+  return message.content;
+}
+
+/** Stream-json input: one turn per user line, strictly one after another, until EOF. */
+async function runStreamInput(env: TurnEnv, session: Session, envSpec: FakeSpec, first: TurnInput | undefined): Promise<number> {
+  let code = 0;
+  let turn = 0;
+  const run = async (input: TurnInput): Promise<void> => {
+    const c = await runTurn(env, session, input);
+    if (c !== 0) code = c;
+  };
+  if (first) await run({ ...first, turn: ++turn });
+  const lines = createInterface({ input: process.stdin, crlfDelay: Infinity });
+  for await (const line of lines) {
+    const content = parseInputLine(line);
+    if (content !== undefined) await run(turnInput(content, envSpec, ++turn));
+  }
+  return code;
+}
+
+function turnEnv(opts: CliOptions, recorder: Recorder): TurnEnv {
+  return {
+    opts,
+    argv: process.argv.slice(2),
+    cwd: process.cwd(),
+    model: opts.model ?? DEFAULT_MODEL,
+    permissionMode: effectivePermissionMode(opts),
+    apiKeySource: process.env.ANTHROPIC_API_KEY ? 'ANTHROPIC_API_KEY' : 'none',
+    emitter: new Emitter(opts.outputFormat),
+    recorder,
+  };
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+  setSigtermPolicy(false);
+  const recorder = new Recorder(process.env.FAKE_CLAUDE_LOG || undefined);
+  let opts: CliOptions;
+  let envSpec: FakeSpec;
+  let first: TurnInput | undefined;
+  try {
+    opts = parseArgs(argv);
+    if (opts.version) {
+      process.stdout.write(`${FAKE_CLI_VERSION} (Claude Code)\n`);
+      return 0;
+    }
+    const invalid = validateOptions(opts, process.env, process.getuid?.());
+    if (invalid) return fail(recorder, invalid);
+    envSpec = specFromEnv(process.env);
+    first = opts.prompt === undefined ? undefined : turnInput(opts.prompt, envSpec, 1);
+  } catch (err) {
+    if (err instanceof ArgError || err instanceof SpecError) return fail(recorder, err.message);
+    throw err;
+  }
+
+  const copyOnResume = opts.forkSession || (first?.spec ?? envSpec).newSessionIdOnResume === true;
+  const plan = planSession(opts, configDir(process.env), process.cwd(), copyOnResume);
+  const env = turnEnv(opts, recorder);
+  if (plan.kind === 'in-use') return fail(recorder, `Error: Session ID ${plan.sessionId} is already in use.`);
+  if (plan.kind === 'missing') {
+    // Text mode has only the stderr line; json and stream-json also get a result object.
+    if (opts.outputFormat !== 'text') env.emitter.result(missingSessionResult(plan.sessionId));
+    return fail(recorder, `No conversation found with session ID: ${plan.sessionId}`);
+  }
+
+  const session: Session = {
+    writer: new SessionWriter(plan.file, plan.sessionId, plan.history),
+    resumed: plan.resumed,
+    forkedFrom: plan.forkedFrom,
+    prompts: [...(plan.history?.prompts ?? [])],
+  };
+  if (opts.inputFormat === 'stream-json') return runStreamInput(env, session, envSpec, first);
+  if (!first) return fail(recorder, 'Error: no prompt'); // validateOptions already rules this out
+  return runTurn(env, session, first);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    // A bad `#fake` line inside stream-json input surfaces here: report it without a stack.
+    const text = err instanceof SpecError ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err);
+    process.stderr.write(`fake claude: ${text}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,139 @@
+// The behaviour script of one fake turn. Tests choose it through env FAKE_CLAUDE_SCRIPT
+// (inline JSON, applies to every turn) and override it per prompt with a first line
+// `#fake {json}`. Unknown fields are rejected so that a typo in a test fails loudly
+// instead of silently running the default behaviour.
+
+export interface CrashSpec {
+  /** Crash after system/init, the pre-delay session lines and the delay; else right at start. */
+  afterInit?: boolean;
+  exitCode?: number;
+  signal?: NodeJS.Signals;
+}
+
+export interface ApiErrorSpec {
+  status: number;
+  message?: string;
+  retries?: number;
+}
+
+export interface FakeSpec {
+  delayMs?: number;
+  initDelayMs?: number;
+  linesBeforeDelay?: boolean;
+  crash?: CrashSpec;
+  hang?: boolean;
+  ignoreSigterm?: boolean;
+  spawnChild?: boolean;
+  garbageLine?: boolean;
+  unknownEvent?: boolean;
+  oversizedLineBytes?: number;
+  apiError?: ApiErrorSpec;
+  retries?: number;
+  maxTurns?: boolean;
+  budget?: boolean;
+  exitCode?: number;
+  stderr?: string;
+  reply?: string;
+  costUsd?: number;
+  extraLines?: number;
+  lineBytes?: number;
+  newSessionIdOnResume?: boolean;
+}
+
+/** Thrown for a malformed script; the CLI reports it and exits 1. */
+export class SpecError extends Error {}
+
+type FieldType = 'number' | 'boolean' | 'string' | 'object';
+
+const FIELD_TYPES: Record<keyof FakeSpec, FieldType> = {
+  delayMs: 'number',
+  initDelayMs: 'number',
+  linesBeforeDelay: 'boolean',
+  crash: 'object',
+  hang: 'boolean',
+  ignoreSigterm: 'boolean',
+  spawnChild: 'boolean',
+  garbageLine: 'boolean',
+  unknownEvent: 'boolean',
+  oversizedLineBytes: 'number',
+  apiError: 'object',
+  retries: 'number',
+  maxTurns: 'boolean',
+  budget: 'boolean',
+  exitCode: 'number',
+  stderr: 'string',
+  reply: 'string',
+  costUsd: 'number',
+  extraLines: 'number',
+  lineBytes: 'number',
+  newSessionIdOnResume: 'boolean',
+};
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function checkType(where: string, value: unknown, type: FieldType): void {
+  const ok = type === 'object' ? isPlainObject(value) : typeof value === type;
+  if (!ok) throw new SpecError(`${where}: expected ${type}, got ${JSON.stringify(value)}`);
+}
+
+function checkApiError(raw: Record<string, unknown>): void {
+  checkType('apiError.status', raw.status, 'number');
+  if (raw.message !== undefined) checkType('apiError.message', raw.message, 'string');
+  if (raw.retries !== undefined) checkType('apiError.retries', raw.retries, 'number');
+}
+
+function checkCrash(raw: Record<string, unknown>): void {
+  if (raw.afterInit !== undefined) checkType('crash.afterInit', raw.afterInit, 'boolean');
+  if (raw.exitCode !== undefined) checkType('crash.exitCode', raw.exitCode, 'number');
+  if (raw.signal !== undefined) checkType('crash.signal', raw.signal, 'string');
+}
+
+/** Validates an already-parsed script object. */
+export function toSpec(raw: unknown, source: string): FakeSpec {
+  if (!isPlainObject(raw)) throw new SpecError(`${source}: the script must be a JSON object`);
+  for (const [key, value] of Object.entries(raw)) {
+    const type = FIELD_TYPES[key as keyof FakeSpec];
+    if (!type) throw new SpecError(`${source}: unknown field "${key}"`);
+    checkType(`${source} ${key}`, value, type);
+  }
+  if (isPlainObject(raw.apiError)) checkApiError(raw.apiError);
+  if (isPlainObject(raw.crash)) checkCrash(raw.crash);
+  return raw as FakeSpec;
+}
+
+function parseJson(text: string, source: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new SpecError(`${source}: invalid JSON (${(err as Error).message})`);
+  }
+}
+
+/** The env-wide script, or an empty one when FAKE_CLAUDE_SCRIPT is unset or blank. */
+export function specFromEnv(env: NodeJS.ProcessEnv): FakeSpec {
+  const text = env.FAKE_CLAUDE_SCRIPT;
+  if (text === undefined || text.trim() === '') return {};
+  return toSpec(parseJson(text, 'FAKE_CLAUDE_SCRIPT'), 'FAKE_CLAUDE_SCRIPT');
+}
+
+const DIRECTIVE = '#fake ';
+
+/**
+ * Splits a prompt into its `#fake {json}` directive (first line) and the real prompt text
+ * (everything after that line). A prompt without a directive is all text.
+ */
+export function splitDirective(prompt: string): { spec: FakeSpec; text: string } {
+  if (!prompt.startsWith(DIRECTIVE)) return { spec: {}, text: prompt };
+  const nl = prompt.indexOf('\n');
+  const firstLine = nl === -1 ? prompt : prompt.slice(0, nl);
+  const text = nl === -1 ? '' : prompt.slice(nl + 1);
+  const json = firstLine.slice(DIRECTIVE.length).trim();
+  return { spec: toSpec(parseJson(json, '#fake directive'), '#fake directive'), text };
+}
+
+/** Field-by-field override: the directive wins over the env script. */
+export function mergeSpecs(base: FakeSpec, override: FakeSpec): FakeSpec {
+  return { ...base, ...override };
+}
