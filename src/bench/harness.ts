@@ -1,0 +1,41 @@
+// The benchmark harness: each benchmark returns figures, each figure carries the
+// baseline measured in the same run (machines here are noisy: compare ratios).
+
+export interface Figure {
+  bench: string;
+  value: number;
+  unit: string;
+  /** The same quantity for the baseline, measured in the same run; null if none applies. */
+  baseline: number | null;
+  target: string;
+}
+
+export interface Benchmark {
+  /** Matched by `--filter`; figures are named separately. */
+  name: string;
+  description: string;
+  run(ctx: BenchContext): Promise<Figure[]>;
+}
+
+export interface BenchContext {
+  /** Progress notes (stderr); stdout is reserved for the figures. */
+  log(text: string): void;
+}
+
+export function median(values: readonly number[]): number {
+  return quantile(values, 0.5);
+}
+
+export function quantile(values: readonly number[], q: number): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const pos = (sorted.length - 1) * q;
+  const lo = Math.floor(pos);
+  const hi = Math.ceil(pos);
+  return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (pos - lo);
+}
+
+export function round(value: number, digits = 3): number {
+  const f = 10 ** digits;
+  return Math.round(value * f) / f;
+}
