@@ -180,6 +180,27 @@ describe('runner outcomes', () => {
     await waitUntil(() => !isAlive(child!), 'tool child gone');
   });
 
+  it('a tool process in its own session, left running after a normal end, is killed with the run', async () => {
+    const { outcome } = await collect(opts(fake({ backgroundChild: true })));
+    expect(outcome.type).toBe('success');
+    const child = readLog().find((r) => r.event === 'start')?.childPid;
+    expect(child).toBeGreaterThan(0);
+    await waitUntil(() => !isAlive(child!), 'background child gone');
+  });
+
+  it('cancelled: a tool process in its own session is signalled too', async () => {
+    const ac = new AbortController();
+    const outcome = await runClaude(opts(fake({ hang: true, backgroundChild: true })), settings(), {
+      signal: ac.signal,
+      onEvent: (e) => {
+        if (e.kind === 'init') ac.abort();
+      },
+    });
+    expect(outcome.type).toBe('cancelled');
+    const child = readLog().find((r) => r.event === 'start')?.childPid;
+    await waitUntil(() => !isAlive(child!), 'background child gone');
+  });
+
   it('cancelled: a CLI that ignores SIGTERM is SIGKILLed after the grace period', async () => {
     const ac = new AbortController();
     const started = Date.now();

@@ -2,6 +2,7 @@
 // shell), stdout parsed line by line into typed events delivered with back-pressure,
 // stderr kept as a bounded tail, cancellation and timeouts that take the whole process
 // group down, and a closed-set outcome at the end.
+import { randomUUID } from 'node:crypto';
 import { mkdirSync, statSync } from 'node:fs';
 import { execa } from 'execa';
 import type { Config } from '../config.js';
@@ -12,7 +13,7 @@ import { parseEventLine, type ClaudeEvent, type ResultEvent } from './events.js'
 import { LineSplitter, LineTooLongError, TailBuffer } from './lineSplitter.js';
 import { parseRunOptions, type RunOptions, type ValidRunOptions } from './options.js';
 import { classifyRun, type RunFacts, type RunOutcome, type Termination } from './outcome.js';
-import { signalGroup } from './processGroup.js';
+import { RUN_MARKER_VAR, signalRun } from './processTree.js';
 
 /** How the runner runs the CLI; usually `runnerSettings(config)`. */
 export interface RunnerSettings {
@@ -85,6 +86,8 @@ export function startClaude(options: RunOptions, settings: RunnerSettings, hooks
   const argv = buildArgv(o);
   const requestedSessionId = o.session.sessionId;
   const startedAt = performance.now();
+  // Marks every process of this run, so tool processes in their own sessions are found.
+  const runId = randomUUID();
 
   const state = {
     initSessionId: undefined as string | undefined,
@@ -108,7 +111,7 @@ export function startClaude(options: RunOptions, settings: RunnerSettings, hooks
 
   const child = execa(settings.claudePath, argv, {
     cwd: o.cwd,
-    env: buildRunEnv(settings.env, o),
+    env: { ...buildRunEnv(settings.env, o), [RUN_MARKER_VAR]: runId },
     extendEnv: false,
     stdin: o.streamInput ? 'pipe' : 'ignore',
     stdout: 'pipe',
@@ -128,8 +131,8 @@ export function startClaude(options: RunOptions, settings: RunnerSettings, hooks
   const terminate = (why: Termination) => {
     if (state.termination || pid === undefined) return;
     state.termination = why;
-    signalGroup(pid, 'SIGTERM');
-    killTimer = setTimeout(() => signalGroup(pid, 'SIGKILL'), settings.killGraceMs);
+    signalRun(pid, runId, 'SIGTERM');
+    killTimer = setTimeout(() => signalRun(pid, runId, 'SIGKILL'), settings.killGraceMs);
   };
 
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; error?: Error }>((resolve) => {
@@ -211,8 +214,8 @@ export function startClaude(options: RunOptions, settings: RunnerSettings, hooks
 
   const outcome = (async (): Promise<RunOutcome> => {
     const exit = await exited;
-    // Whatever the CLI left in its group (tool children) goes with it.
-    if (pid !== undefined) signalGroup(pid, 'SIGKILL');
+    // Whatever the CLI left behind (tool processes, background jobs) goes with it.
+    if (pid !== undefined) signalRun(pid, runId, 'SIGKILL');
     const drained = await Promise.race([
       reading.then(() => true),
       new Promise<false>((r) => setTimeout(() => r(false), DRAIN_AFTER_EXIT_MS).unref()),

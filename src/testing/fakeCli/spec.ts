@@ -24,6 +24,8 @@ export interface FakeSpec {
   hang?: boolean;
   ignoreSigterm?: boolean;
   spawnChild?: boolean;
+  /** Like the real Bash tool: a child in its own session, left running after a normal end. */
+  backgroundChild?: boolean;
   garbageLine?: boolean;
   unknownEvent?: boolean;
   oversizedLineBytes?: number;
@@ -53,6 +55,7 @@ const FIELD_TYPES: Record<keyof FakeSpec, FieldType> = {
   hang: 'boolean',
   ignoreSigterm: 'boolean',
   spawnChild: 'boolean',
+  backgroundChild: 'boolean',
   garbageLine: 'boolean',
   unknownEvent: 'boolean',
   oversizedLineBytes: 'number',

@@ -84,6 +84,17 @@ function spawnChild(): number | undefined {
   return child.pid;
 }
 
+/**
+ * A child in its own session (setsid), as the real CLI's Bash tool starts commands: no
+ * signal to our process group reaches it, and it is deliberately left running.
+ */
+function spawnBackgroundChild(): number | undefined {
+  const child = spawn('sleep', ['1000'], { stdio: 'ignore', detached: true });
+  child.on('error', (err) => process.stderr.write(`fake claude: could not spawn child: ${err.message}\n`));
+  child.unref();
+  return child.pid;
+}
+
 /** A normal end cleans up its children; crashes and signals deliberately leave them. */
 function killChildren(): void {
   for (const pid of children) {
@@ -291,7 +302,7 @@ export async function runTurn(env: TurnEnv, session: Session, input: TurnInput):
   setSigtermPolicy(spec.ignoreSigterm ?? false);
   session.writer.lineBytes = spec.lineBytes;
 
-  const childPid = spec.spawnChild ? spawnChild() : undefined;
+  const childPid = spec.spawnChild ? spawnChild() : spec.backgroundChild ? spawnBackgroundChild() : undefined;
   recordStart(env, session, input, childPid);
   if (spec.stderr) process.stderr.write(spec.stderr.endsWith('\n') ? spec.stderr : `${spec.stderr}\n`);
   if (spec.crash && !spec.crash.afterInit) await crash(spec.crash);
