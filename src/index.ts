@@ -1,0 +1,24 @@
+// The public API of agentq, named export by export. Anything not listed here is internal.
+export { loadConfig, configVariables, cliEnvironment, bundledClaudePath, type Config } from './config.js';
+export { ConfigError, RunOptionsError } from './errors.js';
+export { createLogger, type Logger } from './logger.js';
+export { encodeCwd, projectDir, sessionFilePath } from './claude/sessionPath.js';
+export {
+  runClaude,
+  startClaude,
+  runnerSettings,
+  userMessageLine,
+  type ClaudeRun,
+  type RunHooks,
+  type RunnerSettings,
+} from './runner/runClaude.js';
+export { parseRunOptions, permissionModes, type RunOptions, type ValidRunOptions } from './runner/options.js';
+export { buildArgv } from './runner/argv.js';
+export type { ClaudeEvent, ClaudeEventKind, InitEvent, ResultEvent, Usage } from './runner/events.js';
+export {
+  assertNever,
+  isRetryableApiStatus,
+  type RunFacts,
+  type RunOutcome,
+  type RunOutcomeType,
+} from './runner/outcome.js';
