@@ -8,5 +8,7 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    // Creates one migrated template database per run; each test file clones its own.
+    globalSetup: ['test/globalSetup.ts'],
   },
 });

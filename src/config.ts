@@ -273,7 +273,6 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
       stderrTailBytes: v.AGENTQ_CLI_STDERR_TAIL_BYTES,
     },
     anthropic: { apiKey: v.ANTHROPIC_API_KEY, baseUrl: v.ANTHROPIC_BASE_URL },
-
     store: {
       sessionMaxLineBytes: v.AGENTQ_SESSION_MAX_LINE_BYTES,
       workspaceMaxBytes: v.AGENTQ_WORKSPACE_MAX_BYTES,

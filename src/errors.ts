@@ -159,3 +159,36 @@ export class WorkspaceTooLargeError extends Error {
     );
   }
 }
+
+/**
+ * A session append found the stored head elsewhere than where it had locked it: the
+ * "no gap, no duplicate" guard refused the write. Nothing of the call was stored; a
+ * retry re-reads the head.
+ */
+export class SessionConflictError extends Error {
+  override readonly name = 'SessionConflictError';
+  constructor(
+    readonly sessionId: string,
+    readonly expectedLine: number,
+  ) {
+    super(`Session ${sessionId}: the stored head is no longer at line ${expectedLine}; another writer appended. Retry the persist.`);
+  }
+}
+
+/**
+ * An attempt's write was refused because its lease is no longer current: another worker
+ * took the conversation over (this one froze or lost its lease). Nothing was written;
+ * the attempt must stop.
+ */
+export class StaleLeaseError extends Error {
+  override readonly name = 'StaleLeaseError';
+  constructor(
+    readonly conversationId: string,
+    readonly heldToken: number,
+    readonly currentToken: number,
+  ) {
+    super(
+      `the lease on conversation ${conversationId} moved on (token ${heldToken} is stale, current ${currentToken}); this attempt must stop without writing`,
+    );
+  }
+}

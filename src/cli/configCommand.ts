@@ -41,6 +41,7 @@ export function describeConfig(config: Config): Record<string, unknown> {
     claudePath: config.claudePath,
     logLevel: config.logLevel,
     cli: { ...config.cli, env: Object.keys(config.cli.env).sort() },
+    store: config.store,
     anthropic: { apiKey: config.anthropic.apiKey ? '***' : undefined, baseUrl: config.anthropic.baseUrl },
   };
 }

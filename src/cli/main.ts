@@ -2,9 +2,10 @@
 // even when the environment is invalid, and an invalid environment is reported by name.
 import { Command, CommanderError } from 'commander';
 import { loadConfig, type Config } from '../config.js';
-import { ConfigError } from '../errors.js';
+import { ConfigError, SchemaTooNewError } from '../errors.js';
 import { configMarkdownTable, describeConfig } from './configCommand.js';
 import { runDoctor } from './doctor.js';
+import { migrateCommand } from './migrateCommand.js';
 
 export interface CliIo {
   env: Readonly<Record<string, string | undefined>>;
@@ -47,6 +48,15 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
       if (checks.some((c) => !c.ok)) setExit(1);
     });
 
+  program
+    .command('migrate')
+    .description('apply pending database migrations (safe to run from several processes at once)')
+    .option('--status', 'only report whether the schema is current')
+    .option('--json', 'print the result as JSON')
+    .action(async (opts: { status?: boolean; json?: boolean }) => {
+      setExit(await migrateCommand(config(), io, opts));
+    });
+
   return program;
 }
 
@@ -61,7 +71,7 @@ export async function main(argv: readonly string[], io: CliIo = defaultIo()): Pr
     return code;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode;
-    if (err instanceof ConfigError) {
+    if (err instanceof ConfigError || err instanceof SchemaTooNewError) {
       io.err(err.message);
       return 2;
     }

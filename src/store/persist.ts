@@ -1,0 +1,207 @@
+// Persist: append the new complete lines of a local session file to Postgres.
+//
+// O(delta): the stored head says how many bytes are stored; the file is read from there
+// to the end, and a digest of the last 4 KiB before the head checks that the file
+// continues the stored bytes. Nothing before that is read or hashed again.
+//
+// The "no gap, no duplicate" invariant is held by the database: each chunk is inserted by
+// one statement that first moves the session head by the chunk's size, on the condition
+// that the head is exactly where the chunk starts; with no such head, nothing is inserted.
+// The primary key (conversation_id, session_id, first_line) forbids two chunks at a line.
+// Concurrent persists of one session queue on the head's row lock; the later one reads
+// the head the earlier left and stores only what is still new, often nothing.
+import { createHash } from 'node:crypto';
+import { open, type FileHandle } from 'node:fs/promises';
+import { sql } from 'drizzle-orm';
+import { SessionConflictError, SessionDivergedError } from '../errors.js';
+import { DEFAULT_CHUNK_BYTES, DEFAULT_CODEC, encodeChunk, LineChunker, type PendingChunk } from './chunks.js';
+import type { Executor } from './db.js';
+import { parseSessionId } from './ids.js';
+import type { ChunkCodec } from './schema.js';
+import { commitSessionLines, lockOrCreateSessionHead } from './sessions.js';
+
+/** How many stored bytes before the head the tail digest covers. */
+export const TAIL_DIGEST_BYTES = 4096;
+const READ_BLOCK_BYTES = 1024 * 1024;
+/** Chunks encoded ahead of the insert in flight (bounds memory, overlaps zlib with the round trip). */
+const ENCODE_AHEAD = 4;
+
+export interface PersistInput {
+  /** conversations.id (uuid). */
+  conversationId: string;
+  /** The session id the CLI reported. */
+  sessionId: string;
+  /** The local session file (`sessionFilePath(configDir, cwd, sessionId)`). */
+  filePath: string;
+  /** The attempt writing these lines, as the worker names it (opaque; stored as text). */
+  attempt: string | number;
+  /** Also commit every stored line of the session, in the same transaction. */
+  commit?: boolean;
+  /** For a session first stored by this call: the session it was forked from. */
+  forkedFrom?: string | null;
+  /** AGENTQ_SESSION_MAX_LINE_BYTES. */
+  maxLineBytes: number;
+  /** Encoding of new chunks; default DEFAULT_CODEC. */
+  codec?: ChunkCodec;
+  /** Raw bytes per chunk; default 1 MiB. */
+  chunkBytes?: number;
+}
+
+export interface PersistResult {
+  linesAdded: number;
+  bytesAdded: number;
+  chunksAdded: number;
+  /** The stored head after the call. */
+  lineCount: number;
+  byteCount: number;
+  /** Bytes of an incomplete last line left in the file for a later call. */
+  partialBytes: number;
+}
+
+const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
+
+async function readAt(fh: FileHandle, position: number, length: number): Promise<Buffer> {
+  const buf = Buffer.allocUnsafe(length);
+  let filled = 0;
+  while (filled < length) {
+    const { bytesRead } = await fh.read(buf, filled, length - filled, position + filled);
+    if (bytesRead === 0) break;
+    filled += bytesRead;
+  }
+  return filled === length ? buf : buf.subarray(0, filled);
+}
+
+interface Encoded {
+  chunk: PendingChunk;
+  data: Buffer;
+  tailSha256: string;
+}
+
+/**
+ * Appends the file's complete lines after the stored head, tagged with `attempt`, in one
+ * transaction (a savepoint when `db` is a transaction). Idempotent: calling it again with
+ * an unchanged file stores nothing. Errors store nothing of the call:
+ * SessionLineTooLongError, SessionDivergedError (the file is shorter than what is stored,
+ * or differs before the head), SessionConflictError. A caller's transaction must be READ
+ * COMMITTED (the default): the head lock then reads the head a concurrent writer left.
+ * A missing file with nothing stored yet is not an error (a checkpoint before the CLI
+ * wrote anything); `forkedFrom` is recorded only when this call creates the session.
+ */
+export async function persistSession(db: Executor, input: PersistInput): Promise<PersistResult> {
+  const sessionId = parseSessionId(input.sessionId);
+  const forkedFrom = input.forkedFrom == null ? null : parseSessionId(input.forkedFrom, 'forkedFrom');
+  const attempt = String(input.attempt);
+  const codec = input.codec ?? DEFAULT_CODEC;
+  const { conversationId, filePath } = input;
+
+  return db.transaction(async (tx) => {
+    const head = await lockOrCreateSessionHead(tx, conversationId, sessionId, forkedFrom);
+    let fh: FileHandle;
+    try {
+      fh = await open(filePath, 'r');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || head.byteCount > 0) {
+        throw new SessionDivergedError(sessionId, filePath, `cannot open it: ${(err as Error).message}`);
+      }
+      // Nothing stored and no file yet (a checkpoint before the CLI wrote anything).
+      if (input.commit) await commitSessionLines(tx, { conversationId, sessionId, attempt });
+      return { linesAdded: 0, bytesAdded: 0, chunksAdded: 0, lineCount: 0, byteCount: 0, partialBytes: 0 };
+    }
+    try {
+      const { size } = await fh.stat();
+      if (size < head.byteCount) {
+        throw new SessionDivergedError(sessionId, filePath, `it has ${size} bytes, ${head.byteCount} are stored`);
+      }
+      let tail: Buffer = Buffer.alloc(0);
+      if (head.byteCount > 0) {
+        const n = Math.min(TAIL_DIGEST_BYTES, head.byteCount);
+        tail = await readAt(fh, head.byteCount - n, n);
+        if (sha256(tail) !== head.tailSha256) {
+          throw new SessionDivergedError(sessionId, filePath, `its bytes before offset ${head.byteCount} differ from the stored ones`);
+        }
+      }
+
+      const chunker = new LineChunker({
+        sessionId,
+        firstLine: head.lineCount,
+        byteOffset: head.byteCount,
+        maxLineBytes: input.maxLineBytes,
+        chunkBytes: input.chunkBytes ?? DEFAULT_CHUNK_BYTES,
+      });
+      const queue: Promise<Encoded>[] = [];
+      const enqueue = (chunk: PendingChunk) => {
+        // The digest chain is computed in order here; only the zlib work runs ahead.
+        tail = Buffer.concat([tail, chunk.raw.subarray(Math.max(0, chunk.raw.length - TAIL_DIGEST_BYTES))]);
+        tail = tail.subarray(Math.max(0, tail.length - TAIL_DIGEST_BYTES));
+        const tailSha256 = sha256(tail);
+        const p = encodeChunk(chunk.raw, codec).then((data) => ({ chunk, data, tailSha256 }));
+        p.catch(() => undefined); // awaited below; this only avoids an unhandled rejection meanwhile
+        queue.push(p);
+      };
+      let added = { lines: 0, bytes: 0, chunks: 0 };
+      const insertNext = async () => {
+        const e = await queue.shift()!;
+        await appendChunk(tx, conversationId, sessionId, attempt, codec, e);
+        added = { lines: added.lines + e.chunk.lineCount, bytes: added.bytes + e.chunk.raw.length, chunks: added.chunks + 1 };
+      };
+
+      for (let pos = head.byteCount; pos < size; ) {
+        const block = await readAt(fh, pos, Math.min(READ_BLOCK_BYTES, size - pos));
+        if (block.length === 0) break;
+        pos += block.length;
+        for (const chunk of chunker.push(block)) {
+          enqueue(chunk);
+          while (queue.length > ENCODE_AHEAD) await insertNext();
+        }
+      }
+      for (const chunk of chunker.finish()) enqueue(chunk);
+      while (queue.length > 0) await insertNext();
+
+      if (input.commit) await commitSessionLines(tx, { conversationId, sessionId, attempt });
+      return {
+        linesAdded: added.lines,
+        bytesAdded: added.bytes,
+        chunksAdded: added.chunks,
+        lineCount: head.lineCount + added.lines,
+        byteCount: head.byteCount + added.bytes,
+        partialBytes: chunker.partialBytes,
+      };
+    } finally {
+      await fh.close();
+    }
+  });
+}
+
+/**
+ * One chunk, one statement: advance the head from exactly (first_line, byte_offset) and
+ * insert the chunk only if that update happened. Index: sessions_pk, session_chunks_pk.
+ */
+async function appendChunk(
+  tx: Executor,
+  conversationId: string,
+  sessionId: string,
+  attempt: string,
+  codec: ChunkCodec,
+  { chunk, data, tailSha256 }: Encoded,
+): Promise<void> {
+  const result = await tx.execute(sql`
+    with head as (
+      update sessions
+         set line_count = line_count + ${chunk.lineCount}::int,
+             byte_count = byte_count + ${chunk.raw.length}::int,
+             tail_sha256 = ${tailSha256},
+             updated_at = now()
+       where conversation_id = ${conversationId}::uuid
+         and session_id = ${sessionId}
+         and line_count = ${chunk.firstLine}::bigint
+         and byte_count = ${chunk.byteOffset}::bigint
+      returning conversation_id, session_id, line_count - ${chunk.lineCount}::int as first_line,
+                byte_count - ${chunk.raw.length}::int as byte_offset
+    )
+    insert into session_chunks
+      (conversation_id, session_id, first_line, line_count, byte_offset, byte_len, attempt, committed, codec, data)
+    select conversation_id, session_id, first_line, ${chunk.lineCount}::int, byte_offset, ${chunk.raw.length}::int,
+           ${attempt}, false, ${codec}, ${data}::bytea
+      from head`);
+  if (result.rowCount !== 1) throw new SessionConflictError(sessionId, chunk.firstLine);
+}

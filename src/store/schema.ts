@@ -1,0 +1,226 @@
+// The Postgres schema, the system of record (DESIGN.md "Data model"). drizzle-kit reads
+// this file to generate the SQL in migrations/; the SQL files are what runs. Every query
+// in src/store names the index it relies on in a comment.
+import { sql } from 'drizzle-orm';
+import {
+  bigint,
+  bigserial,
+  boolean,
+  check,
+  customType,
+  foreignKey,
+  index,
+  integer,
+  jsonb,
+  numeric,
+  pgTable,
+  primaryKey,
+  text,
+  timestamp,
+  unique,
+  uuid,
+} from 'drizzle-orm/pg-core';
+
+/** bytea as a Node Buffer (drizzle-orm has no built-in bytea column). */
+const bytea = customType<{ data: Buffer; driverData: Buffer }>({
+  dataType: () => 'bytea',
+});
+
+const createdAt = () => timestamp('created_at', { withTimezone: true }).notNull().defaultNow();
+const updatedAt = () => timestamp('updated_at', { withTimezone: true }).notNull().defaultNow();
+
+export const turnStatuses = ['queued', 'running', 'succeeded', 'failed', 'cancelled'] as const;
+export type TurnStatus = (typeof turnStatuses)[number];
+export const turnSources = ['api', 'cli', 'schedule'] as const;
+export type TurnSource = (typeof turnSources)[number];
+/** How a session chunk's bytes are encoded in `data`; readers accept every one of them. */
+export const chunkCodecs = ['identity', 'gzip', 'br'] as const;
+export type ChunkCodec = (typeof chunkCodecs)[number];
+
+export const conversations = pgTable(
+  'conversations',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    tenantId: text('tenant_id').notNull().default('default'),
+    /** The producer's conversation id (e.g. `ticket-4812`), validated by parseConversationId. */
+    externalId: text('external_id').notNull(),
+    /** The CLI session the next turn resumes; null until the first turn commits. */
+    sessionId: text('session_id'),
+    /** The seq the next enqueued turn gets. */
+    nextSeq: integer('next_seq').notNull().default(1),
+    leaseOwner: text('lease_owner'),
+    leaseExpiresAt: timestamp('lease_expires_at', { withTimezone: true }),
+    /** Incremented on every lease grant; each write of an attempt checks it. */
+    fencingToken: bigint('fencing_token', { mode: 'number' }).notNull().default(0),
+    defaultOptions: jsonb('default_options').notNull().default({}),
+    turnsTotal: integer('turns_total').notNull().default(0),
+    costUsd: numeric('cost_usd', { precision: 14, scale: 6 }).notNull().default('0'),
+    inputTokens: bigint('input_tokens', { mode: 'number' }).notNull().default(0),
+    outputTokens: bigint('output_tokens', { mode: 'number' }).notNull().default(0),
+    /** When true, a failed turn blocks the turns after it. */
+    haltOnFailure: boolean('halt_on_failure').notNull().default(false),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [unique('conversations_tenant_external_uq').on(t.tenantId, t.externalId)],
+);
+
+export const turns = pgTable(
+  'turns',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    conversationId: uuid('conversation_id')
+      .notNull()
+      .references(() => conversations.id, { onDelete: 'cascade' }),
+    seq: integer('seq').notNull(),
+    prompt: text('prompt').notNull(),
+    options: jsonb('options').notNull().default({}),
+    idempotencyKey: text('idempotency_key'),
+    status: text('status', { enum: turnStatuses }).notNull().default('queued'),
+    attempts: integer('attempts').notNull().default(0),
+    sessionIdBefore: text('session_id_before'),
+    sessionIdAfter: text('session_id_after'),
+    result: text('result'),
+    /** `{ class, message, retryable }` of the last failure. */
+    error: jsonb('error'),
+    costUsd: numeric('cost_usd', { precision: 14, scale: 6 }),
+    usage: jsonb('usage'),
+    numTurns: integer('num_turns'),
+    source: text('source', { enum: turnSources }).notNull().default('api'),
+    priority: integer('priority').notNull().default(0),
+    runAt: timestamp('run_at', { withTimezone: true }).notNull().defaultNow(),
+    queuedAt: timestamp('queued_at', { withTimezone: true }).notNull().defaultNow(),
+    startedAt: timestamp('started_at', { withTimezone: true }),
+    finishedAt: timestamp('finished_at', { withTimezone: true }),
+  },
+  (t) => [
+    // Also serves the foreign key (cascade deletes by conversation_id).
+    unique('turns_conversation_seq_uq').on(t.conversationId, t.seq),
+    // NULL keys are distinct, so turns without a key never collide.
+    unique('turns_conversation_idempotency_uq').on(t.conversationId, t.idempotencyKey),
+    // "The next due turn of a conversation": WHERE conversation_id = $1 AND status = 'queued' ORDER BY seq.
+    index('turns_conversation_status_seq_idx').on(t.conversationId, t.status, t.seq),
+    // The reconciler: every turn in a status that is due by run_at.
+    index('turns_status_run_at_idx').on(t.status, t.runAt),
+    check('turns_status_ck', sql`${t.status} in ('queued', 'running', 'succeeded', 'failed', 'cancelled')`),
+    check('turns_source_ck', sql`${t.source} in ('api', 'cli', 'schedule')`),
+    check('turns_seq_ck', sql`${t.seq} >= 1`),
+    check('turns_attempts_ck', sql`${t.attempts} >= 0`),
+  ],
+);
+
+export const turnEvents = pgTable(
+  'turn_events',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    turnId: uuid('turn_id')
+      .notNull()
+      .references(() => turns.id, { onDelete: 'cascade' }),
+    attempt: integer('attempt').notNull(),
+    seq: integer('seq').notNull(),
+    type: text('type').notNull(),
+    /** The raw stream-json stdout line, byte-exact (text, not jsonb: jsonb rewrites it). */
+    payload: text('payload').notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    // Also serves the foreign key and "events of a turn in order".
+    unique('turn_events_turn_attempt_seq_uq').on(t.turnId, t.attempt, t.seq),
+    // Retention: DELETE ... WHERE created_at < $1.
+    index('turn_events_created_at_idx').on(t.createdAt),
+  ],
+);
+
+/**
+ * One row per CLI session of a conversation: the head of its append-only log of chunks.
+ * `line_count`/`byte_count` cover every stored line (committed and checkpointed);
+ * the committed counters mark the committed prefix. Appends move the head only with a
+ * conditional UPDATE that names the head they expect (see src/store/persist.ts).
+ */
+export const sessions = pgTable(
+  'sessions',
+  {
+    conversationId: uuid('conversation_id')
+      .notNull()
+      .references(() => conversations.id, { onDelete: 'cascade' }),
+    sessionId: text('session_id').notNull(),
+    lineCount: bigint('line_count', { mode: 'number' }).notNull().default(0),
+    byteCount: bigint('byte_count', { mode: 'number' }).notNull().default(0),
+    committedLineCount: bigint('committed_line_count', { mode: 'number' }).notNull().default(0),
+    committedByteCount: bigint('committed_byte_count', { mode: 'number' }).notNull().default(0),
+    /**
+     * sha256 (hex) of the last min(4096, byte_count) stored bytes; null while empty. Lets
+     * persist check in O(1) that a local file continues the stored bytes.
+     */
+    tailSha256: text('tail_sha256'),
+    /** The same digest at the committed head, restored by discardUncommitted. */
+    committedTailSha256: text('committed_tail_sha256'),
+    /** The session this one was forked from (a fork, or a CLI that changed id on resume). */
+    forkedFrom: text('forked_from'),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    primaryKey({ name: 'sessions_pk', columns: [t.conversationId, t.sessionId] }),
+    check(
+      'sessions_counts_ck',
+      sql`${t.committedLineCount} >= 0 and ${t.committedByteCount} >= 0 and ${t.lineCount} >= ${t.committedLineCount} and ${t.byteCount} >= ${t.committedByteCount} and ${t.byteCount} >= ${t.lineCount}`,
+    ),
+  ],
+);
+
+/**
+ * The stored bytes of a session: consecutive complete lines, up to ~1 MiB raw per chunk,
+ * encoded on the client (`codec`). Chunk k starts where chunk k-1 ends: first_line and
+ * byte_offset equal the sum of the line counts and lengths before it. The primary key
+ * forbids two chunks at one line; the append statement inserts only when first_line and
+ * byte_offset equal the session head it advances in the same statement.
+ */
+export const sessionChunks = pgTable(
+  'session_chunks',
+  {
+    conversationId: uuid('conversation_id').notNull(),
+    sessionId: text('session_id').notNull(),
+    /** 0-based number of the chunk's first line within the session file. */
+    firstLine: bigint('first_line', { mode: 'number' }).notNull(),
+    lineCount: integer('line_count').notNull(),
+    /** Offset of the chunk's first byte within the session file. */
+    byteOffset: bigint('byte_offset', { mode: 'number' }).notNull(),
+    /** Raw (decoded) length in bytes. */
+    byteLen: integer('byte_len').notNull(),
+    /** The attempt that wrote the chunk, as the worker names it (opaque). */
+    attempt: text('attempt').notNull(),
+    committed: boolean('committed').notNull().default(false),
+    codec: text('codec', { enum: chunkCodecs }).notNull(),
+    /** The encoded bytes of complete lines (STORAGE EXTERNAL: already compressed). */
+    data: bytea('data').notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    // Reads ("chunks of a session from line n, in order") and the cascade use this key.
+    primaryKey({ name: 'session_chunks_pk', columns: [t.conversationId, t.sessionId, t.firstLine] }),
+    foreignKey({
+      name: 'session_chunks_session_fk',
+      columns: [t.conversationId, t.sessionId],
+      foreignColumns: [sessions.conversationId, sessions.sessionId],
+    }).onDelete('cascade'),
+    check(
+      'session_chunks_shape_ck',
+      sql`${t.firstLine} >= 0 and ${t.byteOffset} >= ${t.firstLine} and ${t.lineCount} > 0 and ${t.byteLen} >= ${t.lineCount}`,
+    ),
+    check('session_chunks_codec_ck', sql`${t.codec} in ('identity', 'gzip', 'br')`),
+  ],
+);
+
+export const workspaces = pgTable('workspaces', {
+  conversationId: uuid('conversation_id')
+    .primaryKey()
+    .references(() => conversations.id, { onDelete: 'cascade' }),
+  /** gzip-compressed tar of the working directory (STORAGE EXTERNAL: already compressed). */
+  archive: bytea('archive').notNull(),
+  /** sha256 (hex) of `archive`; a store with the same digest writes nothing. */
+  sha256: text('sha256').notNull(),
+  sizeBytes: bigint('size_bytes', { mode: 'number' }).notNull(),
+  fileCount: integer('file_count').notNull(),
+  updatedAt: updatedAt(),
+});

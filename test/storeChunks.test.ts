@@ -1,0 +1,86 @@
+import { describe, expect, it } from 'vitest';
+import { SessionLineTooLongError } from '../src/errors.js';
+import { decodeChunk, encodeChunk, LineChunker, type PendingChunk } from '../src/store/chunks.js';
+import { chunkCodecs } from '../src/store/schema.js';
+
+/** A seeded stream of lines of 0..maxLen bytes (any byte but the newline), each ending in \n. */
+function randomLines(seed: number, count: number, maxLen: number): Buffer {
+  let s = seed;
+  const next = () => ((s = (s * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+  const parts: Buffer[] = [];
+  for (let i = 0; i < count; i++) {
+    const line = Buffer.alloc(Math.floor(next() * maxLen) + 1);
+    for (let j = 0; j < line.length - 1; j++) {
+      const b = Math.floor(next() * 256);
+      line[j] = b === 0x0a ? 0x0b : b;
+    }
+    line[line.length - 1] = 0x0a;
+    parts.push(line);
+  }
+  return Buffer.concat(parts);
+}
+
+function feed(bytes: Buffer, blockSizes: number[], chunkBytes: number, maxLineBytes = 1 << 20) {
+  const chunker = new LineChunker({ sessionId: 's', firstLine: 10, byteOffset: 1000, maxLineBytes, chunkBytes });
+  const chunks: PendingChunk[] = [];
+  let pos = 0;
+  let i = 0;
+  while (pos < bytes.length) {
+    const size = blockSizes[i++ % blockSizes.length]!;
+    chunks.push(...chunker.push(Buffer.from(bytes.subarray(pos, pos + size))));
+    pos += size;
+  }
+  chunks.push(...chunker.finish());
+  return { chunks, partial: chunker.partialBytes };
+}
+
+describe('LineChunker', () => {
+  it.each([
+    [[1], 64],
+    [[7, 300, 1], 256],
+    [[4096], 1000],
+    [[100_000], 4096],
+  ])('cuts any block pattern %j into chunks of complete lines, in order, within %i bytes unless one line is longer', (blocks, chunkBytes) => {
+    const bytes = Buffer.concat([randomLines(blocks[0]!, 300, 600), Buffer.from('partial-line-without-newline')]);
+    const { chunks, partial } = feed(bytes, blocks, chunkBytes);
+    const complete = bytes.subarray(0, bytes.lastIndexOf(0x0a) + 1);
+    expect(Buffer.concat(chunks.map((c) => c.raw)).equals(complete)).toBe(true);
+    expect(partial).toBe(bytes.length - complete.length);
+    let line = 10;
+    let offset = 1000;
+    for (const c of chunks) {
+      expect(c.firstLine).toBe(line);
+      expect(c.byteOffset).toBe(offset);
+      expect(c.raw[c.raw.length - 1]).toBe(0x0a);
+      expect(c.raw.reduce((n, b) => n + (b === 0x0a ? 1 : 0), 0)).toBe(c.lineCount);
+      if (c.lineCount > 1) expect(c.raw.length).toBeLessThanOrEqual(chunkBytes);
+      line += c.lineCount;
+      offset += c.raw.length;
+    }
+    expect(line - 10).toBe(300);
+  });
+
+  it('gives a line longer than the chunk size a chunk of its own', () => {
+    const long = Buffer.concat([Buffer.alloc(5000, 0x61), Buffer.from('\n')]);
+    const bytes = Buffer.concat([Buffer.from('a\nb\n'), long, Buffer.from('c\n')]);
+    const { chunks } = feed(bytes, [333], 1024);
+    expect(chunks.map((c) => c.raw.length)).toEqual([4, 5001, 2]);
+  });
+
+  it('reports the 1-based line number of a line over the cap, complete or not', () => {
+    expect(() => feed(Buffer.from(`a\nb\n${'x'.repeat(50)}\n`), [8], 1024, 20)).toThrow(SessionLineTooLongError);
+    try {
+      feed(Buffer.from(`a\nb\n${'x'.repeat(50)}`), [1000], 1024, 20);
+      expect.unreachable();
+    } catch (err) {
+      expect(err).toMatchObject({ lineNumber: 13, lineBytes: 50, maxLineBytes: 20 });
+    }
+  });
+});
+
+describe('chunk codecs', () => {
+  it.each(chunkCodecs)('%s decodes to the exact bytes it encoded', async (codec) => {
+    const raw = randomLines(3, 200, 400);
+    expect((await decodeChunk(await encodeChunk(raw, codec), codec)).equals(raw)).toBe(true);
+  });
+});
