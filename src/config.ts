@@ -124,6 +124,60 @@ export const configVariables = {
     schema: intFrom(0).default(30 * 24 * 60 * 60 * 1000),
     doc: 'Turn events (stream-json lines) older than this are pruned (0 = keep forever).',
   },
+  AGENTQ_RUNS_ROOT: {
+    schema: z
+      .string()
+      .refine((p) => path.isAbsolute(p), { error: 'must be an absolute path' })
+      .default(path.join(os.tmpdir(), 'agentq', 'runs')),
+    doc: 'Directory for per-attempt CLAUDE_CONFIG_DIR / HOME / tmp dirs, removed after each attempt.',
+  },
+  AGENTQ_LEASE_MS: {
+    schema: intFrom(1000).default(60_000),
+    doc: 'How long a worker holds a conversation without renewing; renewed every third of it while a turn runs.',
+  },
+  AGENTQ_JOB_LOCK_MS: {
+    schema: intFrom(1000).default(30_000),
+    doc: 'BullMQ job lock (renewed at half of it); a worker silent this long is considered stalled.',
+  },
+  AGENTQ_CHECKPOINT_INTERVAL_MS: {
+    schema: intFrom(100).default(5000),
+    doc: 'How often new session lines and events of a running turn are saved to Postgres.',
+  },
+  AGENTQ_SHUTDOWN_GRACE_MS: {
+    schema: intFrom(0).default(30_000),
+    doc: 'On SIGTERM, how long running turns may finish before they are interrupted and handed back.',
+  },
+  AGENTQ_MAX_ATTEMPTS: {
+    schema: intFrom(1, 100).default(5),
+    doc: 'Attempts per turn for retryable failures (API errors, crashes, timeouts) before it fails.',
+  },
+  AGENTQ_RETRY_BASE_MS: {
+    schema: intFrom(0).default(5000),
+    doc: 'First retry delay; doubled per attempt with jitter, capped by AGENTQ_RETRY_MAX_MS.',
+  },
+  AGENTQ_RETRY_MAX_MS: {
+    schema: intFrom(0).default(5 * 60 * 1000),
+    doc: 'Longest retry delay.',
+  },
+  AGENTQ_RECONCILE_INTERVAL_MS: {
+    schema: intFrom(100).default(15_000),
+    doc: 'How often each worker re-dispatches due turns that have no BullMQ job (Redis loss, producer crash).',
+  },
+  AGENTQ_MISSING_SESSION_POLICY: {
+    schema: z.enum(['fail', 'fresh']).default('fail'),
+    doc: 'When a stored session cannot be resumed: fail the turn, or start a fresh session primed with a summary of earlier turns.',
+  },
+  AGENTQ_CONTINUATION_PROMPT: {
+    schema: z
+      .string()
+      .min(1)
+      .default('The previous run of this turn was interrupted. Continue the task from where it stopped. The task was:'),
+    doc: 'Prompt a retried attempt resumes with when the interrupted attempt left checkpointed lines; the original prompt follows it.',
+  },
+  AGENTQ_MAX_PROMPT_CHARS: {
+    schema: intFrom(1, 1_000_000).default(200_000),
+    doc: 'Longest prompt enqueueTurn accepts.',
+  },
   AGENTQ_LOG_LEVEL: {
     schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     doc: 'pino log level.',
@@ -174,6 +228,20 @@ export interface Config {
     readonly workspaceExclude: readonly string[];
     /** Age after which turn events are pruned; 0 keeps them. @defaultValue 30 days */
     readonly eventRetentionMs: number;
+  };
+  readonly worker: {
+    readonly runsRoot: string;
+    readonly leaseMs: number;
+    readonly jobLockMs: number;
+    readonly checkpointIntervalMs: number;
+    readonly shutdownGraceMs: number;
+    readonly maxAttempts: number;
+    readonly retryBaseMs: number;
+    readonly retryMaxMs: number;
+    readonly reconcileIntervalMs: number;
+    readonly missingSessionPolicy: 'fail' | 'fresh';
+    readonly continuationPrompt: string;
+    readonly maxPromptChars: number;
   };
   readonly anthropic: {
     readonly apiKey: string | undefined;
@@ -278,6 +346,20 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
       workspaceMaxBytes: v.AGENTQ_WORKSPACE_MAX_BYTES,
       workspaceExclude: v.AGENTQ_WORKSPACE_EXCLUDE,
       eventRetentionMs: v.AGENTQ_EVENT_RETENTION_MS,
+    },
+    worker: {
+      runsRoot: v.AGENTQ_RUNS_ROOT,
+      leaseMs: v.AGENTQ_LEASE_MS,
+      jobLockMs: v.AGENTQ_JOB_LOCK_MS,
+      checkpointIntervalMs: v.AGENTQ_CHECKPOINT_INTERVAL_MS,
+      shutdownGraceMs: v.AGENTQ_SHUTDOWN_GRACE_MS,
+      maxAttempts: v.AGENTQ_MAX_ATTEMPTS,
+      retryBaseMs: v.AGENTQ_RETRY_BASE_MS,
+      retryMaxMs: v.AGENTQ_RETRY_MAX_MS,
+      reconcileIntervalMs: v.AGENTQ_RECONCILE_INTERVAL_MS,
+      missingSessionPolicy: v.AGENTQ_MISSING_SESSION_POLICY,
+      continuationPrompt: v.AGENTQ_CONTINUATION_PROMPT,
+      maxPromptChars: v.AGENTQ_MAX_PROMPT_CHARS,
     },
   };
   return deepFreeze(config);

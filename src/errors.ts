@@ -192,3 +192,14 @@ export class StaleLeaseError extends Error {
     );
   }
 }
+
+/** An enqueued turn is invalid; `fields` names each bad field. Nothing was stored. */
+export class TurnInputError extends Error {
+  override readonly name = 'TurnInputError';
+  constructor(
+    message: string,
+    readonly fields: readonly string[],
+  ) {
+    super(message);
+  }
+}

@@ -3,6 +3,7 @@
 import path from 'node:path';
 import { z } from 'zod';
 import { RunOptionsError } from '../errors.js';
+import { describeIssues } from '../validation.js';
 
 const uuid = z.uuid({ error: 'must be a UUID' });
 const absolutePath = z.string().refine((p) => path.isAbsolute(p), { error: 'must be an absolute path' });
@@ -66,7 +67,6 @@ export type ValidRunOptions = z.output<typeof runOptionsSchema>;
 export function parseRunOptions(input: unknown): ValidRunOptions {
   const parsed = runOptionsSchema.safeParse(input);
   if (parsed.success) return parsed.data;
-  const fields = parsed.error.issues.map((i) => i.path.join('.') || '(root)');
-  const lines = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
-  throw new RunOptionsError(`Invalid run options:\n  ${lines.join('\n  ')}`, [...new Set(fields)]);
+  const { fields, lines } = describeIssues(parsed.error);
+  throw new RunOptionsError(`Invalid run options:\n  ${lines.join('\n  ')}`, fields);
 }

@@ -80,6 +80,13 @@ export const turns = pgTable(
     attempts: integer('attempts').notNull().default(0),
     sessionIdBefore: text('session_id_before'),
     sessionIdAfter: text('session_id_after'),
+    /**
+     * The session the current or last attempt runs in: chosen up front for a new
+     * conversation, or the id the CLI reported (a fork). A retry resumes it.
+     */
+    runSessionId: text('run_session_id'),
+    /** Set by cancelTurn on a running turn; the worker stops the run at its next heartbeat. */
+    cancelRequestedAt: timestamp('cancel_requested_at', { withTimezone: true }),
     result: text('result'),
     /** `{ class, message, retryable }` of the last failure. */
     error: jsonb('error'),

@@ -1,0 +1,157 @@
+// The producer's handle: enqueue turns, cancel them, read a conversation, wait for a turn.
+// Postgres records first; BullMQ dispatch follows and is repaired by the reconciler if
+// this process dies in between.
+import type { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import type { Config } from '../config.js';
+import { createStoreDb, type StoreDb } from '../store/db.js';
+import { ensureConversation, findConversation } from '../store/conversations.js';
+import { parseConversationId, parseTenantId } from '../store/ids.js';
+import { cancelTurnRecord, getTurn, insertTurn, listTurns, type TurnRow } from '../store/turns.js';
+import { cancelChannel, createTurnQueue, dispatchTurn } from './dispatch.js';
+import type { TurnJobData } from './jobs.js';
+import { parseEnqueueInput, type EnqueueTurnInput } from './turnInput.js';
+
+export interface EnqueuedTurnInfo {
+  turnId: string;
+  conversationId: string;
+  seq: number;
+  status: string;
+  /** False when the idempotency key matched an earlier turn. */
+  created: boolean;
+}
+
+export interface TurnSummary {
+  turnId: string;
+  seq: number;
+  status: string;
+  attempts: number;
+  sessionIdBefore: string | null;
+  sessionIdAfter: string | null;
+  startedAt: string | null;
+  finishedAt: string | null;
+  costUsd: number | null;
+  result: string | null;
+  error: unknown;
+}
+
+export interface ConversationView {
+  conversationId: string;
+  tenantId: string;
+  sessionId: string | null;
+  turns: TurnSummary[];
+}
+
+export type CancelOutcome = 'cancelled' | 'cancel_requested' | 'already_finished' | 'not_found';
+
+export const TERMINAL_STATUSES = ['succeeded', 'failed', 'cancelled'] as const;
+
+export interface AgentqClient {
+  enqueueTurn(input: EnqueueTurnInput): Promise<EnqueuedTurnInfo>;
+  cancelTurn(turnId: string): Promise<CancelOutcome>;
+  getConversation(conversationId: string, tenantId?: string): Promise<ConversationView | undefined>;
+  getTurn(turnId: string): Promise<TurnSummary & { conversationId: string; sessionId: string | null } | undefined>;
+  /** Polls Postgres until the turn is terminal; rejects after `timeoutMs`. */
+  waitForTurn(turnId: string, timeoutMs: number): Promise<TurnSummary>;
+  readonly db: StoreDb;
+  readonly queue: Queue<TurnJobData>;
+  close(): Promise<void>;
+}
+
+export function summarizeTurn(t: TurnRow): TurnSummary {
+  return {
+    turnId: t.id,
+    seq: t.seq,
+    status: t.status,
+    attempts: t.attempts,
+    sessionIdBefore: t.sessionIdBefore,
+    sessionIdAfter: t.sessionIdAfter,
+    startedAt: t.startedAt?.toISOString() ?? null,
+    finishedAt: t.finishedAt?.toISOString() ?? null,
+    costUsd: t.costUsd === null ? null : Number(t.costUsd),
+    result: t.result,
+    error: t.error,
+  };
+}
+
+/** A client over its own pg pool and Redis connection; `close()` ends both. */
+export function createClient(config: Config): AgentqClient {
+  const pool = new pg.Pool({ connectionString: config.databaseUrl, max: 4 });
+  const db = createStoreDb(pool);
+  const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 3, lazyConnect: false });
+  const queue = createTurnQueue(config.queueName, redis);
+
+  return {
+    db,
+    queue,
+    async enqueueTurn(raw) {
+      const input = parseEnqueueInput(raw, config.worker.maxPromptChars);
+      const conv = await ensureConversation(db, { externalId: input.conversationId, tenantId: input.tenantId });
+      const { turn, created, isHead } = await insertTurn(db, {
+        conversationId: conv.id,
+        prompt: input.prompt,
+        options: input.options ?? {},
+        idempotencyKey: input.idempotencyKey,
+        priority: input.priority ?? 0,
+        delayMs: input.delayMs ?? 0,
+        source: input.source ?? 'api',
+      });
+      // Only the head of a conversation gets a job; the previous turn's commit dispatches
+      // the next. If this add is lost (crash, Redis down), the reconciler adds it.
+      if (created && isHead) await dispatchTurn(queue, turn);
+      return { turnId: turn.id, conversationId: input.conversationId, seq: turn.seq, status: turn.status, created };
+    },
+    async cancelTurn(turnId) {
+      const r = await cancelTurnRecord(db, turnId);
+      switch (r.kind) {
+        case 'not_found':
+          return 'not_found';
+        case 'already_finished':
+          return 'already_finished';
+        case 'cancelled': {
+          const job = await queue.getJob(turnId);
+          await job?.remove().catch(() => undefined);
+          if (r.next) await dispatchTurn(queue, r.next);
+          return 'cancelled';
+        }
+        case 'requested':
+          await redis.publish(cancelChannel(config.queueName), turnId);
+          return 'cancel_requested';
+      }
+    },
+    async getConversation(conversationId, tenantId) {
+      const conv = await findConversation(db, {
+        externalId: parseConversationId(conversationId),
+        tenantId: parseTenantId(tenantId ?? 'default'),
+      });
+      if (!conv) return undefined;
+      const turns = await listTurns(db, conv.id);
+      return { conversationId: conv.externalId, tenantId: conv.tenantId, sessionId: conv.sessionId, turns: turns.map(summarizeTurn) };
+    },
+    async getTurn(turnId) {
+      const t = await getTurn(db, turnId);
+      if (!t) return undefined;
+      const r = await pool.query<{ external_id: string; session_id: string | null }>(
+        'select external_id, session_id from conversations where id = $1',
+        [t.conversationId],
+      );
+      return { ...summarizeTurn(t), conversationId: r.rows[0]?.external_id ?? '', sessionId: t.sessionIdAfter };
+    },
+    async waitForTurn(turnId, timeoutMs) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const t = await getTurn(db, turnId);
+        if (!t) throw new Error(`turn ${turnId} does not exist`);
+        if ((TERMINAL_STATUSES as readonly string[]).includes(t.status)) return summarizeTurn(t);
+        if (Date.now() > deadline) throw new Error(`turn ${turnId} did not finish within ${timeoutMs} ms (status ${t.status})`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    },
+    async close() {
+      await queue.close();
+      redis.disconnect();
+      await pool.end();
+    },
+  };
+}

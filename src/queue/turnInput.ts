@@ -1,0 +1,65 @@
+// What a producer may say about a turn, validated before anything is stored. The
+// options are the subset of the runner's options that belong to a turn; where and how
+// it runs (cwd, dirs, session) is the worker's business.
+import { z } from 'zod';
+import { TurnInputError } from '../errors.js';
+import { runOptionsSchema } from '../runner/options.js';
+import { conversationIdSchema, tenantIdSchema } from '../store/ids.js';
+import { turnSources } from '../store/schema.js';
+import { describeIssues } from '../validation.js';
+
+export const turnOptionsSchema = runOptionsSchema
+  .pick({
+    model: true,
+    systemPrompt: true,
+    appendSystemPrompt: true,
+    allowedTools: true,
+    disallowedTools: true,
+    permissionMode: true,
+    maxTurns: true,
+    maxBudgetUsd: true,
+    includePartialMessages: true,
+  })
+  .extend({
+    /** A retry after an interruption resumes with a continuation prompt (default) or reruns the prompt. */
+    continueOnRetry: z.boolean().optional(),
+  })
+  .strict();
+
+export type TurnOptions = z.infer<typeof turnOptionsSchema>;
+
+const MAX_DELAY_MS = 366 * 24 * 60 * 60 * 1000;
+/** BullMQ's priority range: 1 is the most urgent; 0 (the default) means plain FIFO. */
+const MAX_PRIORITY = 2_097_152;
+
+export function enqueueInputSchema(maxPromptChars: number) {
+  return z.strictObject({
+    conversationId: conversationIdSchema,
+    tenantId: tenantIdSchema.optional(),
+    prompt: z
+      .string({ error: 'must be a string' })
+      .min(1, { error: 'must not be empty' })
+      .max(maxPromptChars, { error: `must be at most ${maxPromptChars} characters` })
+      .refine((s) => !s.includes('\0'), { error: 'must not contain NUL' }),
+    options: turnOptionsSchema.optional(),
+    idempotencyKey: z
+      .string()
+      .min(1)
+      .max(200)
+      .regex(/^[^\p{Cc}]+$/u, { error: 'must not contain control characters' })
+      .optional(),
+    priority: z.number().int().min(0).max(MAX_PRIORITY).optional(),
+    delayMs: z.number().int().min(0).max(MAX_DELAY_MS).optional(),
+    source: z.enum(turnSources).optional(),
+  });
+}
+
+export type EnqueueTurnInput = z.input<ReturnType<typeof enqueueInputSchema>>;
+export type ValidEnqueueTurnInput = z.output<ReturnType<typeof enqueueInputSchema>>;
+
+export function parseEnqueueInput(input: unknown, maxPromptChars: number): ValidEnqueueTurnInput {
+  const parsed = enqueueInputSchema(maxPromptChars).safeParse(input);
+  if (parsed.success) return parsed.data;
+  const { fields, lines } = describeIssues(parsed.error);
+  throw new TurnInputError(`Invalid turn:\n  ${lines.join('\n  ')}`, fields);
+}

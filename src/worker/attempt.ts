@@ -1,0 +1,374 @@
+// One attempt of one turn, holding the conversation's lease: hydrate, run, checkpoint,
+// then commit, retry or hand back. Every write goes through a transaction that first
+// checks the fencing token (assertFence), so an attempt that lost its lease writes
+// nothing. Nothing else in the code base decides when a turn is committed.
+import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type { Config } from '../config.js';
+import { sessionFilePath } from '../claude/sessionPath.js';
+import { StaleLeaseError, WorkspaceTooLargeError } from '../errors.js';
+import type { ClaudeEvent } from '../runner/events.js';
+import type { RunOptions } from '../runner/options.js';
+import type { RunOutcome } from '../runner/outcome.js';
+import { runClaude, type RunnerSettings } from '../runner/runClaude.js';
+import type { ConversationRow } from '../store/conversations.js';
+import type { StoreDb } from '../store/db.js';
+import { hydrateSession } from '../store/hydrate.js';
+import { workspaceDirName } from '../store/ids.js';
+import { persistSession } from '../store/persist.js';
+import { getSessionHead } from '../store/sessions.js';
+import {
+  appendTurnEvents,
+  assertFence,
+  finishTurn,
+  listTurns,
+  renewLease,
+  requeueTurn,
+  setRunSessionId,
+  type Fence,
+  type TurnError,
+  type TurnRow,
+} from '../store/turns.js';
+import { packWorkspace, type PackedWorkspace } from '../store/workspaceArchive.js';
+import { restoreWorkspace, storeWorkspace } from '../store/workspaces.js';
+import { withTransientRetry } from './transient.js';
+import { backoffMs, decide } from './retryPolicy.js';
+
+export interface AttemptDeps {
+  config: Config;
+  db: StoreDb;
+  runner: RunnerSettings;
+  log: Logger;
+  workerId: string;
+}
+
+/** What the job should do once the attempt is over. */
+export type AttemptVerdict =
+  /** The turn reached a terminal status and is committed; `next` is due for dispatch. */
+  | { kind: 'committed'; status: string; next: TurnRow | undefined }
+  /** Handed back to the queue (retry or drain); run the job again at `runAt`. */
+  | { kind: 'requeued'; runAt: Date }
+  /** The lease moved to another worker: this attempt wrote nothing after that. */
+  | { kind: 'lease_lost' };
+
+interface BufferedEvent {
+  seq: number;
+  type: string;
+  payload: string;
+}
+
+const SUMMARY_MAX_CHARS = 8000;
+
+function eventType(e: ClaudeEvent): string {
+  if (e.kind === 'other') return typeof e.data.type === 'string' ? e.data.type : 'other';
+  return e.kind;
+}
+
+export class Attempt {
+  private readonly fence: Fence;
+  private readonly cwd: string;
+  private readonly runDir: string;
+  private readonly configDir: string;
+  private events: BufferedEvent[] = [];
+  private eventSeq = 0;
+  private reportedSessionId: string | undefined;
+  /** The session this attempt started from (hydrated or chosen). */
+  private baseSessionId = '';
+  private leaseLost = false;
+  private checkpointing: Promise<void> = Promise.resolve();
+  private readonly controller = new AbortController();
+
+  constructor(
+    private readonly deps: AttemptDeps,
+    private readonly turn: TurnRow,
+    private readonly conversation: ConversationRow,
+    fencingToken: number,
+    private readonly attempt: number,
+  ) {
+    this.fence = { conversationId: conversation.id, fencingToken, workerId: deps.workerId };
+    this.cwd = path.join(deps.config.workspaceRoot, workspaceDirName(conversation.externalId, conversation.tenantId));
+    this.runDir = path.join(deps.config.worker.runsRoot, `${turn.id}.${attempt}.${randomUUID().slice(0, 8)}`);
+    this.configDir = path.join(this.runDir, 'config');
+  }
+
+  /** Stops the run: `reason` is 'cancelled', 'shutdown' or why the lease was lost. */
+  abort(reason: string): void {
+    this.controller.abort(reason);
+  }
+
+  async run(): Promise<AttemptVerdict> {
+    try {
+      return await this.runInner();
+    } finally {
+      await rm(this.runDir, { recursive: true, force: true }).catch(() => undefined);
+    }
+  }
+
+  private log(): Logger {
+    return this.deps.log.child({ turnId: this.turn.id, conversationId: this.conversation.externalId, attempt: this.attempt });
+  }
+
+  private async runInner(): Promise<AttemptVerdict> {
+    const { config } = this.deps;
+    await this.prepareWorkspace();
+    const start = await this.chooseSession();
+    if (start.kind === 'missing') {
+      this.record({ type: 'agentq', subtype: 'session_missing', policy: config.worker.missingSessionPolicy, sessionId: start.sessionId });
+      if (config.worker.missingSessionPolicy === 'fail') {
+        return this.commit(undefined, 'failed', {
+          class: 'session_missing',
+          message: `the stored session ${start.sessionId} has no lines to resume (policy: fail)`,
+          retryable: false,
+        });
+      }
+    }
+    const session: RunOptions['session'] =
+      start.kind === 'resume' ? { mode: 'resume', sessionId: start.sessionId } : { mode: 'new', sessionId: start.kind === 'new' ? start.sessionId : randomUUID() };
+    this.baseSessionId = session.sessionId;
+    if (start.kind !== 'resume') await this.fenced((tx) => setRunSessionId(tx, this.turn.id, session.sessionId));
+    const prompt = await this.promptFor(start);
+
+    const outcome = await this.runCli(prompt, session);
+    await this.checkpointing;
+    if (this.leaseLost) return { kind: 'lease_lost' };
+    if (this.controller.signal.aborted && this.controller.signal.reason === 'shutdown') {
+      // Drained on shutdown: hand the turn back at once; another worker continues it.
+      return this.requeue(0, null);
+    }
+    const decision = decide(outcome);
+    this.log().info({ outcome: outcome.type, decision: decision.kind }, 'attempt finished');
+    switch (decision.kind) {
+      case 'finish':
+        return this.commit(outcome, decision.status, decision.error ?? null);
+      case 'retry':
+        if (this.attempt >= config.worker.maxAttempts) {
+          return this.commit(outcome, 'failed', { ...decision.error, message: `${decision.error.message} (after ${this.attempt} attempts)` });
+        }
+        return this.requeue(backoffMs(this.attempt, config.worker.retryBaseMs, config.worker.retryMaxMs), decision.error);
+      case 'session_missing':
+        this.record({ type: 'agentq', subtype: 'session_missing', policy: 'fail', sessionId: session.sessionId });
+        return this.commit(outcome, 'failed', decision.error);
+    }
+  }
+
+  /** The conversation's stable directory, emptied and filled from the stored archive. */
+  private async prepareWorkspace(): Promise<void> {
+    await rm(this.cwd, { recursive: true, force: true });
+    await mkdir(this.cwd, { recursive: true });
+    await restoreWorkspace(this.deps.db, this.conversation.id, this.cwd);
+  }
+
+  private async tryHydrate(sessionId: string | null): Promise<{ uncommittedLines: number } | undefined> {
+    if (!sessionId) return undefined;
+    const head = await getSessionHead(this.deps.db, this.conversation.id, sessionId);
+    if (!head || head.lineCount === 0) return undefined;
+    const h = await hydrateSession(this.deps.db, {
+      conversationId: this.conversation.id,
+      sessionId,
+      cwd: this.cwd,
+      configDir: this.configDir,
+      includeUncommitted: true,
+    });
+    return { uncommittedLines: h.uncommittedLines };
+  }
+
+  private async chooseSession(): Promise<
+    | { kind: 'resume'; sessionId: string; continuing: boolean }
+    | { kind: 'new'; sessionId: string }
+    | { kind: 'missing'; sessionId: string }
+  > {
+    // A retry resumes the session its earlier attempt ran in (it may be a fork).
+    for (const candidate of [this.turn.runSessionId, this.conversation.sessionId]) {
+      const h = await this.tryHydrate(candidate);
+      if (h) return { kind: 'resume', sessionId: candidate!, continuing: h.uncommittedLines > 0 };
+    }
+    if (this.conversation.sessionId) return { kind: 'missing', sessionId: this.conversation.sessionId };
+    // A new conversation: the id is chosen up front (and kept for retries).
+    return { kind: 'new', sessionId: this.turn.runSessionId ?? randomUUID() };
+  }
+
+  private async promptFor(start: Awaited<ReturnType<Attempt['chooseSession']>>): Promise<string> {
+    const options = this.turn.options as { continueOnRetry?: boolean };
+    if (start.kind === 'resume' && start.continuing && options.continueOnRetry !== false) {
+      return `${this.deps.config.worker.continuationPrompt}\n\n${this.turn.prompt}`;
+    }
+    if (start.kind === 'missing') return `${await this.summary()}\n\n${this.turn.prompt}`;
+    return this.turn.prompt;
+  }
+
+  /** For the `fresh` missing-session policy: what earlier turns asked and answered. */
+  private async summary(): Promise<string> {
+    const earlier = (await listTurns(this.deps.db, this.conversation.id)).filter((t) => t.seq < this.turn.seq && t.status === 'succeeded');
+    let text = 'The stored session of this conversation could not be restored. Earlier turns, for context:';
+    for (const t of earlier) text += `\n\nUser: ${t.prompt}\nAssistant: ${t.result ?? ''}`;
+    return text.length > SUMMARY_MAX_CHARS ? `${text.slice(0, SUMMARY_MAX_CHARS)}…` : text;
+  }
+
+  private record(payload: Record<string, unknown>): void {
+    this.events.push({ seq: ++this.eventSeq, type: String(payload.type), payload: JSON.stringify(payload) });
+  }
+
+  private async runCli(prompt: string, session: RunOptions['session']): Promise<RunOutcome> {
+    const { config, runner } = this.deps;
+    const { continueOnRetry: _ignored, ...options } = this.turn.options as Record<string, unknown> & { continueOnRetry?: boolean };
+    const checkpointTimer = setInterval(() => this.scheduleCheckpoint(false), config.worker.checkpointIntervalMs);
+    const heartbeatTimer = setInterval(() => void this.heartbeat(), Math.max(200, Math.floor(config.worker.leaseMs / 3)));
+    try {
+      return await runClaude(
+        {
+          ...(options as Partial<RunOptions>),
+          prompt,
+          cwd: this.cwd,
+          configDir: this.configDir,
+          tmpDir: path.join(this.runDir, 'tmp'),
+          session,
+        },
+        runner,
+        {
+          signal: this.controller.signal,
+          onEvent: (e) => {
+            if (e.kind === 'init') this.reportedSessionId = e.data.session_id;
+            this.events.push({ seq: ++this.eventSeq, type: eventType(e), payload: e.line });
+          },
+        },
+      );
+    } finally {
+      clearInterval(checkpointTimer);
+      clearInterval(heartbeatTimer);
+    }
+  }
+
+  private async heartbeat(): Promise<void> {
+    try {
+      const r = await renewLease(this.deps.db, this.fence, this.turn.id, this.deps.config.worker.leaseMs);
+      if (!r.ours) this.loseLease();
+      else if (r.cancelRequested) this.abort('cancelled');
+    } catch (err) {
+      // Postgres unreachable: keep running; the commit waits for it to come back.
+      this.log().warn({ err }, 'lease renewal failed');
+    }
+  }
+
+  private loseLease(): void {
+    if (this.leaseLost) return;
+    this.leaseLost = true;
+    this.log().warn('lease lost to another worker: stopping without writing');
+    this.abort('lease lost');
+  }
+
+  /** Runs `fn` in a transaction that first checks our fencing token. */
+  private async fenced<T>(fn: (tx: Parameters<Parameters<StoreDb['transaction']>[0]>[0]) => Promise<T>): Promise<T> {
+    return this.deps.db.transaction(async (tx) => {
+      await assertFence(tx, this.fence);
+      return fn(tx);
+    });
+  }
+
+  /** The session file the CLI is writing (the id it reported, else the one it was given). */
+  private currentSession(): { sessionId: string; file: string; forkedFrom: string | undefined } | undefined {
+    const sessionId = this.reportedSessionId ?? this.baseSessionId;
+    if (!sessionId) return undefined;
+    const file = sessionFilePath(this.configDir, this.cwd, sessionId);
+    if (!existsSync(file)) return undefined;
+    return { sessionId, file, forkedFrom: sessionId !== this.baseSessionId ? this.baseSessionId : undefined };
+  }
+
+  /** Saves new session lines and buffered events (uncommitted); serialized, never overlapping. */
+  private scheduleCheckpoint(final: boolean): Promise<void> {
+    this.checkpointing = this.checkpointing.then(() => this.checkpoint(final));
+    return this.checkpointing;
+  }
+
+  private async checkpoint(final: boolean): Promise<void> {
+    if (this.leaseLost) return;
+    const events = this.events;
+    this.events = [];
+    try {
+      await this.fenced((tx) => this.writeProgress(tx, events, false));
+    } catch (err) {
+      this.events = [...events, ...this.events];
+      if (err instanceof StaleLeaseError) return this.loseLease();
+      if (final) throw err;
+      this.log().warn({ err }, 'checkpoint failed; will retry');
+    }
+  }
+
+  private async writeProgress(tx: Parameters<Parameters<StoreDb['transaction']>[0]>[0], events: BufferedEvent[], commit: boolean): Promise<void> {
+    const current = this.currentSession();
+    if (current) {
+      await persistSession(tx, {
+        conversationId: this.conversation.id,
+        sessionId: current.sessionId,
+        filePath: current.file,
+        attempt: this.attempt,
+        commit,
+        forkedFrom: current.forkedFrom ?? null,
+        maxLineBytes: this.deps.config.store.sessionMaxLineBytes,
+      });
+      if (current.sessionId !== this.turn.runSessionId) await setRunSessionId(tx, this.turn.id, current.sessionId);
+    }
+    await appendTurnEvents(tx, this.turn.id, this.attempt, events);
+  }
+
+  private async requeue(delayMs: number, error: TurnError | null): Promise<AttemptVerdict> {
+    try {
+      const row = await withTransientRetry(this.log(), () =>
+        this.fenced(async (tx) => {
+          await this.writeProgress(tx, this.events, false);
+          return requeueTurn(tx, { turnId: this.turn.id, conversationId: this.conversation.id, delayMs, error });
+        }),
+      );
+      this.events = [];
+      return { kind: 'requeued', runAt: row.runAt };
+    } catch (err) {
+      if (err instanceof StaleLeaseError) return { kind: 'lease_lost' };
+      throw err;
+    }
+  }
+
+  /** The one commit transaction (DESIGN invariant 6). */
+  private async commit(outcome: RunOutcome | undefined, status: 'succeeded' | 'failed' | 'cancelled', error: TurnError | null): Promise<AttemptVerdict> {
+    const { config } = this.deps;
+    let packed: PackedWorkspace | undefined;
+    try {
+      packed = await packWorkspace(this.cwd, { maxBytes: config.store.workspaceMaxBytes, exclude: config.store.workspaceExclude });
+    } catch (err) {
+      if (!(err instanceof WorkspaceTooLargeError)) throw err;
+      this.record({ type: 'agentq', subtype: 'workspace_not_saved', message: err.message });
+      status = 'failed';
+      error = { class: 'workspace_too_large', message: err.message, retryable: false };
+    }
+    const usage = outcome?.usage;
+    try {
+      const next = await withTransientRetry(this.log(), () =>
+        this.fenced(async (tx) => {
+          await this.writeProgress(tx, this.events, true);
+          if (packed) await storeWorkspace(tx, this.conversation.id, packed);
+          const current = this.currentSession();
+          return finishTurn(tx, {
+            turnId: this.turn.id,
+            conversationId: this.conversation.id,
+            status,
+            result: outcome?.resultText ?? null,
+            error,
+            costUsd: outcome?.costUsd ?? 0,
+            usage: usage ?? null,
+            numTurns: outcome?.numTurns ?? 0,
+            sessionIdAfter: current?.sessionId ?? this.conversation.sessionId,
+            inputTokens: usage?.input_tokens ?? 0,
+            outputTokens: usage?.output_tokens ?? 0,
+          });
+        }),
+      );
+      this.events = [];
+      this.log().info({ status }, 'turn committed');
+      return { kind: 'committed', status, next };
+    } catch (err) {
+      if (err instanceof StaleLeaseError) return { kind: 'lease_lost' };
+      throw err;
+    }
+  }
+}
