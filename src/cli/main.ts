@@ -2,10 +2,12 @@
 // even when the environment is invalid, and an invalid environment is reported by name.
 import { Command, CommanderError } from 'commander';
 import { loadConfig, type Config } from '../config.js';
-import { ConfigError, SchemaTooNewError } from '../errors.js';
+import { ConfigError, SchemaTooNewError, StoreInputError, TurnInputError } from '../errors.js';
 import { configMarkdownTable, describeConfig } from './configCommand.js';
 import { runDoctor } from './doctor.js';
 import { migrateCommand } from './migrateCommand.js';
+import { cancelCommand, enqueueCommand, showCommand, type EnqueueFlags } from './turnCommands.js';
+import { workerCommand } from './workerCommand.js';
 
 export interface CliIo {
   env: Readonly<Record<string, string | undefined>>;
@@ -57,6 +59,49 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
       setExit(await migrateCommand(config(), io, opts));
     });
 
+  program
+    .command('worker')
+    .description('run turns until SIGTERM/SIGINT (first signal drains, second interrupts)')
+    .option('--concurrency <n>', 'turns run at once (default AGENTQ_CONCURRENCY)')
+    .action(async (opts: { concurrency?: string }) => {
+      setExit(await workerCommand(config(), io, opts));
+    });
+
+  program
+    .command('enqueue')
+    .description('enqueue a turn; prints its id, or with --wait its outcome')
+    .argument('<conversation>', 'the conversation id, e.g. ticket-4812')
+    .argument('<prompt>', 'the prompt of the turn')
+    .option('--wait', 'wait until the turn ends; exit non-zero unless it succeeded')
+    .option('--json', 'print one JSON line')
+    .option('--timeout-ms <n>', 'with --wait: give up after this long (default 600000)')
+    .option('--tenant <id>', 'tenant of the conversation (default "default")')
+    .option('--idempotency-key <key>', 'enqueueing the same key again returns the same turn')
+    .option('--priority <n>', 'BullMQ priority: 1 is most urgent, 0 (default) plain FIFO')
+    .option('--delay-ms <n>', 'run no earlier than this many ms from now')
+    .option('--options <json>', 'turn options as JSON, e.g. {"maxTurns":5,"model":"..."}')
+    .action(async (conversation: string, prompt: string, opts: EnqueueFlags) => {
+      setExit(await enqueueCommand(config(), io, conversation, prompt, opts));
+    });
+
+  program
+    .command('show')
+    .description("a conversation's session and turns")
+    .argument('<conversation>', 'the conversation id')
+    .option('--json', 'print one JSON line')
+    .option('--tenant <id>', 'tenant of the conversation (default "default")')
+    .action(async (conversation: string, opts: { json?: boolean; tenant?: string }) => {
+      setExit(await showCommand(config(), io, conversation, opts));
+    });
+
+  program
+    .command('cancel')
+    .description('cancel a turn: a queued one never runs, a running one is interrupted and committed as cancelled')
+    .argument('<turn>', 'the turn id')
+    .action(async (turn: string) => {
+      setExit(await cancelCommand(config(), io, turn));
+    });
+
   return program;
 }
 
@@ -71,7 +116,7 @@ export async function main(argv: readonly string[], io: CliIo = defaultIo()): Pr
     return code;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode;
-    if (err instanceof ConfigError || err instanceof SchemaTooNewError) {
+    if (err instanceof ConfigError || err instanceof SchemaTooNewError || err instanceof TurnInputError || err instanceof StoreInputError) {
       io.err(err.message);
       return 2;
     }

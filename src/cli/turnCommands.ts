@@ -1,0 +1,122 @@
+// `agentq enqueue`, `show` and `cancel`: the producer side of the turn protocol.
+import type { Config } from '../config.js';
+import { createClient } from '../queue/client.js';
+import type { CliIo } from './main.js';
+
+export interface EnqueueFlags {
+  wait?: boolean;
+  json?: boolean;
+  timeoutMs?: string;
+  tenant?: string;
+  idempotencyKey?: string;
+  priority?: string;
+  delayMs?: string;
+  options?: string;
+}
+
+function intFlag(name: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d+$/.test(value)) throw new Error(`--${name} must be a whole number (got ${JSON.stringify(value)})`);
+  return Number(value);
+}
+
+function jsonFlag(name: string, value: string | undefined): unknown {
+  if (value === undefined) return undefined;
+  try {
+    return JSON.parse(value) as unknown;
+  } catch {
+    throw new Error(`--${name} must be JSON (got ${JSON.stringify(value)})`);
+  }
+}
+
+export async function enqueueCommand(config: Config, io: CliIo, conversationId: string, prompt: string, flags: EnqueueFlags): Promise<number> {
+  const client = createClient(config);
+  try {
+    const turn = await client.enqueueTurn({
+      conversationId,
+      prompt,
+      source: 'cli',
+      ...(flags.tenant !== undefined ? { tenantId: flags.tenant } : {}),
+      ...(flags.idempotencyKey !== undefined ? { idempotencyKey: flags.idempotencyKey } : {}),
+      ...(flags.priority !== undefined ? { priority: intFlag('priority', flags.priority) } : {}),
+      ...(flags.delayMs !== undefined ? { delayMs: intFlag('delay-ms', flags.delayMs) } : {}),
+      ...(flags.options !== undefined ? { options: jsonFlag('options', flags.options) as Record<string, unknown> } : {}),
+    });
+    if (!flags.wait) {
+      io.out(flags.json ? JSON.stringify({ turnId: turn.turnId, conversationId, seq: turn.seq, created: turn.created }) : turn.turnId);
+      return 0;
+    }
+    const done = await client.waitForTurn(turn.turnId, intFlag('timeout-ms', flags.timeoutMs) ?? 10 * 60 * 1000);
+    const report = {
+      turnId: turn.turnId,
+      conversationId,
+      status: done.status,
+      sessionId: done.sessionIdAfter,
+      result: done.result,
+      costUsd: done.costUsd,
+      error: done.error ?? null,
+    };
+    if (flags.json) io.out(JSON.stringify(report));
+    else {
+      io.out(`${report.turnId} ${report.status}${report.sessionId ? ` (session ${report.sessionId})` : ''}`);
+      if (report.result) io.out(report.result);
+      if (report.error) io.err(JSON.stringify(report.error));
+    }
+    return done.status === 'succeeded' ? 0 : 1;
+  } finally {
+    await client.close();
+  }
+}
+
+export async function showCommand(config: Config, io: CliIo, conversationId: string, flags: { json?: boolean; tenant?: string }): Promise<number> {
+  const client = createClient(config);
+  try {
+    const view = await client.getConversation(conversationId, flags.tenant);
+    if (!view) {
+      io.err(`no conversation ${JSON.stringify(conversationId)}${flags.tenant ? ` for tenant ${flags.tenant}` : ''}`);
+      return 1;
+    }
+    const out = {
+      conversationId: view.conversationId,
+      tenantId: view.tenantId,
+      sessionId: view.sessionId,
+      turns: view.turns.map((t) => ({
+        turnId: t.turnId,
+        seq: t.seq,
+        status: t.status,
+        attempts: t.attempts,
+        sessionIdBefore: t.sessionIdBefore,
+        sessionIdAfter: t.sessionIdAfter,
+        startedAt: t.startedAt,
+        finishedAt: t.finishedAt,
+        costUsd: t.costUsd,
+        error: t.error ?? null,
+      })),
+    };
+    if (flags.json) io.out(JSON.stringify(out));
+    else {
+      io.out(`${out.tenantId}/${out.conversationId} session ${out.sessionId ?? '(none yet)'}`);
+      for (const t of out.turns) {
+        io.out(`  #${t.seq} ${t.turnId} ${t.status} attempts=${t.attempts}${t.costUsd !== null ? ` $${t.costUsd}` : ''}${t.error ? ` ${JSON.stringify(t.error)}` : ''}`);
+      }
+    }
+    return 0;
+  } finally {
+    await client.close();
+  }
+}
+
+export async function cancelCommand(config: Config, io: CliIo, turnId: string): Promise<number> {
+  const client = createClient(config);
+  try {
+    if (!/^[0-9a-f-]{36}$/i.test(turnId)) {
+      io.err(`turn must be a turn id (a UUID), got ${JSON.stringify(turnId)}`);
+      return 2;
+    }
+    const r = await client.cancelTurn(turnId);
+    io.out(r);
+    return r === 'not_found' ? 1 : 0;
+  } finally {
+    await client.close();
+  }
+}
