@@ -64,3 +64,17 @@ export {
   type PersistResult,
   type PackedWorkspace,
 } from './store/index.js';
+export { TurnInputError, StaleLeaseError } from './errors.js';
+export {
+  createClient,
+  TERMINAL_STATUSES,
+  type AgentqClient,
+  type CancelOutcome,
+  type ConversationView,
+  type EnqueuedTurnInfo,
+  type TurnSummary,
+} from './queue/client.js';
+export { turnOptionsSchema, type EnqueueTurnInput, type TurnOptions } from './queue/turnInput.js';
+export { reconcile } from './queue/reconciler.js';
+export { createWorker, type TurnWorker, type WorkerOptions } from './worker/worker.js';
+export { decide, backoffMs, type TurnDecision, type TurnError } from './worker/retryPolicy.js';
