@@ -134,7 +134,8 @@ export class Attempt {
     const outcome = await this.runCli(prompt, session);
     await this.checkpointing;
     if (this.leaseLost) return { kind: 'lease_lost' };
-    if (this.controller.signal.aborted && this.controller.signal.reason === 'shutdown') {
+    // Only a run the drain actually interrupted is handed back; one that finished first commits.
+    if (outcome.type === 'cancelled' && this.controller.signal.reason === 'shutdown') {
       // Drained on shutdown: hand the turn back at once; another worker continues it.
       return this.requeue(0, null);
     }
