@@ -78,6 +78,8 @@ export function summarizeTurn(t: TurnRow): TurnSummary {
 /** A client over its own pg pool and Redis connection; `close()` ends both. */
 export function createClient(config: Config): AgentqClient {
   const pool = new pg.Pool({ connectionString: config.databaseUrl, max: 4 });
+  // An idle connection dropped by the server (a Postgres restart) must not crash the process.
+  pool.on('error', () => undefined);
   const db = createStoreDb(pool);
   const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 3, lazyConnect: false });
   const queue = createTurnQueue(config.queueName, redis);

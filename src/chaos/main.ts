@@ -1,0 +1,211 @@
+// `npm run chaos [-- --quick] [--json]`: turns under faults. Worker processes are
+// SIGKILLed at random and replaced, Redis is flushed and Postgres restarted midway, all
+// on private servers the suite starts itself; at the end it checks that no accepted turn
+// was lost, none was committed twice, each ran in order with its whole history, the
+// stored sessions have no gap or duplicate, and no CLI process or lease is left.
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { loadConfig } from '../config.js';
+import { createClient } from '../queue/client.js';
+import { createStoreDb } from '../store/db.js';
+import { hydrateSession } from '../store/hydrate.js';
+import { migrate } from '../store/migrate.js';
+import { fakeCliPath } from '../testing/fakeCliPath.js';
+import { checkRun, duplicateUuids, processesWithMarker, readCliLog, type CheckResult } from './checks.js';
+import { startPrivatePostgres, startPrivateRedis } from './services.js';
+import { WorkerPool } from './workerPool.js';
+
+const AUDIT_SQL = `
+  create table chaos_commits (turn_id uuid not null, status text not null, at timestamptz not null default clock_timestamp());
+  create function chaos_audit() returns trigger language plpgsql as $$
+  begin
+    if new.status in ('succeeded', 'failed', 'cancelled') and old.status is distinct from new.status then
+      insert into chaos_commits (turn_id, status) values (new.id, new.status);
+    end if;
+    return new;
+  end $$;
+  create trigger chaos_audit after update on turns for each row execute function chaos_audit();`;
+
+interface Plan {
+  turns: number;
+  conversations: number;
+  workers: number;
+  concurrency: number;
+  killEveryMs: number;
+  deadlineMs: number;
+}
+
+const say = (text: string) => process.stderr.write(`${text}\n`);
+
+async function main(argv: string[], parentEnv: Readonly<Record<string, string | undefined>>): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { quick: { type: 'boolean', default: false }, json: { type: 'boolean', default: false } } });
+  const plan: Plan = values.quick
+    ? { turns: 120, conversations: 12, workers: 3, concurrency: 4, killEveryMs: 2000, deadlineMs: 4 * 60_000 }
+    : { turns: 500, conversations: 50, workers: 3, concurrency: 4, killEveryMs: 2000, deadlineMs: 12 * 60_000 };
+  const root = mkdtempSync(path.join(os.tmpdir(), 'agentq-chaos-'));
+  // The private Postgres runs as the postgres user: it must be able to reach its data dir.
+  chmodSync(root, 0o755);
+  const reportDir = path.resolve('.chaos');
+  mkdirSync(reportDir, { recursive: true });
+  const logFile = path.join(root, 'fake-cli.log');
+  say(`chaos: ${plan.turns} turns over ${plan.conversations} conversations, ${plan.workers} workers x ${plan.concurrency}; scratch ${root}`);
+
+  const postgres = await startPrivatePostgres(path.join(root, 'pg'));
+  const redis = await startPrivateRedis();
+  let pool: WorkerPool | undefined;
+  let killer: NodeJS.Timeout | undefined;
+  const startedAt = Date.now();
+  try {
+    await migrate(postgres.url);
+    const admin = new pg.Client({ connectionString: postgres.url });
+    await admin.connect();
+    await admin.query(AUDIT_SQL);
+    await admin.end();
+
+    const env: Record<string, string> = {
+      PATH: parentEnv.PATH ?? '/usr/bin:/bin',
+      DATABASE_URL: postgres.url,
+      REDIS_URL: redis.url,
+      AGENTQ_QUEUE: 'chaos',
+      AGENTQ_CLAUDE_PATH: fakeCliPath(),
+      AGENTQ_WORKSPACE_ROOT: path.join(root, 'workspaces'),
+      AGENTQ_RUNS_ROOT: path.join(root, 'runs'),
+      AGENTQ_CLI_ENV_ALLOW: 'FAKE_CLAUDE_LOG',
+      FAKE_CLAUDE_LOG: logFile,
+      AGENTQ_LEASE_MS: '3000',
+      AGENTQ_JOB_LOCK_MS: '2000',
+      AGENTQ_CHECKPOINT_INTERVAL_MS: '100',
+      AGENTQ_RETRY_BASE_MS: '100',
+      AGENTQ_RETRY_MAX_MS: '1000',
+      AGENTQ_MAX_ATTEMPTS: '20',
+      AGENTQ_RECONCILE_INTERVAL_MS: '1000',
+      AGENTQ_SHUTDOWN_GRACE_MS: '1000',
+      AGENTQ_LOG_LEVEL: 'error',
+    };
+    const config = loadConfig(env);
+    const workers = new WorkerPool(env, plan.concurrency);
+    pool = workers;
+    for (let i = 0; i < plan.workers; i++) workers.start();
+
+    const client = createClient(config);
+    const perConv = Math.ceil(plan.turns / plan.conversations);
+    for (let turn = 1; turn <= perConv; turn++) {
+      for (let c = 1; c <= plan.conversations; c++) {
+        if ((turn - 1) * plan.conversations + c > plan.turns) break;
+        const delayMs = 50 + Math.floor(Math.random() * 450);
+        await client.enqueueTurn({
+          conversationId: `chaos-${c}`,
+          prompt: `#fake ${JSON.stringify({ delayMs, extraLines: 2 })}\nchaos c${c} turn ${turn}`,
+          idempotencyKey: `t${turn}`,
+        });
+      }
+    }
+    say(`enqueued ${plan.turns} turns in ${Date.now() - startedAt} ms`);
+
+    killer = setInterval(() => workers.killOneAndReplace(), plan.killEveryMs);
+    let flushed = false;
+    let restarted = false;
+    const deadline = Date.now() + plan.deadlineMs;
+    for (;;) {
+      const r = await client.db.$client
+        .query<{ n: string }>("select count(*) as n from turns where status in ('succeeded','failed','cancelled')")
+        .catch(() => undefined);
+      const done = Number(r?.rows[0]?.n ?? 0);
+      if (done >= plan.turns || Date.now() > deadline) break;
+      if (!flushed && done >= plan.turns * 0.3) {
+        flushed = true;
+        await redis.flushAll();
+        say(`FLUSHALL at ${done}/${plan.turns}`);
+      }
+      if (!restarted && done >= plan.turns * 0.6) {
+        restarted = true;
+        say(`restarting Postgres at ${done}/${plan.turns}`);
+        await postgres.restart();
+      }
+      await new Promise((res) => setTimeout(res, 250));
+    }
+    clearInterval(killer);
+    killer = undefined;
+    await workers.stopAll(5000);
+    await client.close().catch(() => undefined);
+    // Give orphaned CLIs of killed workers their last moments, then count them.
+    await new Promise((res) => setTimeout(res, 1500));
+    const orphans = processesWithMarker(logFile);
+
+    const check = new pg.Client({ connectionString: postgres.url });
+    await check.connect();
+    const result: CheckResult = await checkRun(check, readCliLog(logFile));
+    await check.end();
+    result.duplicateLines = await countDuplicateLines(postgres.url, root);
+    if (result.duplicateLines) result.violations.push({ property: 'duplicateLines', turnIds: [], detail: `${result.duplicateLines} session entries stored twice` });
+    if (orphans.length) result.violations.push({ property: 'orphans', turnIds: [], detail: `CLI processes left: ${orphans.join(', ')}` });
+
+    const summary = {
+      turns: result.turns,
+      kills: workers.kills,
+      lost: result.lost,
+      doubleCommitted: result.doubleCommitted,
+      outOfOrder: result.outOfOrder,
+      historyGaps: result.historyGaps,
+      sessionGaps: result.sessionGaps,
+      duplicateLines: result.duplicateLines,
+      orphans: orphans.length,
+      leasesHeld: result.leasesHeld,
+      succeeded: result.succeeded,
+      failed: result.failed,
+      retries: result.retries,
+      workersStarted: workers.started,
+      longestTurnMs: result.longestTurnMs,
+      durationMs: Date.now() - startedAt,
+      redisFlushed: flushed,
+      postgresRestarted: restarted,
+      violations: result.violations,
+    };
+    writeFileSync(path.join(reportDir, 'last-report.json'), `${JSON.stringify(summary, null, 2)}\n`);
+    for (const [k, v] of Object.entries(summary)) if (k !== 'violations') say(`${k.padEnd(18)} ${String(v)}`);
+    for (const v of result.violations) say(`VIOLATION ${v.property}: ${v.detail}${v.turnIds.length ? ` (turns ${v.turnIds.slice(0, 20).join(', ')})` : ''}`);
+    if (values.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
+    const ok = result.violations.length === 0 && result.turns === plan.turns;
+    say(ok ? 'chaos: all properties hold' : 'chaos: FAILED');
+    return ok ? 0 : 1;
+  } finally {
+    if (killer) clearInterval(killer);
+    await pool?.stopAll(2000);
+    await redis.stop();
+    await postgres.stop();
+    rmSync(root, { recursive: true, force: true });
+  }
+}
+
+/** Hydrates every conversation's committed session and counts entries stored twice. */
+async function countDuplicateLines(url: string, root: string): Promise<number> {
+  const p = new pg.Pool({ connectionString: url, max: 2 });
+  const db = createStoreDb(p);
+  let dups = 0;
+  try {
+    const convs = await p.query<{ id: string; session_id: string | null }>('select id, session_id from conversations');
+    for (const c of convs.rows) {
+      if (!c.session_id) continue;
+      const cwd = path.join(root, 'verify', c.id);
+      mkdirSync(cwd, { recursive: true });
+      const h = await hydrateSession(db, { conversationId: c.id, sessionId: c.session_id, cwd, configDir: path.join(root, 'verify-config') });
+      dups += duplicateUuids(readFileSync(h.path, 'utf8'));
+    }
+  } finally {
+    await p.end();
+  }
+  return dups;
+}
+
+main(process.argv.slice(2), process.env).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exitCode = 1;
+  },
+);
