@@ -3,6 +3,22 @@
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import type pg from 'pg';
 
+/**
+ * The suite's own instrumentation, installed in its private database only: every change
+ * of a turn to a terminal status is recorded, so a turn committed twice shows up even if
+ * the second commit wrote the same values.
+ */
+export const AUDIT_SQL = `
+  create table chaos_commits (turn_id uuid not null, status text not null, at timestamptz not null default clock_timestamp());
+  create function chaos_audit() returns trigger language plpgsql as $$
+  begin
+    if new.status in ('succeeded', 'failed', 'cancelled') and old.status is distinct from new.status then
+      insert into chaos_commits (turn_id, status) values (new.id, new.status);
+    end if;
+    return new;
+  end $$;
+  create trigger chaos_audit after update on turns for each row execute function chaos_audit();`;
+
 /** Every prompt the suite enqueues names its conversation and turn number. */
 export const PROMPT_TAG = /chaos c(\d+) turn (\d+)/;
 

@@ -14,20 +14,11 @@ import { createStoreDb } from '../store/db.js';
 import { hydrateSession } from '../store/hydrate.js';
 import { migrate } from '../store/migrate.js';
 import { fakeCliPath } from '../testing/fakeCliPath.js';
-import { checkRun, duplicateUuids, processesWithMarker, readCliLog, type CheckResult } from './checks.js';
+import { AUDIT_SQL, checkRun, duplicateUuids, processesWithMarker, readCliLog, type CheckResult } from './checks.js';
 import { startPrivatePostgres, startPrivateRedis } from './services.js';
 import { WorkerPool } from './workerPool.js';
 
-const AUDIT_SQL = `
-  create table chaos_commits (turn_id uuid not null, status text not null, at timestamptz not null default clock_timestamp());
-  create function chaos_audit() returns trigger language plpgsql as $$
-  begin
-    if new.status in ('succeeded', 'failed', 'cancelled') and old.status is distinct from new.status then
-      insert into chaos_commits (turn_id, status) values (new.id, new.status);
-    end if;
-    return new;
-  end $$;
-  create trigger chaos_audit after update on turns for each row execute function chaos_audit();`;
+
 
 interface Plan {
   turns: number;
