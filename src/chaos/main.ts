@@ -11,6 +11,7 @@ import pg from 'pg';
 import { loadConfig } from '../config.js';
 import { createClient } from '../queue/client.js';
 import { createStoreDb } from '../store/db.js';
+import { createPool } from '../store/pool.js';
 import { hydrateSession } from '../store/hydrate.js';
 import { migrate } from '../store/migrate.js';
 import { fakeCliPath } from '../testing/fakeCliPath.js';
@@ -20,33 +21,73 @@ import { WorkerPool } from './workerPool.js';
 
 
 
+/** The fault each case injects on a timer, besides the midway Redis flush and Postgres restart. */
+export const CASES = {
+  kill: 'SIGKILL a random worker every 2 s and start a new one',
+  freeze: 'SIGSTOP a random worker past its job lock and lease every 3 s, then SIGCONT it',
+  deploy: 'SIGTERM a random worker every 3 s (it drains) while a third of the CLIs ignore SIGTERM',
+} as const;
+type CaseName = keyof typeof CASES;
+
 interface Plan {
   turns: number;
   conversations: number;
   workers: number;
   concurrency: number;
-  killEveryMs: number;
+  /** How often the case's fault is injected. */
+  faultEveryMs: number;
   deadlineMs: number;
 }
 
 const say = (text: string) => process.stderr.write(`${text}\n`);
 
 async function main(argv: string[], parentEnv: Readonly<Record<string, string | undefined>>): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { quick: { type: 'boolean', default: false }, json: { type: 'boolean', default: false } } });
-  const plan: Plan = values.quick
-    ? { turns: 120, conversations: 12, workers: 3, concurrency: 4, killEveryMs: 2000, deadlineMs: 4 * 60_000 }
-    : { turns: 500, conversations: 50, workers: 3, concurrency: 4, killEveryMs: 2000, deadlineMs: 12 * 60_000 };
+  const { values } = parseArgs({
+    args: argv,
+    options: { quick: { type: 'boolean', default: false }, json: { type: 'boolean', default: false }, case: { type: 'string', default: 'kill' } },
+  });
+  const names = values.case === 'all' ? (Object.keys(CASES) as CaseName[]) : [values.case as CaseName];
+  for (const name of names) {
+    if (!(name in CASES)) {
+      say(`unknown --case ${name}; known: ${Object.keys(CASES).join(', ')}, all`);
+      return 2;
+    }
+  }
+  let failed = 0;
+  const summaries: Record<string, unknown>[] = [];
+  for (const name of names) {
+    const summary = await runCase(name, values.quick, parentEnv);
+    summaries.push(summary);
+    if ((summary.violations as unknown[]).length > 0 || summary.turns !== summary.planned) failed++;
+  }
+  const reportDir = path.resolve('.chaos');
+  mkdirSync(reportDir, { recursive: true });
+  writeFileSync(path.join(reportDir, 'last-report.json'), `${JSON.stringify(summaries, null, 2)}\n`);
+  if (values.json) {
+    const merged = summaries.length === 1 ? summaries[0] : { cases: summaries, turns: summaries.reduce((n, s) => n + Number(s.turns), 0) };
+    for (const k of ['kills', 'lost', 'doubleCommitted', 'outOfOrder', 'orphans', 'leasesHeld']) {
+      if (summaries.length > 1) (merged as Record<string, unknown>)[k] = summaries.reduce((n, s) => n + Number(s[k]), 0);
+    }
+    process.stdout.write(`${JSON.stringify(merged)}\n`);
+  }
+  say(failed === 0 ? 'chaos: all properties hold' : `chaos: FAILED (${failed} case(s))`);
+  return failed === 0 ? 0 : 1;
+}
+
+async function runCase(name: CaseName, quick: boolean, parentEnv: Readonly<Record<string, string | undefined>>): Promise<Record<string, unknown>> {
+  const plan: Plan = quick
+    ? { turns: 120, conversations: 12, workers: 3, concurrency: 4, faultEveryMs: name === 'kill' ? 2000 : 3000, deadlineMs: 4 * 60_000 }
+    : { turns: 500, conversations: 50, workers: 3, concurrency: 4, faultEveryMs: name === 'kill' ? 2000 : 3000, deadlineMs: 12 * 60_000 };
   const root = mkdtempSync(path.join(os.tmpdir(), 'agentq-chaos-'));
   // The private Postgres runs as the postgres user: it must be able to reach its data dir.
   chmodSync(root, 0o755);
-  const reportDir = path.resolve('.chaos');
-  mkdirSync(reportDir, { recursive: true });
   const logFile = path.join(root, 'fake-cli.log');
-  say(`chaos: ${plan.turns} turns over ${plan.conversations} conversations, ${plan.workers} workers x ${plan.concurrency}; scratch ${root}`);
+  say(`chaos case ${name} (${CASES[name]}): ${plan.turns} turns over ${plan.conversations} conversations, ${plan.workers} workers x ${plan.concurrency}; scratch ${root}`);
 
   const postgres = await startPrivatePostgres(path.join(root, 'pg'));
   const redis = await startPrivateRedis();
   let pool: WorkerPool | undefined;
+  let keep = true;
   let killer: NodeJS.Timeout | undefined;
   const startedAt = Date.now();
   try {
@@ -74,10 +115,11 @@ async function main(argv: string[], parentEnv: Readonly<Record<string, string | 
       AGENTQ_MAX_ATTEMPTS: '20',
       AGENTQ_RECONCILE_INTERVAL_MS: '1000',
       AGENTQ_SHUTDOWN_GRACE_MS: '1000',
+      AGENTQ_CLI_KILL_GRACE_MS: '500',
       AGENTQ_LOG_LEVEL: 'error',
     };
     const config = loadConfig(env);
-    const workers = new WorkerPool(env, plan.concurrency);
+    const workers = new WorkerPool(env, plan.concurrency, path.join(root, 'worker-logs'));
     pool = workers;
     for (let i = 0; i < plan.workers; i++) workers.start();
 
@@ -87,16 +129,24 @@ async function main(argv: string[], parentEnv: Readonly<Record<string, string | 
       for (let c = 1; c <= plan.conversations; c++) {
         if ((turn - 1) * plan.conversations + c > plan.turns) break;
         const delayMs = 50 + Math.floor(Math.random() * 450);
+        // In the deploy case a third of the CLIs ignore SIGTERM: the drain must SIGKILL them.
+        const stubborn = name === 'deploy' && Math.random() < 1 / 3;
+        const script = stubborn ? { delayMs: delayMs + 1000, extraLines: 2, ignoreSigterm: true } : { delayMs, extraLines: 2 };
         await client.enqueueTurn({
           conversationId: `chaos-${c}`,
-          prompt: `#fake ${JSON.stringify({ delayMs, extraLines: 2 })}\nchaos c${c} turn ${turn}`,
+          prompt: `#fake ${JSON.stringify(script)}\nchaos c${c} turn ${turn}`,
           idempotencyKey: `t${turn}`,
         });
       }
     }
     say(`enqueued ${plan.turns} turns in ${Date.now() - startedAt} ms`);
 
-    killer = setInterval(() => workers.killOneAndReplace(), plan.killEveryMs);
+    const inject: Record<CaseName, () => void> = {
+      kill: () => workers.killOneAndReplace(),
+      freeze: () => workers.freezeOne(5000),
+      deploy: () => workers.drainOneAndReplace(),
+    };
+    killer = setInterval(inject[name], plan.faultEveryMs);
     let flushed = false;
     let restarted = false;
     const deadline = Date.now() + plan.deadlineMs;
@@ -132,11 +182,18 @@ async function main(argv: string[], parentEnv: Readonly<Record<string, string | 
     await check.end();
     result.duplicateLines = await countDuplicateLines(postgres.url, root);
     if (result.duplicateLines) result.violations.push({ property: 'duplicateLines', turnIds: [], detail: `${result.duplicateLines} session entries stored twice` });
+    if (workers.unexpectedExits.length) {
+      result.violations.push({ property: 'workerCrashes', turnIds: [], detail: `workers ended on their own: ${workers.unexpectedExits.join(', ')}` });
+    }
     if (orphans.length) result.violations.push({ property: 'orphans', turnIds: [], detail: `CLI processes left: ${orphans.join(', ')}` });
 
     const summary = {
+      case: name,
+      planned: plan.turns,
       turns: result.turns,
       kills: workers.kills,
+      freezes: workers.freezes,
+      drains: workers.drains,
       lost: result.lost,
       doubleCommitted: result.doubleCommitted,
       outOfOrder: result.outOfOrder,
@@ -155,25 +212,24 @@ async function main(argv: string[], parentEnv: Readonly<Record<string, string | 
       postgresRestarted: restarted,
       violations: result.violations,
     };
-    writeFileSync(path.join(reportDir, 'last-report.json'), `${JSON.stringify(summary, null, 2)}\n`);
     for (const [k, v] of Object.entries(summary)) if (k !== 'violations') say(`${k.padEnd(18)} ${String(v)}`);
     for (const v of result.violations) say(`VIOLATION ${v.property}: ${v.detail}${v.turnIds.length ? ` (turns ${v.turnIds.slice(0, 20).join(', ')})` : ''}`);
-    if (values.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
-    const ok = result.violations.length === 0 && result.turns === plan.turns;
-    say(ok ? 'chaos: all properties hold' : 'chaos: FAILED');
-    return ok ? 0 : 1;
+    keep = result.violations.length > 0;
+    return summary;
   } finally {
     if (killer) clearInterval(killer);
     await pool?.stopAll(2000);
     await redis.stop();
     await postgres.stop();
-    rmSync(root, { recursive: true, force: true });
+    // Keep the scratch dir (worker logs, fake CLI log) of a failed case for inspection.
+    if (keep) say(`kept ${root} for inspection`);
+    else rmSync(root, { recursive: true, force: true });
   }
 }
 
 /** Hydrates every conversation's committed session and counts entries stored twice. */
 async function countDuplicateLines(url: string, root: string): Promise<number> {
-  const p = new pg.Pool({ connectionString: url, max: 2 });
+  const p = createPool(url, 2);
   const db = createStoreDb(p);
   let dups = 0;
   try {

@@ -3,9 +3,9 @@
 // this process dies in between.
 import type { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import pg from 'pg';
 import type { Config } from '../config.js';
 import { createStoreDb, type StoreDb } from '../store/db.js';
+import { createPool } from '../store/pool.js';
 import { ensureConversation, findConversation } from '../store/conversations.js';
 import { parseConversationId, parseTenantId } from '../store/ids.js';
 import { cancelTurnRecord, getTurn, insertTurn, listTurns, type TurnRow } from '../store/turns.js';
@@ -77,9 +77,7 @@ export function summarizeTurn(t: TurnRow): TurnSummary {
 
 /** A client over its own pg pool and Redis connection; `close()` ends both. */
 export function createClient(config: Config): AgentqClient {
-  const pool = new pg.Pool({ connectionString: config.databaseUrl, max: 4 });
-  // An idle connection dropped by the server (a Postgres restart) must not crash the process.
-  pool.on('error', () => undefined);
+  const pool = createPool(config.databaseUrl, 4);
   const db = createStoreDb(pool);
   const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 3, lazyConnect: false });
   const queue = createTurnQueue(config.queueName, redis);
@@ -142,12 +140,15 @@ export function createClient(config: Config): AgentqClient {
     },
     async waitForTurn(turnId, timeoutMs) {
       const deadline = Date.now() + timeoutMs;
+      // Short polls first (a turn may end within milliseconds), then back off.
+      let pollMs = 5;
       for (;;) {
         const t = await getTurn(db, turnId);
         if (!t) throw new Error(`turn ${turnId} does not exist`);
         if ((TERMINAL_STATUSES as readonly string[]).includes(t.status)) return summarizeTurn(t);
         if (Date.now() > deadline) throw new Error(`turn ${turnId} did not finish within ${timeoutMs} ms (status ${t.status})`);
-        await new Promise((r) => setTimeout(r, 100));
+        await new Promise((r) => setTimeout(r, pollMs));
+        pollMs = Math.min(200, pollMs * 2);
       }
     },
     async close() {

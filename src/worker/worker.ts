@@ -5,15 +5,17 @@ import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import { DelayedError, Worker, type Job, type Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import pg from 'pg';
+import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { createLogger } from '../logger.js';
 import { cancelChannel, createTurnQueue, dispatchTurn } from '../queue/dispatch.js';
 import { parseTurnJob, type TurnJobData } from '../queue/jobs.js';
 import { reconcile } from '../queue/reconciler.js';
+import { sweepOrphanedRuns } from '../runner/processTree.js';
 import { runnerSettings } from '../runner/runClaude.js';
 import { createStoreDb, type StoreDb } from '../store/db.js';
+import { createPool } from '../store/pool.js';
 import { claimTurn } from '../store/turns.js';
 import { Attempt, type AttemptDeps } from './attempt.js';
 
@@ -101,18 +103,23 @@ export function createWorker(config: Config, options: WorkerOptions = {}): TurnW
   };
 
   const start = async () => {
-    pool = new pg.Pool({ connectionString: config.databaseUrl, max: Math.max(4, (options.concurrency ?? config.concurrency) * 2 + 2) });
-    pool.on('error', (err) => log.warn({ err }, 'idle Postgres client error'));
+    // Each running turn needs a connection now and then (heartbeat, checkpoint, hydrate), not all the time.
+    pool = createPool(config.databaseUrl, Math.min(40, Math.max(4, (options.concurrency ?? config.concurrency) + 4)), (err) =>
+      log.warn({ err: err.message }, 'Postgres connection error'),
+    );
     db = createStoreDb(pool);
     queueConn = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
     queue = createTurnQueue(config.queueName, queueConn);
     subscriber = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
     await subscriber.subscribe(cancelChannel(config.queueName));
     subscriber.on('message', (_channel, turnId: string) => attempts.get(turnId)?.abort('cancelled'));
-    await reconcile(db, queue).catch((err: unknown) => log.warn({ err }, 'reconcile failed'));
-    reconcileTimer = setInterval(() => {
-      void reconcile(db!, queue!).catch((err: unknown) => log.warn({ err }, 'reconcile failed'));
-    }, config.worker.reconcileIntervalMs);
+    const housekeeping = async () => {
+      const swept = sweepOrphanedRuns();
+      if (swept.length) log.warn({ pids: swept }, 'killed CLI processes left by a worker that died');
+      await reconcile(db!, queue!).catch((err: unknown) => log.warn({ err }, 'reconcile failed'));
+    };
+    await housekeeping();
+    reconcileTimer = setInterval(() => void housekeeping(), config.worker.reconcileIntervalMs);
     workerConn = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
     bull = new Worker<TurnJobData>(config.queueName, processJob, {
       connection: workerConn,

@@ -7,6 +7,7 @@ import pg from 'pg';
 import { inject } from 'vitest';
 import { createStoreDb, type StoreDb } from '../../src/store/db.js';
 import { migrate } from '../../src/store/migrate.js';
+import { createPool } from '../../src/store/pool.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -87,7 +88,7 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   const name = randomDatabaseName('agentq_t');
   await createDatabase(name, template);
   const url = databaseUrl(name);
-  const pool = new pg.Pool({ connectionString: url, max: 8 });
+  const pool = createPool(url, 8);
   let dropped = false;
   return {
     name,
