@@ -12,11 +12,15 @@ import { readdirSync, readFileSync } from 'node:fs';
 
 /** Environment variable that marks every process of one run. */
 export const RUN_MARKER_VAR = 'AGENTQ_RUN_ID';
+/** The pid of the process that started the run (the worker), also in every run's environment. */
+export const PARENT_PID_VAR = 'AGENTQ_PARENT_PID';
 
 interface ProcEntry {
   pid: number;
   ppid: number;
   pgid: number;
+  /** Start time in clock ticks since boot (stat field 22): a run's processes start after its CLI. */
+  startTicks: number;
 }
 
 function readStat(pid: number): ProcEntry | undefined {
@@ -24,7 +28,7 @@ function readStat(pid: number): ProcEntry | undefined {
     const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     if (f[0] === 'Z' || f[0] === 'X') return undefined;
-    return { pid, ppid: Number(f[1]), pgid: Number(f[2]) };
+    return { pid, ppid: Number(f[1]), pgid: Number(f[2]), startTicks: Number(f[19]) };
   } catch {
     return undefined;
   }
@@ -56,7 +60,7 @@ function listProcesses(): ProcEntry[] | undefined {
 }
 
 /** The pids of every live process of the run (see the header for what counts). */
-export function findRunProcesses(rootPid: number, runId: string): number[] {
+export function findRunProcesses(rootPid: number, runId: string, options: { sinceTicks?: number } = {}): number[] {
   const all = listProcesses();
   if (!all) return [];
   const self = process.pid;
@@ -75,9 +79,11 @@ export function findRunProcesses(rootPid: number, runId: string): number[] {
     found.add(pid);
     stack.push(...(children.get(pid) ?? []));
   }
+  // Reading every environ is the costly part: only processes started since the CLI can carry its marker.
+  const since = all.find((e) => e.pid === rootPid)?.startTicks ?? options.sinceTicks ?? 0;
   for (const e of all) {
     if (found.has(e.pid) || e.pid === self) continue;
-    if (e.pgid === rootPid || hasMarker(e.pid, marker)) found.add(e.pid);
+    if (e.pgid === rootPid || (e.startTicks >= since && hasMarker(e.pid, marker))) found.add(e.pid);
   }
   found.delete(self);
   const live = new Set(all.map((e) => e.pid));
@@ -96,9 +102,48 @@ function kill(target: number, signal: NodeJS.Signals): void {
  * Signals the run: the CLI's process group and every process found for the run.
  * Returns how many processes were found besides the group signal.
  */
-export function signalRun(rootPid: number, runId: string, signal: NodeJS.Signals): number {
-  const pids = findRunProcesses(rootPid, runId);
+export function signalRun(rootPid: number, runId: string, signal: NodeJS.Signals, sinceTicks?: number): number {
+  const pids = findRunProcesses(rootPid, runId, sinceTicks === undefined ? {} : { sinceTicks });
   kill(-rootPid, signal);
   for (const pid of pids) kill(pid, signal);
   return pids.length;
+}
+
+function isLive(pid: number): boolean {
+  return readStat(pid) !== undefined;
+}
+
+/**
+ * Kills what is left of runs whose worker died without stopping them (kill -9, OOM): a
+ * run's processes are in sessions of their own, so nothing else ends them, and a retry on
+ * this machine would share the conversation's directory with them. A process belongs to
+ * such a run when its environment has a run marker and the parent pid it names is gone.
+ * Returns the pids signalled.
+ */
+export function sweepOrphanedRuns(): number[] {
+  const all = listProcesses();
+  if (!all) return [];
+  const killed: number[] = [];
+  const parentPattern = new RegExp(String.raw`(?:^|\x00)${PARENT_PID_VAR}=(\d+)(?:\x00|$)`);
+  const runMarker = Buffer.from(`${RUN_MARKER_VAR}=`);
+  for (const e of all) {
+    if (e.pid === process.pid) continue;
+    let env: Buffer;
+    try {
+      env = readFileSync(`/proc/${e.pid}/environ`);
+    } catch {
+      continue;
+    }
+    if (env.indexOf(runMarker) === -1) continue;
+    const parent = parentPattern.exec(env.toString('latin1'))?.[1];
+    if (parent === undefined || isLive(Number(parent))) continue;
+    kill(e.pid, 'SIGKILL');
+    killed.push(e.pid);
+  }
+  return killed;
+}
+
+/** The start time (clock ticks since boot) of a live process, to bound later scans. */
+export function processStartTicks(pid: number): number | undefined {
+  return readStat(pid)?.startTicks;
 }

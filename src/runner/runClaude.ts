@@ -13,7 +13,7 @@ import { parseEventLine, type ClaudeEvent, type ResultEvent } from './events.js'
 import { LineSplitter, LineTooLongError, TailBuffer } from './lineSplitter.js';
 import { parseRunOptions, type RunOptions, type ValidRunOptions } from './options.js';
 import { classifyRun, type RunFacts, type RunOutcome, type Termination } from './outcome.js';
-import { RUN_MARKER_VAR, signalRun } from './processTree.js';
+import { PARENT_PID_VAR, processStartTicks, RUN_MARKER_VAR, signalRun } from './processTree.js';
 
 /** How the runner runs the CLI; usually `runnerSettings(config)`. */
 export interface RunnerSettings {
@@ -111,7 +111,7 @@ export function startClaude(options: RunOptions, settings: RunnerSettings, hooks
 
   const child = execa(settings.claudePath, argv, {
     cwd: o.cwd,
-    env: { ...buildRunEnv(settings.env, o), [RUN_MARKER_VAR]: runId },
+    env: { ...buildRunEnv(settings.env, o), [RUN_MARKER_VAR]: runId, [PARENT_PID_VAR]: String(process.pid) },
     extendEnv: false,
     stdin: o.streamInput ? 'pipe' : 'ignore',
     stdout: 'pipe',
@@ -127,12 +127,14 @@ export function startClaude(options: RunOptions, settings: RunnerSettings, hooks
   child.catch(() => undefined);
 
   const pid = child.pid;
+  // After the CLI exits its own start time is gone; remember it to bound the final sweep.
+  const startTicks = pid === undefined ? undefined : processStartTicks(pid);
   let killTimer: NodeJS.Timeout | undefined;
   const terminate = (why: Termination) => {
     if (state.termination || pid === undefined) return;
     state.termination = why;
-    signalRun(pid, runId, 'SIGTERM');
-    killTimer = setTimeout(() => signalRun(pid, runId, 'SIGKILL'), settings.killGraceMs);
+    signalRun(pid, runId, 'SIGTERM', startTicks);
+    killTimer = setTimeout(() => signalRun(pid, runId, 'SIGKILL', startTicks), settings.killGraceMs);
   };
 
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; error?: Error }>((resolve) => {
@@ -215,7 +217,7 @@ export function startClaude(options: RunOptions, settings: RunnerSettings, hooks
   const outcome = (async (): Promise<RunOutcome> => {
     const exit = await exited;
     // Whatever the CLI left behind (tool processes, background jobs) goes with it.
-    if (pid !== undefined) signalRun(pid, runId, 'SIGKILL');
+    if (pid !== undefined) signalRun(pid, runId, 'SIGKILL', startTicks);
     const drained = await Promise.race([
       reading.then(() => true),
       new Promise<false>((r) => setTimeout(() => r(false), DRAIN_AFTER_EXIT_MS).unref()),

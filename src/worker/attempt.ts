@@ -19,7 +19,7 @@ import type { StoreDb } from '../store/db.js';
 import { hydrateSession } from '../store/hydrate.js';
 import { workspaceDirName } from '../store/ids.js';
 import { persistSession } from '../store/persist.js';
-import { getSessionHead } from '../store/sessions.js';
+import { discardUncommitted, getSessionHead } from '../store/sessions.js';
 import {
   appendTurnEvents,
   assertFence,
@@ -78,6 +78,8 @@ export class Attempt {
   /** The session this attempt started from (hydrated or chosen). */
   private baseSessionId = '';
   private leaseLost = false;
+  /** What turns.run_session_id holds now (written only when it changes). */
+  private runSessionId: string | null;
   private checkpointing: Promise<void> = Promise.resolve();
   private readonly controller = new AbortController();
 
@@ -89,6 +91,7 @@ export class Attempt {
     private readonly attempt: number,
   ) {
     this.fence = { conversationId: conversation.id, fencingToken, workerId: deps.workerId };
+    this.runSessionId = turn.runSessionId;
     this.cwd = path.join(deps.config.workspaceRoot, workspaceDirName(conversation.externalId, conversation.tenantId));
     this.runDir = path.join(deps.config.worker.runsRoot, `${turn.id}.${attempt}.${randomUUID().slice(0, 8)}`);
     this.configDir = path.join(this.runDir, 'config');
@@ -128,7 +131,10 @@ export class Attempt {
     const session: RunOptions['session'] =
       start.kind === 'resume' ? { mode: 'resume', sessionId: start.sessionId } : { mode: 'new', sessionId: start.kind === 'new' ? start.sessionId : randomUUID() };
     this.baseSessionId = session.sessionId;
-    if (start.kind !== 'resume') await this.fenced((tx) => setRunSessionId(tx, this.turn.id, session.sessionId));
+    if (start.kind !== 'resume' && session.sessionId !== this.runSessionId) {
+      await this.fenced((tx) => setRunSessionId(tx, this.turn.id, session.sessionId));
+      this.runSessionId = session.sessionId;
+    }
     const prompt = await this.promptFor(start);
 
     const outcome = await this.runCli(prompt, session);
@@ -165,7 +171,14 @@ export class Attempt {
   private async tryHydrate(sessionId: string | null): Promise<{ uncommittedLines: number } | undefined> {
     if (!sessionId) return undefined;
     const head = await getSessionHead(this.deps.db, this.conversation.id, sessionId);
-    if (!head || head.lineCount === 0) return undefined;
+    if (!head) return undefined;
+    if (head.lineCount > head.committedLineCount && (this.turn.options as { continueOnRetry?: boolean }).continueOnRetry === false) {
+      // The turn opted out of continuing: rerun its prompt from the committed session, not
+      // on top of the interrupted attempt's checkpoints (else the session holds it twice).
+      await this.fenced((tx) => discardUncommitted(tx, { conversationId: this.conversation.id, sessionId }));
+      if (head.committedLineCount === 0) return undefined;
+    }
+    if (head.lineCount === 0) return undefined;
     const h = await hydrateSession(this.deps.db, {
       conversationId: this.conversation.id,
       sessionId,
@@ -309,7 +322,10 @@ export class Attempt {
         forkedFrom: current.forkedFrom ?? null,
         maxLineBytes: this.deps.config.store.sessionMaxLineBytes,
       });
-      if (current.sessionId !== this.turn.runSessionId) await setRunSessionId(tx, this.turn.id, current.sessionId);
+      if (current.sessionId !== this.runSessionId) {
+        await setRunSessionId(tx, this.turn.id, current.sessionId);
+        this.runSessionId = current.sessionId;
+      }
     }
     await appendTurnEvents(tx, this.turn.id, this.attempt, events);
   }
@@ -325,7 +341,11 @@ export class Attempt {
       this.events = [];
       return { kind: 'requeued', runAt: row.runAt };
     } catch (err) {
-      if (err instanceof StaleLeaseError) return { kind: 'lease_lost' };
+      if (err instanceof StaleLeaseError) {
+        // Refused by the fence: another worker took the turn over. Say so, as the heartbeat does.
+        this.loseLease();
+        return { kind: 'lease_lost' };
+      }
       throw err;
     }
   }
@@ -368,7 +388,11 @@ export class Attempt {
       this.log().info({ status }, 'turn committed');
       return { kind: 'committed', status, next };
     } catch (err) {
-      if (err instanceof StaleLeaseError) return { kind: 'lease_lost' };
+      if (err instanceof StaleLeaseError) {
+        // Refused by the fence: another worker took the turn over. Say so, as the heartbeat does.
+        this.loseLease();
+        return { kind: 'lease_lost' };
+      }
       throw err;
     }
   }
