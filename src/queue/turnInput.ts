@@ -29,8 +29,8 @@ export const turnOptionsSchema = runOptionsSchema
 export type TurnOptions = z.infer<typeof turnOptionsSchema>;
 
 const MAX_DELAY_MS = 366 * 24 * 60 * 60 * 1000;
-/** BullMQ's priority range: 1 is the most urgent; 0 (the default) means plain FIFO. */
-const MAX_PRIORITY = 2_097_152;
+/** BullMQ's priority range (its PRIORITY_LIMIT, 2^21 - 1): 1 is the most urgent; 0 (the default) means plain FIFO. */
+const MAX_PRIORITY = 2_097_151;
 
 export function enqueueInputSchema(maxPromptChars: number) {
   return z.strictObject({

@@ -311,7 +311,7 @@ export async function requeueTurn(
 export type CancelResult =
   | { kind: 'not_found' }
   | { kind: 'already_finished'; status: string }
-  /** It never ran; `next` is the turn to dispatch now that it is out of the way. */
+  /** It never ran; `next` is the turn to dispatch now that it is out of the way (only when the cancelled turn was the head). */
   | { kind: 'cancelled'; turn: TurnRow; next: TurnRow | undefined }
   /** It is running: the flag is set, the worker stops it. */
   | { kind: 'requested'; turn: TurnRow };
@@ -333,7 +333,12 @@ export async function cancelTurnRecord(db: StoreDb, turnId: string): Promise<Can
         })
         .where(eq(turns.id, turnId))
         .returning();
-      return { kind: 'cancelled', turn: rows[0]!, next: await headTurn(tx, turn.conversationId) };
+      // Only the head turn may get a job: if an earlier turn is still pending, its commit
+      // dispatches the next one. Dispatching it now would park a job for a turn that
+      // cannot run yet, delayed to the lease's expiry, and the commit's own dispatch would
+      // then be a no-op (same job id), so it would start late.
+      const wasHead = !(await hasEarlierPending(tx, turn.conversationId, turn.seq));
+      return { kind: 'cancelled', turn: rows[0]!, next: wasHead ? await headTurn(tx, turn.conversationId) : undefined };
     }
     if (turn.status === 'running') {
       const rows = await tx.update(turns).set({ cancelRequestedAt: sql`now()` }).where(eq(turns.id, turnId)).returning();
