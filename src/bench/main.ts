@@ -4,8 +4,9 @@ import { parseArgs } from 'node:util';
 import type { Benchmark, Figure } from './harness.js';
 import { runnerOverhead } from './runnerOverhead.js';
 import { storeBench } from './store.js';
+import { turnBench } from './turn.js';
 
-export const benchmarks: readonly Benchmark[] = [runnerOverhead, storeBench];
+export const benchmarks: readonly Benchmark[] = [runnerOverhead, storeBench, turnBench];
 
 function formatTable(figures: Figure[]): string {
   const rows = figures.map((f) => [f.bench, `${f.value} ${f.unit}`, f.baseline === null ? '-' : `${f.baseline}`, f.target]);

@@ -1,0 +1,715 @@
+// The turn protocol end to end (producer → Postgres → BullMQ → worker → hydrate → fake
+// CLI → persist → commit → ack), each figure against a baseline measured in this run, on
+// a throwaway database (created, migrated, dropped) and a random BullMQ queue
+// (obliterated). The CLI is the fake one. agentq is configured from an explicit env
+// object (nothing here reads process.env but PATH), so the CLI's allow-listed env holds
+// PATH and no NODE_EXTRA_CA_CERTS; the bare baselines use exactly that env and argv.
+// Protocol phases and bare phases alternate (which one goes first, too) so a drifting
+// machine load hits both; the worker lives in this process and idles during bare phases,
+// so a bare spawn pays the same fork cost (it grows with the parent's RSS) as the worker's.
+//
+// - turn_overhead_p50_ms / _p99_ms: 8 conversations in parallel (worker concurrency 8),
+//   each with a ~1 MB stored session, one turn at a time per conversation. A turn's time
+//   is measured in this process from just before enqueueTurn() to the arrival of the
+//   BullMQ QueueEvents 'completed' event for its job (job id = turn id). The worker acks
+//   the job only after the commit transaction, so that moment is after the terminal
+//   status is durable in Postgres; the ack and the event stream add about 1-2 ms
+//   (ANCHORS.md: BullMQ add → completed event 1.7 ms p50) and there is no polling delay.
+//   The fake CLI's own run time is a bare execa spawn of the same fake CLI with the same
+//   argv and env, resuming its own ~1 MB session, 8 lanes in parallel. Overhead pXX =
+//   pXX(turn) - pXX(bare run): the CLI's own spread under load is not the protocol's (a
+//   difference of quantiles, so p99 may come out below p50). stderr also gets the
+//   per-turn view (turn - that run's in-process CLI time from FAKE_CLAUDE_LOG - the
+//   median boot+exit of a bare run), a breakdown by phase from Postgres timestamps and
+//   the fake CLI's log (one host clock), and this process's CPU time and event-loop delay.
+// - throughput_ratio_{2,8}_lanes: turns/s of a no-op fake CLI through the whole protocol
+//   (2×lanes conversations with all their turns enqueued at t0, worker concurrency =
+//   lanes, until the last 'completed' event) ÷ runs/s of a bare execa loop of the same
+//   fake CLI with the same argv at `lanes` parallelism. Repetitions are summed.
+// - rss_per_inflight_turn_mb: the worker runs alone in a child process
+//   (turnWorkerChild.ts, its own process.memoryUsage().rss; CLI processes are never in
+//   it). RSS with 64 turns in flight (64 fake CLIs sleeping, counted from their log, and
+//   64 attempts in worker.running()) minus the RSS of the idle started worker (after a
+//   warm-up conversation and a forced GC), ÷ 64. baseline: that idle RSS.
+import { fork } from 'node:child_process';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createHistogram, type RecordableHistogram } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { Queue, QueueEvents } from 'bullmq';
+import { execa } from 'execa';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import { pino, type Logger } from 'pino';
+import { loadConfig, type Config } from '../config.js';
+import { createClient, type AgentqClient } from '../queue/client.js';
+import { buildArgv } from '../runner/argv.js';
+import { buildRunEnv } from '../runner/env.js';
+import { parseRunOptions, type RunOptions } from '../runner/options.js';
+import { migrate } from '../store/migrate.js';
+import { fakeCliPath } from '../testing/fakeCliPath.js';
+import { createWorker } from '../worker/worker.js';
+import { median, quantile, round, type BenchContext, type Benchmark, type Figure } from './harness.js';
+import type { ChildReply, ChildRequest } from './turnWorkerChild.js';
+
+const ADMIN_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
+const REDIS_URL = 'redis://127.0.0.1:6379';
+const TURN_TIMEOUT_MS = 60_000;
+
+// Figure 1: 8 lanes, ROUNDS × (protocol phase, bare phase), PER_PHASE turns per lane each.
+const OVERHEAD_LANES = 8;
+const OVERHEAD_ROUNDS = 5;
+const OVERHEAD_PER_PHASE = 4;
+/** ~1 MB of session lines from the seed turn: 256 padded lines of 4 KiB (+ a few). */
+const SEED_DIRECTIVE = '#fake {"extraLines":250,"lineBytes":4096}';
+
+// Figure 2.
+const THROUGHPUT_REPS = 3;
+const THROUGHPUT_TURNS: Record<number, number> = { 2: 32, 8: 64 };
+
+// Figure 3.
+const INFLIGHT = 64;
+const INFLIGHT_DELAY_MS = 60_000;
+
+/** Wall-clock milliseconds with sub-ms resolution (comparable with Date.now() and Postgres now()). */
+function wallNow(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+function dbUrl(name: string): string {
+  const u = new URL(ADMIN_URL);
+  u.pathname = `/${name}`;
+  return u.toString();
+}
+
+async function withDb<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    return await fn(c);
+  } finally {
+    await c.end();
+  }
+}
+
+/** The throwaway database, queue and directories of one benchmark run. */
+interface Harness {
+  root: string;
+  dbName: string;
+  url: string;
+  queueName: string;
+  log: Logger;
+  /** The explicit environment agentq is configured from (plus per-figure overrides). */
+  env(overrides?: Record<string, string>): Record<string, string>;
+  config(overrides?: Record<string, string>): Config;
+  cleanup(): Promise<void>;
+}
+
+async function createHarness(): Promise<Harness> {
+  const suffix = randomBytes(6).toString('hex');
+  const dbName = `agentq_bench_${suffix}`;
+  const queueName = `bench-turn-${suffix}`;
+  const url = dbUrl(dbName);
+  const root = mkdtempSync(path.join(os.tmpdir(), 'agentq-bench-turn-'));
+  await withDb(ADMIN_URL, (c) => c.query(`create database "${dbName}"`));
+  const cleanup = async () => {
+    const conn = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
+    const q = new Queue(queueName, { connection: conn });
+    try {
+      await q.obliterate({ force: true });
+    } finally {
+      await q.close();
+      conn.disconnect();
+    }
+    await withDb(ADMIN_URL, async (c) => {
+      await c.query('select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()', [dbName]);
+      await c.query(`drop database if exists "${dbName}" with (force)`);
+    });
+    rmSync(root, { recursive: true, force: true });
+  };
+  try {
+    await migrate(url);
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
+  const base: Record<string, string> = {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    DATABASE_URL: url,
+    REDIS_URL,
+    AGENTQ_QUEUE: queueName,
+    AGENTQ_CLAUDE_PATH: fakeCliPath(),
+    AGENTQ_WORKSPACE_ROOT: path.join(root, 'workspaces'),
+    AGENTQ_RUNS_ROOT: path.join(root, 'runs'),
+    AGENTQ_LOG_LEVEL: 'warn',
+  };
+  const env = (overrides: Record<string, string> = {}) => ({ ...base, ...overrides });
+  return {
+    root,
+    dbName,
+    url,
+    queueName,
+    // Logs go to stderr: stdout carries only the figures.
+    log: pino({ name: 'agentq-bench', level: 'warn' }, pino.destination(2)),
+    env,
+    config: (overrides) => loadConfig(env(overrides)),
+    cleanup,
+  };
+}
+
+/** 'completed' / 'failed' events of the queue, by job id (= turn id), timed on arrival. */
+class Completions {
+  private readonly arrived = new Map<string, { at: number; wall: number; value: string } | Error>();
+  private readonly waiters = new Map<string, (r: { at: number; wall: number; value: string } | Error) => void>();
+
+  private constructor(
+    private readonly events: QueueEvents,
+    private readonly conn: Redis,
+  ) {
+    events.on('completed', ({ jobId, returnvalue }) => {
+      this.settle(jobId, { at: performance.now(), wall: wallNow(), value: String(returnvalue) });
+    });
+    events.on('failed', ({ jobId, failedReason }) => this.settle(jobId, new Error(`turn ${jobId} failed: ${failedReason}`)));
+  }
+
+  static async open(queueName: string): Promise<Completions> {
+    const conn = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
+    const events = new QueueEvents(queueName, { connection: conn, blockingTimeout: 1000 });
+    await events.waitUntilReady();
+    return new Completions(events, conn);
+  }
+
+  private settle(jobId: string, r: { at: number; wall: number; value: string } | Error): void {
+    const waiter = this.waiters.get(jobId);
+    if (waiter) {
+      this.waiters.delete(jobId);
+      waiter(r);
+    } else {
+      this.arrived.set(jobId, r);
+    }
+  }
+
+  /** Resolves with the arrival time of the job's 'completed' event; rejects on 'failed' or timeout. */
+  wait(jobId: string, timeoutMs = TURN_TIMEOUT_MS): Promise<{ at: number; wall: number; value: string }> {
+    return new Promise((resolve, reject) => {
+      const done = (r: { at: number; wall: number; value: string } | Error) => {
+        clearTimeout(timer);
+        if (r instanceof Error) reject(r);
+        else if (r.value !== 'succeeded') reject(new Error(`turn ${jobId} ended ${r.value}`));
+        else resolve(r);
+      };
+      const timer = setTimeout(() => {
+        this.waiters.delete(jobId);
+        reject(new Error(`turn ${jobId} did not complete within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const early = this.arrived.get(jobId);
+      if (early) {
+        this.arrived.delete(jobId);
+        done(early);
+      } else {
+        this.waiters.set(jobId, done);
+      }
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.events.close();
+    this.conn.disconnect();
+  }
+}
+
+interface TurnSample {
+  turnId: string;
+  prompt: string;
+  /** performance.now() just before enqueueTurn(). */
+  t0: number;
+  wall0: number;
+  enqueueMs: number;
+  e2eMs: number;
+  /** Wall clock of the 'completed' event. */
+  wallDone: number;
+}
+
+async function timedTurn(client: AgentqClient, completions: Completions, conversationId: string, prompt: string): Promise<TurnSample> {
+  const wall0 = wallNow();
+  const t0 = performance.now();
+  const { turnId } = await client.enqueueTurn({ conversationId, prompt });
+  const enqueueMs = performance.now() - t0;
+  const done = await completions.wait(turnId);
+  return { turnId, prompt, t0, wall0, enqueueMs, e2eMs: done.at - t0, wallDone: done.wall };
+}
+
+/** One lane of bare runs: its own workspace and config dir, the worker's argv and env. */
+class BareLane {
+  private readonly cwd: string;
+  private readonly configDir: string;
+  private readonly tmpDir: string;
+  private readonly sessionId = randomUUID();
+  private started = false;
+
+  constructor(
+    dir: string,
+    private readonly config: Config,
+    private readonly extraEnv: Record<string, string> = {},
+  ) {
+    this.cwd = path.join(dir, 'ws');
+    this.configDir = path.join(dir, 'config');
+    this.tmpDir = path.join(dir, 'tmp');
+    mkdirSync(this.cwd, { recursive: true });
+  }
+
+  /** One run: a new session first, then resumes of it (as a conversation's turns do). Returns its wall time. */
+  async run(prompt: string): Promise<{ ms: number; prompt: string }> {
+    const options: RunOptions = {
+      prompt,
+      cwd: this.cwd,
+      configDir: this.configDir,
+      tmpDir: this.tmpDir,
+      session: this.started ? { mode: 'resume', sessionId: this.sessionId } : { mode: 'new', sessionId: this.sessionId },
+    };
+    const o = parseRunOptions(options);
+    mkdirSync(this.tmpDir, { recursive: true });
+    const argv = buildArgv(o);
+    const env = { ...buildRunEnv(this.config.cli.env, o), ...this.extraEnv };
+    const t = performance.now();
+    const r = await execa(this.config.claudePath, argv, { cwd: this.cwd, env, extendEnv: false, stdin: 'ignore', reject: false });
+    const ms = performance.now() - t;
+    if (r.exitCode !== 0) throw new Error(`bare fake CLI exited ${r.exitCode}: ${String(r.stderr).slice(-500)}`);
+    this.started = true;
+    return { ms, prompt };
+  }
+}
+
+interface FakeLogRecord {
+  event: string;
+  pid: number;
+  prompt?: string;
+  startedAt?: number;
+  endedAt?: number;
+}
+
+/**
+ * The in-process start and end (Date.now() inside the child) of each fake CLI run in a
+ * FAKE_CLAUDE_LOG file, by prompt (every prompt here is unique). An 'end' belongs to the
+ * latest 'start' of the same pid, so a reused pid cannot mix two runs.
+ */
+function readFakeLog(file: string): Map<string, { start: number; end: number }> {
+  const open = new Map<number, { start: number; end: number }>();
+  const byPrompt = new Map<string, { start: number; end: number }>();
+  if (!existsSync(file)) return byPrompt;
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    if (!line) continue;
+    const r = JSON.parse(line) as FakeLogRecord;
+    if (r.event === 'start') {
+      const entry = { start: r.startedAt ?? Number.NaN, end: Number.NaN };
+      open.set(r.pid, entry);
+      byPrompt.set(r.prompt ?? '', entry);
+    } else if (r.event === 'end') {
+      const entry = open.get(r.pid);
+      if (entry) entry.end = r.endedAt ?? Number.NaN;
+      open.delete(r.pid);
+    }
+  }
+  return byPrompt;
+}
+
+function countStarts(file: string): number {
+  if (!existsSync(file)) return 0;
+  let n = 0;
+  for (const line of readFileSync(file, 'utf8').split('\n')) if (line.includes('"event":"start"')) n++;
+  return n;
+}
+
+const ms = (v: number) => `${v.toFixed(1)} ms`;
+
+const LAG_TICK_MS = 5;
+
+/** What one kind of phase cost this process: CPU time and event-loop delay. */
+class PhaseMeter {
+  cpuMs = 0;
+  /** How late a 5 ms timer fired, in µs: the event loop was blocked (or the process not scheduled) that long. */
+  readonly lag: RecordableHistogram = createHistogram();
+
+  async measure<T>(fn: () => Promise<T>): Promise<T> {
+    const before = process.cpuUsage();
+    let last = performance.now();
+    const timer = setInterval(() => {
+      const now = performance.now();
+      this.lag.record(Math.max(1, Math.round((now - last - LAG_TICK_MS) * 1000)));
+      last = now;
+    }, LAG_TICK_MS);
+    try {
+      return await fn();
+    } finally {
+      clearInterval(timer);
+      const d = process.cpuUsage(before);
+      this.cpuMs += (d.user + d.system) / 1000;
+    }
+  }
+
+  lagText(): string {
+    return `p50 ${ms(this.lag.percentile(50) / 1000)} p99 ${ms(this.lag.percentile(99) / 1000)} max ${ms(this.lag.max / 1000)}`;
+  }
+}
+
+// ---- figure 1 ----------------------------------------------------------------------------
+
+async function overheadFigures(h: Harness, ctx: BenchContext): Promise<Figure[]> {
+  const logFile = path.join(h.root, 'fake-overhead.log');
+  const bareLog = path.join(h.root, 'fake-overhead-bare.log');
+  const config = h.config({ AGENTQ_CLI_ENV_ALLOW: 'FAKE_CLAUDE_LOG', FAKE_CLAUDE_LOG: logFile, AGENTQ_CONCURRENCY: String(OVERHEAD_LANES) });
+  const client = createClient(config);
+  const worker = createWorker(config, { concurrency: OVERHEAD_LANES, log: h.log });
+  let completions: Completions | undefined;
+  try {
+    await worker.start();
+    completions = await Completions.open(config.queueName);
+    const lanes = Array.from({ length: OVERHEAD_LANES }, (_, i) => i);
+    const convs = lanes.map((i) => `overhead-${i}`);
+    const bare = lanes.map((i) => new BareLane(path.join(h.root, `bare-overhead-${i}`), config, { FAKE_CLAUDE_LOG: bareLog }));
+
+    // Seed: each conversation's first turn writes ~1 MB of session lines, and so does each
+    // bare lane's first run; one more unmeasured turn / run each warms both paths.
+    const c = completions;
+    await Promise.all(convs.map((conv) => timedTurn(client, c, conv, `${SEED_DIRECTIVE}\nseed ${conv}`)));
+    await Promise.all(bare.map((b, i) => b.run(`${SEED_DIRECTIVE}\nseed bare ${i}`)));
+    await Promise.all(convs.map((conv) => timedTurn(client, c, conv, `warm ${conv}`)));
+    await Promise.all(bare.map((b, i) => b.run(`warm bare ${i}`)));
+    const stored = await withDb(h.url, async (db) => {
+      const r = await db.query<{ mb: number; lines: number }>('select avg(byte_count)::float / 1e6 as mb, avg(line_count)::float as lines from sessions');
+      return r.rows[0];
+    });
+    ctx.log(`turn: stored sessions average ${stored?.mb.toFixed(2)} MB / ${stored?.lines.toFixed(0)} lines`);
+
+    const turns: TurnSample[] = [];
+    const bareRuns: { ms: number; prompt: string }[] = [];
+    const protoCpu = new PhaseMeter();
+    const bareCpu = new PhaseMeter();
+    for (let r = 0; r < OVERHEAD_ROUNDS; r++) {
+      const protocolPhase = () =>
+        protoCpu.measure(() =>
+          Promise.all(
+            convs.map(async (conv) => {
+              for (let k = 0; k < OVERHEAD_PER_PHASE; k++) turns.push(await timedTurn(client, c, conv, `turn ${conv} r${r} k${k}`));
+            }),
+          ),
+        );
+      const barePhase = () =>
+        bareCpu.measure(() =>
+          Promise.all(
+            bare.map(async (b, i) => {
+              for (let k = 0; k < OVERHEAD_PER_PHASE; k++) bareRuns.push(await b.run(`turn bare-${i} r${r} k${k}`));
+            }),
+          ),
+        );
+      // Alternate which goes first, so a drifting machine load hits both alike.
+      if (r % 2 === 0) {
+        await protocolPhase();
+        await barePhase();
+      } else {
+        await barePhase();
+        await protocolPhase();
+      }
+    }
+
+    const e2e = turns.map((t) => t.e2eMs);
+    const bareMs = bareRuns.map((b) => b.ms);
+    const p50 = median(e2e) - median(bareMs);
+    const p99 = quantile(e2e, 0.99) - quantile(bareMs, 0.99);
+
+    // Per-turn view and breakdown: the CLI's in-process time from its log, the protocol's
+    // phases from Postgres timestamps (same host clock).
+    const protoLog = readFakeLog(logFile);
+    const bareLogRecs = readFakeLog(bareLog);
+    const bareInside: number[] = [];
+    const bareBootExit: number[] = [];
+    for (const b of bareRuns) {
+      const rec = bareLogRecs.get(b.prompt);
+      if (!rec || !Number.isFinite(rec.end - rec.start)) continue;
+      bareInside.push(rec.end - rec.start);
+      bareBootExit.push(b.ms - (rec.end - rec.start));
+    }
+    const bootExit = median(bareBootExit);
+    const rows = await withDb(h.url, async (db) => {
+      const r = await db.query<{ id: string; started: number; finished: number }>(
+        `select id, extract(epoch from started_at)::float * 1000 as started, extract(epoch from finished_at)::float * 1000 as finished
+           from turns where id = any($1::uuid[])`,
+        [turns.map((t) => t.turnId)],
+      );
+      return r.rows;
+    });
+    const byId = new Map(rows.map((x) => [x.id, x]));
+    const phase = { enqueue: [] as number[], toClaim: [] as number[], toCliStart: [] as number[], cli: [] as number[], toCommit: [] as number[], commitToAck: [] as number[], perTurn: [] as number[] };
+    for (const t of turns) {
+      const db = byId.get(t.turnId);
+      const cli = protoLog.get(t.prompt);
+      if (!db || !cli || !Number.isFinite(cli.end - cli.start)) continue;
+      phase.enqueue.push(t.enqueueMs);
+      phase.toClaim.push(db.started - t.wall0);
+      phase.toCliStart.push(cli.start - db.started);
+      phase.cli.push(cli.end - cli.start);
+      phase.toCommit.push(db.finished - cli.end);
+      phase.commitToAck.push(t.wallDone - db.finished);
+      phase.perTurn.push(t.e2eMs - (cli.end - cli.start) - bootExit);
+    }
+    ctx.log(
+      `turn: ${turns.length} turns, ${bareRuns.length} bare runs at ${OVERHEAD_LANES} lanes: turn p50 ${ms(median(e2e))} p99 ${ms(quantile(e2e, 0.99))}; ` +
+        `bare run p50 ${ms(median(bareMs))} p99 ${ms(quantile(bareMs, 0.99))} (in-process p50 ${ms(median(bareInside))}, boot+exit p50 ${ms(bootExit)})`,
+    );
+    ctx.log(
+      `turn: CPU of this process (worker + producer / bare loop): ${ms(protoCpu.cpuMs / turns.length)} per turn vs ${ms(bareCpu.cpuMs / bareRuns.length)} per bare run; ` +
+        `event-loop delay during protocol phases ${protoCpu.lagText()}, during bare phases ${bareCpu.lagText()}`,
+    );
+    ctx.log(
+      `turn: per-turn overhead (turn - CLI in-process time - median boot+exit) p50 ${ms(median(phase.perTurn))} p99 ${ms(quantile(phase.perTurn, 0.99))}`,
+    );
+    ctx.log(
+      `turn: phase medians: enqueue call ${ms(median(phase.enqueue))}; enqueue start -> claim (started_at) ${ms(median(phase.toClaim))}; ` +
+        `claim -> CLI in-process start ${ms(median(phase.toCliStart))} (of which Node boot ≈ bare boot+exit); CLI in-process ${ms(median(phase.cli))}; ` +
+        `CLI end -> commit tx start (finished_at) ${ms(median(phase.toCommit))}; commit tx start -> 'completed' event ${ms(median(phase.commitToAck))}`,
+    );
+    return [
+      { bench: 'turn_overhead_p50_ms', value: round(p50, 1), unit: 'ms', baseline: round(median(bareMs), 1), target: '<= 5' },
+      { bench: 'turn_overhead_p99_ms', value: round(p99, 1), unit: 'ms', baseline: round(median(bareMs), 1), target: '<= 20' },
+    ];
+  } finally {
+    await worker.stop({ graceMs: 0 });
+    await completions?.close();
+    await client.close();
+  }
+}
+
+// ---- figure 2 ----------------------------------------------------------------------------
+
+async function throughputFigure(h: Harness, ctx: BenchContext, lanes: number): Promise<Figure> {
+  const config = h.config({ AGENTQ_CONCURRENCY: String(lanes) });
+  const client = createClient(config);
+  const worker = createWorker(config, { concurrency: lanes, log: h.log });
+  let completions: Completions | undefined;
+  const total = THROUGHPUT_TURNS[lanes] ?? 8 * lanes;
+  const conversations = 2 * lanes;
+  const perConversation = Math.ceil(total / conversations);
+  const n = perConversation * conversations;
+  try {
+    await worker.start();
+    completions = await Completions.open(config.queueName);
+    const c = completions;
+    // Warm both paths.
+    await Promise.all(Array.from({ length: lanes }, (_, i) => timedTurn(client, c, `tp${lanes}-warm-${i}`, 'warm')));
+    const warmLanes = Array.from({ length: lanes }, (_, i) => new BareLane(path.join(h.root, `bare-tp${lanes}-warm-${i}`), config));
+    await Promise.all(warmLanes.map((b) => b.run('warm')));
+
+    let protoTurns = 0;
+    let protoMs = 0;
+    let bareTurns = 0;
+    let bareMs = 0;
+    const ratios: number[] = [];
+    const protoCpu = new PhaseMeter();
+    const bareCpu = new PhaseMeter();
+    for (let rep = 0; rep < THROUGHPUT_REPS; rep++) {
+      // Bare: `lanes` loops share a counter of n runs.
+      const barePhase = () => bareCpu.measure(async () => {
+        const bare = Array.from({ length: lanes }, (_, i) => new BareLane(path.join(h.root, `bare-tp${lanes}-${rep}-${i}`), config));
+        let next = 0;
+        const t = performance.now();
+        await Promise.all(
+          bare.map(async (b) => {
+            while (next < n) {
+              const k = next++;
+              await b.run(`tp ${k}`);
+            }
+          }),
+        );
+        return performance.now() - t;
+      });
+      // Protocol: every turn of 2×lanes conversations enqueued at t0 (the producer runs
+      // concurrently with the worker); done when the last 'completed' event arrives.
+      let enqueuedMs = 0;
+      const protocolPhase = () => protoCpu.measure(async () => {
+        const t = performance.now();
+        const waits: Promise<unknown>[] = [];
+        await Promise.all(
+          Array.from({ length: conversations }, async (_, ci) => {
+            for (let k = 0; k < perConversation; k++) {
+              const { turnId } = await client.enqueueTurn({ conversationId: `tp${lanes}-${rep}-${ci}`, prompt: `tp ${ci} ${k}` });
+              const w = c.wait(turnId, 120_000);
+              w.catch(() => undefined); // observed by Promise.all below; not unhandled meanwhile
+              waits.push(w);
+            }
+          }),
+        );
+        enqueuedMs = performance.now() - t;
+        await Promise.all(waits);
+        return performance.now() - t;
+      });
+      // Alternate which goes first, so a drifting machine load hits both alike.
+      let bMs: number;
+      let pMs: number;
+      if (rep % 2 === 0) {
+        bMs = await barePhase();
+        pMs = await protocolPhase();
+      } else {
+        pMs = await protocolPhase();
+        bMs = await barePhase();
+      }
+      ratios.push(bMs / pMs);
+      protoTurns += n;
+      protoMs += pMs;
+      bareTurns += n;
+      bareMs += bMs;
+      ctx.log(
+        `turn: ${lanes} lanes rep ${rep + 1}: protocol ${n} turns in ${ms(pMs)} (${((n * 1000) / pMs).toFixed(1)}/s; all enqueued after ${ms(enqueuedMs)}), ` +
+          `bare ${n} runs in ${ms(bMs)} (${((n * 1000) / bMs).toFixed(1)}/s)`,
+      );
+    }
+    const protoRate = (protoTurns * 1000) / protoMs;
+    const bareRate = (bareTurns * 1000) / bareMs;
+    ctx.log(
+      `turn: ${lanes} lanes: ratio per rep ${ratios.map((r) => r.toFixed(3)).join(', ')}; ` +
+        `CPU of this process ${ms(protoCpu.cpuMs / protoTurns)} per protocol turn vs ${ms(bareCpu.cpuMs / bareTurns)} per bare run`,
+    );
+    return { bench: `throughput_ratio_${lanes}_lanes`, value: round(protoRate / bareRate), unit: 'ratio', baseline: round(bareRate, 1), target: '>= 0.95' };
+  } finally {
+    await worker.stop({ graceMs: 0 });
+    await completions?.close();
+    await client.close();
+  }
+}
+
+// ---- figure 3 ----------------------------------------------------------------------------
+
+class WorkerChild {
+  private readonly child;
+  private pending: ((r: ChildReply) => void)[] = [];
+  private exited: Promise<void>;
+
+  constructor() {
+    const file = fileURLToPath(new URL('./turnWorkerChild.js', import.meta.url));
+    // The child's stdout goes to our stderr; only PATH of our environment is passed on.
+    this.child = fork(file, [], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin' }, execArgv: ['--expose-gc'], stdio: ['ignore', 2, 2, 'ipc'] });
+    this.child.on('message', (m: ChildReply) => {
+      const next = this.pending.shift();
+      if (next) next(m);
+    });
+    this.exited = new Promise((resolve) => this.child.once('exit', () => resolve()));
+  }
+
+  request(msg: ChildRequest, timeoutMs = 30_000): Promise<ChildReply> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`worker child did not answer ${msg.type} within ${timeoutMs} ms`)), timeoutMs);
+      this.pending.push((r) => {
+        clearTimeout(timer);
+        if (r.type === 'error') reject(new Error(`worker child: ${r.message}`));
+        else resolve(r);
+      });
+      try {
+        this.child.send(msg);
+      } catch (err) {
+        clearTimeout(timer);
+        this.pending.pop();
+        reject(err instanceof Error ? err : new Error(String(err)));
+      }
+    });
+  }
+
+  async sample(gc: boolean): Promise<{ rss: number; heapUsed: number; running: number }> {
+    const r = await this.request({ type: 'sample', gc });
+    if (r.type !== 'sample') throw new Error(`unexpected reply ${r.type}`);
+    return r;
+  }
+
+  /** Stops the worker (running turns are interrupted and handed back) and waits for the exit. */
+  async stop(): Promise<void> {
+    if (this.child.exitCode === null && this.child.signalCode === null && this.child.connected) {
+      await this.request({ type: 'stop' }, 60_000).catch(() => undefined);
+    }
+    const killTimer = setTimeout(() => this.child.kill('SIGKILL'), 10_000);
+    await this.exited;
+    clearTimeout(killTimer);
+  }
+}
+
+async function rssFigure(h: Harness, ctx: BenchContext): Promise<Figure> {
+  const logFile = path.join(h.root, 'fake-rss.log');
+  const env = h.env({ AGENTQ_CLI_ENV_ALLOW: 'FAKE_CLAUDE_LOG', FAKE_CLAUDE_LOG: logFile, AGENTQ_CONCURRENCY: String(INFLIGHT) });
+  const config = loadConfig(env);
+  const client = createClient(config);
+  const child = new WorkerChild();
+  let completions: Completions | undefined;
+  try {
+    await child.request({ type: 'start', env, concurrency: INFLIGHT });
+    completions = await Completions.open(config.queueName);
+    const c = completions;
+    // Warm-up: a conversation of two turns runs the whole path once (new session, resume).
+    for (const prompt of ['warm 1', 'warm 2']) await timedTurn(client, c, 'rss-warm', prompt);
+    const idleSamples: number[] = [];
+    for (let i = 0; i < 3; i++) idleSamples.push((await child.sample(true)).rss);
+    const idle = median(idleSamples);
+    const startsBefore = countStarts(logFile);
+
+    const t = performance.now();
+    await Promise.all(
+      Array.from({ length: INFLIGHT }, (_, i) => client.enqueueTurn({ conversationId: `rss-${i}`, prompt: `#fake {"delayMs":${INFLIGHT_DELAY_MS}}\nrss ${i}` })),
+    );
+    // In flight = the fake CLI has started (its log says so) and the worker counts it running.
+    let running = 0;
+    let started = 0;
+    for (;;) {
+      started = countStarts(logFile) - startsBefore;
+      running = (await child.sample(false)).running;
+      if (started >= INFLIGHT && running >= INFLIGHT) break;
+      if (performance.now() - t > 90_000) throw new Error(`only ${started} CLIs started / ${running} turns running after 90 s`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const rampMs = performance.now() - t;
+    const busy: { rss: number; heapUsed: number }[] = [];
+    for (let i = 0; i < 5; i++) {
+      busy.push(await child.sample(false));
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const connections = await withDb(ADMIN_URL, async (a) => {
+      const r = await a.query<{ n: number; max: string }>(
+        `select count(*)::int as n, current_setting('max_connections') as max from pg_stat_activity where datname = $1`,
+        [h.dbName],
+      );
+      return { n: r.rows[0]?.n ?? 0, max: r.rows[0]?.max ?? '?' };
+    });
+    const afterGc = await child.sample(true);
+    const busyRss = median(busy.map((s) => s.rss));
+    const perTurn = (busyRss - idle) / INFLIGHT / 1e6;
+    ctx.log(
+      `turn: worker RSS idle ${(idle / 1e6).toFixed(1)} MB; with ${INFLIGHT} in flight (reached after ${ms(rampMs)}) median ${(busyRss / 1e6).toFixed(1)} MB ` +
+        `(max ${(Math.max(...busy.map((s) => s.rss)) / 1e6).toFixed(1)} MB, heapUsed ${(median(busy.map((s) => s.heapUsed)) / 1e6).toFixed(1)} MB), ` +
+        `after a forced GC ${(afterGc.rss / 1e6).toFixed(1)} MB (${((afterGc.rss - idle) / INFLIGHT / 1e6).toFixed(2)} MB/turn); ` +
+        `${connections.n} Postgres connections to the bench database (server max_connections ${connections.max}; the worker's pool allows ${Math.min(40, INFLIGHT + 4)})`,
+    );
+    return { bench: 'rss_per_inflight_turn_mb', value: round(perTurn, 2), unit: 'MB', baseline: round(idle / 1e6, 1), target: '<= 2' };
+  } finally {
+    // Stopping interrupts the 64 sleeping CLIs (SIGTERM to their groups) and hands their turns back.
+    await child.stop();
+    await completions?.close();
+    await client.close();
+  }
+}
+
+export const turnBench: Benchmark = {
+  name: 'turn',
+  description: 'the turn protocol end to end with the fake CLI: overhead per turn (1 MB sessions), throughput vs a bare spawn loop, worker RSS per in-flight turn',
+  async run(ctx) {
+    const h = await createHarness();
+    const load = () => os.loadavg().map((l) => l.toFixed(2)).join(' ');
+    ctx.log(`turn: database ${h.dbName}, queue ${h.queueName}; CLI children get only the allow-listed env (no NODE_EXTRA_CA_CERTS); ${os.cpus().length} cores, load average ${load()}`);
+    try {
+      const figures: Figure[] = [];
+      figures.push(...(await overheadFigures(h, ctx)));
+      for (const lanes of [2, 8]) figures.push(await throughputFigure(h, ctx, lanes));
+      figures.push(await rssFigure(h, ctx));
+      ctx.log(`turn: load average at the end ${load()} (other work on this machine shows up as noise in every figure)`);
+      return figures;
+    } finally {
+      await h.cleanup();
+    }
+  },
+};
