@@ -3,10 +3,11 @@
 // on private servers the suite starts itself; at the end it checks that no accepted turn
 // was lost, none was committed twice, each ran in order with its whole history, the
 // stored sessions have no gap or duplicate, and no CLI process or lease is left.
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, mkdtempSync, openSync, writeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { execa } from 'execa';
 import pg from 'pg';
 import { loadConfig } from '../config.js';
 import { createClient } from '../queue/client.js';
@@ -26,6 +27,7 @@ export const CASES = {
   kill: 'SIGKILL a random worker every 2 s and start a new one',
   freeze: 'SIGSTOP a random worker past its job lock and lease every 3 s, then SIGCONT it',
   deploy: 'SIGTERM a random worker every 3 s (it drains) while a third of the CLIs ignore SIGTERM',
+  disk: 'fill the disk of the workspace and runs roots (a small tmpfs) every 3 s, free it 1.5 s later',
 } as const;
 type CaseName = keyof typeof CASES;
 
@@ -88,6 +90,8 @@ async function runCase(name: CaseName, quick: boolean, parentEnv: Readonly<Recor
   const redis = await startPrivateRedis();
   let pool: WorkerPool | undefined;
   let keep = true;
+  let fills = 0;
+  let unmount: (() => Promise<void>) | undefined;
   let killer: NodeJS.Timeout | undefined;
   const startedAt = Date.now();
   try {
@@ -97,14 +101,17 @@ async function runCase(name: CaseName, quick: boolean, parentEnv: Readonly<Recor
     await admin.query(AUDIT_SQL);
     await admin.end();
 
+    // The disk case puts the workspace and runs roots on a small tmpfs it can fill.
+    const diskRoot = name === 'disk' ? await mountSmallDisk(path.join(root, 'disk')) : root;
+    if (name === 'disk') unmount = () => execa('umount', ['-l', diskRoot]).then(() => undefined, () => undefined);
     const env: Record<string, string> = {
       PATH: parentEnv.PATH ?? '/usr/bin:/bin',
       DATABASE_URL: postgres.url,
       REDIS_URL: redis.url,
       AGENTQ_QUEUE: 'chaos',
       AGENTQ_CLAUDE_PATH: fakeCliPath(),
-      AGENTQ_WORKSPACE_ROOT: path.join(root, 'workspaces'),
-      AGENTQ_RUNS_ROOT: path.join(root, 'runs'),
+      AGENTQ_WORKSPACE_ROOT: path.join(diskRoot, 'workspaces'),
+      AGENTQ_RUNS_ROOT: path.join(diskRoot, 'runs'),
       AGENTQ_CLI_ENV_ALLOW: 'FAKE_CLAUDE_LOG',
       FAKE_CLAUDE_LOG: logFile,
       AGENTQ_LEASE_MS: '3000',
@@ -145,6 +152,11 @@ async function runCase(name: CaseName, quick: boolean, parentEnv: Readonly<Recor
       kill: () => workers.killOneAndReplace(),
       freeze: () => workers.freezeOne(5000),
       deploy: () => workers.drainOneAndReplace(),
+      disk: () => {
+        fillDisk(path.join(diskRoot, 'filler'));
+        fills++;
+        setTimeout(() => rmSync(path.join(diskRoot, 'filler'), { force: true }), 1500).unref();
+      },
     };
     killer = setInterval(inject[name], plan.faultEveryMs);
     let flushed = false;
@@ -194,6 +206,7 @@ async function runCase(name: CaseName, quick: boolean, parentEnv: Readonly<Recor
       kills: workers.kills,
       freezes: workers.freezes,
       drains: workers.drains,
+      diskFills: fills,
       lost: result.lost,
       doubleCommitted: result.doubleCommitted,
       outOfOrder: result.outOfOrder,
@@ -219,11 +232,36 @@ async function runCase(name: CaseName, quick: boolean, parentEnv: Readonly<Recor
   } finally {
     if (killer) clearInterval(killer);
     await pool?.stopAll(2000);
+    await unmount?.();
     await redis.stop();
     await postgres.stop();
     // Keep the scratch dir (worker logs, fake CLI log) of a failed case for inspection.
     if (keep) say(`kept ${root} for inspection`);
     else rmSync(root, { recursive: true, force: true });
+  }
+}
+
+/** A 64 MiB tmpfs, so the suite can fill it without touching the machine's disks (needs root). */
+async function mountSmallDisk(dir: string): Promise<string> {
+  mkdirSync(dir, { recursive: true });
+  try {
+    await execa('mount', ['-t', 'tmpfs', '-o', 'size=64m', 'tmpfs', dir]);
+  } catch (err) {
+    throw new Error(`the disk case needs to mount a tmpfs (run as root): ${(err as Error).message}`);
+  }
+  return dir;
+}
+
+/** Writes zeros until the file system says ENOSPC. */
+function fillDisk(file: string): void {
+  const block = Buffer.alloc(1024 * 1024);
+  const fd = openSync(file, 'w');
+  try {
+    for (;;) writeSync(fd, block);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
+  } finally {
+    closeSync(fd);
   }
 }
 

@@ -105,6 +105,18 @@ export class Attempt {
   async run(): Promise<AttemptVerdict> {
     try {
       return await this.runInner();
+    } catch (err) {
+      if (err instanceof StaleLeaseError || this.leaseLost) return { kind: 'lease_lost' };
+      // A failure of this worker rather than of the turn (a full disk, an unreadable
+      // archive, a bug): hand the turn back with backoff instead of keeping its lease.
+      // If even that fails (Postgres down), the job fails and the reconciler re-dispatches it.
+      this.log().error({ err }, 'the attempt failed inside the worker; handing the turn back');
+      const { retryBaseMs, retryMaxMs, maxAttempts } = this.deps.config.worker;
+      const error = { class: 'worker_error', message: err instanceof Error ? err.message : String(err), retryable: true };
+      if (this.attempt >= maxAttempts) {
+        return await this.commit(undefined, 'failed', { ...error, message: `${error.message} (after ${this.attempt} attempts)` });
+      }
+      return await this.requeue(backoffMs(this.attempt, retryBaseMs, retryMaxMs), error);
     } finally {
       await rm(this.runDir, { recursive: true, force: true }).catch(() => undefined);
     }
@@ -116,6 +128,9 @@ export class Attempt {
 
   private async runInner(): Promise<AttemptVerdict> {
     const { config } = this.deps;
+    // A worker frozen between its claim and here (SIGSTOP, a long GC, a stalled VM) may
+    // have lost the lease: it must not empty the directory another owner is using.
+    await this.ensureLease();
     await this.prepareWorkspace();
     const start = await this.chooseSession();
     if (start.kind === 'missing') {
@@ -137,6 +152,8 @@ export class Attempt {
     }
     const prompt = await this.promptFor(start);
 
+    // The same right before the CLI starts: a stale attempt must not run tools at all.
+    await this.ensureLease();
     const outcome = await this.runCli(prompt, session);
     await this.checkpointing;
     if (this.leaseLost) return { kind: 'lease_lost' };
@@ -252,6 +269,15 @@ export class Attempt {
     } finally {
       clearInterval(checkpointTimer);
       clearInterval(heartbeatTimer);
+    }
+  }
+
+  /** Renews the lease now; throws StaleLeaseError if another worker holds it. */
+  private async ensureLease(): Promise<void> {
+    const r = await renewLease(this.deps.db, this.fence, this.turn.id, this.deps.config.worker.leaseMs);
+    if (!r.ours) {
+      this.loseLease();
+      throw new StaleLeaseError(this.fence.conversationId, this.fence.fencingToken, -1);
     }
   }
 
