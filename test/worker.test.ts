@@ -61,4 +61,23 @@ describe('the turn protocol', () => {
     expect(b.created).toBe(false);
     expect((await client.getConversation('c'))?.turns).toHaveLength(1);
   });
+
+  it('a conversation that halts on failure cancels the turns queued behind a failed one', async () => {
+    const failing = await client.enqueueTurn({
+      conversationId: 'halting',
+      prompt: '#fake {"apiError":{"status":400}}\nfails',
+      haltOnFailure: true,
+    });
+    const second = await client.enqueueTurn({ conversationId: 'halting', prompt: 'second' });
+    const third = await client.enqueueTurn({ conversationId: 'halting', prompt: 'third' });
+    await startWorker();
+    expect((await client.waitForTurn(failing.turnId, 20_000)).status).toBe('failed');
+    for (const t of [second, third]) {
+      const done = await client.waitForTurn(t.turnId, 5000);
+      expect(done.status).toBe('cancelled');
+      expect(done.error).toMatchObject({ class: 'conversation_halted' });
+      expect(done.attempts).toBe(0);
+    }
+    expect(log().filter((r) => r.event === 'start').map((r) => r.promptText)).toEqual(['fails']);
+  });
 });

@@ -51,6 +51,8 @@ export function enqueueInputSchema(maxPromptChars: number) {
     priority: z.number().int().min(0).max(MAX_PRIORITY).optional(),
     delayMs: z.number().int().min(0).max(MAX_DELAY_MS).optional(),
     source: z.enum(turnSources).optional(),
+    /** Sets the conversation's policy: a failed turn cancels the turns queued after it. Default: leave as is (off for a new conversation). */
+    haltOnFailure: z.boolean().optional(),
   });
 }
 

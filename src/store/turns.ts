@@ -281,7 +281,28 @@ export async function finishTurn(tx: Executor, input: FinishInput): Promise<Turn
       updatedAt: sql`now()`,
     })
     .where(eq(conversations.id, input.conversationId));
+  if (input.status === 'failed') {
+    // A conversation that halts on failure cancels what was queued behind the failed turn.
+    // Index: conversations_pkey, then turns_conversation_status_seq_idx.
+    const conv = await tx.select({ halt: conversations.haltOnFailure }).from(conversations).where(eq(conversations.id, input.conversationId));
+    if (conv[0]?.halt) {
+      await tx
+        .update(turns)
+        .set({
+          status: 'cancelled',
+          finishedAt: sql`now()`,
+          error: { class: 'conversation_halted', message: `an earlier turn (${input.turnId}) failed and the conversation halts on failure`, retryable: false },
+        })
+        .where(and(eq(turns.conversationId, input.conversationId), eq(turns.status, 'queued')));
+      return undefined;
+    }
+  }
   return headTurn(tx, input.conversationId);
+}
+
+/** Sets whether a failed turn cancels the turns queued after it. */
+export async function setHaltOnFailure(db: Executor, conversationId: string, halt: boolean): Promise<void> {
+  await db.update(conversations).set({ haltOnFailure: halt, updatedAt: sql`now()` }).where(eq(conversations.id, conversationId));
 }
 
 /**
