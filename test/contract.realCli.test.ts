@@ -7,7 +7,6 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { bundledClaudePath } from '../src/config.js';
 import { sessionFilePath } from '../src/claude/sessionPath.js';
 import type { ClaudeEvent } from '../src/runner/events.js';
 import { runClaude, type RunnerSettings } from '../src/runner/runClaude.js';
@@ -15,30 +14,12 @@ import type { RunOptions } from '../src/runner/options.js';
 import { startMockModel, type MockModel } from '../src/mock/mockModel.js';
 import { groupMembers, liveProcesses } from './helpers/procScan.js';
 import { waitUntil } from './helpers/processes.js';
+import { realCliSettings } from './helpers/realCli.js';
 
 let mock: MockModel;
 let root: string;
 
-const settings = (over: Partial<RunnerSettings['env']> = {}): RunnerSettings => ({
-  claudePath: bundledClaudePath(),
-  env: {
-    PATH: process.env.PATH ?? '/usr/bin:/bin',
-    LANG: 'C.UTF-8',
-    ANTHROPIC_BASE_URL: mock.url,
-    ANTHROPIC_API_KEY: 'sk-test',
-    CLAUDE_CODE_MAX_RETRIES: '0',
-    DISABLE_TELEMETRY: '1',
-    DISABLE_ERROR_REPORTING: '1',
-    // As root, bypassPermissions needs this (shared/claude-cli/README.md).
-    IS_SANDBOX: '1',
-    ...over,
-  },
-  maxLineBytes: 16 * 1024 * 1024,
-  killGraceMs: 2000,
-  idleTimeoutMs: 60_000,
-  timeoutMs: 60_000,
-  stderrTailBytes: 16 * 1024,
-});
+const settings = (over: Record<string, string> = {}): RunnerSettings => realCliSettings(mock.url, over);
 
 /** One "machine": its own workspace path, config dir, home and tmp. */
 function machine(name: string) {

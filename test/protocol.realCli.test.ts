@@ -11,6 +11,7 @@ import { startMockModel, type MockModel, type RecordedRequest } from '../src/moc
 import { createClient, type AgentqClient } from '../src/queue/client.js';
 import { workspaceDirName } from '../src/store/ids.js';
 import { createWorker, type TurnWorker } from '../src/worker/worker.js';
+import { offlineCliEnv } from './helpers/realCli.js';
 import { createTestAgentq, type TestAgentq } from './helpers/agentq.js';
 
 let mock: MockModel;
@@ -28,12 +29,7 @@ beforeAll(async () => {
       ...t.env,
       AGENTQ_WORKSPACE_ROOT: path.join(t.root, name, 'workspaces'),
       AGENTQ_RUNS_ROOT: path.join(t.root, name, 'runs'),
-      ANTHROPIC_BASE_URL: mock.url,
-      ANTHROPIC_API_KEY: 'sk-test',
-      CLAUDE_CODE_MAX_RETRIES: '0',
-      DISABLE_TELEMETRY: '1',
-      DISABLE_ERROR_REPORTING: '1',
-      IS_SANDBOX: '1',
+      ...offlineCliEnv(mock.url),
       AGENTQ_CLI_ENV_ALLOW: '',
       AGENTQ_LOG_LEVEL: 'warn',
     };

@@ -7,7 +7,6 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bundledClaudePath } from '../src/config.js';
 import { sessionFilePath } from '../src/claude/sessionPath.js';
 import { runClaude, type RunnerSettings } from '../src/runner/runClaude.js';
 import { startMockModel, type MockModel } from '../src/mock/mockModel.js';
@@ -15,6 +14,7 @@ import { ensureConversation } from '../src/store/conversations.js';
 import { hydrateSession } from '../src/store/hydrate.js';
 import { persistSession } from '../src/store/persist.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
+import { realCliSettings } from './helpers/realCli.js';
 
 let mock: MockModel;
 let t: TestDatabase;
@@ -31,21 +31,7 @@ afterAll(async () => {
   rmSync(root, { recursive: true, force: true });
 });
 
-const settings = (): RunnerSettings => ({
-  claudePath: bundledClaudePath(),
-  env: {
-    PATH: process.env.PATH ?? '/usr/bin:/bin',
-    ANTHROPIC_BASE_URL: mock.url,
-    ANTHROPIC_API_KEY: 'sk-test',
-    CLAUDE_CODE_MAX_RETRIES: '0',
-    IS_SANDBOX: '1',
-  },
-  maxLineBytes: 16 * 1024 * 1024,
-  killGraceMs: 2000,
-  idleTimeoutMs: 60_000,
-  timeoutMs: 60_000,
-  stderrTailBytes: 16 * 1024,
-});
+const settings = (): RunnerSettings => realCliSettings(mock.url);
 
 describe('the session store with the real CLI', () => {
   it('ten turns on ten machines: hydrated byte for byte, and the model sees the whole history', async () => {
