@@ -1,24 +1,38 @@
-// `npm run demo` is one of the two commands a new user runs: prove it works offline.
+// `npm run demo` is one of the two commands a new user runs: prove it works offline,
+// here against a test database of its own.
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 
 const demo = fileURLToPath(new URL('../dist/demo/main.js', import.meta.url));
+let t: TestDatabase;
+
+beforeAll(async () => {
+  t = await createTestDatabase();
+});
+afterAll(async () => {
+  await t.drop();
+});
 
 describe('the demo', () => {
-  it('runs two real-CLI turns on two "machines" against the built-in mock model', async () => {
-    const env = { ...process.env };
+  it('runs three real-CLI turns through the queue on two "machines" against the built-in mock model', async () => {
+    const env: Record<string, string | undefined> = { ...process.env, DATABASE_URL: t.url };
     delete env.ANTHROPIC_API_KEY;
     delete env.ANTHROPIC_BASE_URL;
     const { code, stdout } = await new Promise<{ code: number | null; stdout: string }>((resolve) => {
-      const child = execFile(process.execPath, [demo], { env, timeout: 60_000 }, (err, out) =>
+      execFile(process.execPath, [demo], { env, timeout: 120_000 }, (err, out) =>
         resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout: out }),
       );
-      child.stdin?.end();
     });
-    expect(stdout).toContain('using the built-in mock model');
-    expect(stdout).toContain('same session: true');
-    expect(stdout).toContain("turn 1's command is among them: true");
+    expect(stdout).toContain('the built-in mock model answers');
+    expect(stdout).toMatch(/Turn 1 on machine A .*succeeded/);
+    expect(stdout).toMatch(/Turn 2 on machine B .*succeeded/);
+    expect(stdout).toContain('One CLI session across both machines: true');
+    expect(stdout).toContain('The note written on machine A was read on machine B: true');
     expect(code).toBe(0);
+    // The demo cleans up after itself.
+    const left = await t.pool.query('select count(*)::int as n from conversations');
+    expect(left.rows[0].n).toBe(0);
   });
 });
