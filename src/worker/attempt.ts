@@ -82,6 +82,9 @@ export class Attempt {
   private runSessionId: string | null;
   private checkpointing: Promise<void> = Promise.resolve();
   private readonly controller = new AbortController();
+  /** Milliseconds spent in each phase of the attempt, logged with the commit. */
+  private readonly phases: Record<string, number> = {};
+  private phaseStart = performance.now();
 
   constructor(
     private readonly deps: AttemptDeps,
@@ -131,8 +134,11 @@ export class Attempt {
     // A worker frozen between its claim and here (SIGSTOP, a long GC, a stalled VM) may
     // have lost the lease: it must not empty the directory another owner is using.
     await this.ensureLease();
+    this.mark('lease');
     await this.prepareWorkspace();
+    this.mark('workspace');
     const start = await this.chooseSession();
+    this.mark('hydrate');
     if (start.kind === 'missing') {
       this.record({ type: 'agentq', subtype: 'session_missing', policy: config.worker.missingSessionPolicy, sessionId: start.sessionId });
       if (config.worker.missingSessionPolicy === 'fail') {
@@ -154,7 +160,9 @@ export class Attempt {
 
     // The same right before the CLI starts: a stale attempt must not run tools at all.
     await this.ensureLease();
+    this.mark('prepare');
     const outcome = await this.runCli(prompt, session);
+    this.mark('run');
     await this.checkpointing;
     if (this.leaseLost) return { kind: 'lease_lost' };
     // Only a run the drain actually interrupted is handed back; one that finished first commits.
@@ -270,6 +278,12 @@ export class Attempt {
       clearInterval(checkpointTimer);
       clearInterval(heartbeatTimer);
     }
+  }
+
+  private mark(phase: string): void {
+    const now = performance.now();
+    this.phases[phase] = Math.round((now - this.phaseStart) * 10) / 10;
+    this.phaseStart = now;
   }
 
   /** Renews the lease now; throws StaleLeaseError if another worker holds it. */
@@ -411,7 +425,8 @@ export class Attempt {
         }),
       );
       this.events = [];
-      this.log().info({ status }, 'turn committed');
+      this.mark('commit');
+      this.log().info({ status, phasesMs: this.phases }, 'turn committed');
       return { kind: 'committed', status, next };
     } catch (err) {
       if (err instanceof StaleLeaseError) {
