@@ -143,7 +143,7 @@ describe('Redis loses its data', () => {
     }
     for (const { id } of ids) expect((await h.turn(id)).attempts).toBe(1);
     // Nothing is left to repair.
-    expect(await worker.reconcileNow()).toEqual({ checked: 0, dispatched: 0 });
+    expect(await worker.reconcileNow()).toEqual({ checked: 0, dispatched: 0, failed: 0 });
   });
 
   it('Redis flushed while a worker runs (a turn active, others delayed): the periodic pass re-dispatches, each turn runs once', async () => {

@@ -2,6 +2,7 @@
 import { readFileSync, existsSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createClient, type AgentqClient } from '../src/queue/client.js';
+import { reconcile } from '../src/queue/reconciler.js';
 import { createWorker, type TurnWorker } from '../src/worker/worker.js';
 import { createTestAgentq, type TestAgentq } from './helpers/agentq.js';
 
@@ -79,5 +80,18 @@ describe('the turn protocol', () => {
       expect(done.attempts).toBe(0);
     }
     expect(log().filter((r) => r.event === 'start').map((r) => r.promptText)).toEqual(['fails']);
+  });
+
+  it('the reconciler dispatches every due head even when one of them cannot be dispatched', async () => {
+    const a = await client.enqueueTurn({ conversationId: 'r-a', prompt: 'a' });
+    const b = await client.enqueueTurn({ conversationId: 'r-b', prompt: 'b' });
+    await client.queue.obliterate({ force: true });
+    // A priority BullMQ refuses makes this head's dispatch throw.
+    await client.db.$client.query('update turns set priority = 3000000 where id = $1', [a.turnId]);
+    const failures: string[] = [];
+    const r = await reconcile(client.db, client.queue, 1000, (id) => failures.push(id));
+    expect(r).toEqual({ checked: 2, dispatched: 1, failed: 1 });
+    expect(failures).toEqual([a.turnId]);
+    expect(await client.queue.getJob(b.turnId)).toBeDefined();
   });
 });

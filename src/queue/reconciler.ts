@@ -12,21 +12,40 @@ import type { TurnJobData } from './jobs.js';
 /** BullMQ states in which a job will still run; anything else needs a new job. */
 const LIVE_STATES = new Set(['active', 'waiting', 'delayed', 'prioritized', 'waiting-children']);
 
-export async function reconcile(db: StoreDb, queue: Queue<TurnJobData>, limit = 1000): Promise<{ checked: number; dispatched: number }> {
+export async function reconcile(
+  db: StoreDb,
+  queue: Queue<TurnJobData>,
+  limit = 1000,
+  onError: (turnId: string, err: unknown) => void = () => undefined,
+): Promise<{ checked: number; dispatched: number; failed: number }> {
   const heads = await pendingHeads(db, limit);
   let dispatched = 0;
+  let failed = 0;
   for (const head of heads) {
-    const job = await queue.getJob(head.id);
-    if (job) {
-      const state = await job.getState();
-      if (LIVE_STATES.has(state)) continue;
-      // A completed or failed job of a turn Postgres still has pending: replace it.
-      await job.remove().catch(() => undefined);
+    // One head that cannot be dispatched must not hold back the others.
+    try {
+      if (await reconcileHead(queue, head)) dispatched++;
+    } catch (err) {
+      failed++;
+      onError(head.id, err);
     }
-    // A running turn whose worker lives keeps its lease; the new job waits it out.
-    const notBefore = head.leaseExpiresAt && head.leaseExpiresAt > head.runAt ? head.leaseExpiresAt : head.runAt;
-    await dispatchTurn(queue, { id: head.id, runAt: notBefore, priority: head.priority });
-    dispatched++;
   }
-  return { checked: heads.length, dispatched };
+  return { checked: heads.length, dispatched, failed };
+}
+
+async function reconcileHead(
+  queue: Queue<TurnJobData>,
+  head: { id: string; runAt: Date; priority: number; leaseExpiresAt: Date | null },
+): Promise<boolean> {
+  const job = await queue.getJob(head.id);
+  if (job) {
+    const state = await job.getState();
+    if (LIVE_STATES.has(state)) return false;
+    // A completed or failed job of a turn Postgres still has pending: replace it.
+    await job.remove().catch(() => undefined);
+  }
+  // A running turn whose worker lives keeps its lease; the new job waits it out.
+  const notBefore = head.leaseExpiresAt && head.leaseExpiresAt > head.runAt ? head.leaseExpiresAt : head.runAt;
+  await dispatchTurn(queue, { id: head.id, runAt: notBefore, priority: head.priority });
+  return true;
 }

@@ -5,8 +5,12 @@
 // query itself still rejects and is handled where it was made.
 import pg from 'pg';
 
+/** A Postgres that stops answering without closing connections must not stall a worker forever. */
+const CONNECT_TIMEOUT_MS = 10_000;
+const QUERY_TIMEOUT_MS = 120_000;
+
 export function createPool(connectionString: string, max: number, onError?: (err: Error) => void): pg.Pool {
-  const pool = new pg.Pool({ connectionString, max });
+  const pool = new pg.Pool({ connectionString, max, connectionTimeoutMillis: CONNECT_TIMEOUT_MS, query_timeout: QUERY_TIMEOUT_MS });
   const report = onError ?? (() => undefined);
   pool.on('error', report);
   pool.on('connect', (client) => client.on('error', report));

@@ -11,7 +11,7 @@ export function isTransientDbError(err: unknown): boolean {
   if (['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN'].includes(code)) return true;
   if (/^(08|57)/.test(code)) return true;
   const message = typeof e.message === 'string' ? e.message : '';
-  if (/Connection terminated|connect ECONNREFUSED|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(message)) return true;
+  if (/Connection terminated|connect ECONNREFUSED|timeout exceeded when trying to connect|Query read timeout|Client has encountered a connection error/i.test(message)) return true;
   return e.cause !== undefined && e.cause !== err && isTransientDbError(e.cause);
 }
 

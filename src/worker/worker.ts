@@ -38,7 +38,7 @@ export interface TurnWorker {
    */
   stop(options?: { graceMs?: number }): Promise<void>;
   /** One reconciler pass now (also runs periodically). */
-  reconcileNow(): Promise<{ checked: number; dispatched: number }>;
+  reconcileNow(): Promise<{ checked: number; dispatched: number; failed: number }>;
   /** Turns running in this worker right now. */
   running(): string[];
 }
@@ -116,7 +116,9 @@ export function createWorker(config: Config, options: WorkerOptions = {}): TurnW
     const housekeeping = async () => {
       const swept = sweepOrphanedRuns();
       if (swept.length) log.warn({ pids: swept }, 'killed CLI processes left by a worker that died');
-      await reconcile(db!, queue!).catch((err: unknown) => log.warn({ err }, 'reconcile failed'));
+      await reconcile(db!, queue!, 1000, (turnId, err) => log.warn({ err, turnId }, 'could not dispatch a due turn')).catch((err: unknown) =>
+        log.warn({ err }, 'reconcile failed'),
+      );
     };
     await housekeeping();
     reconcileTimer = setInterval(() => void housekeeping(), config.worker.reconcileIntervalMs);
