@@ -69,27 +69,14 @@ describe('the session store with the real CLI', () => {
       for (let earlier = 0; earlier <= turn; earlier++) expect(sent).toContain(`turn ${earlier}`);
 
       const local = sessionFilePath(configDir, cwd, sessionId);
-      const stored = await persistSession(t.db, {
-        conversationId: conv.id,
-        sessionId,
-        filePath: local,
-        attempt: turn + 1,
-        commit: true,
-        maxLineBytes: 16 * 1024 * 1024,
-      });
+      const persist = () =>
+        persistSession(t.db, { conversationId: conv.id, sessionId, filePath: local, attempt: turn + 1, commit: true, maxLineBytes: 16 * 1024 * 1024 });
+      const stored = await persist();
       previous = readFileSync(local);
       expect(stored.byteCount).toBe(previous.length);
       expect(stored.partialBytes).toBe(0);
       // Persisting again stores nothing twice.
-      const again = await persistSession(t.db, {
-        conversationId: conv.id,
-        sessionId,
-        filePath: local,
-        attempt: turn + 1,
-        commit: true,
-        maxLineBytes: 16 * 1024 * 1024,
-      });
-      expect(again.linesAdded).toBe(0);
+      expect((await persist()).linesAdded).toBe(0);
     }
   }, 120_000);
 });
