@@ -131,6 +131,10 @@ export const configVariables = {
       .default(path.join(os.tmpdir(), 'agentq', 'runs')),
     doc: 'Directory for per-attempt CLAUDE_CONFIG_DIR / HOME / tmp dirs, removed after each attempt.',
   },
+  AGENTQ_SESSION_CACHE_MAX_BYTES: {
+    schema: intFrom(0).default(1024 * 1024 * 1024),
+    doc: 'Committed session files a worker keeps (under AGENTQ_RUNS_ROOT/.cache) to skip hydrating when the next turn lands on it; 0 disables.',
+  },
   AGENTQ_LEASE_MS: {
     schema: intFrom(1000).default(60_000),
     doc: 'How long a worker holds a conversation without renewing; renewed every third of it while a turn runs.',
@@ -231,6 +235,7 @@ export interface Config {
   };
   readonly worker: {
     readonly runsRoot: string;
+    readonly sessionCacheMaxBytes: number;
     readonly leaseMs: number;
     readonly jobLockMs: number;
     readonly checkpointIntervalMs: number;
@@ -349,6 +354,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     },
     worker: {
       runsRoot: v.AGENTQ_RUNS_ROOT,
+      sessionCacheMaxBytes: v.AGENTQ_SESSION_CACHE_MAX_BYTES,
       leaseMs: v.AGENTQ_LEASE_MS,
       jobLockMs: v.AGENTQ_JOB_LOCK_MS,
       checkpointIntervalMs: v.AGENTQ_CHECKPOINT_INTERVAL_MS,

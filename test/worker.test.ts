@@ -1,8 +1,10 @@
 // The turn protocol in one process: producer, worker, commit before ack.
-import { readFileSync, existsSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createClient, type AgentqClient } from '../src/queue/client.js';
 import { reconcile } from '../src/queue/reconciler.js';
+import { workspaceDirName } from '../src/store/ids.js';
 import { createWorker, type TurnWorker } from '../src/worker/worker.js';
 import { createTestAgentq, type TestAgentq } from './helpers/agentq.js';
 
@@ -93,5 +95,61 @@ describe('the turn protocol', () => {
     expect(r).toEqual({ checked: 2, dispatched: 1, failed: 1 });
     expect(failures).toEqual([a.turnId]);
     expect(await client.queue.getJob(b.turnId)).toBeDefined();
+  });
+
+  describe('what a worker keeps between turns', () => {
+    const sessionOf = async (conversation: string) => {
+      const r = await client.db.$client.query<{ id: string; session_id: string }>(
+        'select id, session_id from conversations where external_id = $1',
+        [conversation],
+      );
+      return r.rows[0]!;
+    };
+
+    it('the next turn on the same worker resumes the kept session file without reading the stored chunks', async () => {
+      await startWorker(1);
+      const one = await client.enqueueTurn({ conversationId: 'warm', prompt: 'one' });
+      expect((await client.waitForTurn(one.turnId, 20_000)).status).toBe('succeeded');
+      // Without the kept file this turn could not hydrate: the chunks are gone (the head remains).
+      const conv = await sessionOf('warm');
+      await client.db.$client.query('delete from session_chunks where conversation_id = $1', [conv.id]);
+      const two = await client.enqueueTurn({ conversationId: 'warm', prompt: 'two' });
+      expect((await client.waitForTurn(two.turnId, 20_000)).status).toBe('succeeded');
+      expect(log().filter((r) => r.event === 'start').at(-1)?.history).toEqual(['one']);
+    });
+
+    it('a kept session file that differs from the committed head is not used', async () => {
+      await startWorker(1);
+      const one = await client.enqueueTurn({ conversationId: 'warm-bad', prompt: 'one' });
+      expect((await client.waitForTurn(one.turnId, 20_000)).status).toBe('succeeded');
+      const conv = await sessionOf('warm-bad');
+      const kept = path.join(t.config.worker.runsRoot, '.cache', 'sessions', `${conv.id}.${conv.session_id}.jsonl`);
+      const bytes = readFileSync(kept);
+      // Same length, different content: a user line that says something else.
+      writeFileSync(kept, Buffer.from(bytes.toString('latin1').replace('"one"', '"0ne"'), 'latin1'));
+      expect(readFileSync(kept).length).toBe(bytes.length);
+      const two = await client.enqueueTurn({ conversationId: 'warm-bad', prompt: 'two' });
+      expect((await client.waitForTurn(two.turnId, 20_000)).status).toBe('succeeded');
+      expect(log().filter((r) => r.event === 'start').at(-1)?.history).toEqual(['one']);
+    });
+
+    it('the workspace is left as committed on the same worker, and restored when the stored archive changed', async () => {
+      await startWorker(1);
+      const one = await client.enqueueTurn({ conversationId: 'warm-ws', prompt: 'one' });
+      expect((await client.waitForTurn(one.turnId, 20_000)).status).toBe('succeeded');
+      const conv = await sessionOf('warm-ws');
+      const dir = path.join(t.config.workspaceRoot, workspaceDirName('warm-ws'));
+      // node_modules is excluded from archives: it survives only if the directory is kept.
+      mkdirSync(path.join(dir, 'node_modules'), { recursive: true });
+      writeFileSync(path.join(dir, 'node_modules', 'kept.txt'), 'x');
+      const two = await client.enqueueTurn({ conversationId: 'warm-ws', prompt: 'two' });
+      expect((await client.waitForTurn(two.turnId, 20_000)).status).toBe('succeeded');
+      expect(existsSync(path.join(dir, 'node_modules', 'kept.txt'))).toBe(true);
+      // Another worker committed a different archive: this one must restore it.
+      await client.db.$client.query("update workspaces set sha256 = 'changed-elsewhere' where conversation_id = $1", [conv.id]);
+      const three = await client.enqueueTurn({ conversationId: 'warm-ws', prompt: 'three' });
+      expect((await client.waitForTurn(three.turnId, 20_000)).status).toBe('succeeded');
+      expect(existsSync(path.join(dir, 'node_modules', 'kept.txt'))).toBe(false);
+    });
   });
 });

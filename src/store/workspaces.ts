@@ -57,3 +57,9 @@ export async function restoreWorkspace(db: Executor, conversationId: string, dir
   const { refused } = await unpackWorkspace(row.archive, dir);
   return { restored: true, sha256: row.sha256, refused };
 }
+
+/** The digest of the stored workspace archive, without the archive. Index: workspaces_pkey. */
+export async function getWorkspaceSha(db: Executor, conversationId: string): Promise<string | undefined> {
+  const rows = await db.select({ sha256: workspaces.sha256 }).from(workspaces).where(eq(workspaces.conversationId, conversationId));
+  return rows[0]?.sha256;
+}

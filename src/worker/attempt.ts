@@ -33,12 +33,15 @@ import {
   type TurnRow,
 } from '../store/turns.js';
 import { packWorkspace, type PackedWorkspace } from '../store/workspaceArchive.js';
-import { restoreWorkspace, storeWorkspace } from '../store/workspaces.js';
+import { getWorkspaceSha, restoreWorkspace, storeWorkspace } from '../store/workspaces.js';
+import type { LocalCache } from './localCache.js';
 import { withTransientRetry } from './transient.js';
 import { backoffMs, decide } from './retryPolicy.js';
 
 export interface AttemptDeps {
   config: Config;
+  /** What this worker kept from the turns it committed. */
+  cache: LocalCache;
   db: StoreDb;
   runner: RunnerSettings;
   log: Logger;
@@ -70,6 +73,7 @@ function eventType(e: ClaudeEvent): string {
 export class Attempt {
   private readonly fence: Fence;
   private readonly cwd: string;
+  private readonly dirName: string;
   private readonly runDir: string;
   private readonly configDir: string;
   private events: BufferedEvent[] = [];
@@ -95,7 +99,8 @@ export class Attempt {
   ) {
     this.fence = { conversationId: conversation.id, fencingToken, workerId: deps.workerId };
     this.runSessionId = turn.runSessionId;
-    this.cwd = path.join(deps.config.workspaceRoot, workspaceDirName(conversation.externalId, conversation.tenantId));
+    this.dirName = workspaceDirName(conversation.externalId, conversation.tenantId);
+    this.cwd = path.join(deps.config.workspaceRoot, this.dirName);
     this.runDir = path.join(deps.config.worker.runsRoot, `${turn.id}.${attempt}.${randomUUID().slice(0, 8)}`);
     this.configDir = path.join(this.runDir, 'config');
   }
@@ -186,11 +191,20 @@ export class Attempt {
     }
   }
 
-  /** The conversation's stable directory, emptied and filled from the stored archive. */
+  /**
+   * The conversation's stable directory, emptied and filled from the stored archive,
+   * unless this worker committed exactly the stored archive from it and nothing ran there
+   * since (then it is left as it is, excluded paths such as node_modules included).
+   */
   private async prepareWorkspace(): Promise<void> {
+    const { cache, db } = this.deps;
+    const current = existsSync(this.cwd) && (await cache.workspaceIsCurrent(this.dirName, await getWorkspaceSha(db, this.conversation.id)));
+    // From here on the run may change the directory.
+    await cache.unmarkWorkspace(this.dirName);
+    if (current) return;
     await rm(this.cwd, { recursive: true, force: true });
     await mkdir(this.cwd, { recursive: true });
-    await restoreWorkspace(this.deps.db, this.conversation.id, this.cwd);
+    await restoreWorkspace(db, this.conversation.id, this.cwd);
   }
 
   private async tryHydrate(sessionId: string | null): Promise<{ uncommittedLines: number } | undefined> {
@@ -204,6 +218,11 @@ export class Attempt {
       if (head.committedLineCount === 0) return undefined;
     }
     if (head.lineCount === 0) return undefined;
+    // The file this worker kept when it committed the previous turn, if it is still exactly the committed session.
+    const target = sessionFilePath(this.configDir, this.cwd, sessionId);
+    if (head.lineCount === head.committedLineCount && (await this.deps.cache.takeSession(this.conversation.id, sessionId, head, target))) {
+      return { uncommittedLines: 0 };
+    }
     const h = await hydrateSession(this.deps.db, {
       conversationId: this.conversation.id,
       sessionId,
@@ -390,6 +409,17 @@ export class Attempt {
     }
   }
 
+  /** After a commit: keep the session file and note the workspace state for a next turn here. */
+  private async keepForNextTurn(packed: PackedWorkspace | undefined): Promise<void> {
+    try {
+      const current = this.currentSession();
+      if (current) await this.deps.cache.keepSession(this.conversation.id, current.sessionId, current.file);
+      if (packed) await this.deps.cache.markWorkspace(this.dirName, packed.sha256);
+    } catch (err) {
+      this.log().warn({ err }, 'could not keep the committed session for the next turn');
+    }
+  }
+
   /** The one commit transaction (DESIGN invariant 6). */
   private async commit(outcome: RunOutcome | undefined, status: 'succeeded' | 'failed' | 'cancelled', error: TurnError | null): Promise<AttemptVerdict> {
     const { config } = this.deps;
@@ -425,6 +455,7 @@ export class Attempt {
         }),
       );
       this.events = [];
+      await this.keepForNextTurn(packed);
       this.mark('commit');
       this.log().info({ status, phasesMs: this.phases }, 'turn committed');
       return { kind: 'committed', status, next };

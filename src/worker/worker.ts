@@ -3,6 +3,7 @@
 // `agentq worker` does, and calls stop().
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
+import path from 'node:path';
 import { DelayedError, Worker, type Job, type Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import type pg from 'pg';
@@ -18,6 +19,7 @@ import { createStoreDb, type StoreDb } from '../store/db.js';
 import { createPool } from '../store/pool.js';
 import { claimTurn } from '../store/turns.js';
 import { Attempt, type AttemptDeps } from './attempt.js';
+import { LocalCache } from './localCache.js';
 
 export interface WorkerOptions {
   /** Default: config.concurrency. */
@@ -47,6 +49,7 @@ export function createWorker(config: Config, options: WorkerOptions = {}): TurnW
   const workerId = options.workerId ?? `${os.hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   const log = (options.log ?? createLogger(config)).child({ workerId });
   const attempts = new Map<string, Attempt>();
+  const cache = new LocalCache(path.join(config.worker.runsRoot, '.cache'), config.worker.sessionCacheMaxBytes);
   let pool: pg.Pool | undefined;
   let db: StoreDb | undefined;
   let queueConn: Redis | undefined;
@@ -65,7 +68,7 @@ export function createWorker(config: Config, options: WorkerOptions = {}): TurnW
 
   const processJob = async (job: Job<TurnJobData>, token?: string): Promise<string> => {
     const { turnId } = parseTurnJob(job.name, job.data);
-    const deps: AttemptDeps = { config, db: db!, runner: runnerSettings(config), log, workerId };
+    const deps: AttemptDeps = { config, db: db!, cache, runner: runnerSettings(config), log, workerId };
     const claim = await claimTurn(db!, { turnId, workerId, leaseMs: config.worker.leaseMs });
     switch (claim.kind) {
       case 'done':

@@ -1,0 +1,115 @@
+// What a worker keeps between the turns of a conversation it ran, so that when the next
+// turn lands on the same worker it need not hydrate the session from Postgres nor
+// restore the workspace archive. Nothing here is trusted: a kept session file is used
+// only if its length and the digest of its last 4 KiB equal the stored committed head,
+// and a kept workspace only if the archive digest it was committed with is still the
+// stored one. On any doubt the attempt hydrates and restores as usual.
+import { createHash } from 'node:crypto';
+import { open, mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { TAIL_DIGEST_BYTES } from '../store/persist.js';
+
+export interface CommittedHead {
+  committedByteCount: number;
+  committedTailSha256: string | null;
+}
+
+async function tailDigest(file: string, size: number): Promise<string> {
+  const n = Math.min(TAIL_DIGEST_BYTES, size);
+  const fh = await open(file, 'r');
+  try {
+    const buf = Buffer.alloc(n);
+    await fh.read(buf, 0, n, size - n);
+    return createHash('sha256').update(buf).digest('hex');
+  } finally {
+    await fh.close();
+  }
+}
+
+export class LocalCache {
+  private readonly sessions: string;
+  private readonly workspaces: string;
+
+  constructor(
+    root: string,
+    /** 0 disables the session cache. */
+    private readonly maxSessionBytes: number,
+  ) {
+    this.sessions = path.join(root, 'sessions');
+    this.workspaces = path.join(root, 'workspaces');
+  }
+
+  private sessionFile(conversationId: string, sessionId: string): string {
+    return path.join(this.sessions, `${conversationId}.${sessionId}.jsonl`);
+  }
+
+  /** After a commit: keeps the committed session file (moved, not copied). */
+  async keepSession(conversationId: string, sessionId: string, file: string): Promise<void> {
+    if (this.maxSessionBytes === 0) return;
+    await mkdir(this.sessions, { recursive: true });
+    await rename(file, this.sessionFile(conversationId, sessionId));
+    await this.evict();
+  }
+
+  /**
+   * Moves the kept session file to `target` if it is exactly the committed session;
+   * returns false (and drops it) otherwise.
+   */
+  async takeSession(conversationId: string, sessionId: string, head: CommittedHead, target: string): Promise<boolean> {
+    const cached = this.sessionFile(conversationId, sessionId);
+    let size: number;
+    try {
+      size = (await stat(cached)).size;
+    } catch {
+      return false;
+    }
+    const matches = size === head.committedByteCount && size > 0 && (await tailDigest(cached, size)) === head.committedTailSha256;
+    if (!matches) {
+      await rm(cached, { force: true });
+      return false;
+    }
+    await mkdir(path.dirname(target), { recursive: true });
+    await rename(cached, target);
+    return true;
+  }
+
+  /** Keeps the total size of kept sessions under the cap, dropping the least recently kept. */
+  private async evict(): Promise<void> {
+    const names = await readdir(this.sessions);
+    const files = await Promise.all(
+      names.map(async (n) => {
+        const p = path.join(this.sessions, n);
+        const s = await stat(p).catch(() => undefined);
+        return { p, size: s?.size ?? 0, mtime: s?.mtimeMs ?? 0 };
+      }),
+    );
+    let total = files.reduce((n, f) => n + f.size, 0);
+    for (const f of files.sort((a, b) => a.mtime - b.mtime)) {
+      if (total <= this.maxSessionBytes) break;
+      await rm(f.p, { force: true });
+      total -= f.size;
+    }
+  }
+
+  private marker(dirName: string): string {
+    return path.join(this.workspaces, `${dirName}.sha256`);
+  }
+
+  /** True when the directory still holds exactly the workspace committed with `storedSha`. */
+  async workspaceIsCurrent(dirName: string, storedSha: string | undefined): Promise<boolean> {
+    if (storedSha === undefined) return false;
+    const marked = await readFile(this.marker(dirName), 'utf8').catch(() => undefined);
+    return marked === storedSha;
+  }
+
+  /** After a commit: the directory now matches the archive with this digest. */
+  async markWorkspace(dirName: string, sha: string): Promise<void> {
+    await mkdir(this.workspaces, { recursive: true });
+    await writeFile(this.marker(dirName), sha);
+  }
+
+  /** Before anything may change the directory. */
+  async unmarkWorkspace(dirName: string): Promise<void> {
+    await rm(this.marker(dirName), { force: true });
+  }
+}
