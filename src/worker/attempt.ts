@@ -86,6 +86,8 @@ export class Attempt {
   private runSessionId: string | null;
   private checkpointing: Promise<void> = Promise.resolve();
   private readonly controller = new AbortController();
+  /** performance.now() when our lease was last granted or renewed (the request's start). */
+  private leaseConfirmedAt: number;
   /** Milliseconds spent in each phase of the attempt, logged with the commit. */
   private readonly phases: Record<string, number> = {};
   private phaseStart = performance.now();
@@ -96,9 +98,12 @@ export class Attempt {
     private readonly conversation: ConversationRow,
     fencingToken: number,
     private readonly attempt: number,
+    /** performance.now() taken before the claim that granted the lease. */
+    claimedAt: number,
   ) {
     this.fence = { conversationId: conversation.id, fencingToken, workerId: deps.workerId };
     this.runSessionId = turn.runSessionId;
+    this.leaseConfirmedAt = claimedAt;
     this.dirName = workspaceDirName(conversation.externalId, conversation.tenantId);
     this.cwd = path.join(deps.config.workspaceRoot, this.dirName);
     this.runDir = path.join(deps.config.worker.runsRoot, `${turn.id}.${attempt}.${randomUUID().slice(0, 8)}`);
@@ -305,9 +310,17 @@ export class Attempt {
     this.phaseStart = now;
   }
 
-  /** Renews the lease now; throws StaleLeaseError if another worker holds it. */
+  /**
+   * Makes sure the lease is still ours before a step with effects outside Postgres. No
+   * other worker can take a lease before it expires, so if our last claim or renewal began
+   * less than half a lease ago there is nothing to ask; a worker that was frozen (SIGSTOP,
+   * a stalled VM) sees the time that passed and asks. Throws StaleLeaseError if it is lost.
+   */
   private async ensureLease(): Promise<void> {
+    if (performance.now() - this.leaseConfirmedAt < this.deps.config.worker.leaseMs / 2) return;
+    const asked = performance.now();
     const r = await renewLease(this.deps.db, this.fence, this.turn.id, this.deps.config.worker.leaseMs);
+    if (r.ours) this.leaseConfirmedAt = asked;
     if (!r.ours) {
       this.loseLease();
       throw new StaleLeaseError(this.fence.conversationId, this.fence.fencingToken, -1);
@@ -316,7 +329,9 @@ export class Attempt {
 
   private async heartbeat(): Promise<void> {
     try {
+      const asked = performance.now();
       const r = await renewLease(this.deps.db, this.fence, this.turn.id, this.deps.config.worker.leaseMs);
+      if (r.ours) this.leaseConfirmedAt = asked;
       if (!r.ours) this.loseLease();
       else if (r.cancelRequested) this.abort('cancelled');
     } catch (err) {

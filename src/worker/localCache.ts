@@ -29,6 +29,8 @@ async function tailDigest(file: string, size: number): Promise<string> {
 export class LocalCache {
   private readonly sessions: string;
   private readonly workspaces: string;
+  /** Bytes kept, as last counted plus what was kept since; a full count only when it may be over the cap. */
+  private keptBytes: number | undefined;
 
   constructor(
     root: string,
@@ -47,7 +49,13 @@ export class LocalCache {
   async keepSession(conversationId: string, sessionId: string, file: string): Promise<void> {
     if (this.maxSessionBytes === 0) return;
     await mkdir(this.sessions, { recursive: true });
-    await rename(file, this.sessionFile(conversationId, sessionId));
+    const target = this.sessionFile(conversationId, sessionId);
+    await rename(file, target);
+    const size = (await stat(target)).size;
+    if (this.keptBytes !== undefined && this.keptBytes + size <= this.maxSessionBytes) {
+      this.keptBytes += size;
+      return;
+    }
     await this.evict();
   }
 
@@ -89,6 +97,7 @@ export class LocalCache {
       await rm(f.p, { force: true });
       total -= f.size;
     }
+    this.keptBytes = total;
   }
 
   private marker(dirName: string): string {

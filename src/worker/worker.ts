@@ -69,6 +69,7 @@ export function createWorker(config: Config, options: WorkerOptions = {}): TurnW
   const processJob = async (job: Job<TurnJobData>, token?: string): Promise<string> => {
     const { turnId } = parseTurnJob(job.name, job.data);
     const deps: AttemptDeps = { config, db: db!, cache, runner: runnerSettings(config), log, workerId };
+    const claimedAt = performance.now();
     const claim = await claimTurn(db!, { turnId, workerId, leaseMs: config.worker.leaseMs });
     switch (claim.kind) {
       case 'done':
@@ -80,7 +81,7 @@ export function createWorker(config: Config, options: WorkerOptions = {}): TurnW
       case 'claimed':
         break;
     }
-    const attempt = new Attempt(deps, claim.turn, claim.conversation, claim.fencingToken, claim.attempt);
+    const attempt = new Attempt(deps, claim.turn, claim.conversation, claim.fencingToken, claim.attempt, claimedAt);
     attempts.set(turnId, attempt);
     // Shutdown may have begun between the fetch and here: do not start a CLI then.
     if (stopping) attempt.abort('shutdown');
