@@ -15,11 +15,11 @@ import type { RunOptions } from '../runner/options.js';
 import type { RunOutcome } from '../runner/outcome.js';
 import { runClaude, type RunnerSettings } from '../runner/runClaude.js';
 import type { ConversationRow } from '../store/conversations.js';
-import type { StoreDb } from '../store/db.js';
+import type { StoreDb, StoreTx } from '../store/db.js';
 import { hydrateSession } from '../store/hydrate.js';
 import { workspaceDirName } from '../store/ids.js';
 import { persistSession } from '../store/persist.js';
-import { discardUncommitted, getSessionHead } from '../store/sessions.js';
+import { commitSessionLines, discardUncommitted, getSessionHead } from '../store/sessions.js';
 import {
   appendTurnEvents,
   assertFence,
@@ -163,7 +163,10 @@ export class Attempt {
       start.kind === 'resume' ? { mode: 'resume', sessionId: start.sessionId } : { mode: 'new', sessionId: start.kind === 'new' ? start.sessionId : randomUUID() };
     this.baseSessionId = session.sessionId;
     if (start.kind !== 'resume' && session.sessionId !== this.runSessionId) {
-      await this.fenced((tx) => setRunSessionId(tx, this.turn.id, session.sessionId));
+      await this.fenced(async (tx, checkFence) => {
+        await checkFence();
+        await setRunSessionId(tx, this.turn.id, session.sessionId);
+      });
       this.runSessionId = session.sessionId;
     }
     const prompt = await this.promptFor(start);
@@ -347,11 +350,27 @@ export class Attempt {
     this.abort('lease lost');
   }
 
-  /** Runs `fn` in a transaction that first checks our fencing token. */
-  private async fenced<T>(fn: (tx: Parameters<Parameters<StoreDb['transaction']>[0]>[0]) => Promise<T>): Promise<T> {
+  /**
+   * Runs `fn` in a transaction that commits only if our fencing token is still current.
+   * The check locks the conversation row until COMMIT, so no claim can slip in between
+   * it and the commit; a claim that came before it changed the token and the whole
+   * transaction rolls back. `fn` calls `checkFence()` before its first write to the
+   * conversation or turn rows (so every transaction takes the session row before the
+   * conversation row, then the turn row: one lock order, no deadlock); otherwise it is
+   * checked last. Either way the conversation row, which producers lock to enqueue, is held
+   * only for the end of the transaction, not while session bytes are read and written.
+   */
+  private async fenced<T>(fn: (tx: StoreTx, checkFence: () => Promise<void>) => Promise<T>): Promise<T> {
     return this.deps.db.transaction(async (tx) => {
-      await assertFence(tx, this.fence);
-      return fn(tx);
+      let checked = false;
+      const checkFence = async () => {
+        if (checked) return;
+        await assertFence(tx, this.fence);
+        checked = true;
+      };
+      const result = await fn(tx, checkFence);
+      await checkFence();
+      return result;
     });
   }
 
@@ -375,7 +394,8 @@ export class Attempt {
     const events = this.events;
     this.events = [];
     try {
-      await this.fenced((tx) => this.writeProgress(tx, events, false));
+      const runSessionId = await this.fenced((tx, checkFence) => this.writeProgress(tx, checkFence, events));
+      this.runSessionId = runSessionId;
     } catch (err) {
       this.events = [...events, ...this.events];
       if (err instanceof StaleLeaseError) return this.loseLease();
@@ -384,7 +404,12 @@ export class Attempt {
     }
   }
 
-  private async writeProgress(tx: Parameters<Parameters<StoreDb['transaction']>[0]>[0], events: BufferedEvent[], commit: boolean): Promise<void> {
+  /**
+   * Stores new session lines (uncommitted) and events, then checks the fence and records
+   * which session the attempt runs in. Returns that session id (the caller keeps it once
+   * the transaction committed).
+   */
+  private async writeProgress(tx: StoreTx, checkFence: () => Promise<void>, events: BufferedEvent[]): Promise<string | null> {
     const current = this.currentSession();
     if (current) {
       await persistSession(tx, {
@@ -392,23 +417,21 @@ export class Attempt {
         sessionId: current.sessionId,
         filePath: current.file,
         attempt: this.attempt,
-        commit,
         forkedFrom: current.forkedFrom ?? null,
         maxLineBytes: this.deps.config.store.sessionMaxLineBytes,
       });
-      if (current.sessionId !== this.runSessionId) {
-        await setRunSessionId(tx, this.turn.id, current.sessionId);
-        this.runSessionId = current.sessionId;
-      }
     }
     await appendTurnEvents(tx, this.turn.id, this.attempt, events);
+    await checkFence();
+    if (current && current.sessionId !== this.runSessionId) await setRunSessionId(tx, this.turn.id, current.sessionId);
+    return current?.sessionId ?? this.runSessionId;
   }
 
   private async requeue(delayMs: number, error: TurnError | null): Promise<AttemptVerdict> {
     try {
       const row = await withTransientRetry(this.log(), () =>
-        this.fenced(async (tx) => {
-          await this.writeProgress(tx, this.events, false);
+        this.fenced(async (tx, checkFence) => {
+          await this.writeProgress(tx, checkFence, this.events);
           return requeueTurn(tx, { turnId: this.turn.id, conversationId: this.conversation.id, delayMs, error });
         }),
       );
@@ -450,10 +473,12 @@ export class Attempt {
     const usage = outcome?.usage;
     try {
       const next = await withTransientRetry(this.log(), () =>
-        this.fenced(async (tx) => {
-          await this.writeProgress(tx, this.events, true);
+        this.fenced(async (tx, checkFence) => {
           if (packed) await storeWorkspace(tx, this.conversation.id, packed);
+          await this.writeProgress(tx, checkFence, this.events);
           const current = this.currentSession();
+          // Every stored line of the session is now the turn's history; the conversation points at it.
+          if (current) await commitSessionLines(tx, { conversationId: this.conversation.id, sessionId: current.sessionId, attempt: this.attempt });
           return finishTurn(tx, {
             turnId: this.turn.id,
             conversationId: this.conversation.id,
