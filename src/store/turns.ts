@@ -2,7 +2,7 @@
 // idempotency under the conversation's row lock), claim with a lease and a fencing
 // token, lease renewal, the fence check every write of an attempt makes, finishing and
 // requeueing, and the queries the reconciler and dispatcher need.
-import { and, asc, eq, inArray, lt, sql } from 'drizzle-orm';
+import { and, asc, eq, getTableColumns, inArray, lt, sql } from 'drizzle-orm';
 import type { Executor, StoreDb } from './db.js';
 import { StaleLeaseError } from '../errors.js';
 import { conversations, turnEvents, turns, type TurnSource } from './schema.js';
@@ -101,20 +101,35 @@ export interface ClaimInput {
  */
 export async function claimTurn(db: StoreDb, input: ClaimInput): Promise<ClaimResult> {
   return db.transaction(async (tx) => {
-    // Index: turns_pkey.
-    const found = await tx.select().from(turns).where(eq(turns.id, input.turnId));
-    const t0 = found[0];
-    if (!t0) return { kind: 'done' };
-    const conv = await lockConversation(tx, t0.conversationId);
-    // Re-read under the conversation lock: status may have changed meanwhile.
-    const turn = (await tx.select().from(turns).where(eq(turns.id, input.turnId)).for('update'))[0];
+    // Lock the conversation the turn belongs to (and read the database's clock with it).
+    // Index: turns_pkey for the subquery, conversations_pkey for the lock.
+    const locked = await tx
+      .select({ conv: getTableColumns(conversations), now: sql<string>`now()`.as('now') })
+      .from(conversations)
+      .where(eq(conversations.id, sql`(select ${turns.conversationId} from ${turns} where ${turns.id} = ${input.turnId})`))
+      .for('update');
+    const row = locked[0];
+    if (!row) return { kind: 'done' };
+    const conv = row.conv;
+    const now = new Date(row.now);
+    // Read the turn under the conversation lock: its status may have changed meanwhile.
+    // Index: turns_pkey; the EXISTS uses turns_conversation_status_seq_idx.
+    const found = await tx
+      .select({
+        turn: getTableColumns(turns),
+        earlierPending: sql<boolean>`exists (select 1 from ${turns} e where e.conversation_id = ${turns.conversationId}
+          and e.status in ('queued', 'running') and e.seq < ${turns.seq})`.as('earlier_pending'),
+      })
+      .from(turns)
+      .where(eq(turns.id, input.turnId))
+      .for('update');
+    const turn = found[0]?.turn;
     if (!turn || (turn.status !== 'queued' && turn.status !== 'running')) return { kind: 'done' };
-    const now = await dbNow(tx);
     const leaseLive = conv.leaseOwner !== null && conv.leaseExpiresAt !== null && conv.leaseExpiresAt > now;
     if (leaseLive) {
       return { kind: 'later', retryAt: conv.leaseExpiresAt!, reason: `conversation leased by ${conv.leaseOwner}` };
     }
-    if (await hasEarlierPending(tx, conv.id, turn.seq)) return { kind: 'not_head' };
+    if (found[0]!.earlierPending) return { kind: 'not_head' };
     if (turn.status === 'queued' && turn.runAt > now) return { kind: 'later', retryAt: turn.runAt, reason: 'not due yet' };
     const takeover = turn.status === 'running';
     const token = conv.fencingToken + 1;
@@ -148,11 +163,6 @@ export async function claimTurn(db: StoreDb, input: ClaimInput): Promise<ClaimRe
   });
 }
 
-async function dbNow(tx: Executor): Promise<Date> {
-  const r = await tx.execute<{ now: Date }>(sql`select now() as now`);
-  return new Date(r.rows[0]!.now);
-}
-
 export interface Fence {
   conversationId: string;
   fencingToken: number;
@@ -161,8 +171,8 @@ export interface Fence {
 
 /**
  * Refuses (StaleLeaseError) unless the lease still carries our token and owner; locks the
- * conversation row until the transaction ends so no claim can slip in between. Call it
- * first in every transaction an attempt writes in.
+ * conversation row until the transaction ends so no claim can slip in before its COMMIT.
+ * Every transaction an attempt writes in calls it before it commits (see Attempt.fenced).
  */
 export async function assertFence(tx: Executor, fence: Fence): Promise<ConversationRow> {
   const conv = await lockConversation(tx, fence.conversationId);
