@@ -6,9 +6,9 @@ import { Redis } from 'ioredis';
 import type { Config } from '../config.js';
 import { createStoreDb, type StoreDb } from '../store/db.js';
 import { createPool } from '../store/pool.js';
-import { ensureConversation, findConversation } from '../store/conversations.js';
+import { findConversation } from '../store/conversations.js';
 import { parseConversationId, parseTenantId } from '../store/ids.js';
-import { cancelTurnRecord, getTurn, insertTurn, listTurns, setHaltOnFailure, type TurnRow } from '../store/turns.js';
+import { cancelTurnRecord, getTurn, insertTurn, listTurns, type TurnRow } from '../store/turns.js';
 import { cancelChannel, createTurnQueue, dispatchTurn } from './dispatch.js';
 import type { TurnJobData } from './jobs.js';
 import { parseEnqueueInput, type EnqueueTurnInput } from './turnInput.js';
@@ -87,12 +87,10 @@ export function createClient(config: Config): AgentqClient {
     queue,
     async enqueueTurn(raw) {
       const input = parseEnqueueInput(raw, config.worker.maxPromptChars);
-      const conv = await ensureConversation(db, { externalId: input.conversationId, tenantId: input.tenantId });
-      if (input.haltOnFailure !== undefined && input.haltOnFailure !== conv.haltOnFailure) {
-        await setHaltOnFailure(db, conv.id, input.haltOnFailure);
-      }
       const { turn, created, isHead } = await insertTurn(db, {
-        conversationId: conv.id,
+        externalId: input.conversationId,
+        tenantId: input.tenantId,
+        haltOnFailure: input.haltOnFailure,
         prompt: input.prompt,
         options: input.options ?? {},
         idempotencyKey: input.idempotencyKey,

@@ -43,7 +43,29 @@ function hasMarker(pid: number, marker: Buffer): boolean {
   }
 }
 
-function listProcesses(): ProcEntry[] | undefined {
+/** The last pid the kernel handed out in this pid namespace, if readable. */
+function lastPid(): number | undefined {
+  try {
+    const n = Number(readFileSync('/proc/sys/kernel/ns_last_pid', 'latin1'));
+    return Number.isInteger(n) && n > 0 ? n : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A test for "handed out at or after `firstPid`": Linux gives pids in increasing order
+ * and wraps at pid_max, so since `firstPid` they lie in [firstPid, last] or, after a
+ * wrap, outside (last, firstPid). Undefined when the order cannot be read.
+ */
+function allocatedSince(firstPid: number): ((pid: number) => boolean) | undefined {
+  const last = lastPid();
+  if (last === undefined) return undefined;
+  return last >= firstPid ? (pid) => pid >= firstPid && pid <= last : (pid) => pid >= firstPid || pid <= last;
+}
+
+/** Live processes; with `include`, only the pids it accepts have their stat read. */
+function listProcesses(include?: (pid: number) => boolean): ProcEntry[] | undefined {
   let names: string[];
   try {
     names = readdirSync('/proc');
@@ -53,15 +75,32 @@ function listProcesses(): ProcEntry[] | undefined {
   const out: ProcEntry[] = [];
   for (const name of names) {
     if (name.charCodeAt(0) < 48 || name.charCodeAt(0) > 57) continue;
-    const e = readStat(Number(name));
+    const pid = Number(name);
+    if (include && !include(pid)) continue;
+    const e = readStat(pid);
     if (e) out.push(e);
   }
   return out;
 }
 
+/**
+ * Runs shorter than this look only at pids handed out since the CLI's: every process of
+ * a run starts after its CLI, and in so short a time the pid space cannot wrap all the
+ * way around to reuse older numbers. Longer runs read every process (a few ms).
+ */
+const PID_ORDER_TRUSTED_MS = 10_000;
+
+export interface FindRunOptions {
+  /** The CLI's start time in clock ticks since boot, when it may be gone already. */
+  sinceTicks?: number;
+  /** Date.now() when the CLI was spawned: a recent run lets the scan skip older pids. */
+  spawnedAtMs?: number;
+}
+
 /** The pids of every live process of the run (see the header for what counts). */
-export function findRunProcesses(rootPid: number, runId: string, options: { sinceTicks?: number } = {}): number[] {
-  const all = listProcesses();
+export function findRunProcesses(rootPid: number, runId: string, options: FindRunOptions = {}): number[] {
+  const recent = options.spawnedAtMs !== undefined && Date.now() - options.spawnedAtMs < PID_ORDER_TRUSTED_MS;
+  const all = listProcesses(recent ? allocatedSince(rootPid) : undefined);
   if (!all) return [];
   const self = process.pid;
   const marker = Buffer.from(`${RUN_MARKER_VAR}=${runId}`);
@@ -102,8 +141,8 @@ function kill(target: number, signal: NodeJS.Signals): void {
  * Signals the run: the CLI's process group and every process found for the run.
  * Returns how many processes were found besides the group signal.
  */
-export function signalRun(rootPid: number, runId: string, signal: NodeJS.Signals, sinceTicks?: number): number {
-  const pids = findRunProcesses(rootPid, runId, sinceTicks === undefined ? {} : { sinceTicks });
+export function signalRun(rootPid: number, runId: string, signal: NodeJS.Signals, options: FindRunOptions = {}): number {
+  const pids = findRunProcesses(rootPid, runId, options);
   kill(-rootPid, signal);
   for (const pid of pids) kill(pid, signal);
   return pids.length;

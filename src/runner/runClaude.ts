@@ -129,12 +129,13 @@ export function startClaude(options: RunOptions, settings: RunnerSettings, hooks
   const pid = child.pid;
   // After the CLI exits its own start time is gone; remember it to bound the final sweep.
   const startTicks = pid === undefined ? undefined : processStartTicks(pid);
+  const scan = { ...(startTicks === undefined ? {} : { sinceTicks: startTicks }), spawnedAtMs: Date.now() };
   let killTimer: NodeJS.Timeout | undefined;
   const terminate = (why: Termination) => {
     if (state.termination || pid === undefined) return;
     state.termination = why;
-    signalRun(pid, runId, 'SIGTERM', startTicks);
-    killTimer = setTimeout(() => signalRun(pid, runId, 'SIGKILL', startTicks), settings.killGraceMs);
+    signalRun(pid, runId, 'SIGTERM', scan);
+    killTimer = setTimeout(() => signalRun(pid, runId, 'SIGKILL', scan), settings.killGraceMs);
   };
 
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; error?: Error }>((resolve) => {
@@ -217,7 +218,7 @@ export function startClaude(options: RunOptions, settings: RunnerSettings, hooks
   const outcome = (async (): Promise<RunOutcome> => {
     const exit = await exited;
     // Whatever the CLI left behind (tool processes, background jobs) goes with it.
-    if (pid !== undefined) signalRun(pid, runId, 'SIGKILL', startTicks);
+    if (pid !== undefined) signalRun(pid, runId, 'SIGKILL', scan);
     const drained = await Promise.race([
       reading.then(() => true),
       new Promise<false>((r) => setTimeout(() => r(false), DRAIN_AFTER_EXIT_MS).unref()),

@@ -45,6 +45,12 @@ export interface PersistInput {
   codec?: ChunkCodec;
   /** Raw bytes per chunk; default 1 MiB. */
   chunkBytes?: number;
+  /**
+   * Default true: inside a caller's transaction the call runs in a savepoint, so an error
+   * leaves the caller's other writes. False when the caller rolls back its whole
+   * transaction on any error anyway (the worker): two statements fewer per call.
+   */
+  savepoint?: boolean;
 }
 
 export interface PersistResult {
@@ -94,7 +100,8 @@ export async function persistSession(db: Executor, input: PersistInput): Promise
   const codec = input.codec ?? DEFAULT_CODEC;
   const { conversationId, filePath } = input;
 
-  return db.transaction(async (tx) => {
+  const inTransaction = <T>(fn: (tx: Executor) => Promise<T>): Promise<T> => (input.savepoint === false ? fn(db) : db.transaction(fn));
+  return inTransaction(async (tx) => {
     const head = await lockOrCreateSessionHead(tx, conversationId, sessionId, forkedFrom);
     let fh: FileHandle;
     try {

@@ -17,7 +17,7 @@
 import { and, eq, gte, sql } from 'drizzle-orm';
 import { SessionAttemptConflictError, SessionNotFoundError } from '../errors.js';
 import type { Executor } from './db.js';
-import { conversations, sessionChunks, sessions } from './schema.js';
+import { sessionChunks, sessions } from './schema.js';
 
 export type SessionHead = typeof sessions.$inferSelect;
 
@@ -62,6 +62,11 @@ export interface CommitInput {
   sessionId: string;
   /** The attempt that is committing (as passed to persistSession). */
   attempt: string | number;
+  /**
+   * Also point the conversation's session_id at the session (default true). The worker
+   * passes false and sets it in the same statement that checks its fence and ends the turn.
+   */
+  pointConversation?: boolean;
 }
 
 export interface CommitResult {
@@ -71,65 +76,85 @@ export interface CommitResult {
   byteCount: number;
 }
 
+interface CommitRow extends Record<string, unknown> {
+  line_count: string;
+  byte_count: string;
+  committed_line_count: string;
+  committed_byte_count: string;
+  intruder: string | null;
+}
+
 /**
  * Commits every stored line of the session (see the semantics at the top of this file),
  * and points the conversation's session_id at it. Meant for the worker's commit
  * transaction: pass that transaction. Refuses (SessionAttemptConflictError) when another
- * attempt appended after this one, which only a fencing failure can cause.
+ * attempt appended after this one, which only a fencing failure can cause; then nothing
+ * changes.
+ *
+ * One statement (it runs on every turn): lock the head, look for a chunk of another
+ * attempt after this attempt's first uncommitted chunk, and only if there is none mark
+ * the uncommitted chunks committed and move the committed boundary to the head.
+ * Index: sessions_pk, session_chunks_pk range (the uncommitted tail: one turn's worth).
  */
 export async function commitSessionLines(tx: Executor, input: CommitInput): Promise<CommitResult> {
   const attempt = String(input.attempt);
-  return tx.transaction(async (inner) => {
-    const head = await lockSessionHead(inner, input.conversationId, input.sessionId);
-    if (!head) throw new SessionNotFoundError(input.conversationId, input.sessionId);
-    if (head.lineCount > head.committedLineCount) {
-      // Metadata of the uncommitted tail only (one turn's worth). Index: session_chunks_pk range.
-      const tail = await inner
-        .select({ attempt: sessionChunks.attempt })
-        .from(sessionChunks)
-        .where(
-          and(
-            eq(sessionChunks.conversationId, input.conversationId),
-            eq(sessionChunks.sessionId, input.sessionId),
-            gte(sessionChunks.firstLine, head.committedLineCount),
-          ),
-        )
-        .orderBy(sessionChunks.firstLine);
-      const mine = tail.findIndex((c) => c.attempt === attempt);
-      const intruder = mine === -1 ? undefined : tail.slice(mine).find((c) => c.attempt !== attempt);
-      if (intruder) throw new SessionAttemptConflictError(input.sessionId, attempt, intruder.attempt);
-      await inner
-        .update(sessionChunks)
-        .set({ committed: true })
-        .where(
-          and(
-            eq(sessionChunks.conversationId, input.conversationId),
-            eq(sessionChunks.sessionId, input.sessionId),
-            gte(sessionChunks.firstLine, head.committedLineCount),
-          ),
-        );
-      await inner
-        .update(sessions)
-        .set({
-          committedLineCount: head.lineCount,
-          committedByteCount: head.byteCount,
-          committedTailSha256: head.tailSha256,
-          updatedAt: sql`now()`,
-        })
-        .where(headKey(input.conversationId, input.sessionId));
-    }
-    // Index: conversations_pkey.
-    await inner
-      .update(conversations)
-      .set({ sessionId: input.sessionId, updatedAt: sql`now()` })
-      .where(eq(conversations.id, input.conversationId));
-    return {
-      linesCommitted: head.lineCount - head.committedLineCount,
-      bytesCommitted: head.byteCount - head.committedByteCount,
-      lineCount: head.lineCount,
-      byteCount: head.byteCount,
-    };
-  });
+  const { conversationId, sessionId } = input;
+  const pointConversation = input.pointConversation ?? true;
+  const r = await tx.execute<CommitRow>(sql`
+    with head as (
+      select line_count, byte_count, committed_line_count, committed_byte_count, tail_sha256
+        from sessions
+       where conversation_id = ${conversationId}::uuid and session_id = ${sessionId}
+         for update
+    ), tail as (
+      select c.first_line, c.attempt
+        from session_chunks c, head h
+       where c.conversation_id = ${conversationId}::uuid and c.session_id = ${sessionId}
+         and c.first_line >= h.committed_line_count
+    ), intruder as (
+      select t.attempt
+        from tail t
+       where t.attempt <> ${attempt}
+         and t.first_line > (select min(m.first_line) from tail m where m.attempt = ${attempt})
+       order by t.first_line
+       limit 1
+    ), chunks as (
+      update session_chunks c
+         set committed = true
+        from head h
+       where c.conversation_id = ${conversationId}::uuid and c.session_id = ${sessionId}
+         and c.first_line >= h.committed_line_count
+         and not exists (select 1 from intruder)
+    ), moved as (
+      update sessions s
+         set committed_line_count = h.line_count,
+             committed_byte_count = h.byte_count,
+             committed_tail_sha256 = h.tail_sha256,
+             updated_at = now()
+        from head h
+       where s.conversation_id = ${conversationId}::uuid and s.session_id = ${sessionId}
+         and h.line_count > h.committed_line_count
+         and not exists (select 1 from intruder)
+    ), pointed as (
+      update conversations
+         set session_id = ${sessionId}, updated_at = now()
+       where id = ${conversationId}::uuid and ${pointConversation}::boolean
+         and exists (select 1 from head) and not exists (select 1 from intruder)
+    )
+    select h.line_count, h.byte_count, h.committed_line_count, h.committed_byte_count,
+           (select attempt from intruder) as intruder
+      from head h`);
+  const head = r.rows[0];
+  if (!head) throw new SessionNotFoundError(conversationId, sessionId);
+  if (head.intruder !== null) throw new SessionAttemptConflictError(sessionId, attempt, head.intruder);
+  const lineCount = Number(head.line_count);
+  const byteCount = Number(head.byte_count);
+  return {
+    linesCommitted: lineCount - Number(head.committed_line_count),
+    bytesCommitted: byteCount - Number(head.committed_byte_count),
+    lineCount,
+    byteCount,
+  };
 }
 
 export interface DiscardResult {

@@ -7,11 +7,16 @@ import type { Executor, StoreDb } from './db.js';
 import { StaleLeaseError } from '../errors.js';
 import { conversations, turnEvents, turns, type TurnSource } from './schema.js';
 import type { ConversationRow } from './conversations.js';
+import { parseConversationId, parseTenantId } from './ids.js';
 
 export type TurnRow = typeof turns.$inferSelect;
 
 export interface NewTurn {
-  conversationId: string;
+  /** The producer's conversation id; the conversation is created on first use. */
+  externalId: string;
+  tenantId?: string | undefined;
+  /** When given, sets whether a failed turn cancels the turns queued after it. */
+  haltOnFailure?: boolean | undefined;
   prompt: string;
   options: Record<string, unknown>;
   idempotencyKey?: string | undefined;
@@ -47,35 +52,69 @@ async function hasEarlierPending(tx: Executor, conversationId: string, seq: numb
   return rows.length > 0;
 }
 
-/** Records a turn in one transaction; the same idempotency key returns the same turn. */
+/** Thrown inside insertTurn's transaction to roll it back and return the turn a key already names. */
+class ExistingTurn {
+  constructor(readonly turn: TurnRow) {}
+}
+
+/**
+ * Records a turn in one transaction; the same idempotency key returns the same turn and
+ * changes nothing. Three statements, as every turn goes through here: one upsert creates
+ * the conversation if needed, locks its row (every change of its turns' order goes
+ * through that lock) and takes the next seq; then (with a key) the lookup of an existing
+ * turn; then the insert, which also says whether an earlier turn is pending.
+ * Validates both ids (StoreInputError naming the field).
+ */
 export async function insertTurn(db: StoreDb, input: NewTurn): Promise<EnqueuedTurn> {
-  return db.transaction(async (tx) => {
-    const conv = await lockConversation(tx, input.conversationId);
-    if (input.idempotencyKey !== undefined) {
-      // Index: turns_conversation_idempotency_uq.
-      const existing = await tx
-        .select()
-        .from(turns)
-        .where(and(eq(turns.conversationId, conv.id), eq(turns.idempotencyKey, input.idempotencyKey)));
-      if (existing[0]) return { turn: existing[0], created: false, isHead: false };
-    }
-    await tx.update(conversations).set({ nextSeq: conv.nextSeq + 1, updatedAt: sql`now()` }).where(eq(conversations.id, conv.id));
-    const inserted = await tx
-      .insert(turns)
-      .values({
-        conversationId: conv.id,
-        seq: conv.nextSeq,
-        prompt: input.prompt,
-        options: input.options,
-        idempotencyKey: input.idempotencyKey ?? null,
-        priority: input.priority,
-        source: input.source,
-        runAt: sql`now() + make_interval(secs => ${input.delayMs / 1000})`,
-      })
-      .returning();
-    const turn = inserted[0]!;
-    return { turn, created: true, isHead: !(await hasEarlierPending(tx, conv.id, turn.seq)) };
-  });
+  const externalId = parseConversationId(input.externalId, 'externalId');
+  const tenantId = parseTenantId(input.tenantId ?? 'default');
+  const halt = input.haltOnFailure === undefined ? {} : { haltOnFailure: input.haltOnFailure };
+  try {
+    return await db.transaction(async (tx) => {
+      // Index: conversations_tenant_external_uq. A new conversation's first turn gets seq 1.
+      const [conv] = await tx
+        .insert(conversations)
+        .values({ tenantId, externalId, nextSeq: 2, ...halt })
+        .onConflictDoUpdate({
+          target: [conversations.tenantId, conversations.externalId],
+          set: { nextSeq: sql`${conversations.nextSeq} + 1`, updatedAt: sql`now()`, ...halt },
+        })
+        .returning({ id: conversations.id, nextSeq: conversations.nextSeq });
+      if (input.idempotencyKey !== undefined) {
+        // Index: turns_conversation_idempotency_uq.
+        const existing = await tx
+          .select()
+          .from(turns)
+          .where(and(eq(turns.conversationId, conv!.id), eq(turns.idempotencyKey, input.idempotencyKey)));
+        if (existing[0]) throw new ExistingTurn(existing[0]);
+      }
+      const [inserted] = await tx
+        .insert(turns)
+        .values({
+          conversationId: conv!.id,
+          seq: conv!.nextSeq - 1,
+          prompt: input.prompt,
+          options: input.options,
+          idempotencyKey: input.idempotencyKey ?? null,
+          priority: input.priority,
+          source: input.source,
+          runAt: sql`now() + make_interval(secs => ${input.delayMs / 1000})`,
+        })
+        .returning({
+          ...getTableColumns(turns),
+          // Index: turns_conversation_status_seq_idx. The statement's snapshot does not hold the new row.
+          // (Qualified by hand: drizzle writes bare column names in RETURNING, which inside
+          // the subquery would name e's own columns.)
+          isHead: sql<boolean>`not exists (select 1 from turns e where e.conversation_id = turns.conversation_id
+            and e.status in ('queued', 'running') and e.seq < turns.seq)`,
+        });
+      const { isHead, ...turn } = inserted!;
+      return { turn, created: true, isHead };
+    });
+  } catch (err) {
+    if (err instanceof ExistingTurn) return { turn: err.turn, created: false, isHead: false };
+    throw err;
+  }
 }
 
 export type ClaimResult =
@@ -133,28 +172,33 @@ export async function claimTurn(db: StoreDb, input: ClaimInput): Promise<ClaimRe
     if (turn.status === 'queued' && turn.runAt > now) return { kind: 'later', retryAt: turn.runAt, reason: 'not due yet' };
     const takeover = turn.status === 'running';
     const token = conv.fencingToken + 1;
-    await tx
-      .update(conversations)
-      .set({
-        leaseOwner: input.workerId,
-        leaseExpiresAt: sql`now() + make_interval(secs => ${input.leaseMs / 1000})`,
-        fencingToken: token,
-        updatedAt: sql`now()`,
-      })
-      .where(eq(conversations.id, conv.id));
-    const updated = await tx
-      .update(turns)
-      .set({
-        status: 'running',
-        attempts: turn.attempts + 1,
-        startedAt: turn.startedAt ?? sql`now()`,
-        sessionIdBefore: turn.attempts === 0 ? conv.sessionId : turn.sessionIdBefore,
-      })
-      .where(eq(turns.id, turn.id))
-      .returning();
+    const claimed: TurnRow = {
+      ...turn,
+      status: 'running',
+      attempts: turn.attempts + 1,
+      // now() is the transaction's start, the same instant `now` was read at.
+      startedAt: turn.startedAt ?? now,
+      sessionIdBefore: turn.attempts === 0 ? conv.sessionId : turn.sessionIdBefore,
+    };
+    // Both rows are locked already (conversation, then turn); one statement updates both.
+    await tx.execute(sql`
+      with lease as (
+        update conversations
+           set lease_owner = ${input.workerId},
+               lease_expires_at = now() + make_interval(secs => ${input.leaseMs / 1000}),
+               fencing_token = ${token}::bigint,
+               updated_at = now()
+         where id = ${conv.id}::uuid
+      )
+      update turns
+         set status = 'running',
+             attempts = ${claimed.attempts}::int,
+             started_at = coalesce(started_at, now()),
+             session_id_before = ${claimed.sessionIdBefore}
+       where id = ${turn.id}::uuid`);
     return {
       kind: 'claimed',
-      turn: updated[0]!,
+      turn: claimed,
       conversation: { ...conv, leaseOwner: input.workerId, fencingToken: token },
       fencingToken: token,
       attempt: turn.attempts + 1,
@@ -247,9 +291,18 @@ export interface TurnError {
   retryable: boolean;
 }
 
+/** What dispatching a turn needs. */
+export interface DueTurn {
+  id: string;
+  runAt: Date;
+  priority: number;
+}
+
 export interface FinishInput {
   turnId: string;
   conversationId: string;
+  /** The attempt's lease: the turn ends only if it is still current. */
+  fence: Fence;
   status: 'succeeded' | 'failed' | 'cancelled';
   result: string | null;
   error: TurnError | null;
@@ -257,57 +310,74 @@ export interface FinishInput {
   usage: unknown;
   numTurns: number;
   sessionIdAfter: string | null;
+  /** Point the conversation at this session (the one just committed); unchanged when absent. */
+  conversationSessionId?: string | undefined;
+  /** The session the attempt ran in, remembered on the turn; unchanged when absent. */
+  runSessionId?: string | undefined;
   inputTokens: number;
   outputTokens: number;
 }
 
+const jsonParam = (value: unknown) => (value === null || value === undefined ? null : JSON.stringify(value));
+
 /**
- * Records a turn's end and releases the conversation's lease; returns the next due turn
- * to dispatch. Call inside the commit transaction, after assertFence.
+ * Records a turn's end and releases the conversation's lease, only if `fence` is still
+ * the lease (else StaleLeaseError, and the caller's transaction must roll back); returns
+ * the next due turn to dispatch. Call inside the commit transaction, after the session
+ * writes: the conversation row is locked here, by its update, then the turn row (the lock
+ * order every transaction keeps). Two statements, as this runs on every turn.
  */
-export async function finishTurn(tx: Executor, input: FinishInput): Promise<TurnRow | undefined> {
-  await tx
-    .update(turns)
-    .set({
-      status: input.status,
-      result: input.result,
-      error: input.error,
-      costUsd: String(input.costUsd),
-      usage: input.usage ?? null,
-      numTurns: input.numTurns,
-      sessionIdAfter: input.sessionIdAfter,
-      finishedAt: sql`now()`,
-    })
-    .where(eq(turns.id, input.turnId));
-  await tx
-    .update(conversations)
-    .set({
-      leaseOwner: null,
-      leaseExpiresAt: null,
-      turnsTotal: sql`${conversations.turnsTotal} + 1`,
-      costUsd: sql`${conversations.costUsd} + ${String(input.costUsd)}::numeric`,
-      inputTokens: sql`${conversations.inputTokens} + ${input.inputTokens}`,
-      outputTokens: sql`${conversations.outputTokens} + ${input.outputTokens}`,
-      updatedAt: sql`now()`,
-    })
-    .where(eq(conversations.id, input.conversationId));
-  if (input.status === 'failed') {
-    // A conversation that halts on failure cancels what was queued behind the failed turn.
-    // Index: conversations_pkey, then turns_conversation_status_seq_idx.
-    const conv = await tx.select({ halt: conversations.haltOnFailure }).from(conversations).where(eq(conversations.id, input.conversationId));
-    if (conv[0]?.halt) {
-      await tx
-        .update(turns)
-        .set({
-          status: 'cancelled',
-          finishedAt: sql`now()`,
-          error: { class: 'conversation_halted', message: `an earlier turn (${input.turnId}) failed and the conversation halts on failure`, retryable: false },
-        })
-        .where(and(eq(turns.conversationId, input.conversationId), eq(turns.status, 'queued')));
-      return undefined;
-    }
-  }
-  return headTurn(tx, input.conversationId);
+export async function finishTurn(tx: Executor, input: FinishInput): Promise<DueTurn | undefined> {
+  const { fence } = input;
+  // Index: conversations_pkey. The fence check, the lease release and the totals at once.
+  const conv = await tx.execute<{ halt_on_failure: boolean }>(sql`
+    update conversations
+       set lease_owner = null,
+           lease_expires_at = null,
+           session_id = coalesce(${input.conversationSessionId ?? null}::text, session_id),
+           turns_total = turns_total + 1,
+           cost_usd = cost_usd + ${String(input.costUsd)}::numeric,
+           input_tokens = input_tokens + ${input.inputTokens}::bigint,
+           output_tokens = output_tokens + ${input.outputTokens}::bigint,
+           updated_at = now()
+     where id = ${input.conversationId}::uuid
+       and fencing_token = ${fence.fencingToken}::bigint
+       and lease_owner = ${fence.workerId}
+    returning halt_on_failure`);
+  if (conv.rows.length === 0) throw new StaleLeaseError(fence.conversationId, fence.fencingToken, -1);
+  // A conversation that halts on failure cancels what was queued behind the failed turn.
+  const halt = input.status === 'failed' && conv.rows[0]!.halt_on_failure;
+  const haltError: TurnError = {
+    class: 'conversation_halted',
+    message: `an earlier turn (${input.turnId}) failed and the conversation halts on failure`,
+    retryable: false,
+  };
+  // Index: turns_pkey for the update, turns_conversation_status_seq_idx for the rest.
+  const next = await tx.execute<{ id: string; run_at: string | Date; priority: number }>(sql`
+    with done as (
+      update turns
+         set status = ${input.status},
+             result = ${input.result},
+             error = ${jsonParam(input.error)}::jsonb,
+             cost_usd = ${String(input.costUsd)}::numeric,
+             usage = ${jsonParam(input.usage)}::jsonb,
+             num_turns = ${input.numTurns}::int,
+             session_id_after = ${input.sessionIdAfter},
+             run_session_id = coalesce(${input.runSessionId ?? null}::text, run_session_id),
+             finished_at = now()
+       where id = ${input.turnId}::uuid
+    ), halted as (
+      update turns
+         set status = 'cancelled', finished_at = now(), error = ${JSON.stringify(haltError)}::jsonb
+       where conversation_id = ${input.conversationId}::uuid and status = 'queued' and ${halt}::boolean
+    )
+    select id, run_at, priority
+      from turns
+     where conversation_id = ${input.conversationId}::uuid and status = 'queued' and not ${halt}::boolean
+     order by seq
+     limit 1`);
+  const row = next.rows[0];
+  return row ? { id: row.id, runAt: new Date(row.run_at), priority: row.priority } : undefined;
 }
 
 /** Sets whether a failed turn cancels the turns queued after it. */

@@ -10,9 +10,18 @@ import { workspaces } from './schema.js';
  * sent). Usable inside the commit transaction. Returns whether it wrote.
  * Index: workspaces_pkey.
  */
-export async function storeWorkspace(db: Executor, conversationId: string, packed: PackedWorkspace): Promise<{ written: boolean }> {
-  const current = await db.select({ sha256: workspaces.sha256 }).from(workspaces).where(eq(workspaces.conversationId, conversationId));
-  if (current[0]?.sha256 === packed.sha256) return { written: false };
+export async function storeWorkspace(
+  db: Executor,
+  conversationId: string,
+  packed: PackedWorkspace,
+  /** The stored digest, when the caller read it under a lock nobody else writes through (the worker's lease). */
+  knownSha256?: string | null,
+): Promise<{ written: boolean }> {
+  const stored =
+    knownSha256 !== undefined
+      ? knownSha256
+      : (await db.select({ sha256: workspaces.sha256 }).from(workspaces).where(eq(workspaces.conversationId, conversationId)))[0]?.sha256;
+  if (stored === packed.sha256) return { written: false };
   // The digest condition also covers a concurrent writer that stored the same bytes first.
   const rows = await db
     .insert(workspaces)

@@ -30,6 +30,7 @@ import {
   setRunSessionId,
   type Fence,
   type TurnError,
+  type DueTurn,
   type TurnRow,
 } from '../store/turns.js';
 import { packWorkspace, type PackedWorkspace } from '../store/workspaceArchive.js';
@@ -51,7 +52,7 @@ export interface AttemptDeps {
 /** What the job should do once the attempt is over. */
 export type AttemptVerdict =
   /** The turn reached a terminal status and is committed; `next` is due for dispatch. */
-  | { kind: 'committed'; status: string; next: TurnRow | undefined }
+  | { kind: 'committed'; status: string; next: DueTurn | undefined }
   /** Handed back to the queue (retry or drain); run the job again at `runAt`. */
   | { kind: 'requeued'; runAt: Date }
   /** The lease moved to another worker: this attempt wrote nothing after that. */
@@ -82,6 +83,8 @@ export class Attempt {
   /** The session this attempt started from (hydrated or chosen). */
   private baseSessionId = '';
   private leaseLost = false;
+  /** The digest of the stored workspace archive as read when preparing (null: none stored; undefined: not read). */
+  private storedWorkspaceSha: string | null | undefined;
   /** What turns.run_session_id holds now (written only when it changes). */
   private runSessionId: string | null;
   private checkpointing: Promise<void> = Promise.resolve();
@@ -206,13 +209,17 @@ export class Attempt {
    */
   private async prepareWorkspace(): Promise<void> {
     const { cache, db } = this.deps;
-    const current = existsSync(this.cwd) && (await cache.workspaceIsCurrent(this.dirName, await getWorkspaceSha(db, this.conversation.id)));
+    let current = false;
+    if (existsSync(this.cwd)) {
+      this.storedWorkspaceSha = (await getWorkspaceSha(db, this.conversation.id)) ?? null;
+      current = await cache.workspaceIsCurrent(this.dirName, this.storedWorkspaceSha ?? undefined);
+    }
     // From here on the run may change the directory.
     await cache.unmarkWorkspace(this.dirName);
     if (current) return;
     await rm(this.cwd, { recursive: true, force: true });
     await mkdir(this.cwd, { recursive: true });
-    await restoreWorkspace(db, this.conversation.id, this.cwd);
+    this.storedWorkspaceSha = (await restoreWorkspace(db, this.conversation.id, this.cwd)).sha256;
   }
 
   private async tryHydrate(sessionId: string | null): Promise<{ uncommittedLines: number } | undefined> {
@@ -360,7 +367,7 @@ export class Attempt {
    * checked last. Either way the conversation row, which producers lock to enqueue, is held
    * only for the end of the transaction, not while session bytes are read and written.
    */
-  private async fenced<T>(fn: (tx: StoreTx, checkFence: () => Promise<void>) => Promise<T>): Promise<T> {
+  private async fenced<T>(fn: (tx: StoreTx, checkFence: () => Promise<void>, markFenceChecked: () => void) => Promise<T>): Promise<T> {
     return this.deps.db.transaction(async (tx) => {
       let checked = false;
       const checkFence = async () => {
@@ -368,7 +375,11 @@ export class Attempt {
         await assertFence(tx, this.fence);
         checked = true;
       };
-      const result = await fn(tx, checkFence);
+      // For a statement of `fn` that checks the fence itself (finishTurn) and throws StaleLeaseError.
+      const markFenceChecked = () => {
+        checked = true;
+      };
+      const result = await fn(tx, checkFence, markFenceChecked);
       await checkFence();
       return result;
     });
@@ -410,6 +421,14 @@ export class Attempt {
    * the transaction committed).
    */
   private async writeProgress(tx: StoreTx, checkFence: () => Promise<void>, events: BufferedEvent[]): Promise<string | null> {
+    const current = await this.saveProgress(tx, events);
+    await checkFence();
+    if (current && current.sessionId !== this.runSessionId) await setRunSessionId(tx, this.turn.id, current.sessionId);
+    return current?.sessionId ?? this.runSessionId;
+  }
+
+  /** New session lines (uncommitted) and events; returns the session written, if any. */
+  private async saveProgress(tx: StoreTx, events: BufferedEvent[]): Promise<ReturnType<Attempt['currentSession']>> {
     const current = this.currentSession();
     if (current) {
       await persistSession(tx, {
@@ -419,12 +438,12 @@ export class Attempt {
         attempt: this.attempt,
         forkedFrom: current.forkedFrom ?? null,
         maxLineBytes: this.deps.config.store.sessionMaxLineBytes,
+        // Any error rolls the whole fenced transaction back.
+        savepoint: false,
       });
     }
     await appendTurnEvents(tx, this.turn.id, this.attempt, events);
-    await checkFence();
-    if (current && current.sessionId !== this.runSessionId) await setRunSessionId(tx, this.turn.id, current.sessionId);
-    return current?.sessionId ?? this.runSessionId;
+    return current;
   }
 
   private async requeue(delayMs: number, error: TurnError | null): Promise<AttemptVerdict> {
@@ -473,15 +492,21 @@ export class Attempt {
     const usage = outcome?.usage;
     try {
       const next = await withTransientRetry(this.log(), () =>
-        this.fenced(async (tx, checkFence) => {
-          if (packed) await storeWorkspace(tx, this.conversation.id, packed);
-          await this.writeProgress(tx, checkFence, this.events);
-          const current = this.currentSession();
+        this.fenced(async (tx, _checkFence, markFenceChecked) => {
+          if (packed) await storeWorkspace(tx, this.conversation.id, packed, this.storedWorkspaceSha);
+          const current = await this.saveProgress(tx, this.events);
           // Every stored line of the session is now the turn's history; the conversation points at it.
-          if (current) await commitSessionLines(tx, { conversationId: this.conversation.id, sessionId: current.sessionId, attempt: this.attempt });
+          if (current) {
+            await commitSessionLines(tx, { conversationId: this.conversation.id, sessionId: current.sessionId, attempt: this.attempt, pointConversation: false });
+          }
+          // Checks the fence: the conversation row is locked by this update.
+          markFenceChecked();
           return finishTurn(tx, {
             turnId: this.turn.id,
             conversationId: this.conversation.id,
+            fence: this.fence,
+            conversationSessionId: current?.sessionId,
+            runSessionId: current && current.sessionId !== this.runSessionId ? current.sessionId : undefined,
             status,
             result: outcome?.resultText ?? null,
             error,
