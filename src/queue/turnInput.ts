@@ -59,8 +59,16 @@ export function enqueueInputSchema(maxPromptChars: number) {
 export type EnqueueTurnInput = z.input<ReturnType<typeof enqueueInputSchema>>;
 export type ValidEnqueueTurnInput = z.output<ReturnType<typeof enqueueInputSchema>>;
 
+/** Schemas by prompt limit: building one costs more than using it, and a process has one limit. */
+const schemas = new Map<number, ReturnType<typeof enqueueInputSchema>>();
+
 export function parseEnqueueInput(input: unknown, maxPromptChars: number): ValidEnqueueTurnInput {
-  const parsed = enqueueInputSchema(maxPromptChars).safeParse(input);
+  let schema = schemas.get(maxPromptChars);
+  if (!schema) {
+    schema = enqueueInputSchema(maxPromptChars);
+    schemas.set(maxPromptChars, schema);
+  }
+  const parsed = schema.safeParse(input);
   if (parsed.success) return parsed.data;
   const { fields, lines } = describeIssues(parsed.error);
   throw new TurnInputError(`Invalid turn:\n  ${lines.join('\n  ')}`, fields);
