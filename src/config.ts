@@ -182,6 +182,42 @@ export const configVariables = {
     schema: intFrom(1, 1_000_000).default(200_000),
     doc: 'Longest prompt enqueueTurn accepts.',
   },
+  AGENTQ_API_HOST: {
+    schema: z.string().min(1).default('127.0.0.1'),
+    doc: 'Address `agentq api` listens on (0.0.0.0 in containers).',
+  },
+  AGENTQ_API_PORT: {
+    schema: intFrom(0, 65535).default(8080),
+    doc: 'Port `agentq api` listens on (`--port` wins); 0 picks a free one.',
+  },
+  AGENTQ_API_KEYS: {
+    schema: z
+      .string()
+      .transform((s, ctx) => {
+        const keys: { token: string; tenant: string }[] = [];
+        for (const pair of s.split(',').map((p) => p.trim()).filter((p) => p !== '')) {
+          const eq = pair.indexOf('=');
+          const token = eq === -1 ? '' : pair.slice(0, eq);
+          const tenant = eq === -1 ? '' : pair.slice(eq + 1);
+          if (token.length < 16 || !/^[A-Za-z0-9._~+/-]+$/.test(token) || !/^[A-Za-z0-9_-]{1,64}$/.test(tenant)) {
+            ctx.addIssue({ code: 'custom', message: 'must be comma-separated token=tenant pairs (token: 16+ characters of A-Z a-z 0-9 . _ ~ + / -; tenant: 1-64 of A-Z a-z 0-9 _ -)' });
+            return z.NEVER;
+          }
+          keys.push({ token, tenant });
+        }
+        return keys;
+      })
+      .default([]),
+    doc: 'API keys of the HTTP API: comma-separated `token=tenant` pairs (Bearer token → tenant). With none, every request gets 401.',
+  },
+  AGENTQ_API_RATE_LIMIT: {
+    schema: intFrom(0, 1_000_000).default(600),
+    doc: 'Requests per minute one API key may make (429 beyond); 0 disables the limit.',
+  },
+  AGENTQ_API_BODY_LIMIT_BYTES: {
+    schema: intFrom(1024, 64 * 1024 * 1024).default(1024 * 1024),
+    doc: 'Largest request body the HTTP API accepts (413 beyond).',
+  },
   AGENTQ_LOG_LEVEL: {
     schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     doc: 'pino log level.',
@@ -247,6 +283,15 @@ export interface Config {
     readonly missingSessionPolicy: 'fail' | 'fresh';
     readonly continuationPrompt: string;
     readonly maxPromptChars: number;
+  };
+  readonly api: {
+    readonly host: string;
+    readonly port: number;
+    /** Bearer token → tenant. */
+    readonly keys: readonly { readonly token: string; readonly tenant: string }[];
+    /** Requests per minute per key; 0: no limit. */
+    readonly rateLimitPerMinute: number;
+    readonly bodyLimitBytes: number;
   };
   readonly anthropic: {
     readonly apiKey: string | undefined;
@@ -366,6 +411,13 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
       missingSessionPolicy: v.AGENTQ_MISSING_SESSION_POLICY,
       continuationPrompt: v.AGENTQ_CONTINUATION_PROMPT,
       maxPromptChars: v.AGENTQ_MAX_PROMPT_CHARS,
+    },
+    api: {
+      host: v.AGENTQ_API_HOST,
+      port: v.AGENTQ_API_PORT,
+      keys: v.AGENTQ_API_KEYS,
+      rateLimitPerMinute: v.AGENTQ_API_RATE_LIMIT,
+      bodyLimitBytes: v.AGENTQ_API_BODY_LIMIT_BYTES,
     },
   };
   return deepFreeze(config);

@@ -13,6 +13,8 @@ export const REDACT_PATHS = [
   'env.ANTHROPIC_AUTH_TOKEN',
   '*.env.ANTHROPIC_API_KEY',
   '*.env.ANTHROPIC_AUTH_TOKEN',
+  'AGENTQ_API_KEYS',
+  '*.AGENTQ_API_KEYS',
   'databaseUrl',
   'redisUrl',
 ];

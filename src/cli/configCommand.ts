@@ -42,6 +42,8 @@ export function describeConfig(config: Config): Record<string, unknown> {
     logLevel: config.logLevel,
     cli: { ...config.cli, env: Object.keys(config.cli.env).sort() },
     store: config.store,
+    worker: config.worker,
+    api: { ...config.api, keys: config.api.keys.map((k) => ({ token: '***', tenant: k.tenant })) },
     anthropic: { apiKey: config.anthropic.apiKey ? '***' : undefined, baseUrl: config.anthropic.baseUrl },
   };
 }

@@ -56,6 +56,8 @@ export interface AgentqClient {
   waitForTurn(turnId: string, timeoutMs: number): Promise<TurnSummary>;
   readonly db: StoreDb;
   readonly queue: Queue<TurnJobData>;
+  /** The client's Redis connection (commands only; subscribers need their own). */
+  readonly redis: Redis;
   close(): Promise<void>;
 }
 
@@ -85,6 +87,7 @@ export function createClient(config: Config): AgentqClient {
   return {
     db,
     queue,
+    redis,
     async enqueueTurn(raw) {
       const input = parseEnqueueInput(raw, config.worker.maxPromptChars);
       const { turn, created, isHead } = await insertTurn(db, {

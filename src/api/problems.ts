@@ -1,0 +1,95 @@
+// Errors of the HTTP API as RFC 9457 problem details (`application/problem+json`): every
+// 4xx names what was wrong, and for bad input each bad field.
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
+import { RunOptionsError, StoreInputError, TurnInputError } from '../errors.js';
+
+export interface FieldProblem {
+  /** Dotted path of the field, prefixed by where it came from: `body.prompt`, `params.id`, `headers.idempotency-key`. */
+  field: string;
+  message: string;
+}
+
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  errors?: FieldProblem[];
+}
+
+/** A 4xx the route decided on (not found, conflict): thrown, rendered by the error handler. */
+export class HttpProblem extends Error {
+  constructor(
+    readonly status: number,
+    readonly title: string,
+    detail: string,
+    readonly errors?: FieldProblem[],
+  ) {
+    super(detail);
+    this.name = 'HttpProblem';
+  }
+}
+
+export const notFound = (what: string) => new HttpProblem(404, 'Not Found', `${what} does not exist`);
+export const conflict = (detail: string) => new HttpProblem(409, 'Conflict', detail);
+
+function problem(status: number, title: string, detail: string, errors?: FieldProblem[]): Problem {
+  return { type: 'about:blank', title, status, detail, ...(errors && errors.length > 0 ? { errors } : {}) };
+}
+
+export function sendProblem(reply: FastifyReply, p: Problem): FastifyReply {
+  return reply.code(p.status).type('application/problem+json').send(p);
+}
+
+/** Maps whatever a route threw to a problem; 5xx hide their message. */
+export function toProblem(err: unknown, request: FastifyRequest): Problem {
+  if (err instanceof HttpProblem) return problem(err.status, err.title, err.message, err.errors);
+  if (hasZodFastifySchemaValidationErrors(err)) {
+    const where = err.validationContext ?? 'body';
+    const errors = err.validation.map((v) => {
+      const path = (v.instancePath ?? '').split('/').filter((s) => s !== '');
+      const missing = (v.params as { issue?: { path?: PropertyKey[] } }).issue?.path?.map(String) ?? [];
+      const field = [where, ...(path.length > 0 ? path : missing)].join('.');
+      return { field, message: v.message ?? 'is invalid' };
+    });
+    return problem(400, 'Bad Request', `invalid ${where}: ${errors.map((e) => `${e.field} ${e.message}`).join('; ')}`, errors);
+  }
+  if (err instanceof TurnInputError || err instanceof RunOptionsError) {
+    const prefix = err instanceof RunOptionsError ? 'body.options.' : 'body.';
+    return problem(400, 'Bad Request', err.message, err.fields.map((f) => ({ field: `${prefix}${f}`, message: 'is invalid' })));
+  }
+  if (err instanceof StoreInputError) {
+    return problem(400, 'Bad Request', err.message, [{ field: `params.${err.field}`, message: err.message }]);
+  }
+  const fe = err as Partial<FastifyError>;
+  const status = typeof fe.statusCode === 'number' ? fe.statusCode : 500;
+  if (status >= 400 && status < 500) {
+    return problem(status, titleOf(status), fe.message ?? 'bad request');
+  }
+  request.log.error({ err }, 'request failed');
+  return problem(500, 'Internal Server Error', 'the server failed to handle the request; see its logs');
+}
+
+function titleOf(status: number): string {
+  switch (status) {
+    case 400:
+      return 'Bad Request';
+    case 401:
+      return 'Unauthorized';
+    case 404:
+      return 'Not Found';
+    case 405:
+      return 'Method Not Allowed';
+    case 409:
+      return 'Conflict';
+    case 413:
+      return 'Content Too Large';
+    case 415:
+      return 'Unsupported Media Type';
+    case 429:
+      return 'Too Many Requests';
+    default:
+      return 'Client Error';
+  }
+}

@@ -1,0 +1,146 @@
+// The HTTP API (`agentq api`): Fastify with zod schemas (validation, serialization and the
+// OpenAPI document at /docs), bearer keys scoped to tenants, problem-details errors, a
+// rate limit per key. Routes live in ./routes, one file per resource; each gets the app
+// and the shared dependencies.
+import { access, constants } from 'node:fs/promises';
+import rateLimit from '@fastify/rate-limit';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type RawReplyDefaultExpression, type RawRequestDefaultExpression, type RawServerDefault } from 'fastify';
+import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import type { Logger } from 'pino';
+import type { Config } from '../config.js';
+import { createLogger } from '../logger.js';
+import { createClient, type AgentqClient } from '../queue/client.js';
+import { schemaStatus } from '../store/migrate.js';
+import { apiKeyTable } from './auth.js';
+import { HttpProblem, sendProblem, toProblem } from './problems.js';
+
+export type ApiApp = FastifyInstance<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression, FastifyBaseLogger, ZodTypeProvider>;
+
+/** What every route module gets. */
+export interface ApiDeps {
+  config: Config;
+  /** Producer, store and queue handles (one pg pool, one Redis connection). */
+  client: AgentqClient;
+  log: Logger;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The caller's tenant, set by the auth hook on every /v1 and /admin route. */
+    tenant: string;
+  }
+}
+
+/** Paths that answer without an API key. */
+const PUBLIC_PREFIXES = ['/healthz', '/readyz', '/metrics', '/docs'];
+
+export interface Api {
+  app: ApiApp;
+  deps: ApiDeps;
+  /** Stops listening and closes the client. */
+  close(): Promise<void>;
+}
+
+export async function buildApi(config: Config, options: { log?: Logger } = {}): Promise<Api> {
+  const log = options.log ?? createLogger(config, 'agentq-api');
+  const client = createClient(config);
+  const deps: ApiDeps = { config, client, log };
+  const app = Fastify({
+    loggerInstance: log as unknown as FastifyBaseLogger,
+    bodyLimit: config.api.bodyLimitBytes,
+    // Behind a proxy the operator sets it; here request.ip is the socket's address.
+    trustProxy: false,
+  }).withTypeProvider<ZodTypeProvider>();
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  app.decorateRequest('tenant', '');
+
+  app.setErrorHandler((err, request, reply) => sendProblem(reply, toProblem(err, request)));
+  app.setNotFoundHandler((request, reply) =>
+    sendProblem(reply, { type: 'about:blank', title: 'Not Found', status: 404, detail: `no route ${request.method} ${request.url.split('?')[0]}` }),
+  );
+
+  const keys = apiKeyTable(config.api.keys);
+  app.addHook('onRequest', async (request) => {
+    const path = request.url.split('?')[0]!;
+    if (PUBLIC_PREFIXES.some((p) => path === p || path.startsWith(`${p}/`))) return;
+    const tenant = keys.tenantOf(request.headers.authorization);
+    if (!tenant) throw new HttpProblem(401, 'Unauthorized', 'a valid API key is required: Authorization: Bearer <key>');
+    request.tenant = tenant;
+  });
+
+  if (config.api.rateLimitPerMinute > 0) {
+    await app.register(rateLimit, {
+      max: config.api.rateLimitPerMinute,
+      timeWindow: 60_000,
+      // Per key; unauthenticated requests (401 anyway) by address.
+      keyGenerator: (request) => request.headers.authorization ?? request.ip,
+      allowList: (request) => PUBLIC_PREFIXES.some((p) => request.url.startsWith(p)),
+      errorResponseBuilder: (_request, ctx) => new HttpProblem(429, 'Too Many Requests', `rate limit of ${ctx.max} requests per minute exceeded; retry after ${ctx.after}`),
+    });
+  }
+
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'agentq', version: '0.1.0', description: 'Claude Code agent sessions as durable background jobs.' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+    transform: jsonSchemaTransform,
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+
+  app.get('/healthz', { schema: { hide: true } }, async () => ({ ok: true }));
+  app.get('/readyz', { schema: { hide: true } }, async (_request, reply) => {
+    const checks = await readiness(deps);
+    const ok = checks.every((c) => c.ok);
+    return reply.code(ok ? 200 : 503).send({ ok, checks });
+  });
+
+  // Route modules register here.
+
+  return {
+    app,
+    deps,
+    async close() {
+      await app.close();
+      await client.close();
+    },
+  };
+}
+
+interface ReadyCheck {
+  name: string;
+  ok: boolean;
+  detail: string;
+}
+
+async function readiness({ config, client }: ApiDeps): Promise<ReadyCheck[]> {
+  const check = async (name: string, fn: () => Promise<string>): Promise<ReadyCheck> => {
+    try {
+      return { name, ok: true, detail: await fn() };
+    } catch (err) {
+      return { name, ok: false, detail: (err as Error).message };
+    }
+  };
+  return Promise.all([
+    check('postgres', async () => {
+      await client.db.$client.query('select 1');
+      return 'answers';
+    }),
+    check('redis', async () => {
+      return String(await client.redis.ping());
+    }),
+    check('migrations', async () => {
+      const s = await schemaStatus(config.databaseUrl);
+      if (!s.current) throw new Error(s.pending.length > 0 ? `pending: ${s.pending.join(', ')}` : 'the schema is newer than this build');
+      return `${s.appliedCount} applied`;
+    }),
+    check('claude CLI', async () => {
+      await access(config.claudePath, constants.X_OK);
+      return config.claudePath;
+    }),
+  ]);
+}
