@@ -21,17 +21,20 @@ describe('the demo', () => {
     delete env.ANTHROPIC_API_KEY;
     delete env.ANTHROPIC_BASE_URL;
     const { code, stdout } = await new Promise<{ code: number | null; stdout: string }>((resolve) => {
-      execFile(process.execPath, [demo], { env, timeout: 120_000 }, (err, out) =>
+      execFile(process.execPath, [demo, '--cleanup'], { env, timeout: 120_000 }, (err, out) =>
         resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout: out }),
       );
     });
     expect(stdout).toContain('the built-in mock model answers');
     expect(stdout).toMatch(/Turn 1 on machine A .*succeeded/);
     expect(stdout).toMatch(/Turn 2 on machine B .*succeeded/);
+    // The progress display (not a terminal here: one line per change).
+    expect(stdout).toMatch(/\[machine B\] succeeded · attempt 1 · \d+ events stored/);
     expect(stdout).toContain('One CLI session across both machines: true');
     expect(stdout).toContain('The note written on machine A was read on machine B: true');
+    expect(stdout).toContain("Turn 3's answer knew what the customer reported in turn 1: true");
     expect(code).toBe(0);
-    // The demo cleans up after itself.
+    // Asked to, the demo cleans up after itself.
     const left = await t.pool.query('select count(*)::int as n from conversations');
     expect(left.rows[0].n).toBe(0);
   });

@@ -182,6 +182,18 @@ describe('default reply', () => {
     expect(stripSystemReminders(`${REMINDER}prompt`)).toBe('prompt');
   });
 
+  it('<<recall>> answers with the earlier prompts of the conversation, tool directives and results left out', () => {
+    const history: ApiMessage[] = [
+      cliUser('My printer is on fire. <<tool Bash {"command":"echo a > notes.txt"}>>'),
+      { role: 'assistant', content: [{ type: 'tool_use', id: 't1', name: 'Bash', input: { command: 'echo a > notes.txt' } }] },
+      { role: 'user', content: [{ type: 'tool_result', tool_use_id: 't1', content: 'ok' }] },
+      { role: 'assistant', content: [{ type: 'text', text: 'Done: ok' }] },
+      cliUser('What did I report? <<recall>>'),
+    ];
+    expect(defaultReply(mainRequest(history))).toEqual({ text: 'I remember: "My printer is on fire."' });
+    expect(defaultReply(mainRequest([cliUser('<<recall>>')]))).toEqual({ text: 'I remember: (nothing)' });
+  });
+
   it('trims the echoed prompt to 200 characters', () => {
     const reply = defaultReply(mainRequest([cliUser('x'.repeat(500))])) as { text: string };
     expect(reply.text).toBe(`mock reply: ${'x'.repeat(200)}`);

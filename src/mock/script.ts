@@ -7,7 +7,11 @@
 //   2. The user's text contains one or more directives `<<tool NAME JSON>>`, e.g.
 //        <<tool Bash {"command":"echo hi > out.txt"}>>
 //        -> one assistant turn with a tool_use block per directive (stop_reason tool_use)
-//   3. Otherwise
+//   3. The user's text contains `<<recall>>`
+//        -> text `I remember: "<earlier prompt>" | "<earlier prompt>" ...`, every earlier
+//           user prompt of the conversation (60 chars each): an answer that can only come
+//           from the history the CLI sent, so a resumed session shows it knew its past
+//   4. Otherwise
 //        -> text `mock reply: <the user's text, trimmed to 200 chars>`
 //
 // "The user's text" is the text blocks of the last non-system message with the CLI's
@@ -154,6 +158,17 @@ function truncate(text: string, limit = ECHO_LIMIT): string {
   return points.length <= limit ? text : points.slice(0, limit).join('');
 }
 
+const RECALL_DIRECTIVE = '<<recall>>';
+
+/** The text of every user message before the last one that is a prompt (not tool results). */
+function earlierPrompts(req: MessagesRequest): string[] {
+  const last = lastNonSystemMessage(req.messages);
+  return req.messages
+    .filter((m) => m !== last && m.role === 'user' && toolResults(m).length === 0)
+    .map((m) => messageText(m).replace(/<<tool\s[^]*?>>/g, '').trim())
+    .filter((t) => t !== '');
+}
+
 /** The default reply for a request (see the rules at the top of this file). */
 export function defaultReply(req: MessagesRequest): TextReply | ToolUseReply {
   const last = lastNonSystemMessage(req.messages);
@@ -163,6 +178,7 @@ export function defaultReply(req: MessagesRequest): TextReply | ToolUseReply {
   const prompt = userPrompt(req);
   const directives = parseToolDirectives(prompt);
   if (directives.length > 0) return { toolUse: directives };
+  if (prompt.includes(RECALL_DIRECTIVE)) return { text: `I remember: ${earlierPrompts(req).map((p) => JSON.stringify(truncate(p, 60))).join(' | ') || '(nothing)'}` };
   return { text: `mock reply: ${truncate(prompt)}` };
 }
 
