@@ -49,6 +49,13 @@ export const configVariables = {
       .default('agentq'),
     doc: 'BullMQ queue name (and key prefix part); separate deployments use separate names.',
   },
+  AGENTQ_QUEUE_PREFIX: {
+    schema: z
+      .string()
+      .regex(/^[A-Za-z0-9_{}-]{1,64}$/, { error: 'must be 1-64 characters of A-Z a-z 0-9 _ - { }' })
+      .default('bull'),
+    doc: 'Prefix of every Redis key and channel of the queue. On Redis Cluster use a hash tag, e.g. `{agentq}`, so all of a queue\'s keys share a slot.',
+  },
   AGENTQ_CONCURRENCY: {
     schema: intFrom(1, 256).default(4),
     doc: 'Turns one worker process runs at once.',
@@ -182,6 +189,14 @@ export const configVariables = {
     schema: intFrom(1, 1_000_000).default(200_000),
     doc: 'Longest prompt enqueueTurn accepts.',
   },
+  AGENTQ_METRICS_PORT: {
+    schema: intFrom(0, 65535).optional(),
+    doc: 'When set, `agentq worker` serves Prometheus metrics at http://AGENTQ_METRICS_HOST:<port>/metrics (`--metrics-port` wins); unset: no endpoint.',
+  },
+  AGENTQ_METRICS_HOST: {
+    schema: z.string().min(1).default('127.0.0.1'),
+    doc: 'Address the worker metrics endpoint listens on (0.0.0.0 in containers).',
+  },
   AGENTQ_API_HOST: {
     schema: z.string().min(1).default('127.0.0.1'),
     doc: 'Address `agentq api` listens on (0.0.0.0 in containers).',
@@ -218,6 +233,14 @@ export const configVariables = {
     schema: intFrom(1024, 64 * 1024 * 1024).default(1024 * 1024),
     doc: 'Largest request body the HTTP API accepts (413 beyond).',
   },
+  AGENTQ_API_ADMIN_TENANTS: {
+    schema: z
+      .string()
+      .default('default')
+      .transform((s) => s.split(',').map((v) => v.trim()).filter(Boolean))
+      .pipe(z.array(z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, { error: 'must be tenant names (1-64 of A-Z a-z 0-9 _ -)' }))),
+    doc: 'Tenants whose API keys may open the queue dashboard at /admin/queues (it shows every tenant\'s jobs).',
+  },
   AGENTQ_LOG_LEVEL: {
     schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     doc: 'pino log level.',
@@ -246,6 +269,8 @@ export interface Config {
   readonly databaseUrl: string;
   readonly redisUrl: string;
   readonly queueName: string;
+  /** BullMQ key prefix (a hash tag on Redis Cluster). */
+  readonly queuePrefix: string;
   readonly concurrency: number;
   readonly workspaceRoot: string;
   readonly claudePath: string;
@@ -283,6 +308,9 @@ export interface Config {
     readonly missingSessionPolicy: 'fail' | 'fresh';
     readonly continuationPrompt: string;
     readonly maxPromptChars: number;
+    /** Port of the worker's /metrics endpoint; undefined: none. */
+    readonly metricsPort: number | undefined;
+    readonly metricsHost: string;
   };
   readonly api: {
     readonly host: string;
@@ -292,6 +320,7 @@ export interface Config {
     /** Requests per minute per key; 0: no limit. */
     readonly rateLimitPerMinute: number;
     readonly bodyLimitBytes: number;
+    readonly adminTenants: readonly string[];
   };
   readonly anthropic: {
     readonly apiKey: string | undefined;
@@ -378,6 +407,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     databaseUrl: v.DATABASE_URL,
     redisUrl: v.REDIS_URL,
     queueName: v.AGENTQ_QUEUE,
+    queuePrefix: v.AGENTQ_QUEUE_PREFIX,
     concurrency: v.AGENTQ_CONCURRENCY,
     workspaceRoot: v.AGENTQ_WORKSPACE_ROOT,
     claudePath: v.AGENTQ_CLAUDE_PATH ?? bundledClaudePath(),
@@ -411,6 +441,8 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
       missingSessionPolicy: v.AGENTQ_MISSING_SESSION_POLICY,
       continuationPrompt: v.AGENTQ_CONTINUATION_PROMPT,
       maxPromptChars: v.AGENTQ_MAX_PROMPT_CHARS,
+      metricsPort: v.AGENTQ_METRICS_PORT,
+      metricsHost: v.AGENTQ_METRICS_HOST,
     },
     api: {
       host: v.AGENTQ_API_HOST,
@@ -418,6 +450,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
       keys: v.AGENTQ_API_KEYS,
       rateLimitPerMinute: v.AGENTQ_API_RATE_LIMIT,
       bodyLimitBytes: v.AGENTQ_API_BODY_LIMIT_BYTES,
+      adminTenants: v.AGENTQ_API_ADMIN_TENANTS,
     },
   };
   return deepFreeze(config);

@@ -77,4 +77,9 @@ export {
 export { turnOptionsSchema, type EnqueueTurnInput, type TurnOptions } from './queue/turnInput.js';
 export { reconcile } from './queue/reconciler.js';
 export { createWorker, type TurnWorker, type WorkerOptions } from './worker/worker.js';
+export type { AttemptInfo, AttemptObserver, ObserveAttempt, RequeueReason } from './worker/observer.js';
+export { createWorkerMetrics, type WorkerMetrics } from './metrics/workerMetrics.js';
+export { registerQueueDepth } from './metrics/queueDepth.js';
+export { tracingObserver, combineObservers } from './metrics/tracing.js';
+export { startWorkerTelemetry, type WorkerTelemetry } from './metrics/workerEndpoint.js';
 export { decide, backoffMs, type TurnDecision, type TurnError } from './worker/retryPolicy.js';

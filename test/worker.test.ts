@@ -57,6 +57,22 @@ describe('the turn protocol', () => {
     expect(view?.turns[2]!.sessionIdBefore).toBe(view?.sessionId);
   });
 
+  it('a starting worker prunes turn events older than AGENTQ_EVENT_RETENTION_MS and keeps newer ones', async () => {
+    await startWorker();
+    const old = await client.enqueueTurn({ conversationId: 'ticket-old', prompt: 'long ago' });
+    const recent = await client.enqueueTurn({ conversationId: 'ticket-new', prompt: 'today' });
+    for (const id of [old.turnId, recent.turnId]) expect((await client.waitForTurn(id, 20_000)).status).toBe('succeeded');
+    const count = async (turnId: string) =>
+      (await t.database.pool.query<{ n: number }>('select count(*)::int as n from turn_events where turn_id = $1', [turnId])).rows[0]!.n;
+    expect(await count(old.turnId)).toBeGreaterThan(0);
+    // Default retention is 30 days: age one turn's events past it.
+    await t.database.pool.query("update turn_events set created_at = now() - interval '31 days' where turn_id = $1", [old.turnId]);
+    const kept = await count(recent.turnId);
+    await startWorker();
+    await expect.poll(() => count(old.turnId), { timeout: 10_000 }).toBe(0);
+    expect(await count(recent.turnId)).toBe(kept);
+  });
+
   it('the same idempotency key returns the same turn and creates nothing', async () => {
     const a = await client.enqueueTurn({ conversationId: 'c', prompt: 'x', idempotencyKey: 'k1' });
     const b = await client.enqueueTurn({ conversationId: 'c', prompt: 'x', idempotencyKey: 'k1' });

@@ -23,3 +23,22 @@ export function apiKeyTable(keys: readonly { token: string; tenant: string }[]):
     },
   };
 }
+
+/** Name of the cookie POST /admin/login sets (HttpOnly, SameSite=Strict). */
+export const SESSION_COOKIE = 'agentq_key';
+
+/** The session cookie's key as an Authorization value, for ApiKeyTable.tenantOf. */
+export function sessionCookieAuthorization(cookieHeader: string | undefined): string | undefined {
+  if (!cookieHeader) return undefined;
+  for (const part of cookieHeader.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq !== -1 && part.slice(0, eq).trim() === SESSION_COOKIE) {
+      try {
+        return `Bearer ${decodeURIComponent(part.slice(eq + 1).trim())}`;
+      } catch {
+        return undefined;
+      }
+    }
+  }
+  return undefined;
+}

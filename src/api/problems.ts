@@ -2,6 +2,7 @@
 // 4xx names what was wrong, and for bad input each bad field.
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
+import { z } from 'zod';
 import { RunOptionsError, StoreInputError, TurnInputError } from '../errors.js';
 
 export interface FieldProblem {
@@ -31,6 +32,22 @@ export class HttpProblem extends Error {
   }
 }
 
+/** The problem body as a zod schema, for the OpenAPI document and response serialization. */
+export const problemSchema = z
+  .object({
+    type: z.string(),
+    title: z.string(),
+    status: z.number().int(),
+    detail: z.string(),
+    errors: z.array(z.object({ field: z.string(), message: z.string() })).optional(),
+  })
+  .describe('RFC 9457 problem details; `errors` names each bad field');
+
+/** `response` entries for the error statuses a route can answer with. */
+export function problemResponses<S extends number>(...statuses: S[]): Record<S, typeof problemSchema> {
+  return Object.fromEntries(statuses.map((s) => [s, problemSchema])) as Record<S, typeof problemSchema>;
+}
+
 export const notFound = (what: string) => new HttpProblem(404, 'Not Found', `${what} does not exist`);
 export const conflict = (detail: string) => new HttpProblem(409, 'Conflict', detail);
 
@@ -42,22 +59,35 @@ export function sendProblem(reply: FastifyReply, p: Problem): FastifyReply {
   return reply.code(p.status).type('application/problem+json').send(p);
 }
 
+/** Turn input fields that do not come from the body of POST /v1/conversations/:id/turns. */
+const TURN_INPUT_FIELDS: Record<string, string> = {
+  conversationId: 'params.id',
+  idempotencyKey: 'headers.idempotency-key',
+  tenantId: 'headers.authorization',
+};
+
 /** Maps whatever a route threw to a problem; 5xx hide their message. */
 export function toProblem(err: unknown, request: FastifyRequest): Problem {
   if (err instanceof HttpProblem) return problem(err.status, err.title, err.message, err.errors);
   if (hasZodFastifySchemaValidationErrors(err)) {
-    const where = err.validationContext ?? 'body';
-    const errors = err.validation.map((v) => {
+    // Named as clients know them: `query.limit`, not Fastify's `querystring.limit`.
+    const where = err.validationContext === 'querystring' ? 'query' : (err.validationContext ?? 'body');
+    const errors = err.validation.flatMap((v) => {
       const path = (v.instancePath ?? '').split('/').filter((s) => s !== '');
       const missing = (v.params as { issue?: { path?: PropertyKey[] } }).issue?.path?.map(String) ?? [];
       const field = [where, ...(path.length > 0 ? path : missing)].join('.');
-      return { field, message: v.message ?? 'is invalid' };
+      // A strict object's extra keys: name each one, not the object that holds them.
+      const extra = (v.params as { keys?: unknown }).keys;
+      if (v.keyword === 'unrecognized_keys' && Array.isArray(extra) && extra.length > 0) {
+        return extra.map((key) => ({ field: `${field}.${String(key)}`, message: 'is not a known field' }));
+      }
+      return [{ field, message: v.message ?? 'is invalid' }];
     });
     return problem(400, 'Bad Request', `invalid ${where}: ${errors.map((e) => `${e.field} ${e.message}`).join('; ')}`, errors);
   }
   if (err instanceof TurnInputError || err instanceof RunOptionsError) {
     const prefix = err instanceof RunOptionsError ? 'body.options.' : 'body.';
-    return problem(400, 'Bad Request', err.message, err.fields.map((f) => ({ field: `${prefix}${f}`, message: 'is invalid' })));
+    return problem(400, 'Bad Request', err.message, err.fields.map((f) => ({ field: TURN_INPUT_FIELDS[f] ?? `${prefix}${f}`, message: 'is invalid' })));
   }
   if (err instanceof StoreInputError) {
     return problem(400, 'Bad Request', err.message, [{ field: `params.${err.field}`, message: err.message }]);
@@ -85,6 +115,8 @@ function titleOf(status: number): string {
       return 'Conflict';
     case 413:
       return 'Content Too Large';
+    case 414:
+      return 'URI Too Long';
     case 415:
       return 'Unsupported Media Type';
     case 429:

@@ -12,9 +12,16 @@ import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { createLogger } from '../logger.js';
 import { createClient, type AgentqClient } from '../queue/client.js';
+import { MAX_CONVERSATION_ID_LENGTH } from '../store/ids.js';
 import { schemaStatus } from '../store/migrate.js';
-import { apiKeyTable } from './auth.js';
+import { apiKeyTable, sessionCookieAuthorization } from './auth.js';
 import { HttpProblem, sendProblem, toProblem } from './problems.js';
+import { registerAdminRoutes } from './routes/admin.js';
+import { registerConversationRoutes } from './routes/conversations.js';
+import { registerLiveRoutes } from './routes/live.js';
+import { registerMetricsRoutes } from './routes/metrics.js';
+import { registerScheduleRoutes } from './routes/schedules.js';
+import { registerTurnRoutes } from './routes/turns.js';
 
 export type ApiApp = FastifyInstance<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression, FastifyBaseLogger, ZodTypeProvider>;
 
@@ -34,7 +41,7 @@ declare module 'fastify' {
 }
 
 /** Paths that answer without an API key. */
-const PUBLIC_PREFIXES = ['/healthz', '/readyz', '/metrics', '/docs'];
+const PUBLIC_PREFIXES = ['/healthz', '/readyz', '/metrics', '/docs', '/viewer', '/admin/login', '/admin/logout'];
 
 export interface Api {
   app: ApiApp;
@@ -52,10 +59,18 @@ export async function buildApi(config: Config, options: { log?: Logger } = {}): 
     bodyLimit: config.api.bodyLimitBytes,
     // Behind a proxy the operator sets it; here request.ip is the socket's address.
     trustProxy: false,
+    // Conversation ids are up to 128 characters, percent-encoded up to three times as many
+    // in a path; the router's default (100) would answer 414 to valid ids.
+    routerOptions: { maxParamLength: 3 * MAX_CONVERSATION_ID_LENGTH },
+    // The router's own refusals (a malformed or too long path segment) as problems too.
+    frameworkErrors: (err, request, reply) => sendProblem(reply, toProblem(err, request)),
   }).withTypeProvider<ZodTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.decorateRequest('tenant', '');
+  // Bodies are JSON only: without this, text/plain would reach the schemas as a string (400)
+  // instead of being refused as an unsupported media type (415).
+  app.removeContentTypeParser('text/plain');
 
   app.setErrorHandler((err, request, reply) => sendProblem(reply, toProblem(err, request)));
   app.setNotFoundHandler((request, reply) =>
@@ -63,12 +78,20 @@ export async function buildApi(config: Config, options: { log?: Logger } = {}): 
   );
 
   const keys = apiKeyTable(config.api.keys);
-  app.addHook('onRequest', async (request) => {
+  // The hooks answer 401 themselves rather than throw: plugins with error handlers of their
+  // own (the dashboard's) would turn a thrown error into a 500.
+  app.addHook('onRequest', async (request, reply) => {
     const path = request.url.split('?')[0]!;
     if (PUBLIC_PREFIXES.some((p) => path === p || path.startsWith(`${p}/`))) return;
-    const tenant = keys.tenantOf(request.headers.authorization);
-    if (!tenant) throw new HttpProblem(401, 'Unauthorized', 'a valid API key is required: Authorization: Bearer <key>');
+    // Browsers (the viewer's event stream, the dashboard) carry the key in the session
+    // cookie that POST /admin/login sets; it counts for reads and for the dashboard only,
+    // so a forged cross-site form cannot enqueue or cancel with it.
+    const cookieAllowed = request.method === 'GET' || request.method === 'HEAD' || path.startsWith('/admin/queues');
+    const tenant =
+      keys.tenantOf(request.headers.authorization) ?? (cookieAllowed ? keys.tenantOf(sessionCookieAuthorization(request.headers.cookie)) : undefined);
+    if (!tenant) return sendProblem(reply, toProblem(new HttpProblem(401, 'Unauthorized', 'a valid API key is required: Authorization: Bearer <key>'), request));
     request.tenant = tenant;
+    return undefined;
   });
 
   if (config.api.rateLimitPerMinute > 0) {
@@ -100,6 +123,12 @@ export async function buildApi(config: Config, options: { log?: Logger } = {}): 
   });
 
   // Route modules register here.
+  registerConversationRoutes(app, deps);
+  registerTurnRoutes(app, deps);
+  registerLiveRoutes(app, deps);
+  registerMetricsRoutes(app, deps);
+  await registerAdminRoutes(app, deps);
+  registerScheduleRoutes(app, deps);
 
   return {
     app,

@@ -1,9 +1,15 @@
 // `agentq doctor`: checks that each thing a worker needs answers, and says what to do
-// when one does not.
+// when one does not. Exit 0 when every check passes, 1 when one fails. Spends no tokens:
+// the Messages API check sends no key and no prompt.
+import { randomUUID } from 'node:crypto';
+import { access, constants, stat, unlink, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { execa } from 'execa';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import type { Config } from '../config.js';
+import { schemaStatus } from '../store/migrate.js';
+import type { CliIo } from './main.js';
 
 export interface Check {
   name: string;
@@ -12,6 +18,9 @@ export interface Check {
 }
 
 const TIMEOUT_MS = 10_000;
+/** The Messages API check: any HTTP answer within this counts as reachable. */
+const API_TIMEOUT_MS = 5000;
+const DEFAULT_ANTHROPIC_BASE_URL = 'https://api.anthropic.com';
 
 async function checkCli(config: Config): Promise<Check> {
   const r = await execa(config.claudePath, ['--version'], {
@@ -42,6 +51,18 @@ async function checkPostgres(config: Config): Promise<Check> {
   }
 }
 
+async function checkMigrations(config: Config): Promise<Check> {
+  const name = 'migrations';
+  try {
+    const s = await schemaStatus(config.databaseUrl);
+    if (s.current) return { name, ok: true, detail: `current (${s.appliedCount} applied)` };
+    if (s.pending.length > 0) return { name, ok: false, detail: `${s.pending.length} pending (${s.pending.join(', ')}); run \`agentq migrate\`` };
+    return { name, ok: false, detail: 'the database was migrated by a newer agentq; upgrade this install' };
+  } catch (err) {
+    return { name, ok: false, detail: `cannot read the migration history: ${(err as Error).message}` };
+  }
+}
+
 async function checkRedis(config: Config): Promise<Check> {
   const redis = new Redis(config.redisUrl, {
     lazyConnect: true,
@@ -49,18 +70,112 @@ async function checkRedis(config: Config): Promise<Check> {
     maxRetriesPerRequest: 0,
     retryStrategy: () => null,
   });
+  // connect() only says "Connection is closed."; the socket error says why.
+  let socketError: Error | undefined;
+  redis.on('error', (err: Error) => {
+    socketError ??= err;
+  });
   try {
     await redis.connect();
     const info = await redis.info('server');
     const version = /redis_version:(\S+)/.exec(info)?.[1] ?? '?';
     return { name: 'redis', ok: true, detail: `redis ${version}` };
   } catch (err) {
-    return { name: 'redis', ok: false, detail: `cannot reach REDIS_URL: ${(err as Error).message}` };
+    return { name: 'redis', ok: false, detail: `cannot reach REDIS_URL: ${(socketError ?? (err as Error)).message}` };
   } finally {
     redis.disconnect();
   }
 }
 
+/** The directory exists and this process can create and remove a file in it. */
+async function checkWritableDir(name: string, dir: string, variable: string): Promise<Check> {
+  try {
+    const s = await stat(dir);
+    if (!s.isDirectory()) return { name, ok: false, detail: `${dir} is not a directory; set ${variable}` };
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT' && code !== 'ENOTDIR') return { name, ok: false, detail: `${dir} cannot be read (${code ?? (err as Error).message}); set ${variable}` };
+    // A fresh install: the worker creates the directory on first use, if its nearest existing ancestor lets it.
+    const parent = await writableAncestor(path.dirname(dir));
+    if (parent.ok) return { name, ok: true, detail: `${dir} does not exist yet; the worker creates it (${parent.dir} is writable)` };
+    return { name, ok: false, detail: `${dir} does not exist and cannot be created (${parent.why}); create it or set ${variable}` };
+  }
+  const probe = path.join(dir, `.agentq-doctor-${randomUUID()}`);
+  try {
+    await writeFile(probe, 'probe', { flag: 'wx' });
+    await unlink(probe);
+    return { name, ok: true, detail: `${dir} is writable` };
+  } catch (err) {
+    await unlink(probe).catch(() => undefined);
+    const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    return { name, ok: false, detail: `cannot create a file in ${dir} (${code}); fix its permissions or set ${variable}` };
+  }
+}
+
+/** The nearest existing ancestor of `dir`, and whether a file can be created in it. */
+async function writableAncestor(dir: string): Promise<{ ok: true; dir: string } | { ok: false; why: string }> {
+  for (let d = dir; ; d = path.dirname(d)) {
+    try {
+      const s = await stat(d);
+      if (!s.isDirectory()) return { ok: false, why: `${d} is not a directory` };
+      await access(d, constants.W_OK);
+      return { ok: true, dir: d };
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' && path.dirname(d) !== d) continue;
+      return { ok: false, why: `${d}: ${code ?? (err as Error).message}` };
+    }
+  }
+}
+
+/**
+ * Whether the Messages API base URL answers: one GET of the base URL with a short timeout,
+ * no API key and no body, so nothing is billed. Any HTTP status counts as reachable.
+ */
+async function checkAnthropic(config: Config): Promise<Check> {
+  const name = 'anthropic API';
+  const { apiKey, baseUrl } = config.anthropic;
+  if (!apiKey && !baseUrl) {
+    return {
+      name,
+      ok: true,
+      detail: 'ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL are unset: `npm run demo` uses the built-in mock model; set a key (or a base URL) for real turns',
+    };
+  }
+  const url = baseUrl ?? DEFAULT_ANTHROPIC_BASE_URL;
+  const started = performance.now();
+  try {
+    const res = await fetch(url, { method: 'GET', redirect: 'manual', signal: AbortSignal.timeout(API_TIMEOUT_MS) });
+    await res.body?.cancel().catch(() => undefined);
+    return { name, ok: true, detail: `${url} answered HTTP ${res.status} in ${Math.round(performance.now() - started)} ms (no key sent)` };
+  } catch (err) {
+    const e = err as Error & { cause?: { code?: string; message?: string } };
+    const why = e.name === 'TimeoutError' ? `no answer within ${API_TIMEOUT_MS} ms` : (e.cause?.code ?? e.cause?.message ?? e.message);
+    return { name, ok: false, detail: `${url} is unreachable (${why}); check ANTHROPIC_BASE_URL, proxies and egress` };
+  }
+}
+
+/** Every check, in a fixed order; they run concurrently. */
 export async function runDoctor(config: Config): Promise<Check[]> {
-  return Promise.all([checkCli(config), checkPostgres(config), checkRedis(config)]);
+  return Promise.all([
+    checkPostgres(config),
+    checkMigrations(config),
+    checkRedis(config),
+    checkCli(config),
+    checkWritableDir('workspace root', config.workspaceRoot, 'AGENTQ_WORKSPACE_ROOT'),
+    checkWritableDir('runs root', config.worker.runsRoot, 'AGENTQ_RUNS_ROOT'),
+    checkAnthropic(config),
+  ]);
+}
+
+/** Prints the checks (text or `--json`); resolves to the exit code: 0 all ok, 1 one failed. */
+export async function doctorCommand(config: Config, io: CliIo, flags: { json?: boolean }): Promise<number> {
+  const checks = await runDoctor(config);
+  const ok = checks.every((c) => c.ok);
+  if (flags.json) io.out(JSON.stringify({ ok, checks }));
+  else {
+    for (const c of checks) io.out(`${c.ok ? 'ok  ' : 'FAIL'} ${c.name}: ${c.detail}`);
+    if (!ok) io.err(`doctor: ${checks.filter((c) => !c.ok).map((c) => c.name).join(', ')} failed`);
+  }
+  return ok ? 0 : 1;
 }

@@ -3,11 +3,14 @@
 import { Command, CommanderError } from 'commander';
 import { loadConfig, type Config } from '../config.js';
 import { ConfigError, SchemaTooNewError, StoreInputError, TurnInputError } from '../errors.js';
+import { apiCommand } from './apiCommand.js';
 import { configMarkdownTable, describeConfig } from './configCommand.js';
-import { runDoctor } from './doctor.js';
+import { doctorCommand } from './doctor.js';
 import { migrateCommand } from './migrateCommand.js';
+import { transcriptCommand } from './transcriptCommand.js';
 import { cancelCommand, enqueueCommand, showCommand, type EnqueueFlags } from './turnCommands.js';
 import { workerCommand } from './workerCommand.js';
+import { registerScheduleCommands } from './scheduleCommand.js';
 
 export interface CliIo {
   env: Readonly<Record<string, string | undefined>>;
@@ -41,13 +44,10 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
 
   program
     .command('doctor')
-    .description('check that the CLI binary, Postgres and Redis answer')
-    .option('--json', 'print the checks as JSON')
+    .description('check Postgres, migrations, Redis, the CLI binary, the workspace and runs roots, and the Messages API URL (spends no tokens); exit 1 if one fails')
+    .option('--json', 'print {ok, checks: [{name, ok, detail}]} as JSON')
     .action(async (opts: { json?: boolean }) => {
-      const checks = await runDoctor(config());
-      if (opts.json) io.out(JSON.stringify(checks));
-      else for (const c of checks) io.out(`${c.ok ? 'ok  ' : 'FAIL'} ${c.name}: ${c.detail}`);
-      if (checks.some((c) => !c.ok)) setExit(1);
+      setExit(await doctorCommand(config(), io, opts));
     });
 
   program
@@ -63,8 +63,17 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
     .command('worker')
     .description('run turns until SIGTERM/SIGINT (first signal drains, second interrupts)')
     .option('--concurrency <n>', 'turns run at once (default AGENTQ_CONCURRENCY)')
-    .action(async (opts: { concurrency?: string }) => {
+    .option('--metrics-port <n>', 'serve Prometheus metrics at :<n>/metrics (default AGENTQ_METRICS_PORT; 0 picks a free port)')
+    .action(async (opts: { concurrency?: string; metricsPort?: string }) => {
       setExit(await workerCommand(config(), io, opts));
+    });
+
+  program
+    .command('api')
+    .description('serve the HTTP API (and /docs) until SIGTERM/SIGINT')
+    .option('--port <n>', 'port to listen on (default AGENTQ_API_PORT; 0 picks a free port)')
+    .action(async (opts: { port?: string }) => {
+      setExit(await apiCommand(config(), io, opts));
     });
 
   program
@@ -85,6 +94,25 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
     });
 
   program
+    .command('transcript')
+    .description("a conversation's turns with their prompts, assistant text, tool calls and results, and cost")
+    .argument('<conversation>', 'the conversation id')
+    .option('--tenant <id>', 'tenant of the conversation (default "default")')
+    .option('--json', 'print one JSON object per line (kind: turn, event, turn_end)')
+    .option('--follow', 'keep printing new events and new turns until Ctrl-C')
+    .action(async (conversation: string, opts: { tenant?: string; json?: boolean; follow?: boolean }) => {
+      // The entrypoint owns signals: with --follow, Ctrl-C ends the polling cleanly.
+      const stop = new AbortController();
+      const onSigint = () => stop.abort();
+      if (opts.follow) process.once('SIGINT', onSigint);
+      try {
+        setExit(await transcriptCommand(config(), io, conversation, opts, stop.signal));
+      } finally {
+        process.off('SIGINT', onSigint);
+      }
+    });
+
+  program
     .command('show')
     .description("a conversation's session and turns")
     .argument('<conversation>', 'the conversation id')
@@ -101,6 +129,8 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
     .action(async (turn: string) => {
       setExit(await cancelCommand(config(), io, turn));
     });
+
+  registerScheduleCommands(program, config, io, setExit);
 
   return program;
 }

@@ -82,7 +82,7 @@ export function createClient(config: Config): AgentqClient {
   const pool = createPool(config.databaseUrl, 4);
   const db = createStoreDb(pool);
   const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: 3, lazyConnect: false });
-  const queue = createTurnQueue(config.queueName, redis);
+  const queue = createTurnQueue(config.queueName, redis, config.queuePrefix);
 
   return {
     db,
@@ -120,7 +120,7 @@ export function createClient(config: Config): AgentqClient {
           return 'cancelled';
         }
         case 'requested':
-          await redis.publish(cancelChannel(config.queueName), turnId);
+          await redis.publish(cancelChannel(config.queueName, config.queuePrefix), turnId);
           return 'cancel_requested';
       }
     },

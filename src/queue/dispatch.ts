@@ -14,8 +14,8 @@ export interface DispatchTarget {
 /** Keeps enough failed jobs to inspect; completed ones go at once (Postgres has the record). */
 const JOB_DEFAULTS = { removeOnComplete: true, removeOnFail: { count: 1000 } } as const;
 
-export function createTurnQueue(name: string, connection: Redis, prefix?: string): Queue<TurnJobData> {
-  return new Queue<TurnJobData>(name, { connection, ...(prefix ? { prefix } : {}), defaultJobOptions: JOB_DEFAULTS });
+export function createTurnQueue(name: string, connection: Redis, prefix: string): Queue<TurnJobData> {
+  return new Queue<TurnJobData>(name, { connection, prefix, defaultJobOptions: JOB_DEFAULTS });
 }
 
 export async function dispatchTurn(queue: Queue<TurnJobData>, turn: DispatchTarget): Promise<void> {
@@ -24,6 +24,6 @@ export async function dispatchTurn(queue: Queue<TurnJobData>, turn: DispatchTarg
 }
 
 /** Redis channel on which cancellations of running turns are announced to every worker. */
-export function cancelChannel(queueName: string, prefix = 'bull'): string {
+export function cancelChannel(queueName: string, prefix: string): string {
   return `${prefix}:${queueName}:agentq:cancel`;
 }

@@ -19,6 +19,8 @@ export const turnOptionsSchema = runOptionsSchema
     maxTurns: true,
     maxBudgetUsd: true,
     includePartialMessages: true,
+    /** Keep the CLI's stdin open for POST /v1/turns/:id/input until its first result. */
+    streamInput: true,
   })
   .extend({
     /** A retry after an interruption resumes with a continuation prompt (default) or reruns the prompt. */

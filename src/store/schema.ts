@@ -231,3 +231,44 @@ export const workspaces = pgTable('workspaces', {
   fileCount: integer('file_count').notNull(),
   updatedAt: updatedAt(),
 });
+
+export const scheduleOverlapPolicies = ['skip', 'queue'] as const;
+export type ScheduleOverlapPolicy = (typeof scheduleOverlapPolicies)[number];
+
+/**
+ * Scheduled agents: a cron expression that enqueues a turn on a conversation. Postgres is
+ * the record; BullMQ job schedulers (one per enabled row, its id the row's id) only drive
+ * the ticks and are re-synced from here by every worker.
+ */
+export const schedules = pgTable(
+  'schedules',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    tenantId: text('tenant_id').notNull().default('default'),
+    /** The producer's name for the schedule, validated like a conversation id, unique per tenant. */
+    name: text('name').notNull(),
+    /** The producer's conversation id (`conversations.external_id`) each tick enqueues on; it need not exist yet. */
+    conversationExternalId: text('conversation_external_id').notNull(),
+    prompt: text('prompt').notNull(),
+    /** Turn options (validated as for an enqueued turn). */
+    options: jsonb('options').notNull().default({}),
+    /** Cron expression: 5 fields, or 6 with seconds first. */
+    cron: text('cron').notNull(),
+    /** IANA time zone the cron expression is read in. */
+    timezone: text('timezone').notNull().default('UTC'),
+    /** `skip`: a tick does nothing while the conversation has a queued or running turn; `queue`: it enqueues anyway. */
+    overlap: text('overlap', { enum: scheduleOverlapPolicies }).notNull().default('skip'),
+    enabled: boolean('enabled').notNull().default(true),
+    /** The tick time of the last tick that enqueued a turn. */
+    lastFiredAt: timestamp('last_fired_at', { withTimezone: true }),
+    lastTurnId: uuid('last_turn_id'),
+    /** The tick time of the last tick skipped by the overlap policy. */
+    lastSkippedAt: timestamp('last_skipped_at', { withTimezone: true }),
+    createdAt: createdAt(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    unique('schedules_tenant_name_uq').on(t.tenantId, t.name),
+    check('schedules_overlap_ck', sql`${t.overlap} in ('skip', 'queue')`),
+  ],
+);

@@ -13,7 +13,9 @@ import { StaleLeaseError, WorkspaceTooLargeError } from '../errors.js';
 import type { ClaudeEvent } from '../runner/events.js';
 import type { RunOptions } from '../runner/options.js';
 import type { RunOutcome } from '../runner/outcome.js';
-import { runClaude, type RunnerSettings } from '../runner/runClaude.js';
+import { startClaude, type ClaudeRun, type RunnerSettings } from '../runner/runClaude.js';
+import type { InputOutcome, InputTarget } from '../live/inputs.js';
+import type { LiveEventSink } from '../live/publisher.js';
 import type { ConversationRow } from '../store/conversations.js';
 import type { StoreDb, StoreTx } from '../store/db.js';
 import { hydrateSession } from '../store/hydrate.js';
@@ -38,6 +40,7 @@ import { getWorkspaceSha, restoreWorkspace, storeWorkspace } from '../store/work
 import type { LocalCache } from './localCache.js';
 import { withTransientRetry } from './transient.js';
 import { backoffMs, decide } from './retryPolicy.js';
+import type { AttemptObserver } from './observer.js';
 
 export interface AttemptDeps {
   config: Config;
@@ -47,6 +50,10 @@ export interface AttemptDeps {
   runner: RunnerSettings;
   log: Logger;
   workerId: string;
+  /** Metrics and traces of this attempt (src/metrics); optional. */
+  observer?: AttemptObserver;
+  /** Where events go live as they arrive (src/live); optional. */
+  live?: LiveEventSink;
 }
 
 /** What the job should do once the attempt is over. */
@@ -71,7 +78,7 @@ function eventType(e: ClaudeEvent): string {
   return e.kind;
 }
 
-export class Attempt {
+export class Attempt implements InputTarget {
   private readonly fence: Fence;
   private readonly cwd: string;
   private readonly dirName: string;
@@ -88,6 +95,8 @@ export class Attempt {
   /** What turns.run_session_id holds now (written only when it changes). */
   private runSessionId: string | null;
   private checkpointing: Promise<void> = Promise.resolve();
+  /** With `streamInput`: the run whose stdin takes user messages, until its first result. */
+  private inputRun: ClaudeRun | undefined;
   private readonly controller = new AbortController();
   /** performance.now() when our lease was last granted or renewed (the request's start). */
   private leaseConfirmedAt: number;
@@ -178,6 +187,7 @@ export class Attempt {
     await this.ensureLease();
     this.mark('prepare');
     const outcome = await this.runCli(prompt, session);
+    this.deps.observer?.cliExited?.(outcome);
     this.mark('run');
     await this.checkpointing;
     if (this.leaseLost) return { kind: 'lease_lost' };
@@ -281,7 +291,33 @@ export class Attempt {
   }
 
   private record(payload: Record<string, unknown>): void {
-    this.events.push({ seq: ++this.eventSeq, type: String(payload.type), payload: JSON.stringify(payload) });
+    this.push(String(payload.type), JSON.stringify(payload));
+  }
+
+  /** Buffers an event for the next checkpoint and publishes it live at once. */
+  private push(type: string, payload: string): void {
+    const seq = ++this.eventSeq;
+    this.events.push({ seq, type, payload });
+    if (!this.leaseLost) this.deps.live?.event(this.turn.id, this.attempt, seq, type, payload);
+  }
+
+  /**
+   * A user message for the running CLI (POST /v1/turns/:id/input). Taken only while the
+   * run's stdin is open: from its start until its first result; then stdin is closed so
+   * the CLI finishes what it was given and exits. Recorded as an event once written.
+   */
+  async acceptInput(text: string): Promise<InputOutcome> {
+    const run = this.inputRun;
+    if (!run) return { outcome: 'refused', detail: 'the turn takes no input now (its CLI has not started, or has given its result)' };
+    await run.sendUserMessage(text);
+    this.record({ type: 'agentq', subtype: 'user_input', text });
+    return { outcome: 'delivered' };
+  }
+
+  private endInput(): void {
+    const run = this.inputRun;
+    this.inputRun = undefined;
+    run?.endInput();
   }
 
   private async runCli(prompt: string, session: RunOptions['session']): Promise<RunOutcome> {
@@ -290,7 +326,7 @@ export class Attempt {
     const checkpointTimer = setInterval(() => this.scheduleCheckpoint(false), config.worker.checkpointIntervalMs);
     const heartbeatTimer = setInterval(() => void this.heartbeat(), Math.max(200, Math.floor(config.worker.leaseMs / 3)));
     try {
-      return await runClaude(
+      const run = startClaude(
         {
           ...(options as Partial<RunOptions>),
           prompt,
@@ -304,11 +340,16 @@ export class Attempt {
           signal: this.controller.signal,
           onEvent: (e) => {
             if (e.kind === 'init') this.reportedSessionId = e.data.session_id;
-            this.events.push({ seq: ++this.eventSeq, type: eventType(e), payload: e.line });
+            this.push(eventType(e), e.line);
+            // The prompt is answered: close stdin, so the CLI ends after what it was given.
+            if (e.kind === 'result') this.endInput();
           },
         },
       );
+      if (options.streamInput === true) this.inputRun = run;
+      return await run.outcome;
     } finally {
+      this.endInput();
       clearInterval(checkpointTimer);
       clearInterval(heartbeatTimer);
     }
@@ -317,6 +358,7 @@ export class Attempt {
   private mark(phase: string): void {
     const now = performance.now();
     this.phases[phase] = Math.round((now - this.phaseStart) * 10) / 10;
+    this.deps.observer?.phase?.(phase, now - this.phaseStart);
     this.phaseStart = now;
   }
 
@@ -405,8 +447,10 @@ export class Attempt {
     const events = this.events;
     this.events = [];
     try {
+      const started = performance.now();
       const runSessionId = await this.fenced((tx, checkFence) => this.writeProgress(tx, checkFence, events));
       this.runSessionId = runSessionId;
+      this.deps.observer?.checkpointed?.(performance.now() - started);
     } catch (err) {
       this.events = [...events, ...this.events];
       if (err instanceof StaleLeaseError) return this.loseLease();
@@ -455,6 +499,7 @@ export class Attempt {
         }),
       );
       this.events = [];
+      this.deps.observer?.requeued?.(error === null ? 'shutdown' : error.class === 'worker_error' ? 'worker_error' : 'retry');
       return { kind: 'requeued', runAt: row.runAt };
     } catch (err) {
       if (err instanceof StaleLeaseError) {

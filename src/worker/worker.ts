@@ -9,6 +9,7 @@ import { Redis } from 'ioredis';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
+import { startWorkerLive, type WorkerLive } from '../live/workerLive.js';
 import { createLogger } from '../logger.js';
 import { cancelChannel, createTurnQueue, dispatchTurn } from '../queue/dispatch.js';
 import { parseTurnJob, type TurnJobData } from '../queue/jobs.js';
@@ -17,9 +18,12 @@ import { sweepOrphanedRuns } from '../runner/processTree.js';
 import { runnerSettings } from '../runner/runClaude.js';
 import { createStoreDb, type StoreDb } from '../store/db.js';
 import { createPool } from '../store/pool.js';
+import { pruneTurnEvents } from '../store/retention.js';
 import { claimTurn } from '../store/turns.js';
 import { Attempt, type AttemptDeps } from './attempt.js';
 import { LocalCache } from './localCache.js';
+import { createScheduleRunner, type ScheduleRunner } from '../schedules/runtime.js';
+import type { ObserveAttempt } from './observer.js';
 
 export interface WorkerOptions {
   /** Default: config.concurrency. */
@@ -27,6 +31,8 @@ export interface WorkerOptions {
   log?: Logger;
   /** Default: `<hostname>:<pid>:<random>`. */
   workerId?: string;
+  /** Gives each claimed attempt an observer (metrics, traces; see src/metrics). Default: none. */
+  observeAttempt?: ObserveAttempt;
 }
 
 export interface TurnWorker {
@@ -45,6 +51,9 @@ export interface TurnWorker {
   running(): string[];
 }
 
+/** How often a worker deletes turn events past AGENTQ_EVENT_RETENTION_MS (and once at start). */
+const PRUNE_EVERY_MS = 60 * 60 * 1000;
+
 export function createWorker(config: Config, options: WorkerOptions = {}): TurnWorker {
   const workerId = options.workerId ?? `${os.hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   const log = (options.log ?? createLogger(config)).child({ workerId });
@@ -55,9 +64,12 @@ export function createWorker(config: Config, options: WorkerOptions = {}): TurnW
   let queueConn: Redis | undefined;
   let workerConn: Redis | undefined;
   let subscriber: Redis | undefined;
+  let live: WorkerLive | undefined;
   let queue: Queue<TurnJobData> | undefined;
   let bull: Worker<TurnJobData> | undefined;
   let reconcileTimer: NodeJS.Timeout | undefined;
+  /** Scheduled agents: ticks run here, and housekeeping re-syncs the job schedulers from Postgres. */
+  let schedules: ScheduleRunner | undefined;
   let starting: Promise<void> | undefined;
   let stopping: Promise<void> | undefined;
   let graceTimer: NodeJS.Timeout | undefined;
@@ -68,7 +80,7 @@ export function createWorker(config: Config, options: WorkerOptions = {}): TurnW
 
   const processJob = async (job: Job<TurnJobData>, token?: string): Promise<string> => {
     const { turnId } = parseTurnJob(job.name, job.data);
-    const deps: AttemptDeps = { config, db: db!, cache, runner: runnerSettings(config), log, workerId };
+    const deps: AttemptDeps = { config, db: db!, cache, runner: runnerSettings(config), log, workerId, live: live?.publisher };
     const claimedAt = performance.now();
     const claim = await claimTurn(db!, { turnId, workerId, leaseMs: config.worker.leaseMs });
     switch (claim.kind) {
@@ -81,7 +93,14 @@ export function createWorker(config: Config, options: WorkerOptions = {}): TurnW
       case 'claimed':
         break;
     }
-    const attempt = new Attempt(deps, claim.turn, claim.conversation, claim.fencingToken, claim.attempt, claimedAt);
+    const observer = options.observeAttempt?.({
+      turnId,
+      conversationId: claim.conversation.externalId,
+      tenantId: claim.conversation.tenantId,
+      attempt: claim.attempt,
+      claimMs: performance.now() - claimedAt,
+    });
+    const attempt = new Attempt({ ...deps, observer }, claim.turn, claim.conversation, claim.fencingToken, claim.attempt, claimedAt);
     attempts.set(turnId, attempt);
     // Shutdown may have begun between the fetch and here: do not start a CLI then.
     if (stopping) attempt.abort('shutdown');
@@ -90,9 +109,12 @@ export function createWorker(config: Config, options: WorkerOptions = {}): TurnW
       verdict = await attempt.run();
     } finally {
       attempts.delete(turnId);
+      observer?.ended?.(verdict, performance.now() - claimedAt);
     }
     switch (verdict.kind) {
       case 'committed':
+        // SSE readers of the turn stop here (src/live/feed.ts).
+        live?.publisher.finished(turnId, verdict.status);
         if (verdict.next) {
           // After the commit: if this add is lost, the reconciler dispatches it.
           await dispatchTurn(queue!, verdict.next).catch((err: unknown) => log.warn({ err, turnId: verdict.next!.id }, 'dispatch of the next turn failed'));
@@ -113,22 +135,33 @@ export function createWorker(config: Config, options: WorkerOptions = {}): TurnW
     );
     db = createStoreDb(pool);
     queueConn = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
-    queue = createTurnQueue(config.queueName, queueConn);
+    queue = createTurnQueue(config.queueName, queueConn, config.queuePrefix);
     subscriber = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
-    await subscriber.subscribe(cancelChannel(config.queueName));
+    await subscriber.subscribe(cancelChannel(config.queueName, config.queuePrefix));
     subscriber.on('message', (_channel, turnId: string) => attempts.get(turnId)?.abort('cancelled'));
+    live = await startWorkerLive(config, log, (turnId) => attempts.get(turnId));
+    let prunedAt = -Infinity;
+    // Each step on its own: one failing (Redis or Postgres away) must not skip the others.
     const housekeeping = async () => {
       const swept = sweepOrphanedRuns();
       if (swept.length) log.warn({ pids: swept }, 'killed CLI processes left by a worker that died');
+      await schedules?.sync().catch((err: unknown) => log.warn({ err }, 'schedule sync failed'));
       await reconcile(db!, queue!, 1000, (turnId, err) => log.warn({ err, turnId }, 'could not dispatch a due turn')).catch((err: unknown) =>
         log.warn({ err }, 'reconcile failed'),
       );
+      if (config.store.eventRetentionMs > 0 && performance.now() - prunedAt >= PRUNE_EVERY_MS) {
+        prunedAt = performance.now();
+        await pruneTurnEvents(db!, { olderThanMs: config.store.eventRetentionMs })
+          .then((n) => n > 0 && log.info({ deleted: n }, 'pruned turn events past AGENTQ_EVENT_RETENTION_MS'))
+          .catch((err: unknown) => log.warn({ err }, 'pruning turn events failed'));
+      }
     };
     await housekeeping();
     reconcileTimer = setInterval(() => void housekeeping(), config.worker.reconcileIntervalMs);
     workerConn = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
     bull = new Worker<TurnJobData>(config.queueName, processJob, {
       connection: workerConn,
+      prefix: config.queuePrefix,
       concurrency: options.concurrency ?? config.concurrency,
       lockDuration: config.worker.jobLockMs,
       stalledInterval: config.worker.jobLockMs,
@@ -137,6 +170,8 @@ export function createWorker(config: Config, options: WorkerOptions = {}): TurnW
     });
     bull.on('failed', (job, err) => log.error({ err, turnId: job?.data.turnId }, 'turn job failed'));
     bull.on('error', (err) => log.warn({ err }, 'worker error'));
+    schedules = createScheduleRunner(config, { db, turnQueue: queue, log });
+    await schedules.start();
     log.info({ queue: config.queueName, concurrency: options.concurrency ?? config.concurrency }, 'worker started');
   };
 
@@ -147,9 +182,11 @@ export function createWorker(config: Config, options: WorkerOptions = {}): TurnW
       await bull?.close();
     } finally {
       clearTimeout(graceTimer);
+      await schedules?.stop().catch(() => undefined);
       await queue?.close().catch(() => undefined);
       subscriber?.disconnect();
       queueConn?.disconnect();
+      live?.close();
       workerConn?.disconnect();
       await pool?.end().catch(() => undefined);
       log.info('worker stopped');

@@ -55,9 +55,12 @@ export async function createTestAgentq(overrides: Record<string, string> = {}): 
     logFile,
     async cleanup() {
       const conn = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
-      const q = new Queue(config.queueName, { connection: conn });
-      await q.obliterate({ force: true }).catch(() => undefined);
-      await q.close();
+      // The turn queue and the schedule ticks' queue every worker starts.
+      for (const name of [config.queueName, `${config.queueName}-schedules`]) {
+        const q = new Queue(name, { connection: conn });
+        await q.obliterate({ force: true }).catch(() => undefined);
+        await q.close();
+      }
       conn.disconnect();
       await database.drop();
       rmSync(root, { recursive: true, force: true });

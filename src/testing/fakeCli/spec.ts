@@ -40,6 +40,8 @@ export interface FakeSpec {
   extraLines?: number;
   lineBytes?: number;
   newSessionIdOnResume?: boolean;
+  /** With --include-partial-messages: wait this long before each partial event, streaming the reply slowly. */
+  partialDelayMs?: number;
 }
 
 /** Thrown for a malformed script; the CLI reports it and exits 1. */
@@ -70,6 +72,7 @@ const FIELD_TYPES: Record<keyof FakeSpec, FieldType> = {
   extraLines: 'number',
   lineBytes: 'number',
   newSessionIdOnResume: 'boolean',
+  partialDelayMs: 'number',
 };
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {

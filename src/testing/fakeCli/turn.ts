@@ -232,7 +232,7 @@ function finishWithApiError(env: TurnEnv, session: Session, spec: FakeSpec, timi
 }
 
 /** The normal reply, then a success result or the scripted max-turns / budget error. */
-function finishWithReply(env: TurnEnv, session: Session, input: TurnInput, timing: Timing): number {
+async function finishWithReply(env: TurnEnv, session: Session, input: TurnInput, timing: Timing): Promise<number> {
   const { spec } = input;
   const sessionId = session.writer.sessionId;
   const reply = spec.reply ?? `fake reply to: ${input.text}`;
@@ -246,9 +246,13 @@ function finishWithReply(env: TurnEnv, session: Session, input: TurnInput, timin
 
   const message = apiMessage(messageId, env.model, reply, tokens, null);
   const partial = env.opts.includePartialMessages ? partialEvents(sessionId, message, reply) : { before: [], after: [] };
-  partial.before.forEach((e) => env.emitter.event(e));
+  const emitPartial = async (e: Record<string, unknown>) => {
+    if (spec.partialDelayMs) await sleep(spec.partialDelayMs);
+    env.emitter.event(e);
+  };
+  for (const e of partial.before) await emitPartial(e);
   env.emitter.event(assistantEvent(sessionId, message));
-  partial.after.forEach((e) => env.emitter.event(e));
+  for (const e of partial.after) await emitPartial(e);
 
   const costUsd = spec.costUsd ?? DEFAULT_COST_USD;
   const common = {
@@ -322,7 +326,7 @@ export async function runTurn(env: TurnEnv, session: Session, input: TurnInput):
   if (!linesBeforeDelay) writeUserLines(env, session, input);
 
   const timing = { startedAt, apiMs: Date.now() - apiStartedAt };
-  const code = spec.apiError ? finishWithApiError(env, session, spec, timing) : finishWithReply(env, session, input, timing);
+  const code = spec.apiError ? finishWithApiError(env, session, spec, timing) : await finishWithReply(env, session, input, timing);
   session.prompts.push(promptText(input.content) ?? input.prompt);
   env.recorder.write({ event: 'end', pid: process.pid, sessionId, turn: input.turn, exitCode: code, endedAt: Date.now() });
   killChildren();

@@ -1,0 +1,38 @@
+// What a worker reports about each attempt it runs, for metrics and traces (src/metrics).
+// The worker asks `observeAttempt` for one observer per claimed attempt and calls its hooks
+// as the attempt goes; every hook is optional, is called synchronously, and must not
+// throw (an observer that fails must not fail a turn).
+import type { RunOutcome } from '../runner/outcome.js';
+import type { AttemptVerdict } from './attempt.js';
+
+/** Why an attempt handed its turn back to the queue. */
+export type RequeueReason = 'retry' | 'shutdown' | 'worker_error';
+
+export interface AttemptInfo {
+  turnId: string;
+  /** The public conversation id (external id). */
+  conversationId: string;
+  tenantId: string;
+  attempt: number;
+  /** How long the claim (the lease grant in Postgres) took. */
+  claimMs: number;
+}
+
+export interface AttemptObserver {
+  /** A phase of the attempt ended after `ms` (lease, workspace, hydrate, prepare, run, commit). */
+  phase?(phase: string, ms: number): void;
+  /** A checkpoint (new session lines and events of the running turn) was stored in `ms`. */
+  checkpointed?(ms: number): void;
+  /** The CLI run ended with `outcome` (its cost and tokens are spent whatever happens next). */
+  cliExited?(outcome: RunOutcome): void;
+  /** The turn was handed back to the queue. */
+  requeued?(reason: RequeueReason): void;
+  /**
+   * The attempt is over: `verdict` is undefined when it threw (the job fails and the
+   * reconciler re-dispatches the turn). `elapsedMs` runs from before the claim.
+   */
+  ended?(verdict: AttemptVerdict | undefined, elapsedMs: number): void;
+}
+
+/** Called by the worker once per claimed attempt, right after the claim. */
+export type ObserveAttempt = (info: AttemptInfo) => AttemptObserver;

@@ -1,0 +1,148 @@
+// `agentq doctor`: every check passes on a good setup (exit 0); each broken piece fails
+// its own named check (exit 1). The Messages API check must send no key and no prompt.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import pg from 'pg';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { main, type CliIo } from '../src/cli/main.js';
+import { createTestAgentq, type TestAgentq } from './helpers/agentq.js';
+
+let t: TestAgentq;
+let server: http.Server | undefined;
+let seen: { method: string; url: string; headers: http.IncomingHttpHeaders; bodyBytes: number }[] = [];
+
+beforeEach(async () => {
+  t = await createTestAgentq();
+  seen = [];
+});
+afterEach(async () => {
+  if (server) await new Promise<void>((resolve) => server!.close(() => resolve()));
+  server = undefined;
+  await t.cleanup();
+});
+
+interface DoctorJson {
+  ok: boolean;
+  checks: { name: string; ok: boolean; detail: string }[];
+}
+
+async function doctor(env: Record<string, string>, json = true): Promise<{ code: number; out: string[]; err: string[] }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const io: CliIo = { env, out: (s) => out.push(s), err: (s) => err.push(s) };
+  const code = await main(['node', 'agentq', 'doctor', ...(json ? ['--json'] : [])], io);
+  return { code, out, err };
+}
+
+/** A stand-in Messages API that records what reaches it and answers 404. */
+async function fakeApi(): Promise<string> {
+  server = http.createServer((req, res) => {
+    let bodyBytes = 0;
+    req.on('data', (c: Buffer) => (bodyBytes += c.length));
+    req.on('end', () => {
+      seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, bodyBytes });
+      res.writeHead(404, { 'content-type': 'application/json' }).end('{"type":"error"}');
+    });
+  });
+  await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
+  return `http://127.0.0.1:${(server!.address() as AddressInfo).port}`;
+}
+
+/** A port nothing listens on (bound, then released). */
+async function freePort(): Promise<number> {
+  const s = http.createServer();
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+  const port = (s.address() as AddressInfo).port;
+  await new Promise<void>((resolve) => s.close(() => resolve()));
+  return port;
+}
+
+function makeRoots(): void {
+  mkdirSync(t.config.workspaceRoot, { recursive: true });
+  mkdirSync(t.config.worker.runsRoot, { recursive: true });
+}
+
+const byName = (r: DoctorJson) => Object.fromEntries(r.checks.map((c) => [c.name, c]));
+
+describe('agentq doctor', () => {
+  it('passes every check on a good setup, and asks the API URL without a key or a prompt', async () => {
+    makeRoots();
+    const baseUrl = await fakeApi();
+    const r = await doctor({ ...t.env, ANTHROPIC_BASE_URL: baseUrl, ANTHROPIC_API_KEY: 'sk-ant-doctor-must-not-send-this' });
+    const report = JSON.parse(r.out.join('')) as DoctorJson;
+    expect(report.checks.filter((c) => !c.ok)).toEqual([]);
+    expect(r.code).toBe(0);
+    expect(report.ok).toBe(true);
+    expect(report.checks.map((c) => c.name)).toEqual(['postgres', 'migrations', 'redis', 'claude CLI', 'workspace root', 'runs root', 'anthropic API']);
+    const checks = byName(report);
+    expect(checks['claude CLI']!.detail).toMatch(/\(Claude Code\) at /);
+    expect(checks.migrations!.detail).toMatch(/^current \(\d+ applied\)$/);
+    expect(checks['anthropic API']!.detail).toContain('answered HTTP 404');
+    expect(seen).toHaveLength(1);
+    expect(seen[0]!.method).toBe('GET');
+    expect(seen[0]!.bodyBytes).toBe(0);
+    expect(seen[0]!.headers['x-api-key']).toBeUndefined();
+    expect(seen[0]!.headers.authorization).toBeUndefined();
+    expect(JSON.stringify(seen[0]!.headers)).not.toContain('sk-ant-doctor');
+  });
+
+  it('passes a root that does not exist yet when the worker can create it (a fresh install)', async () => {
+    makeRoots();
+    const fresh = path.join(t.root, 'not-yet', 'workspaces');
+    const r = await doctor({ ...t.env, AGENTQ_WORKSPACE_ROOT: fresh });
+    const check = byName(JSON.parse(r.out.join('')) as DoctorJson)['workspace root']!;
+    expect(check.ok).toBe(true);
+    expect(check.detail).toBe(`${fresh} does not exist yet; the worker creates it (${t.root} is writable)`);
+  });
+
+  it('says the demo mock will be used when neither a key nor a base URL is set', async () => {
+    makeRoots();
+    const r = await doctor(t.env);
+    const api = byName(JSON.parse(r.out.join('')) as DoctorJson)['anthropic API']!;
+    expect(api.ok).toBe(true);
+    expect(api.detail).toMatch(/mock model/);
+    expect(r.code).toBe(0);
+  });
+
+  it('exits 1 naming each failed check: unreachable Redis, a workspace root that cannot be created, runs root not a directory', async () => {
+    const notADir = path.join(t.root, 'runs-is-a-file');
+    writeFileSync(notADir, 'x');
+    const uncreatable = path.join(notADir, 'workspaces');
+    const env = { ...t.env, REDIS_URL: `redis://127.0.0.1:${await freePort()}`, AGENTQ_RUNS_ROOT: notADir, AGENTQ_WORKSPACE_ROOT: uncreatable };
+    const r = await doctor(env);
+    expect(r.code).toBe(1);
+    const report = JSON.parse(r.out.join('')) as DoctorJson;
+    expect(report.ok).toBe(false);
+    expect(report.checks.filter((c) => !c.ok).map((c) => c.name)).toEqual(['redis', 'workspace root', 'runs root']);
+    const checks = byName(report);
+    expect(checks.redis!.detail).toMatch(/^cannot reach REDIS_URL: .*ECONNREFUSED/);
+    expect(checks['workspace root']!.detail).toContain(`${uncreatable} does not exist and cannot be created (${notADir} is not a directory)`);
+    expect(checks['workspace root']!.detail).toContain('AGENTQ_WORKSPACE_ROOT');
+    expect(checks['runs root']!.detail).toContain('is not a directory');
+    expect(checks.postgres!.ok).toBe(true);
+
+    // Text mode: one line per check, the failed ones named on stderr.
+    const text = await doctor(env, false);
+    expect(text.code).toBe(1);
+    expect(text.out).toContainEqual(expect.stringMatching(/^FAIL redis: cannot reach REDIS_URL/));
+    expect(text.out).toContainEqual(expect.stringMatching(/^ok {3}postgres: /));
+    expect(text.err).toEqual(['doctor: redis, workspace root, runs root failed']);
+  });
+
+  it('fails the migrations check when one is pending, and the API check when the base URL does not answer', async () => {
+    makeRoots();
+    const db = new pg.Client({ connectionString: t.database.url });
+    await db.connect();
+    await db.query('delete from drizzle.__drizzle_migrations where created_at = (select max(created_at) from drizzle.__drizzle_migrations)');
+    await db.end();
+    const r = await doctor({ ...t.env, ANTHROPIC_BASE_URL: `http://127.0.0.1:${await freePort()}` });
+    expect(r.code).toBe(1);
+    const checks = byName(JSON.parse(r.out.join('')) as DoctorJson);
+    expect(checks.migrations!.ok).toBe(false);
+    expect(checks.migrations!.detail).toMatch(/^1 pending \(.+\); run `agentq migrate`$/);
+    expect(checks['anthropic API']!.ok).toBe(false);
+    expect(checks['anthropic API']!.detail).toMatch(/is unreachable \(ECONNREFUSED\)/);
+  });
+});
