@@ -54,8 +54,18 @@ import { createWorker } from '../worker/worker.js';
 import { median, quantile, round, type BenchContext, type Benchmark, type Figure } from './harness.js';
 import type { ChildReply, ChildRequest } from './turnWorkerChild.js';
 
-const ADMIN_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
-const REDIS_URL = 'redis://127.0.0.1:6379';
+/**
+ * The servers the throwaway database and queue go to: DATABASE_URL's server and REDIS_URL
+ * (default: the local ones), read once, as the store benchmark does.
+ */
+let servers: { admin: string; redis: string } | undefined;
+function serverUrls(): { admin: string; redis: string } {
+  if (!servers) {
+    const { databaseUrl, redisUrl } = loadConfig(process.env);
+    servers = { admin: databaseUrl, redis: redisUrl };
+  }
+  return servers;
+}
 const TURN_TIMEOUT_MS = 60_000;
 
 // Figure 1: 8 lanes, ROUNDS × (protocol phase, bare phase), PER_PHASE turns per lane each.
@@ -79,7 +89,7 @@ function wallNow(): number {
 }
 
 function dbUrl(name: string): string {
-  const u = new URL(ADMIN_URL);
+  const u = new URL(serverUrls().admin);
   u.pathname = `/${name}`;
   return u.toString();
 }
@@ -113,9 +123,9 @@ async function createHarness(): Promise<Harness> {
   const queueName = `bench-turn-${suffix}`;
   const url = dbUrl(dbName);
   const root = mkdtempSync(path.join(os.tmpdir(), 'agentq-bench-turn-'));
-  await withDb(ADMIN_URL, (c) => c.query(`create database "${dbName}"`));
+  await withDb(serverUrls().admin, (c) => c.query(`create database "${dbName}"`));
   const cleanup = async () => {
-    const conn = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
+    const conn = new Redis(serverUrls().redis, { maxRetriesPerRequest: null });
     const q = new Queue(queueName, { connection: conn });
     try {
       await q.obliterate({ force: true });
@@ -123,7 +133,7 @@ async function createHarness(): Promise<Harness> {
       await q.close();
       conn.disconnect();
     }
-    await withDb(ADMIN_URL, async (c) => {
+    await withDb(serverUrls().admin, async (c) => {
       await c.query('select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()', [dbName]);
       await c.query(`drop database if exists "${dbName}" with (force)`);
     });
@@ -138,7 +148,7 @@ async function createHarness(): Promise<Harness> {
   const base: Record<string, string> = {
     PATH: process.env.PATH ?? '/usr/bin:/bin',
     DATABASE_URL: url,
-    REDIS_URL,
+    REDIS_URL: serverUrls().redis,
     AGENTQ_QUEUE: queueName,
     AGENTQ_CLAUDE_PATH: fakeCliPath(),
     AGENTQ_WORKSPACE_ROOT: path.join(root, 'workspaces'),
@@ -175,7 +185,7 @@ class Completions {
   }
 
   static async open(queueName: string): Promise<Completions> {
-    const conn = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
+    const conn = new Redis(serverUrls().redis, { maxRetriesPerRequest: null });
     const events = new QueueEvents(queueName, { connection: conn, blockingTimeout: 1000 });
     await events.waitUntilReady();
     return new Completions(events, conn);
@@ -669,7 +679,7 @@ async function rssFigure(h: Harness, ctx: BenchContext): Promise<Figure> {
       busy.push(await child.sample(false));
       await new Promise((r) => setTimeout(r, 200));
     }
-    const connections = await withDb(ADMIN_URL, async (a) => {
+    const connections = await withDb(serverUrls().admin, async (a) => {
       const r = await a.query<{ n: number; max: string }>(
         `select count(*)::int as n, current_setting('max_connections') as max from pg_stat_activity where datname = $1`,
         [h.dbName],
