@@ -2,6 +2,10 @@
 # Claude Code binary, running as the unprivileged `node` user.
 FROM node:20-bookworm-slim
 
+# bubblewrap isolates each CLI run; socat carries its API traffic over a unix socket.
+RUN apt-get update -q && apt-get install -y -q --no-install-recommends bubblewrap socat ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
+
 WORKDIR /app
 # Sources first: `npm ci` runs the `prepare` build, which needs them and the dev tools.
 COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
@@ -14,7 +18,10 @@ RUN npm ci && npm prune --omit=dev && npm cache clean --force
 RUN mkdir -p /var/lib/agentq/workspaces /var/lib/agentq/runs && chown -R node:node /var/lib/agentq
 ENV NODE_ENV=production \
     AGENTQ_WORKSPACE_ROOT=/var/lib/agentq/workspaces \
-    AGENTQ_RUNS_ROOT=/var/lib/agentq/runs
+    AGENTQ_RUNS_ROOT=/var/lib/agentq/runs \
+    AGENTQ_SANDBOX=bwrap
+# Non-root: bubblewrap needs no setuid bit here, only unprivileged user namespaces, which
+# the container's seccomp/AppArmor profile must allow (see docker-compose.yml).
 USER node
 
 ENTRYPOINT ["node", "bin/agentq.js"]

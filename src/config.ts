@@ -1,6 +1,7 @@
 // The one place that reads the environment. Every variable agentq understands is in
 // `configSchema` with its default and a one-line doc; `loadConfig(env)` validates them
 // all at once and returns a frozen, typed object. Nothing else touches process.env.
+import { accessSync, constants } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import os from 'node:os';
@@ -241,6 +242,10 @@ export const configVariables = {
       .pipe(z.array(z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, { error: 'must be tenant names (1-64 of A-Z a-z 0-9 _ -)' }))),
     doc: 'Tenants whose API keys may open the queue dashboard at /admin/queues (it shows every tenant\'s jobs).',
   },
+  AGENTQ_SANDBOX: {
+    schema: z.enum(['auto', 'bwrap', 'off']).default('auto'),
+    doc: 'Isolation of each CLI run: `bwrap` requires bubblewrap (a worker refuses to start without it), `auto` uses it when it works here and logs an error when not, `off` runs the CLI as the worker user: unsafe for untrusted prompts.',
+  },
   AGENTQ_LOG_LEVEL: {
     schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     doc: 'pino log level.',
@@ -322,6 +327,13 @@ export interface Config {
     readonly bodyLimitBytes: number;
     readonly adminTenants: readonly string[];
   };
+  readonly sandbox: {
+    /** @defaultValue 'auto' */
+    readonly mode: 'auto' | 'bwrap' | 'off';
+    /** `bwrap` and `socat` found on PATH; undefined when absent. */
+    readonly bwrapPath: string | undefined;
+    readonly socatPath: string | undefined;
+  };
   readonly anthropic: {
     readonly apiKey: string | undefined;
     readonly baseUrl: string | undefined;
@@ -360,6 +372,21 @@ export function cliEnvironment(
     if (allowed) out[name] = value;
   }
   return out;
+}
+
+/** The first executable `name` in the PATH directories, if any. */
+function findOnPath(name: string, pathVar: string | undefined): string | undefined {
+  for (const dir of (pathVar ?? '/usr/local/bin:/usr/bin:/bin').split(':')) {
+    if (!path.isAbsolute(dir)) continue;
+    const candidate = path.join(dir, name);
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
 }
 
 /** The bundled CLI binary of the pinned @anthropic-ai/claude-code dependency. */
@@ -419,6 +446,11 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
       idleTimeoutMs: v.AGENTQ_CLI_IDLE_TIMEOUT_MS,
       timeoutMs: v.AGENTQ_CLI_TIMEOUT_MS,
       stderrTailBytes: v.AGENTQ_CLI_STDERR_TAIL_BYTES,
+    },
+    sandbox: {
+      mode: v.AGENTQ_SANDBOX,
+      bwrapPath: findOnPath('bwrap', env.PATH),
+      socatPath: findOnPath('socat', env.PATH),
     },
     anthropic: { apiKey: v.ANTHROPIC_API_KEY, baseUrl: v.ANTHROPIC_BASE_URL },
     store: {

@@ -203,3 +203,13 @@ export class TurnInputError extends Error {
     super(message);
   }
 }
+
+/** AGENTQ_SANDBOX=bwrap and bubblewrap cannot isolate runs on this machine: the worker does not start. */
+export class SandboxUnavailableError extends Error {
+  override readonly name = 'SandboxUnavailableError';
+  constructor(readonly reason: string) {
+    super(
+      `AGENTQ_SANDBOX=bwrap but the sandbox does not work here: ${reason}. Install bubblewrap and socat, allow user namespaces in the container (see the README's Sandbox section; \`agentq doctor\` checks it), or set AGENTQ_SANDBOX=auto.`,
+    );
+  }
+}

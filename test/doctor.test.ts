@@ -75,7 +75,7 @@ describe('agentq doctor', () => {
     expect(report.checks.filter((c) => !c.ok)).toEqual([]);
     expect(r.code).toBe(0);
     expect(report.ok).toBe(true);
-    expect(report.checks.map((c) => c.name)).toEqual(['postgres', 'migrations', 'redis', 'claude CLI', 'workspace root', 'runs root', 'anthropic API']);
+    expect(report.checks.map((c) => c.name)).toEqual(['postgres', 'migrations', 'redis', 'claude CLI', 'workspace root', 'runs root', 'anthropic API', 'sandbox']);
     const checks = byName(report);
     expect(checks['claude CLI']!.detail).toMatch(/\(Claude Code\) at /);
     expect(checks.migrations!.detail).toMatch(/^current \(\d+ applied\)$/);
@@ -95,6 +95,22 @@ describe('agentq doctor', () => {
     const check = byName(JSON.parse(r.out.join('')) as DoctorJson)['workspace root']!;
     expect(check.ok).toBe(true);
     expect(check.detail).toBe(`${fresh} does not exist yet; the worker creates it (${t.root} is writable)`);
+  });
+
+  it('reports the sandbox: usable with bubblewrap here (bwrap), unsafe (off), failing without bwrap on PATH (auto)', async () => {
+    makeRoots();
+    const sandboxOf = async (env: Record<string, string>) => {
+      const r = await doctor({ ...t.env, ...env });
+      return { code: r.code, check: byName(JSON.parse(r.out.join('')) as DoctorJson).sandbox! };
+    };
+    const on = await sandboxOf({ AGENTQ_SANDBOX: 'bwrap' });
+    expect(on.check).toMatchObject({ ok: true, detail: expect.stringMatching(/^AGENTQ_SANDBOX=bwrap: bubblewrap [\d.]+ isolates runs \(test sandbox started in \d+ ms\)$/) });
+    const off = await sandboxOf({ AGENTQ_SANDBOX: 'off' });
+    expect(off.check).toMatchObject({ ok: true, detail: expect.stringContaining('NOT isolated (unsafe for untrusted prompts)') });
+    const missing = await sandboxOf({ AGENTQ_SANDBOX: 'auto', PATH: '/nonexistent' });
+    expect(missing.check.ok).toBe(false);
+    expect(missing.check.detail).toContain('bwrap is not installed');
+    expect(missing.code).toBe(1);
   });
 
   it('says the demo mock will be used when neither a key nor a base URL is set', async () => {

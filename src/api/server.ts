@@ -21,6 +21,7 @@ import { registerConversationRoutes } from './routes/conversations.js';
 import { registerLiveRoutes } from './routes/live.js';
 import { registerMetricsRoutes } from './routes/metrics.js';
 import { registerScheduleRoutes } from './routes/schedules.js';
+import { registerStatsRoutes } from './routes/stats.js';
 import { registerTurnRoutes } from './routes/turns.js';
 
 export type ApiApp = FastifyInstance<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression, FastifyBaseLogger, ZodTypeProvider>;
@@ -129,6 +130,7 @@ export async function buildApi(config: Config, options: { log?: Logger } = {}): 
   registerMetricsRoutes(app, deps);
   await registerAdminRoutes(app, deps);
   registerScheduleRoutes(app, deps);
+  registerStatsRoutes(app, deps);
 
   return {
     app,

@@ -1,12 +1,14 @@
 // `npm run bench -- [--filter NAME] [--json]`: runs the benchmarks whose name contains
 // NAME. With --json each figure is one JSON line on stdout; notes go to stderr.
 import { parseArgs } from 'node:util';
+import { ephemeralBench } from './ephemeral.js';
 import type { Benchmark, Figure } from './harness.js';
 import { runnerOverhead } from './runnerOverhead.js';
+import { sandboxOverhead } from './sandboxOverhead.js';
 import { storeBench } from './store.js';
 import { turnBench } from './turn.js';
 
-export const benchmarks: readonly Benchmark[] = [runnerOverhead, storeBench, turnBench];
+export const benchmarks: readonly Benchmark[] = [runnerOverhead, sandboxOverhead, storeBench, turnBench, ephemeralBench];
 
 function formatTable(figures: Figure[]): string {
   const rows = figures.map((f) => [f.bench, `${f.value} ${f.unit}`, f.baseline === null ? '-' : `${f.baseline}`, f.target]);

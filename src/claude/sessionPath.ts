@@ -32,7 +32,12 @@ export function projectDir(configDir: string, cwd: string): string {
   return path.join(configDir, 'projects', encodeCwd(realpathSync(cwd)));
 }
 
-/** `<configDir>/projects/<encoded realpath(cwd)>/<sessionId>.jsonl` */
-export function sessionFilePath(configDir: string, cwd: string, sessionId: string): string {
-  return path.join(projectDir(configDir, cwd), `${sessionId}.jsonl`);
+/**
+ * `<configDir>/projects/<encoded realpath(cwd)>/<sessionId>.jsonl`. With `cliCwd`, the
+ * cwd as the CLI sees it (already resolved, e.g. a sandbox's fixed mount point, which
+ * need not exist here) names the folder instead.
+ */
+export function sessionFilePath(configDir: string, cwd: string, sessionId: string, cliCwd?: string): string {
+  const dir = cliCwd === undefined ? projectDir(configDir, cwd) : path.join(configDir, 'projects', encodeCwd(cliCwd));
+  return path.join(dir, `${sessionId}.jsonl`);
 }

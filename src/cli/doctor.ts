@@ -8,6 +8,7 @@ import { execa } from 'execa';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import type { Config } from '../config.js';
+import { probeSandbox } from '../sandbox/probe.js';
 import { schemaStatus } from '../store/migrate.js';
 import type { CliIo } from './main.js';
 
@@ -155,6 +156,18 @@ async function checkAnthropic(config: Config): Promise<Check> {
   }
 }
 
+/** Whether CLI runs can be isolated here (AGENTQ_SANDBOX), by starting a test sandbox. */
+async function checkSandbox(config: Config): Promise<Check> {
+  const name = 'sandbox';
+  const { mode, bwrapPath, socatPath } = config.sandbox;
+  if (mode === 'off') return { name, ok: true, detail: 'AGENTQ_SANDBOX=off: CLI runs are NOT isolated (unsafe for untrusted prompts)' };
+  const p = await probeSandbox(bwrapPath, socatPath);
+  if (p.ok) return { name, ok: true, detail: `AGENTQ_SANDBOX=${mode}: ${p.version} isolates runs (test sandbox started in ${p.ms} ms)` };
+  const detail = `AGENTQ_SANDBOX=${mode}: ${p.reason}${p.version ? ` (${p.version})` : ''}`;
+  // auto still runs turns, unisolated: a failed check, since that is what an operator must fix.
+  return { name, ok: false, detail: `${detail}; ${mode === 'bwrap' ? 'workers will refuse to start' : 'runs are NOT isolated'} — see the README's Sandbox section` };
+}
+
 /** Every check, in a fixed order; they run concurrently. */
 export async function runDoctor(config: Config): Promise<Check[]> {
   return Promise.all([
@@ -165,6 +178,7 @@ export async function runDoctor(config: Config): Promise<Check[]> {
     checkWritableDir('workspace root', config.workspaceRoot, 'AGENTQ_WORKSPACE_ROOT'),
     checkWritableDir('runs root', config.worker.runsRoot, 'AGENTQ_RUNS_ROOT'),
     checkAnthropic(config),
+    checkSandbox(config),
   ]);
 }
 

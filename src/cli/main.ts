@@ -3,14 +3,14 @@
 import { Command, CommanderError } from 'commander';
 import { loadConfig, type Config } from '../config.js';
 import { ConfigError, SchemaTooNewError, StoreInputError, TurnInputError } from '../errors.js';
-import { apiCommand } from './apiCommand.js';
 import { configMarkdownTable, describeConfig } from './configCommand.js';
-import { doctorCommand } from './doctor.js';
-import { migrateCommand } from './migrateCommand.js';
-import { transcriptCommand } from './transcriptCommand.js';
-import { cancelCommand, enqueueCommand, showCommand, type EnqueueFlags } from './turnCommands.js';
-import { workerCommand } from './workerCommand.js';
+import type { EnqueueFlags } from './turnCommands.js';
+import type { WorkerFlags } from './workerCommand.js';
 import { registerScheduleCommands } from './scheduleCommand.js';
+
+// Each command's module is imported when that command runs: `agentq worker` must not pay
+// for the HTTP server, the doctor's probes or the others at start-up (cold start of
+// ephemeral workers; `npm run bench -- --filter ephemeral`).
 
 export interface CliIo {
   env: Readonly<Record<string, string | undefined>>;
@@ -47,6 +47,7 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
     .description('check Postgres, migrations, Redis, the CLI binary, the workspace and runs roots, and the Messages API URL (spends no tokens); exit 1 if one fails')
     .option('--json', 'print {ok, checks: [{name, ok, detail}]} as JSON')
     .action(async (opts: { json?: boolean }) => {
+      const { doctorCommand } = await import('./doctor.js');
       setExit(await doctorCommand(config(), io, opts));
     });
 
@@ -56,15 +57,21 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
     .option('--status', 'only report whether the schema is current')
     .option('--json', 'print the result as JSON')
     .action(async (opts: { status?: boolean; json?: boolean }) => {
+      const { migrateCommand } = await import('./migrateCommand.js');
       setExit(await migrateCommand(config(), io, opts));
     });
 
   program
     .command('worker')
-    .description('run turns until SIGTERM/SIGINT (first signal drains, second interrupts)')
+    .description('run turns until SIGTERM/SIGINT (first signal drains, second interrupts), or ephemerally: --once, --max-turns-per-process, --idle-exit-ms')
     .option('--concurrency <n>', 'turns run at once (default AGENTQ_CONCURRENCY)')
     .option('--metrics-port <n>', 'serve Prometheus metrics at :<n>/metrics (default AGENTQ_METRICS_PORT; 0 picks a free port)')
-    .action(async (opts: { concurrency?: string; metricsPort?: string }) => {
+    .option('--once', 'run one turn, then exit: 0 succeeded, 3 failed, 4 cancelled, 5 no turn within --wait-ms, 75 handed back to the queue')
+    .option('--wait-ms <n>', 'with --once: how long to wait for a turn to claim (default 10000)')
+    .option('--max-turns-per-process <n>', 'exit 0 after this many turns (each committed or handed back)')
+    .option('--idle-exit-ms <n>', 'exit 0 after this long with no turn running')
+    .action(async (opts: WorkerFlags) => {
+      const { workerCommand } = await import('./workerCommand.js');
       setExit(await workerCommand(config(), io, opts));
     });
 
@@ -73,6 +80,7 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
     .description('serve the HTTP API (and /docs) until SIGTERM/SIGINT')
     .option('--port <n>', 'port to listen on (default AGENTQ_API_PORT; 0 picks a free port)')
     .action(async (opts: { port?: string }) => {
+      const { apiCommand } = await import('./apiCommand.js');
       setExit(await apiCommand(config(), io, opts));
     });
 
@@ -90,6 +98,7 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
     .option('--delay-ms <n>', 'run no earlier than this many ms from now')
     .option('--options <json>', 'turn options as JSON, e.g. {"maxTurns":5,"model":"..."}')
     .action(async (conversation: string, prompt: string, opts: EnqueueFlags) => {
+      const { enqueueCommand } = await import('./turnCommands.js');
       setExit(await enqueueCommand(config(), io, conversation, prompt, opts));
     });
 
@@ -106,6 +115,7 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
       const onSigint = () => stop.abort();
       if (opts.follow) process.once('SIGINT', onSigint);
       try {
+        const { transcriptCommand } = await import('./transcriptCommand.js');
         setExit(await transcriptCommand(config(), io, conversation, opts, stop.signal));
       } finally {
         process.off('SIGINT', onSigint);
@@ -119,6 +129,7 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
     .option('--json', 'print one JSON line')
     .option('--tenant <id>', 'tenant of the conversation (default "default")')
     .action(async (conversation: string, opts: { json?: boolean; tenant?: string }) => {
+      const { showCommand } = await import('./turnCommands.js');
       setExit(await showCommand(config(), io, conversation, opts));
     });
 
@@ -127,7 +138,18 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
     .description('cancel a turn: a queued one never runs, a running one is interrupted and committed as cancelled')
     .argument('<turn>', 'the turn id')
     .action(async (turn: string) => {
+      const { cancelCommand } = await import('./turnCommands.js');
       setExit(await cancelCommand(config(), io, turn));
+    });
+
+  program
+    .command('stats')
+    .description('what an autoscaler needs: queue depth, turns waiting per priority, running turns, the oldest waiting turn, workers seen recently')
+    .option('--json', 'print one JSON object')
+    .option('--tenant <id>', 'count only this tenant\'s turns (the queue depth and workers are global)')
+    .action(async (opts: { json?: boolean; tenant?: string }) => {
+      const { statsCommand } = await import('./statsCommand.js');
+      setExit(await statsCommand(config(), io, opts));
     });
 
   registerScheduleCommands(program, config, io, setExit);

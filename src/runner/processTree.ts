@@ -95,6 +95,8 @@ export interface FindRunOptions {
   sinceTicks?: number;
   /** Date.now() when the CLI was spawned: a recent run lets the scan skip older pids. */
   spawnedAtMs?: number;
+  /** signalRun only: leave the root and its process group out (a sandbox's bwrap). */
+  spareRoot?: boolean;
 }
 
 /** The pids of every live process of the run (see the header for what counts). */
@@ -143,6 +145,12 @@ function kill(target: number, signal: NodeJS.Signals): void {
  */
 export function signalRun(rootPid: number, runId: string, signal: NodeJS.Signals, options: FindRunOptions = {}): number {
   const pids = findRunProcesses(rootPid, runId, options);
+  if (options.spareRoot) {
+    const group = new Set(pids.filter((p) => readStat(p)?.pgid === rootPid));
+    const targets = pids.filter((p) => p !== rootPid && !group.has(p));
+    for (const pid of targets) kill(pid, signal);
+    return targets.length;
+  }
   kill(-rootPid, signal);
   for (const pid of pids) kill(pid, signal);
   return pids.length;

@@ -14,6 +14,8 @@ import { LineSplitter, LineTooLongError, TailBuffer } from './lineSplitter.js';
 import { parseRunOptions, type RunOptions, type ValidRunOptions } from './options.js';
 import { classifyRun, type RunFacts, type RunOutcome, type Termination } from './outcome.js';
 import { PARENT_PID_VAR, processStartTicks, RUN_MARKER_VAR, signalRun } from './processTree.js';
+import type { SandboxSettings } from '../sandbox/settings.js';
+import { wrapInSandbox, type SandboxedSpawn } from '../sandbox/wrapRun.js';
 
 /** How the runner runs the CLI; usually `runnerSettings(config)`. */
 export interface RunnerSettings {
@@ -27,10 +29,13 @@ export interface RunnerSettings {
   /** 0 = no wall-clock limit. */
   timeoutMs: number;
   stderrTailBytes: number;
+  /** When set, every run is isolated with bubblewrap (src/sandbox); undefined: unsandboxed. */
+  sandbox?: SandboxSettings | undefined;
 }
 
-export function runnerSettings(config: Config): RunnerSettings {
-  return { claudePath: config.claudePath, ...config.cli };
+/** `sandbox`: what the worker's probe found usable (see src/sandbox/resolve.ts). */
+export function runnerSettings(config: Config, sandbox?: SandboxSettings): RunnerSettings {
+  return { claudePath: config.claudePath, ...config.cli, sandbox };
 }
 
 export interface RunHooks {
@@ -109,9 +114,23 @@ export function startClaude(options: RunOptions, settings: RunnerSettings, hooks
     };
   }
 
-  const child = execa(settings.claudePath, argv, {
+  const env = { ...buildRunEnv(settings.env, o), [RUN_MARKER_VAR]: runId, [PARENT_PID_VAR]: String(process.pid) };
+  // Sandboxed: the same CLI argv and environment, started by bwrap (src/sandbox).
+  const sandboxed: SandboxedSpawn | undefined = settings.sandbox
+    ? wrapInSandbox(settings.sandbox, {
+        file: settings.claudePath,
+        args: argv,
+        env,
+        cwd: o.cwd,
+        configDir: o.configDir,
+        homeDir: o.homeDir,
+        tmpDir: o.tmpDir,
+        addDirs: o.addDirs ?? [],
+      })
+    : undefined;
+  const child = execa(sandboxed?.file ?? settings.claudePath, sandboxed?.args ?? argv, {
     cwd: o.cwd,
-    env: { ...buildRunEnv(settings.env, o), [RUN_MARKER_VAR]: runId, [PARENT_PID_VAR]: String(process.pid) },
+    env: sandboxed?.env ?? env,
     extendEnv: false,
     stdin: o.streamInput ? 'pipe' : 'ignore',
     stdout: 'pipe',
@@ -134,7 +153,10 @@ export function startClaude(options: RunOptions, settings: RunnerSettings, hooks
   const terminate = (why: Termination) => {
     if (state.termination || pid === undefined) return;
     state.termination = why;
-    signalRun(pid, runId, 'SIGTERM', scan);
+    // Sandboxed, the group is bwrap itself: SIGTERM there would kill the whole sandbox at
+    // once (--die-with-parent); the CLI and its tools get it instead, as unsandboxed, and
+    // bwrap exits with the CLI's status.
+    signalRun(pid, runId, 'SIGTERM', { ...scan, spareRoot: sandboxed !== undefined });
     killTimer = setTimeout(() => signalRun(pid, runId, 'SIGKILL', scan), settings.killGraceMs);
   };
 
@@ -219,6 +241,7 @@ export function startClaude(options: RunOptions, settings: RunnerSettings, hooks
     const exit = await exited;
     // Whatever the CLI left behind (tool processes, background jobs) goes with it.
     if (pid !== undefined) signalRun(pid, runId, 'SIGKILL', scan);
+    sandboxed?.close();
     const drained = await Promise.race([
       reading.then(() => true),
       new Promise<false>((r) => setTimeout(() => r(false), DRAIN_AFTER_EXIT_MS).unref()),

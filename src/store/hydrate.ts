@@ -28,6 +28,8 @@ export interface HydrateInput {
   cwd: string;
   /** The CLAUDE_CONFIG_DIR the CLI will use. */
   configDir: string;
+  /** The cwd as the CLI will see it, when not `cwd` itself (a sandbox mounts it at a fixed path). */
+  cliCwd?: string | undefined;
   /**
    * Also write the checkpointed lines after the committed ones: for a retry that
    * continues an interrupted attempt (see src/store/sessions.ts). Default false.
@@ -99,7 +101,7 @@ async function writeAll(fh: FileHandle, buf: Buffer): Promise<void> {
  */
 export async function hydrateSession(db: StoreDb, input: HydrateInput): Promise<HydrateResult> {
   const sessionId = parseSessionId(input.sessionId);
-  const target = sessionFilePath(input.configDir, input.cwd, sessionId);
+  const target = sessionFilePath(input.configDir, input.cwd, sessionId, input.cliCwd);
   const pool: Queryable = db.$client;
   // It reads in a snapshot transaction of its own: on a caller's single connection that
   // would commit whatever transaction the caller has open there.

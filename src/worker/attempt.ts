@@ -14,6 +14,7 @@ import type { ClaudeEvent } from '../runner/events.js';
 import type { RunOptions } from '../runner/options.js';
 import type { RunOutcome } from '../runner/outcome.js';
 import { startClaude, type ClaudeRun, type RunnerSettings } from '../runner/runClaude.js';
+import { SANDBOX_WORKSPACE } from '../sandbox/layout.js';
 import type { InputOutcome, InputTarget } from '../live/inputs.js';
 import type { LiveEventSink } from '../live/publisher.js';
 import type { ConversationRow } from '../store/conversations.js';
@@ -120,6 +121,14 @@ export class Attempt implements InputTarget {
     this.cwd = path.join(deps.config.workspaceRoot, this.dirName);
     this.runDir = path.join(deps.config.worker.runsRoot, `${turn.id}.${attempt}.${randomUUID().slice(0, 8)}`);
     this.configDir = path.join(this.runDir, 'config');
+  }
+
+  /**
+   * The cwd the CLI sees, which names its session folder: sandboxed, the fixed mount
+   * point (the same on every worker); else undefined (the workspace's real path).
+   */
+  private cliCwd(): string | undefined {
+    return this.deps.runner.sandbox ? SANDBOX_WORKSPACE : undefined;
   }
 
   /** Stops the run: `reason` is 'cancelled', 'shutdown' or why the lease was lost. */
@@ -244,7 +253,7 @@ export class Attempt implements InputTarget {
     }
     if (head.lineCount === 0) return undefined;
     // The file this worker kept when it committed the previous turn, if it is still exactly the committed session.
-    const target = sessionFilePath(this.configDir, this.cwd, sessionId);
+    const target = sessionFilePath(this.configDir, this.cwd, sessionId, this.cliCwd());
     if (head.lineCount === head.committedLineCount && (await this.deps.cache.takeSession(this.conversation.id, sessionId, head, target))) {
       return { uncommittedLines: 0 };
     }
@@ -252,6 +261,7 @@ export class Attempt implements InputTarget {
       conversationId: this.conversation.id,
       sessionId,
       cwd: this.cwd,
+      cliCwd: this.cliCwd(),
       configDir: this.configDir,
       includeUncommitted: true,
     });
@@ -431,7 +441,7 @@ export class Attempt implements InputTarget {
   private currentSession(): { sessionId: string; file: string; forkedFrom: string | undefined } | undefined {
     const sessionId = this.reportedSessionId ?? this.baseSessionId;
     if (!sessionId) return undefined;
-    const file = sessionFilePath(this.configDir, this.cwd, sessionId);
+    const file = sessionFilePath(this.configDir, this.cwd, sessionId, this.cliCwd());
     if (!existsSync(file)) return undefined;
     return { sessionId, file, forkedFrom: sessionId !== this.baseSessionId ? this.baseSessionId : undefined };
   }

@@ -15,7 +15,8 @@ import { cancelChannel, createTurnQueue, dispatchTurn } from '../queue/dispatch.
 import { parseTurnJob, type TurnJobData } from '../queue/jobs.js';
 import { reconcile } from '../queue/reconciler.js';
 import { sweepOrphanedRuns } from '../runner/processTree.js';
-import { runnerSettings } from '../runner/runClaude.js';
+import { runnerSettings, type RunnerSettings } from '../runner/runClaude.js';
+import { resolveSandbox } from '../sandbox/resolve.js';
 import { createStoreDb, type StoreDb } from '../store/db.js';
 import { createPool } from '../store/pool.js';
 import { pruneTurnEvents } from '../store/retention.js';
@@ -24,6 +25,8 @@ import { Attempt, type AttemptDeps } from './attempt.js';
 import { LocalCache } from './localCache.js';
 import { createScheduleRunner, type ScheduleRunner } from '../schedules/runtime.js';
 import type { ObserveAttempt } from './observer.js';
+import { WorkerLifetime, type LifetimeEnd } from './lifetime.js';
+import { forgetWorker, heartbeat, HEARTBEAT_INTERVAL_MS } from '../queue/heartbeat.js';
 
 export interface WorkerOptions {
   /** Default: config.concurrency. */
@@ -33,6 +36,20 @@ export interface WorkerOptions {
   workerId?: string;
   /** Gives each claimed attempt an observer (metrics, traces; see src/metrics). Default: none. */
   observeAttempt?: ObserveAttempt;
+  /** Stop on its own after this many claimed turns ended (committed or handed back). Default: no limit. */
+  maxTurns?: number;
+  /** Stop on its own after this long with no turn running (from start, and after each turn). Default: never. */
+  idleExitMs?: number;
+}
+
+/** How one claimed turn ended in this worker: its committed status, or why it was not committed here. */
+export type TurnEnding = 'succeeded' | 'failed' | 'cancelled' | 'requeued' | 'lease_lost' | 'error';
+
+/** Why and how a worker stopped. */
+export interface WorkerEnd {
+  reason: 'stopped' | LifetimeEnd;
+  /** Every turn this worker claimed, in the order their attempts ended. */
+  turns: { turnId: string; ending: TurnEnding }[];
 }
 
 export interface TurnWorker {
@@ -49,6 +66,8 @@ export interface TurnWorker {
   reconcileNow(): Promise<{ checked: number; dispatched: number; failed: number }>;
   /** Turns running in this worker right now. */
   running(): string[];
+  /** Settles once the worker has stopped, by stop() or on its own (maxTurns, idleExitMs), all connections closed. */
+  readonly finished: Promise<WorkerEnd>;
 }
 
 /** How often a worker deletes turn events past AGENTQ_EVENT_RETENTION_MS (and once at start). */
@@ -73,14 +92,46 @@ export function createWorker(config: Config, options: WorkerOptions = {}): TurnW
   let starting: Promise<void> | undefined;
   let stopping: Promise<void> | undefined;
   let graceTimer: NodeJS.Timeout | undefined;
+  /** Set by start(): how CLI runs are started (sandboxed or not). */
+  let runner: RunnerSettings | undefined;
 
   const abortAll = (reason: string) => {
     for (const a of attempts.values()) a.abort(reason);
   };
+  const endings: WorkerEnd['turns'] = [];
+  let endReason: WorkerEnd['reason'] = 'stopped';
+  let heartbeatTimer: NodeJS.Timeout | undefined;
+  // The last allowed claim closes the BullMQ worker at once (it fetches nothing more; a
+  // closing worker's ack does not fetch the next job); the end of the last attempt stops.
+  const lifetime = new WorkerLifetime(options, {
+    onLastClaim: () => void bull?.close(),
+    onDone: (end) => {
+      endReason = end;
+      log.info({ end, turns: endings.length }, end === 'idle' ? 'idle: stopping' : 'turn limit reached: stopping');
+      void api.stop();
+    },
+  });
 
   const processJob = async (job: Job<TurnJobData>, token?: string): Promise<string> => {
     const { turnId } = parseTurnJob(job.name, job.data);
-    const deps: AttemptDeps = { config, db: db!, cache, runner: runnerSettings(config), log, workerId, live: live?.publisher };
+    if (!lifetime.reserve()) {
+      // Every turn this worker may run is taken: leave the job to other workers, untouched.
+      await job.moveToDelayed(Date.now(), token);
+      throw new DelayedError('this worker has taken its last turn');
+    }
+    let reserved = true;
+    try {
+      return await runJob(job, turnId, token, () => {
+        reserved = false;
+        lifetime.claimedTurn();
+      });
+    } finally {
+      if (reserved) lifetime.release();
+    }
+  };
+
+  const runJob = async (job: Job<TurnJobData>, turnId: string, token: string | undefined, claimed: () => void): Promise<string> => {
+    const deps: AttemptDeps = { config, db: db!, cache, runner: runner!, log, workerId, live: live?.publisher };
     const claimedAt = performance.now();
     const claim = await claimTurn(db!, { turnId, workerId, leaseMs: config.worker.leaseMs });
     switch (claim.kind) {
@@ -101,6 +152,7 @@ export function createWorker(config: Config, options: WorkerOptions = {}): TurnW
       claimMs: performance.now() - claimedAt,
     });
     const attempt = new Attempt({ ...deps, observer }, claim.turn, claim.conversation, claim.fencingToken, claim.attempt, claimedAt);
+    claimed();
     attempts.set(turnId, attempt);
     // Shutdown may have begun between the fetch and here: do not start a CLI then.
     if (stopping) attempt.abort('shutdown');
@@ -110,6 +162,8 @@ export function createWorker(config: Config, options: WorkerOptions = {}): TurnW
     } finally {
       attempts.delete(turnId);
       observer?.ended?.(verdict, performance.now() - claimedAt);
+      endings.push({ turnId, ending: verdict === undefined ? 'error' : verdict.kind === 'committed' ? (verdict.status as TurnEnding) : verdict.kind });
+      lifetime.attemptEnded();
     }
     switch (verdict.kind) {
       case 'committed':
@@ -129,6 +183,8 @@ export function createWorker(config: Config, options: WorkerOptions = {}): TurnW
   };
 
   const start = async () => {
+    // First: with AGENTQ_SANDBOX=bwrap a worker that cannot isolate runs does not start at all.
+    runner = runnerSettings(config, await resolveSandbox(config, log));
     // Each running turn needs a connection now and then (heartbeat, checkpoint, hydrate), not all the time.
     pool = createPool(config.databaseUrl, Math.min(40, Math.max(4, (options.concurrency ?? config.concurrency) + 4)), (err) =>
       log.warn({ err: err.message }, 'Postgres connection error'),
@@ -162,7 +218,8 @@ export function createWorker(config: Config, options: WorkerOptions = {}): TurnW
     bull = new Worker<TurnJobData>(config.queueName, processJob, {
       connection: workerConn,
       prefix: config.queuePrefix,
-      concurrency: options.concurrency ?? config.concurrency,
+      // Never more jobs in hand than turns left to run (maxTurns): none is fetched only to be handed back.
+      concurrency: Math.min(options.concurrency ?? config.concurrency, options.maxTurns ?? Infinity),
       lockDuration: config.worker.jobLockMs,
       stalledInterval: config.worker.jobLockMs,
       // Postgres decides what runs; a stalled job is re-delivered as often as it takes.
@@ -172,17 +229,25 @@ export function createWorker(config: Config, options: WorkerOptions = {}): TurnW
     bull.on('error', (err) => log.warn({ err }, 'worker error'));
     schedules = createScheduleRunner(config, { db, turnQueue: queue, log });
     await schedules.start();
+    // Workers seen recently, for `agentq stats` and autoscalers (src/queue/heartbeat.ts).
+    const beat = () => heartbeat(queueConn!, config, workerId).catch((err: unknown) => log.warn({ err }, 'worker heartbeat failed'));
+    await beat();
+    heartbeatTimer = setInterval(() => void beat(), HEARTBEAT_INTERVAL_MS);
+    lifetime.started();
     log.info({ queue: config.queueName, concurrency: options.concurrency ?? config.concurrency }, 'worker started');
   };
 
   const stop = async (graceMs: number) => {
     clearInterval(reconcileTimer);
+    clearInterval(heartbeatTimer);
+    lifetime.dispose();
     graceTimer = setTimeout(() => abortAll('shutdown'), graceMs);
     try {
       await bull?.close();
     } finally {
       clearTimeout(graceTimer);
       await schedules?.stop().catch(() => undefined);
+      if (queueConn) await forgetWorker(queueConn, config, workerId).catch(() => undefined);
       await queue?.close().catch(() => undefined);
       subscriber?.disconnect();
       queueConn?.disconnect();
@@ -193,8 +258,11 @@ export function createWorker(config: Config, options: WorkerOptions = {}): TurnW
     }
   };
 
-  return {
+  let settle: (end: WorkerEnd) => void = () => undefined;
+  const finished = new Promise<WorkerEnd>((resolve) => (settle = resolve));
+  const api: TurnWorker = {
     workerId,
+    finished,
     start() {
       starting ??= start();
       return starting;
@@ -207,6 +275,10 @@ export function createWorker(config: Config, options: WorkerOptions = {}): TurnW
         return stopping;
       }
       stopping = (starting ?? Promise.resolve()).then(() => stop(graceMs));
+      void stopping.then(
+        () => settle({ reason: endReason, turns: [...endings] }),
+        () => settle({ reason: endReason, turns: [...endings] }),
+      );
       return stopping;
     },
     reconcileNow() {
@@ -217,4 +289,5 @@ export function createWorker(config: Config, options: WorkerOptions = {}): TurnW
       return [...attempts.keys()];
     },
   };
+  return api;
 }

@@ -44,6 +44,9 @@ export async function createTestAgentq(overrides: Record<string, string> = {}): 
     AGENTQ_RECONCILE_INTERVAL_MS: '1000',
     AGENTQ_SHUTDOWN_GRACE_MS: '2000',
     AGENTQ_LOG_LEVEL: 'warn',
+    // The fake CLI records every call to FAKE_CLAUDE_LOG, a host file the sandbox rightly
+    // hides; isolation itself is tested in test/sandbox.realCli.test.ts.
+    AGENTQ_SANDBOX: 'off',
     ...overrides,
   };
   const config = loadConfig(env);

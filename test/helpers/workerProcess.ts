@@ -47,7 +47,16 @@ function readIfExists(file: string): string {
  */
 export async function startWorkerProcess(
   env: Record<string, string>,
-  opts: { name: string; dir: string; concurrency: number; readyTimeoutMs?: number },
+  opts: {
+    name: string;
+    dir: string;
+    concurrency: number;
+    readyTimeoutMs?: number;
+    /** Arguments after `worker` instead of `--concurrency N` (e.g. `--once`). */
+    args?: string[];
+    /** false: return at once, without waiting for `worker <id> started` (a --once worker may be gone by then). */
+    waitReady?: boolean;
+  },
 ): Promise<WorkerProcess> {
   const stdoutFile = path.join(opts.dir, `${opts.name}.stdout.log`);
   const stderrFile = path.join(opts.dir, `${opts.name}.stderr.log`);
@@ -55,7 +64,7 @@ export async function startWorkerProcess(
   const err = openSync(stderrFile, 'a');
   let child: ChildProcess;
   try {
-    child = spawn(process.execPath, [BIN, 'worker', '--concurrency', String(opts.concurrency)], {
+    child = spawn(process.execPath, [BIN, 'worker', ...(opts.args ?? ['--concurrency', String(opts.concurrency)])], {
       env,
       stdio: ['ignore', out, err],
     });
@@ -103,6 +112,7 @@ export async function startWorkerProcess(
     stdout: () => readIfExists(stdoutFile),
   };
   spawned.add(w);
+  if (opts.waitReady === false) return w;
   await waitUntil(
     () => {
       if (exitStatus !== undefined) throw new Error(`worker ${opts.name} exited during start (${JSON.stringify(exitStatus)}):\n${w.stderr()}`);

@@ -4,16 +4,17 @@
 // Public like /healthz (no API key): expose it only where Prometheus can reach it.
 import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
 import { registerQueueDepth } from '../../metrics/queueDepth.js';
-import { registerTurnBacklog } from '../../metrics/turnBacklog.js';
+import { registerTurnBacklog, registerWorkersSeen } from '../../metrics/turnBacklog.js';
 import type { ApiApp, ApiDeps } from '../server.js';
 
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
-export function registerMetricsRoutes(app: ApiApp, { client, log }: ApiDeps): void {
+export function registerMetricsRoutes(app: ApiApp, { config, client, log }: ApiDeps): void {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'agentq_' });
   registerQueueDepth(registry, client.queue, { log });
   registerTurnBacklog(registry, client.db.$client, { log });
+  registerWorkersSeen(registry, client.redis, config, { log });
   const requests = new Counter({
     name: 'agentq_http_requests_total',
     help: 'API requests by method, route template and status code.',

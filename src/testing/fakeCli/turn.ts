@@ -153,6 +153,8 @@ function recordStart(env: TurnEnv, session: Session, input: TurnInput, childPid:
     turn: input.turn,
     ...(childPid === undefined ? {} : { childPid }),
     startedAt: Date.now(),
+    // When this process was spawned (wall clock, sub-ms): the worker cold-start benchmark's end mark.
+    processStartedAt: performance.timeOrigin,
   });
 }
 

@@ -1,0 +1,8 @@
+// What the runner needs to sandbox a run, resolved once per worker start (see probe.ts).
+
+export interface SandboxSettings {
+  /** Absolute path of bwrap. */
+  bwrapPath: string;
+  /** Absolute path of socat (must also be reachable inside: under /usr or bound read-only). */
+  socatPath: string;
+}
