@@ -83,3 +83,13 @@ export { registerQueueDepth } from './metrics/queueDepth.js';
 export { tracingObserver, combineObservers } from './metrics/tracing.js';
 export { startWorkerTelemetry, type WorkerTelemetry } from './metrics/workerEndpoint.js';
 export { decide, backoffMs, type TurnDecision, type TurnError } from './worker/retryPolicy.js';
+export { buildApi, type Api, type ApiApp, type ApiDeps } from './api/server.js';
+export { collectStats, type AgentqStats, type StatsSources } from './queue/stats.js';
+export {
+  createSchedule,
+  getSchedule,
+  getSchedules,
+  removeSchedule,
+  type ScheduleHandles,
+  type ScheduleView,
+} from './schedules/service.js';
