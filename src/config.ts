@@ -246,6 +246,24 @@ export const configVariables = {
     schema: z.enum(['auto', 'bwrap', 'off']).default('auto'),
     doc: 'Isolation of each CLI run: `bwrap` requires bubblewrap (a worker refuses to start without it), `auto` uses it when it works here and logs an error when not, `off` runs the CLI as the worker user: unsafe for untrusted prompts.',
   },
+  AGENTQ_SANDBOX_ALLOW_HOSTS: {
+    schema: z
+      .string()
+      .default('')
+      .transform((s) => s.split(',').map((v) => v.trim()).filter(Boolean))
+      .pipe(
+        z
+          .array(
+            z
+              .string()
+              .regex(/^[A-Za-z0-9]([A-Za-z0-9.-]{0,252}[A-Za-z0-9])?:\d{1,5}$/, { error: 'must be host:port entries (a host name, not a URL)' })
+              .transform((e) => ({ host: e.slice(0, e.lastIndexOf(':')), port: Number(e.slice(e.lastIndexOf(':') + 1)) }))
+              .refine((e) => e.port >= 1 && e.port <= 65535, { error: 'ports must be 1-65535' }),
+          )
+          .max(20, { error: 'at most 20 hosts' }),
+      ),
+    doc: 'Comma-separated `host:port` a sandboxed run may reach besides the model API (MCP servers): the worker forwards each as raw TCP, inside the sandbox the name resolves to a private loopback address. Empty: nothing else.',
+  },
   AGENTQ_LOG_LEVEL: {
     schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     doc: 'pino log level.',
@@ -333,6 +351,8 @@ export interface Config {
     /** `bwrap` and `socat` found on PATH; undefined when absent. */
     readonly bwrapPath: string | undefined;
     readonly socatPath: string | undefined;
+    /** AGENTQ_SANDBOX_ALLOW_HOSTS: what a run may reach besides the model API. */
+    readonly allowHosts: readonly { readonly host: string; readonly port: number }[];
   };
   readonly anthropic: {
     readonly apiKey: string | undefined;
@@ -451,6 +471,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
       mode: v.AGENTQ_SANDBOX,
       bwrapPath: findOnPath('bwrap', env.PATH),
       socatPath: findOnPath('socat', env.PATH),
+      allowHosts: v.AGENTQ_SANDBOX_ALLOW_HOSTS,
     },
     anthropic: { apiKey: v.ANTHROPIC_API_KEY, baseUrl: v.ANTHROPIC_BASE_URL },
     store: {

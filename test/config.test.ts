@@ -51,6 +51,30 @@ describe('loadConfig', () => {
     expect(e.message).toContain('DATABASE_URL: must be a URL starting with postgres://');
   });
 
+  it('parses the API keys, the sandbox host allow-list and the queue prefix, naming a bad one', () => {
+    const c = loadConfig({
+      AGENTQ_API_KEYS: 'key-of-sixteen-chars=acme, another-long-token-1=default',
+      AGENTQ_SANDBOX_ALLOW_HOSTS: 'mcp.example.com:443,localhost:8080',
+      AGENTQ_QUEUE_PREFIX: '{agentq}',
+    });
+    expect(c.api.keys).toEqual([
+      { token: 'key-of-sixteen-chars', tenant: 'acme' },
+      { token: 'another-long-token-1', tenant: 'default' },
+    ]);
+    expect(c.sandbox.allowHosts).toEqual([
+      { host: 'mcp.example.com', port: 443 },
+      { host: 'localhost', port: 8080 },
+    ]);
+    expect(c.queuePrefix).toBe('{agentq}');
+    for (const [name, value] of [
+      ['AGENTQ_API_KEYS', 'short=acme'],
+      ['AGENTQ_SANDBOX_ALLOW_HOSTS', 'https://mcp.example.com'],
+      ['AGENTQ_SANDBOX_ALLOW_HOSTS', 'mcp.example.com:70000'],
+    ] as const) {
+      expect(() => loadConfig({ [name]: value })).toThrow(new RegExp(`${name}: `));
+    }
+  });
+
   it('refuses to pass DATABASE_URL, REDIS_URL or AGENTQ_* to the CLI', () => {
     expect(() => loadConfig({ AGENTQ_CLI_ENV_ALLOW: 'FOO,DATABASE_URL' })).toThrow(/AGENTQ_CLI_ENV_ALLOW/);
     expect(() => loadConfig({ AGENTQ_CLI_ENV_ALLOW: 'AGENTQ_QUEUE' })).toThrow(/AGENTQ_CLI_ENV_ALLOW/);

@@ -8,7 +8,6 @@ import { SANDBOX_API_PORT, SANDBOX_API_SOCKET_DIR, API_SOCKET_NAME, SANDBOX_USER
 const SYSTEM_PATHS = ['/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32'];
 /** The few /etc entries programs need; everything else of /etc (secrets, configs) stays out. */
 const ETC_PATHS = [
-  '/etc/hosts',
   '/etc/nsswitch.conf',
   '/etc/ld.so.cache',
   '/etc/ld.so.conf',
@@ -38,6 +37,8 @@ export interface BwrapLayout {
   /** Host files for /etc/passwd and /etc/group naming the agent user. */
   passwdFile: string;
   groupFile: string;
+  /** Host file for /etc/hosts: localhost, and each allowed host at its private loopback address. */
+  hostsFile: string;
 }
 
 function systemArgs(): string[] {
@@ -77,6 +78,7 @@ export function buildBwrapArgs(l: BwrapLayout): string[] {
     ...systemArgs(),
     '--ro-bind', l.passwdFile, '/etc/passwd',
     '--ro-bind', l.groupFile, '/etc/group',
+    '--ro-bind', l.hostsFile, '/etc/hosts',
   ];
   for (const dir of l.readOnly) args.push('--ro-bind', dir, dir);
   args.push('--ro-bind', l.socketDir, SANDBOX_API_SOCKET_DIR);
@@ -87,23 +89,54 @@ export function buildBwrapArgs(l: BwrapLayout): string[] {
   return args;
 }
 
+/** A loopback listener inside the sandbox, forwarded by socat to a mounted unix socket. */
+export interface InnerListener {
+  /** 127.x.y.z address inside the sandbox. */
+  ip: string;
+  port: number;
+  /** The socket's path inside the sandbox. */
+  socket: string;
+}
+
+/** The API listener every sandbox has: 127.0.0.1:SANDBOX_API_PORT → the API forwarder. */
+export const API_LISTENER: InnerListener = {
+  ip: '127.0.0.1',
+  port: SANDBOX_API_PORT,
+  socket: path.posix.join(SANDBOX_API_SOCKET_DIR, API_SOCKET_NAME),
+};
+
+/** How /proc/net/tcp writes a listening IPv4 address: little-endian hex address, hex port, state 0A. */
+function procNetTcpLine(l: InnerListener): string {
+  const ip = l.ip
+    .split('.')
+    .map((o) => Number(o).toString(16).toUpperCase().padStart(2, '0'))
+    .reverse()
+    .join('');
+  return ` ${ip}:${l.port.toString(16).toUpperCase().padStart(4, '0')} 00000000:0000 0A`;
+}
+
 /**
- * The command run inside: socat forwards the loopback API port to the mounted socket;
- * the CLI starts once socat listens (read from /proc/net/tcp, bounded), so its first
- * request cannot be refused. `exec` makes the CLI the sandbox's main process.
+ * The command run inside: one socat per listener (the API, and each allowed host) forwards
+ * a loopback address to a mounted socket; the CLI starts once they all listen (read from
+ * /proc/net/tcp, bounded), so its first request cannot be refused. `exec` makes the CLI the
+ * sandbox's main process.
  */
-export function innerCommand(socatPath: string, cliPath: string, cliArgs: readonly string[]): string[] {
-  const hexPort = SANDBOX_API_PORT.toString(16).toUpperCase().padStart(4, '0');
-  const socket = path.posix.join(SANDBOX_API_SOCKET_DIR, API_SOCKET_NAME);
+export function innerCommand(
+  socatPath: string,
+  cliPath: string,
+  cliArgs: readonly string[],
+  listeners: readonly InnerListener[] = [API_LISTENER],
+): string[] {
+  const socat = shellQuote(socatPath);
   const script = [
-    `"$AGENTQ_SOCAT" TCP-LISTEN:${SANDBOX_API_PORT},bind=127.0.0.1,fork,reuseaddr UNIX-CONNECT:${socket} </dev/null >/dev/null 2>&1 &`,
+    ...listeners.map((l) => `${socat} TCP-LISTEN:${l.port},bind=${l.ip},fork,reuseaddr UNIX-CONNECT:${l.socket} </dev/null >/dev/null 2>&1 &`),
     'i=0',
-    `until grep -q ' 0100007F:${hexPort} 00000000:0000 0A' /proc/net/tcp; do`,
+    `until ${listeners.map((l) => `grep -q '${procNetTcpLine(l)}' /proc/net/tcp`).join(' && ')}; do`,
     '  i=$((i+1)); if [ "$i" -gt 5000 ]; then echo "agentq sandbox: socat did not start" >&2; exit 125; fi',
     'done',
     'exec "$@"',
   ].join('\n');
-  return ['/bin/sh', '-c', script.replace('"$AGENTQ_SOCAT"', shellQuote(socatPath)), 'agentq-sandbox', cliPath, ...cliArgs];
+  return ['/bin/sh', '-c', script, 'agentq-sandbox', cliPath, ...cliArgs];
 }
 
 function shellQuote(s: string): string {

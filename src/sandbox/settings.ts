@@ -5,4 +5,6 @@ export interface SandboxSettings {
   bwrapPath: string;
   /** Absolute path of socat (must also be reachable inside: under /usr or bound read-only). */
   socatPath: string;
+  /** Hosts a run may reach besides the model API (AGENTQ_SANDBOX_ALLOW_HOSTS), forwarded as raw TCP. */
+  allowHosts?: readonly { host: string; port: number }[];
 }

@@ -5,10 +5,12 @@ import { closeSync, existsSync, mkdtempSync, mkdirSync, openSync, readSync, real
 import os from 'node:os';
 import path from 'node:path';
 import { startApiProxy } from './apiProxy.js';
-import { buildBwrapArgs, innerCommand, type Mount } from './bwrapArgs.js';
+import { API_LISTENER, buildBwrapArgs, innerCommand, type InnerListener, type Mount } from './bwrapArgs.js';
+import { startTcpForwarder, type TcpForwarder } from './tcpForwarder.js';
 import {
   API_SOCKET_NAME,
   SANDBOX_API_PORT,
+  SANDBOX_API_SOCKET_DIR,
   SANDBOX_CONFIG_DIR,
   SANDBOX_HOME,
   SANDBOX_TMP,
@@ -91,9 +93,11 @@ export function wrapInSandbox(s: SandboxSettings, run: UnsandboxedSpawn): Sandbo
   // A short path: unix socket paths are limited to 108 bytes.
   const hostDir = mkdtempSync(path.join(os.tmpdir(), 'agentq-sbx-'));
   let proxy: { close(): void } | undefined;
+  const forwarders: TcpForwarder[] = [];
   const close = () => {
     proxy?.close();
     proxy = undefined;
+    for (const f of forwarders.splice(0)) f.close();
     rmSync(hostDir, { recursive: true, force: true });
   };
   try {
@@ -104,6 +108,19 @@ export function wrapInSandbox(s: SandboxSettings, run: UnsandboxedSpawn): Sandbo
     const { name, uid, gid } = SANDBOX_USER;
     writeFileSync(passwdFile, `${name}:x:${uid}:${gid}:agentq agent:${SANDBOX_HOME}:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n`);
     writeFileSync(groupFile, `${name}:x:${gid}:\nnogroup:x:65534:\n`);
+    // Each allowed host gets its own loopback address inside (so two hosts may share a
+    // port), named in /etc/hosts before the defaults, and a forwarder to the real one.
+    const listeners: InnerListener[] = [API_LISTENER];
+    const hostLines: string[] = [];
+    (s.allowHosts ?? []).forEach((h, i) => {
+      const sock = `tcp-${i}.sock`;
+      forwarders.push(startTcpForwarder({ socketPath: path.join(socketDir, sock), host: h.host, port: h.port }));
+      const ip = `127.0.${Math.floor((i + 2) / 256)}.${(i + 2) % 256}`;
+      listeners.push({ ip, port: h.port, socket: path.posix.join(SANDBOX_API_SOCKET_DIR, sock) });
+      hostLines.push(`${ip} ${h.host}`);
+    });
+    const hostsFile = path.join(hostDir, 'hosts');
+    writeFileSync(hostsFile, [...hostLines, '127.0.0.1 localhost', '::1 localhost', ''].join('\n'));
 
     const env: Record<string, string> = { ...run.env };
     for (const v of DROPPED_VARS) delete env[v];
@@ -137,8 +154,8 @@ export function wrapInSandbox(s: SandboxSettings, run: UnsandboxedSpawn): Sandbo
       (d) => !d.startsWith('/usr/'),
     );
     const args = [
-      ...buildBwrapArgs({ workspace: run.cwd, writable, readOnly, socketDir, passwdFile, groupFile }),
-      ...innerCommand(s.socatPath, cliPath, run.args),
+      ...buildBwrapArgs({ workspace: run.cwd, writable, readOnly, socketDir, passwdFile, groupFile, hostsFile }),
+      ...innerCommand(s.socatPath, cliPath, run.args, listeners),
     ];
     return { file: s.bwrapPath, args, env, close };
   } catch (err) {
