@@ -80,10 +80,17 @@ export function buildBwrapArgs(l: BwrapLayout): string[] {
     '--ro-bind', l.groupFile, '/etc/group',
     '--ro-bind', l.hostsFile, '/etc/hosts',
   ];
-  for (const dir of l.readOnly) args.push('--ro-bind', dir, dir);
-  args.push('--ro-bind', l.socketDir, SANDBOX_API_SOCKET_DIR);
-  args.push('--bind', l.workspace, SANDBOX_WORKSPACE);
-  for (const m of l.writable) args.push('--bind', m.host, m.inside);
+  // Parents before children: a later mount hides what an earlier one put below it, so the
+  // private /tmp must come before a read-only CLI directory that lives under /tmp (a
+  // checkout in /tmp, say), not after it.
+  const mounts = [
+    ...l.readOnly.map((dir) => ({ flag: '--ro-bind', host: dir, inside: dir })),
+    { flag: '--ro-bind', host: l.socketDir, inside: SANDBOX_API_SOCKET_DIR },
+    { flag: '--bind', host: l.workspace, inside: SANDBOX_WORKSPACE },
+    ...l.writable.map((m) => ({ flag: '--bind', host: m.host, inside: m.inside })),
+  ];
+  const depth = (p: string) => p.split('/').filter(Boolean).length;
+  for (const m of [...mounts].sort((a, b) => depth(a.inside) - depth(b.inside))) args.push(m.flag, m.host, m.inside);
   // Everything not bound above (the root itself, the mount points bwrap made) is read-only.
   args.push('--remount-ro', '/', '--chdir', SANDBOX_WORKSPACE, '--');
   return args;
