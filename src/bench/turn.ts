@@ -154,6 +154,8 @@ async function createHarness(): Promise<Harness> {
     AGENTQ_WORKSPACE_ROOT: path.join(root, 'workspaces'),
     AGENTQ_RUNS_ROOT: path.join(root, 'runs'),
     AGENTQ_LOG_LEVEL: 'warn',
+    // The bare baselines spawn unsandboxed; the sandbox's cost is its own benchmark.
+    AGENTQ_SANDBOX: 'off',
   };
   const env = (overrides: Record<string, string> = {}) => ({ ...base, ...overrides });
   return {

@@ -124,6 +124,9 @@ async function runCase(name: CaseName, quick: boolean, parentEnv: Readonly<Recor
       AGENTQ_SHUTDOWN_GRACE_MS: '1000',
       AGENTQ_CLI_KILL_GRACE_MS: '500',
       AGENTQ_LOG_LEVEL: 'error',
+      // The suite checks the protocol through the fake CLI's log, a host file a sandboxed
+      // run cannot write; isolation has its own tests.
+      AGENTQ_SANDBOX: 'off',
     };
     const config = loadConfig(env);
     const workers = new WorkerPool(env, plan.concurrency, path.join(root, 'worker-logs'));
