@@ -423,6 +423,42 @@ describe('a stored session that is missing', () => {
     expect((await h.conversationRow('lost')).lease_owner).toBeNull();
   });
 
+  it('policy fresh also applies when the CLI itself cannot find a stored session: a new session in the same attempt', async () => {
+    const h = await harness({ AGENTQ_MISSING_SESSION_POLICY: 'fresh' });
+    await h.startWorker();
+    const first = await h.client.enqueueTurn({ conversationId: 'unreadable', prompt: 'first question' });
+    const firstDone = await h.client.waitForTurn(first.turnId, 20_000);
+    expect(firstDone.status).toBe('succeeded');
+    const storedId = firstDone.sessionIdAfter!;
+
+    // The store has the session; the scripted CLI answers "No conversation found" on resume.
+    const second = await h.client.enqueueTurn({ conversationId: 'unreadable', prompt: '#fake {"resumeMissing":true}\nsecond question' });
+    const done = await h.client.waitForTurn(second.turnId, 20_000);
+    expect(done).toMatchObject({ status: 'succeeded', attempts: 1, error: null });
+    expect(await sessionMissingEvents(h, second.turnId)).toEqual([expect.objectContaining({ policy: 'fresh', sessionId: storedId, reportedBy: 'cli' })]);
+    // The fake CLI logs a start only for a run that got going: turn 1, then the fresh run.
+    const runs = starts(h);
+    expect(runs).toHaveLength(2);
+    expect(runs[1]!.resumed).toBe(false);
+    expect(runs[1]!.sessionId).not.toBe(storedId);
+    expect(runs[1]!.promptText).toContain('first question');
+    expect(runs[1]!.promptText!.endsWith('second question')).toBe(true);
+    expect(done.sessionIdAfter).toBe(runs[1]!.sessionId);
+    expect((await h.conversationRow('unreadable')).session_id).toBe(runs[1]!.sessionId);
+  });
+
+  it('policy fail: a session the CLI cannot find fails the turn as session_not_found', async () => {
+    const h = await harness();
+    await h.startWorker();
+    const first = await h.client.enqueueTurn({ conversationId: 'unreadable', prompt: 'first question' });
+    expect((await h.client.waitForTurn(first.turnId, 20_000)).status).toBe('succeeded');
+    const second = await h.client.enqueueTurn({ conversationId: 'unreadable', prompt: '#fake {"resumeMissing":true}\nsecond question' });
+    const done = await h.client.waitForTurn(second.turnId, 20_000);
+    // The class comes only from the CLI's own "No conversation found" outcome.
+    expect(done).toMatchObject({ status: 'failed', attempts: 1, error: { class: 'session_not_found', retryable: false } });
+    expect(starts(h)).toHaveLength(1);
+  });
+
   it('policy fresh: the turn succeeds in a new session primed with a summary of the earlier turns', async () => {
     const h = await harness({ AGENTQ_MISSING_SESSION_POLICY: 'fresh' });
     await h.startWorker();

@@ -98,10 +98,13 @@ async function main(argv: readonly string[]): Promise<number> {
   const plan = planSession(opts, configDir(process.env), process.cwd(), copyOnResume);
   const env = turnEnv(opts, recorder);
   if (plan.kind === 'in-use') return fail(recorder, `Error: Session ID ${plan.sessionId} is already in use.`);
-  if (plan.kind === 'missing') {
+  // `resumeMissing` scripts a CLI that cannot find a session the worker did hydrate.
+  const scriptedMissing = opts.resume !== undefined && (first?.spec ?? envSpec).resumeMissing === true;
+  if (plan.kind === 'missing' || scriptedMissing) {
+    const missingId = plan.kind === 'missing' ? plan.sessionId : opts.resume!;
     // Text mode has only the stderr line; json and stream-json also get a result object.
-    if (opts.outputFormat !== 'text') env.emitter.result(missingSessionResult(plan.sessionId));
-    return fail(recorder, `No conversation found with session ID: ${plan.sessionId}`);
+    if (opts.outputFormat !== 'text') env.emitter.result(missingSessionResult(missingId));
+    return fail(recorder, `No conversation found with session ID: ${missingId}`);
   }
 
   const session: Session = {

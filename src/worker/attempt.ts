@@ -180,23 +180,28 @@ export class Attempt implements InputTarget {
         });
       }
     }
-    const session: RunOptions['session'] =
+    let session: RunOptions['session'] =
       start.kind === 'resume' ? { mode: 'resume', sessionId: start.sessionId } : { mode: 'new', sessionId: start.kind === 'new' ? start.sessionId : randomUUID() };
-    this.baseSessionId = session.sessionId;
-    if (start.kind !== 'resume' && session.sessionId !== this.runSessionId) {
-      await this.fenced(async (tx, checkFence) => {
-        await checkFence();
-        await setRunSessionId(tx, this.turn.id, session.sessionId);
-      });
-      this.runSessionId = session.sessionId;
-    }
+    await this.useSession(session, start.kind !== 'resume');
     const prompt = await this.promptFor(start);
 
     // The same right before the CLI starts: a stale attempt must not run tools at all.
     await this.ensureLease();
     this.mark('prepare');
-    const outcome = await this.runCli(prompt, session);
+    let outcome = await this.runCli(prompt, session);
     this.deps.observer?.cliExited?.(outcome);
+    if (outcome.type === 'session_not_found' && session.mode === 'resume' && config.worker.missingSessionPolicy === 'fresh' && !this.leaseLost && !this.controller.signal.aborted) {
+      // The store had the session but the CLI could not resume it (the file it looked for
+      // is not where the worker put it, a CLI that no longer reads it): the `fresh` policy
+      // applies as when the store has nothing, within the same attempt.
+      this.record({ type: 'agentq', subtype: 'session_missing', policy: 'fresh', sessionId: session.sessionId, reportedBy: 'cli' });
+      session = { mode: 'new', sessionId: randomUUID() };
+      this.reportedSessionId = undefined;
+      await this.useSession(session, true);
+      await this.ensureLease();
+      outcome = await this.runCli(`${await this.summary()}\n\n${this.turn.prompt}`, session);
+      this.deps.observer?.cliExited?.(outcome);
+    }
     this.mark('run');
     await this.checkpointing;
     if (this.leaseLost) return { kind: 'lease_lost' };
@@ -219,6 +224,17 @@ export class Attempt implements InputTarget {
         this.record({ type: 'agentq', subtype: 'session_missing', policy: 'fail', sessionId: session.sessionId });
         return this.commit(outcome, 'failed', decision.error);
     }
+  }
+
+  /** The session the next CLI run works in; a new one is remembered on the turn, so a retry resumes it. */
+  private async useSession(session: RunOptions['session'], isNew: boolean): Promise<void> {
+    this.baseSessionId = session.sessionId;
+    if (!isNew || session.sessionId === this.runSessionId) return;
+    await this.fenced(async (tx, checkFence) => {
+      await checkFence();
+      await setRunSessionId(tx, this.turn.id, session.sessionId);
+    });
+    this.runSessionId = session.sessionId;
   }
 
   /**

@@ -40,6 +40,8 @@ export interface FakeSpec {
   extraLines?: number;
   lineBytes?: number;
   newSessionIdOnResume?: boolean;
+  /** On --resume, answer as if the session file did not exist (the CLI's own "No conversation found"). */
+  resumeMissing?: boolean;
   /** With --include-partial-messages: wait this long before each partial event, streaming the reply slowly. */
   partialDelayMs?: number;
 }
@@ -72,6 +74,7 @@ const FIELD_TYPES: Record<keyof FakeSpec, FieldType> = {
   extraLines: 'number',
   lineBytes: 'number',
   newSessionIdOnResume: 'boolean',
+  resumeMissing: 'boolean',
   partialDelayMs: 'number',
 };
 
