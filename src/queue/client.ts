@@ -8,19 +8,13 @@ import { createStoreDb, type StoreDb } from '../store/db.js';
 import { createPool } from '../store/pool.js';
 import { findConversation } from '../store/conversations.js';
 import { parseConversationId, parseTenantId } from '../store/ids.js';
-import { cancelTurnRecord, getTurn, insertTurn, listTurns, type TurnRow } from '../store/turns.js';
+import { cancelTurnRecord, getTurn, listTurns, type TurnRow } from '../store/turns.js';
 import { cancelChannel, createTurnQueue, dispatchTurn } from './dispatch.js';
+import { enqueueTurn, type EnqueuedTurnInfo } from './enqueue.js';
 import type { TurnJobData } from './jobs.js';
-import { parseEnqueueInput, type EnqueueTurnInput } from './turnInput.js';
+import type { EnqueueTurnInput } from './turnInput.js';
 
-export interface EnqueuedTurnInfo {
-  turnId: string;
-  conversationId: string;
-  seq: number;
-  status: string;
-  /** False when the idempotency key matched an earlier turn. */
-  created: boolean;
-}
+export type { EnqueuedTurnInfo } from './enqueue.js';
 
 export interface TurnSummary {
   turnId: string;
@@ -88,23 +82,8 @@ export function createClient(config: Config): AgentqClient {
     db,
     queue,
     redis,
-    async enqueueTurn(raw) {
-      const input = parseEnqueueInput(raw, config.worker.maxPromptChars);
-      const { turn, created, isHead } = await insertTurn(db, {
-        externalId: input.conversationId,
-        tenantId: input.tenantId,
-        haltOnFailure: input.haltOnFailure,
-        prompt: input.prompt,
-        options: input.options ?? {},
-        idempotencyKey: input.idempotencyKey,
-        priority: input.priority ?? 0,
-        delayMs: input.delayMs ?? 0,
-        source: input.source ?? 'api',
-      });
-      // Only the head of a conversation gets a job; the previous turn's commit dispatches
-      // the next. If this add is lost (crash, Redis down), the reconciler adds it.
-      if (created && isHead) await dispatchTurn(queue, turn);
-      return { turnId: turn.id, conversationId: input.conversationId, seq: turn.seq, status: turn.status, created };
+    enqueueTurn(raw) {
+      return enqueueTurn(db, queue, raw, { maxPromptChars: config.worker.maxPromptChars, defaultSource: 'api' });
     },
     async cancelTurn(turnId) {
       const r = await cancelTurnRecord(db, turnId);

@@ -75,9 +75,9 @@ function interpreterDirs(cliPath: string): string[] {
  * package that holds it (the fake CLI imports its siblings under dist/), never the package
  * root itself.
  */
-function cliDirs(cliPath: string): string[] {
+function cliDirs(cliPath: string, isScript: boolean): string[] {
   const dirs = [path.dirname(cliPath)];
-  if (interpreterDirs(cliPath).length === 0) return dirs;
+  if (!isScript) return dirs;
   for (let d = path.dirname(cliPath); path.dirname(d) !== d; d = path.dirname(d)) {
     if (existsSync(path.join(d, 'package.json'))) {
       const top = path.relative(d, cliPath).split(path.sep)[0]!;
@@ -150,7 +150,9 @@ export function wrapInSandbox(s: SandboxSettings, run: UnsandboxedSpawn): Sandbo
       { host: run.tmpDir, inside: SANDBOX_TMP },
       ...run.addDirs.map((d) => ({ host: d, inside: d })),
     ];
-    const readOnly = [...new Set([...cliDirs(cliPath), ...interpreterDirs(cliPath), path.dirname(s.socatPath)])].filter(
+    // The CLI's first bytes are read once: a script needs its interpreter and package too.
+    const interpreter = interpreterDirs(cliPath);
+    const readOnly = [...new Set([...cliDirs(cliPath, interpreter.length > 0), ...interpreter, path.dirname(s.socatPath)])].filter(
       (d) => !d.startsWith('/usr/'),
     );
     const args = [

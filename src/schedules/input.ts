@@ -3,7 +3,7 @@
 // enqueued turn), the cron expression and its IANA time zone, the overlap policy.
 import { getNextMillis } from 'bullmq';
 import { z } from 'zod';
-import { turnOptionsSchema } from '../queue/turnInput.js';
+import { promptSchema, turnOptionsSchema } from '../queue/turnInput.js';
 import { conversationIdSchema, tenantIdSchema } from '../store/ids.js';
 import { scheduleOverlapPolicies } from '../store/schema.js';
 import { ScheduleInputError } from './errors.js';
@@ -65,11 +65,7 @@ export function scheduleBodySchema(maxPromptChars: number) {
     .strictObject({
       name: scheduleNameSchema,
       conversationId: conversationIdSchema,
-      prompt: z
-        .string({ error: 'must be a string' })
-        .min(1, { error: 'must not be empty' })
-        .max(maxPromptChars, { error: `must be at most ${maxPromptChars} characters` })
-        .refine((s) => !s.includes('\0'), { error: 'must not contain NUL' }),
+      prompt: promptSchema(maxPromptChars),
       options: turnOptionsSchema.optional(),
       cron: cronSchema,
       timezone: timezoneSchema.default('UTC'),

@@ -3,12 +3,10 @@
 // stalled job, a retry after a Postgres error) enqueues one turn.
 import { UnrecoverableError, type Job } from 'bullmq';
 import { TurnInputError, StoreInputError } from '../errors.js';
-import type { EnqueuedTurnInfo } from '../queue/client.js';
-import { dispatchTurn } from '../queue/dispatch.js';
+import { enqueueTurn, type EnqueuedTurnInfo } from '../queue/enqueue.js';
 import type { TurnJobData } from '../queue/jobs.js';
-import { parseEnqueueInput, type EnqueueTurnInput } from '../queue/turnInput.js';
+import type { EnqueueTurnInput } from '../queue/turnInput.js';
 import type { StoreDb } from '../store/db.js';
-import { insertTurn } from '../store/turns.js';
 import type { Queue } from 'bullmq';
 import { parseTickJob, type TickJobData } from './scheduler.js';
 import { hasActiveTurn, lockSchedule, markFired, markSkipped } from './store.js';
@@ -17,22 +15,7 @@ export type Enqueue = (input: EnqueueTurnInput) => Promise<EnqueuedTurnInfo>;
 
 /** Enqueues as the producer client does (validate, record, dispatch the head), over handles the caller owns. */
 export function enqueuerFor(db: StoreDb, turnQueue: Queue<TurnJobData>, maxPromptChars: number): Enqueue {
-  return async (raw) => {
-    const input = parseEnqueueInput(raw, maxPromptChars);
-    const { turn, created, isHead } = await insertTurn(db, {
-      externalId: input.conversationId,
-      tenantId: input.tenantId,
-      prompt: input.prompt,
-      options: input.options ?? {},
-      idempotencyKey: input.idempotencyKey,
-      priority: input.priority ?? 0,
-      delayMs: input.delayMs ?? 0,
-      source: input.source ?? 'schedule',
-    });
-    // If this add is lost, the reconciler dispatches the turn.
-    if (created && isHead) await dispatchTurn(turnQueue, turn);
-    return { turnId: turn.id, conversationId: input.conversationId, seq: turn.seq, status: turn.status, created };
-  };
+  return (raw) => enqueueTurn(db, turnQueue, raw, { maxPromptChars, defaultSource: 'schedule' });
 }
 
 export type TickOutcome =

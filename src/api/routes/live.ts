@@ -7,6 +7,7 @@ import { parseEventId, START, type EventCursor } from '../../live/cursor.js';
 import { turnFeed } from '../../live/feed.js';
 import { InputRequester } from '../../live/inputs.js';
 import { liveStreamKey } from '../../live/keys.js';
+import { promptSchema } from '../../queue/turnInput.js';
 import { formatSse, SSE_HEADERS, SSE_PING, writeSse } from '../../live/sse.js';
 import { getTurnHead, type TurnHead } from '../../live/storedEvents.js';
 import { conflict, HttpProblem, notFound, problemResponses } from '../problems.js';
@@ -114,11 +115,7 @@ export function registerLiveRoutes(app: ApiApp, { config, client, log }: ApiDeps
           'worker acknowledged it within 3 s: retry). The message is recorded as an `agentq` `user_input` event.',
         params: turnParams,
         body: z.strictObject({
-          text: z
-            .string({ error: 'must be a string' })
-            .min(1, { error: 'must not be empty' })
-            .max(config.worker.maxPromptChars, { error: `must be at most ${config.worker.maxPromptChars} characters` })
-            .refine((s) => !s.includes('\0'), { error: 'must not contain NUL' }),
+          text: promptSchema(config.worker.maxPromptChars),
         }),
         response: { 202: z.object({ turnId: z.string(), delivered: z.literal(true) }), ...problemResponses(400, 401, 404, 409, 429) },
       },
