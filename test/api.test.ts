@@ -431,7 +431,7 @@ describe('bad requests', () => {
     expect(await jobTotal()).toBe(jobsBefore);
   });
 
-  it('bodies too large are 413, non-JSON bodies 415, broken JSON 400; non-UUID turn ids 400; unknown routes and methods 404', async () => {
+  it('bodies too large are 413, non-JSON bodies 415, broken JSON 400; non-UUID turn ids 400; unknown routes 404; known paths with another method 405 naming the allowed ones', async () => {
     const before = await rowCounts();
     const big = await enqueue('c1', { prompt: 'x'.repeat(5000) });
     expect(big.status).toBe(413);
@@ -453,8 +453,16 @@ describe('bad requests', () => {
       expect(res.json.errors.map((e: Json) => e.field)).toContain('params.id');
     }
     expect((await call('GET', '/v1/turns/6f1c1a52-4d8e-4b44-9a57-0d1a5e2b9c11')).status).toBe(404);
-    expect((await call('PUT', '/v1/conversations/c1')).status).toBe(404);
-    expect((await call('DELETE', '/v1/turns/6f1c1a52-4d8e-4b44-9a57-0d1a5e2b9c11')).status).toBe(404);
+    expect((await call('GET', '/v1/nothing/here')).status).toBe(404);
+    expect((await call('POST', '/v1/conversations/c1/nothing')).status).toBe(404);
+    const put = await api.app.inject({ method: 'PUT', url: '/v1/conversations/c1', headers: { authorization: `Bearer ${KEY_A}` } });
+    expect(put.statusCode).toBe(405);
+    expect(put.headers.allow).toBe('DELETE, GET, HEAD');
+    expect(JSON.parse(put.body)).toMatchObject({ status: 405, title: 'Method Not Allowed' });
+    const del = await api.app.inject({ method: 'DELETE', url: '/v1/turns/6f1c1a52-4d8e-4b44-9a57-0d1a5e2b9c11', headers: { authorization: `Bearer ${KEY_A}` } });
+    expect(del.statusCode).toBe(405);
+    expect(del.headers.allow).toBe('GET, HEAD');
+    expect((await call('GET', '/v1/conversations/c1/turns')).status).toBe(405);
     expect(await rowCounts()).toEqual(before);
     expect(await jobTotal()).toBe(0);
   });

@@ -16,6 +16,7 @@ import { MAX_CONVERSATION_ID_LENGTH } from '../store/ids.js';
 import { schemaStatus } from '../store/migrate.js';
 import { apiKeyTable, sessionCookieAuthorization } from './auth.js';
 import { HttpProblem, sendProblem, toProblem } from './problems.js';
+import { RouteMethods } from './routeMethods.js';
 import { registerAdminRoutes } from './routes/admin.js';
 import { registerConversationRoutes } from './routes/conversations.js';
 import { registerLiveRoutes } from './routes/live.js';
@@ -74,9 +75,18 @@ export async function buildApi(config: Config, options: { log?: Logger } = {}): 
   app.removeContentTypeParser('text/plain');
 
   app.setErrorHandler((err, request, reply) => sendProblem(reply, toProblem(err, request)));
-  app.setNotFoundHandler((request, reply) =>
-    sendProblem(reply, { type: 'about:blank', title: 'Not Found', status: 404, detail: `no route ${request.method} ${request.url.split('?')[0]}` }),
-  );
+  // Every route, including those plugins add, so a known path with the wrong method is a 405.
+  const routeMethods = new RouteMethods();
+  app.addHook('onRoute', (route) => routeMethods.add(route.url, route.method));
+  app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split('?')[0]!;
+    const allowed = routeMethods.allowed(path);
+    if (allowed.length > 0) {
+      void reply.header('allow', allowed.join(', '));
+      return sendProblem(reply, { type: 'about:blank', title: 'Method Not Allowed', status: 405, detail: `${path} answers ${allowed.join(', ')}, not ${request.method}` });
+    }
+    return sendProblem(reply, { type: 'about:blank', title: 'Not Found', status: 404, detail: `no route ${request.method} ${path}` });
+  });
 
   const keys = apiKeyTable(config.api.keys);
   // The hooks answer 401 themselves rather than throw: plugins with error handlers of their
