@@ -276,6 +276,84 @@ describe('scheduled agents', () => {
     expect(await countRows(h, 'schedules')).toBe(0);
   });
 
+  it('PATCH and `schedule update` change only the given fields; disabling stops the ticks, enabling starts them; bad changes store nothing', async () => {
+    const h = await harness();
+    const api: Api = await buildApi(h.config);
+    cleanups.push(() => api.close());
+    const patch = (name: string, body: unknown, key = KEY) =>
+      api.app.inject({ method: 'PATCH', url: `/v1/schedules/${name}`, headers: { authorization: `Bearer ${key}` }, payload: body as object });
+    const s = await createSchedule(h.handles, { name: 'pulse', conversationId: 'sched-upd', prompt: 'first', cron: '0 9 * * *', timezone: 'Europe/Paris' });
+    const rowOf = async () =>
+      (await h.client.db.$client.query<{ prompt: string; cron: string; timezone: string; enabled: boolean; overlap: string; updated_at: Date }>('select * from schedules where id = $1', [s.id])).rows[0]!;
+    const before = await rowOf();
+
+    // Bad changes: each names its field; the row and the scheduler are untouched.
+    const cases: [object, string][] = [
+      [{}, 'body'],
+      [{ cron: '61 * * * *' }, 'body.cron'],
+      [{ timezone: 'Mars/Olympus' }, 'body.timezone'],
+      [{ name: 'renamed' }, 'body'],
+      [{ enabled: 'no' }, 'body.enabled'],
+      [{ overlap: 'sometimes' }, 'body.overlap'],
+      [{ prompt: '' }, 'body.prompt'],
+      [{ options: { maxTurns: 0 } }, 'body.options.maxTurns'],
+    ];
+    for (const [body, field] of cases) {
+      const res = await patch('pulse', body);
+      expect(res.statusCode, JSON.stringify(body)).toBe(400);
+      const errors = res.json<{ errors?: { field: string }[] }>().errors ?? [];
+      expect(errors.some((e) => e.field === field || e.field.startsWith(`${field}.`)), JSON.stringify(errors)).toBe(true);
+    }
+    expect(await rowOf()).toEqual(before);
+    expect(await h.queue.getJobScheduler(s.id)).toMatchObject({ pattern: '0 9 * * *', tz: 'Europe/Paris' });
+    expect((await patch('nope', { prompt: 'x' })).statusCode).toBe(404);
+    expect((await patch('pulse', { prompt: 'x' }, OTHER_KEY)).statusCode).toBe(404);
+
+    // One field changes; the others keep their stored values.
+    const changed = await patch('pulse', { prompt: 'second', overlap: 'queue' });
+    expect(changed.statusCode).toBe(200);
+    expect(changed.json()).toMatchObject({ prompt: 'second', overlap: 'queue', cron: '0 9 * * *', timezone: 'Europe/Paris', conversationId: 'sched-upd', enabled: true });
+    expect((await rowOf()).updated_at.getTime()).toBeGreaterThanOrEqual(before.updated_at.getTime());
+    // A new cron replaces the scheduler's pattern.
+    expect((await patch('pulse', { cron: EVERY_SECOND, timezone: 'UTC' })).json()).toMatchObject({ cron: EVERY_SECOND, timezone: 'UTC' });
+    expect(await h.queue.getJobScheduler(s.id)).toMatchObject({ pattern: EVERY_SECOND, tz: 'UTC' });
+
+    // Ticking with the changed prompt; then disabled: the scheduler goes and no turn follows.
+    await startWorker(h.config);
+    await waitUntil(async () => (await turnsOf(h, 'sched-upd')).length >= 1, 'a tick after the update', 15_000);
+    const prompts = await h.client.db.$client.query<{ prompt: string }>('select prompt from turns');
+    expect(prompts.rows.every((r) => r.prompt === 'second')).toBe(true);
+    const off = await patch('pulse', { enabled: false });
+    expect(off.json()).toMatchObject({ enabled: false, nextRunAt: null });
+    expect(await h.queue.getJobScheduler(s.id)).toBeUndefined();
+    await new Promise((r) => setTimeout(r, 300));
+    const count = (await turnsOf(h, 'sched-upd')).length;
+    await holdsFor(2500, async () => (await turnsOf(h, 'sched-upd')).length === count, 'no turn while disabled');
+
+    // The CLI: enable again (ticks resume), and its errors name flags.
+    const run = async (...argv: string[]) => {
+      const io = captureIo(h.t.env);
+      const code = await main(['node', 'agentq', ...argv], io);
+      return { code, out: io.stdout.join('\n'), err: io.stderr.join('\n') };
+    };
+    expect((await run('schedule', 'update', 'pulse', '--enable', '--disable')).code).toBe(2);
+    const badTz = await run('schedule', 'update', 'pulse', '--tz', 'Nowhere/Land');
+    expect(badTz.code).toBe(2);
+    expect(badTz.err).toMatch(/--tz: /);
+    expect((await run('schedule', 'update', 'pulse')).err).toMatch(/flags: must change at least one field/);
+    expect((await run('schedule', 'update', 'missing', '--enable')).code).toBe(1);
+    const on = await run('schedule', 'update', 'pulse', '--enable', '--prompt', 'third', '--json');
+    expect(on.code).toBe(0);
+    expect(JSON.parse(on.out)).toMatchObject({ enabled: true, prompt: 'third', cron: EVERY_SECOND });
+    await waitUntil(
+      async () => (await h.client.db.$client.query('select 1 from turns where prompt = $1', ['third'])).rowCount! > 0,
+      'a tick after enabling again',
+      15_000,
+    );
+    const doc = (await api.app.inject({ method: 'GET', url: '/docs/json' })).json<{ paths: Record<string, object> }>();
+    expect(Object.keys(doc.paths['/v1/schedules/{name}']!)).toEqual(expect.arrayContaining(['get', 'patch', 'delete']));
+  });
+
   it('agentq schedule add, list and remove', async () => {
     const h = await harness();
     const run = async (...argv: string[]) => {

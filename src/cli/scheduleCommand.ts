@@ -1,12 +1,25 @@
-// `agentq schedule add|list|remove`: scheduled agents from the command line. Exit codes:
+// `agentq schedule add|update|list|remove`: scheduled agents from the command line. Exit codes:
 // 0 done, 1 no such schedule / name taken, 2 invalid input (each bad field named).
 import type { Command } from 'commander';
 import type { Config } from '../config.js';
 import { createClient } from '../queue/client.js';
 import { ScheduleExistsError, ScheduleInputError } from '../schedules/errors.js';
 import { createScheduleQueue } from '../schedules/scheduler.js';
-import { createSchedule, getSchedules, removeSchedule, type ScheduleHandles, type ScheduleView } from '../schedules/service.js';
+import { createSchedule, getSchedules, removeSchedule, updateSchedule, type ScheduleHandles, type ScheduleView } from '../schedules/service.js';
 import type { CliIo } from './main.js';
+
+export interface ScheduleUpdateFlags {
+  conversation?: string;
+  cron?: string;
+  tz?: string;
+  overlap?: string;
+  tenant?: string;
+  prompt?: string;
+  options?: string;
+  enable?: boolean;
+  disable?: boolean;
+  json?: boolean;
+}
 
 export interface ScheduleAddFlags {
   conversation?: string;
@@ -47,15 +60,8 @@ export async function scheduleAddCommand(config: Config, io: CliIo, name: string
     io.err('give the prompt either with --prompt or after --, not both');
     return 2;
   }
-  let options: unknown;
-  if (flags.options !== undefined) {
-    try {
-      options = JSON.parse(flags.options) as unknown;
-    } catch {
-      io.err(`--options must be JSON (got ${JSON.stringify(flags.options)})`);
-      return 2;
-    }
-  }
+  const options = parseOptionsFlag(flags.options, io);
+  if (options === INVALID) return 2;
   const input = {
     name,
     conversationId: flags.conversation,
@@ -72,15 +78,65 @@ export async function scheduleAddCommand(config: Config, io: CliIo, name: string
     io.out(flags.json ? JSON.stringify(view) : `added ${describe(view)}`);
     return 0;
   } catch (err) {
-    if (err instanceof ScheduleInputError) {
-      // Name the flag the user typed, not the field behind it.
-      io.err(`Invalid schedule:\n${err.fields.map((f, i) => `  ${flagOf(f)}: ${err.messages[i] ?? 'is invalid'}`).join('\n')}`);
-      return 2;
-    }
+    if (err instanceof ScheduleInputError) return reportInputError(io, err);
     if (err instanceof ScheduleExistsError) {
       io.err(err.message);
       return 1;
     }
+    throw err;
+  }
+}
+
+const INVALID = Symbol('invalid');
+
+/** `--options <json>` parsed, undefined when absent, INVALID (reported) when not JSON. */
+function parseOptionsFlag(text: string | undefined, io: CliIo): unknown {
+  if (text === undefined) return undefined;
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    io.err(`--options must be JSON (got ${JSON.stringify(text)})`);
+    return INVALID;
+  }
+}
+
+/** Names the flag the user typed, not the field behind it; exit code 2. */
+function reportInputError(io: CliIo, err: ScheduleInputError): number {
+  io.err(`Invalid schedule:\n${err.fields.map((f, i) => `  ${flagOf(f)}: ${err.messages[i] ?? 'is invalid'}`).join('\n')}`);
+  return 2;
+}
+
+/**
+ * `schedule update <name> [--conversation] [--cron] [--tz] [--overlap] [--prompt] [--options] [--enable|--disable] [--tenant]`:
+ * only the given fields change. Exit 1 when there is no such schedule, 2 on invalid input.
+ */
+export async function scheduleUpdateCommand(config: Config, io: CliIo, name: string, flags: ScheduleUpdateFlags): Promise<number> {
+  if (flags.enable && flags.disable) {
+    io.err('give --enable or --disable, not both');
+    return 2;
+  }
+  const options = parseOptionsFlag(flags.options, io);
+  if (options === INVALID) return 2;
+  const patch = {
+    ...(flags.conversation !== undefined ? { conversationId: flags.conversation } : {}),
+    ...(flags.prompt !== undefined ? { prompt: flags.prompt } : {}),
+    ...(flags.cron !== undefined ? { cron: flags.cron } : {}),
+    ...(flags.tz !== undefined ? { timezone: flags.tz } : {}),
+    ...(flags.overlap !== undefined ? { overlap: flags.overlap } : {}),
+    ...(options !== undefined ? { options } : {}),
+    ...(flags.enable ? { enabled: true } : flags.disable ? { enabled: false } : {}),
+  };
+  const tenant = flags.tenant ?? 'default';
+  try {
+    const view = await withHandles(config, io, (h) => updateSchedule(h, tenant, name, patch as Parameters<typeof updateSchedule>[3]));
+    if (!view) {
+      io.err(`no schedule ${JSON.stringify(name)} for tenant ${tenant}`);
+      return 1;
+    }
+    io.out(flags.json ? JSON.stringify(view) : `updated ${describe(view)}`);
+    return 0;
+  } catch (err) {
+    if (err instanceof ScheduleInputError) return reportInputError(io, err);
     throw err;
   }
 }
@@ -94,6 +150,8 @@ const FLAG_OF: Record<string, string> = {
   overlap: '--overlap',
   prompt: 'the prompt',
   options: '--options',
+  enabled: '--enable/--disable',
+  '(root)': 'flags',
 };
 
 function flagOf(field: string): string {
@@ -123,7 +181,7 @@ export async function scheduleRemoveCommand(config: Config, io: CliIo, name: str
   return 0;
 }
 
-/** Adds `schedule add|list|remove` to the program (called by buildProgram). */
+/** Adds `schedule add|update|list|remove` to the program (called by buildProgram). */
 export function registerScheduleCommands(program: Command, config: () => Config, io: CliIo, setExit: (code: number) => void): void {
   const schedule = program.command('schedule').description('scheduled agents: a cron expression that enqueues a turn on a conversation');
   schedule
@@ -142,6 +200,23 @@ export function registerScheduleCommands(program: Command, config: () => Config,
     .option('--json', 'print the schedule as one JSON line')
     .action(async (name: string, prompt: string[], opts: ScheduleAddFlags) => {
       setExit(await scheduleAddCommand(config(), io, name, prompt, opts));
+    });
+  schedule
+    .command('update')
+    .description('change some fields of a schedule; a new --cron or --tz counts from now')
+    .argument('<name>', 'the schedule name')
+    .option('--conversation <id>', 'the conversation each tick enqueues on')
+    .option('--cron <expr>', 'cron expression: 5 fields, or 6 with seconds first')
+    .option('--tz <zone>', 'IANA time zone the expression is read in')
+    .option('--overlap <policy>', 'skip or queue')
+    .option('--prompt <text>', 'the prompt of each turn')
+    .option('--options <json>', 'turn options as JSON (replace the stored ones)')
+    .option('--enable', 'start ticking again')
+    .option('--disable', 'stop ticking, keep the schedule')
+    .option('--tenant <id>', 'tenant of the schedule (default "default")')
+    .option('--json', 'print the schedule as one JSON line')
+    .action(async (name: string, opts: ScheduleUpdateFlags) => {
+      setExit(await scheduleUpdateCommand(config(), io, name, opts));
     });
   schedule
     .command('list')

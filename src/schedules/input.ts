@@ -81,6 +81,39 @@ export function scheduleBodySchema(maxPromptChars: number) {
     });
 }
 
+/**
+ * The body of `PATCH /v1/schedules/:name`: any of the fields but the name, at least one.
+ * No defaults: a field left out keeps its stored value.
+ */
+export function schedulePatchSchema(maxPromptChars: number) {
+  return z
+    .strictObject({
+      conversationId: conversationIdSchema.optional(),
+      prompt: promptSchema(maxPromptChars).optional(),
+      options: turnOptionsSchema.optional(),
+      cron: cronSchema.optional(),
+      timezone: timezoneSchema.optional(),
+      overlap: z.enum(scheduleOverlapPolicies, { error: `must be one of ${scheduleOverlapPolicies.join(', ')}` }).optional(),
+      enabled: z.boolean({ error: 'must be true or false' }).optional(),
+    })
+    .refine((p) => Object.values(p).some((v) => v !== undefined), { error: 'must change at least one field' });
+}
+
+export type SchedulePatch = z.input<ReturnType<typeof schedulePatchSchema>>;
+export type ValidSchedulePatch = z.output<ReturnType<typeof schedulePatchSchema>>;
+
+/** Validates a change to a schedule; throws ScheduleInputError naming every bad field. */
+export function parseSchedulePatch(input: unknown, maxPromptChars: number): ValidSchedulePatch {
+  const parsed = schedulePatchSchema(maxPromptChars).safeParse(input);
+  if (parsed.success) return parsed.data;
+  const issues = parsed.error.issues.map((i) => ({ field: i.path.join('.') || '(root)', message: i.message }));
+  throw new ScheduleInputError(
+    `Invalid schedule change:\n  ${issues.map((i) => `${i.field}: ${i.message}`).join('\n  ')}`,
+    issues.map((i) => i.field),
+    issues.map((i) => i.message),
+  );
+}
+
 export type ScheduleBody = z.input<ReturnType<typeof scheduleBodySchema>>;
 export type ScheduleInput = ScheduleBody & { tenantId?: string };
 export type ValidScheduleInput = z.output<ReturnType<typeof scheduleBodySchema>> & { tenantId: string };

@@ -3,9 +3,10 @@
 // stands and the workers' next sync adds (or removes) the scheduler.
 import { getNextMillis, type Queue } from 'bullmq';
 import type { StoreDb } from '../store/db.js';
-import { parseScheduleInput, type ScheduleInput } from './input.js';
+import { ScheduleInputError } from './errors.js';
+import { cronProblem, parseScheduleInput, parseSchedulePatch, type ScheduleInput, type SchedulePatch } from './input.js';
 import { removeScheduler, upsertScheduler, type TickJobData } from './scheduler.js';
-import { deleteSchedule, findSchedule, insertSchedule, listSchedules, type ScheduleRow } from './store.js';
+import { deleteSchedule, findSchedule, insertSchedule, listSchedules, lockScheduleByName, writeSchedule, type ScheduleRow } from './store.js';
 
 /** A schedule as the API and `agentq schedule list --json` show it. */
 export interface ScheduleView {
@@ -82,6 +83,46 @@ export async function getSchedules(h: Pick<ScheduleHandles, 'db'>, tenantId?: st
 export async function getSchedule(h: Pick<ScheduleHandles, 'db'>, tenantId: string, name: string): Promise<ScheduleView | undefined> {
   const row = await findSchedule(h.db, tenantId, name);
   return row && scheduleView(row);
+}
+
+/**
+ * Changes some fields of a schedule (ScheduleInputError naming the bad ones; nothing is
+ * changed then), then replaces or removes its job scheduler: a new cron or zone counts
+ * from now, `enabled: false` stops the ticks, `enabled: true` starts them again.
+ * Undefined when no such schedule exists.
+ */
+export async function updateSchedule(h: ScheduleHandles, tenantId: string, name: string, patch: SchedulePatch): Promise<ScheduleView | undefined> {
+  const change = parseSchedulePatch(patch, h.maxPromptChars);
+  const row = await h.db.transaction(async (tx) => {
+    const current = await lockScheduleByName(tx, tenantId, name);
+    if (!current) return undefined;
+    const cron = change.cron ?? current.cron;
+    const timezone = change.timezone ?? current.timezone;
+    // Each may be fine alone and the pair not (the same check as on create).
+    const pairProblem = cronProblem(cron, timezone);
+    if (pairProblem) {
+      const field = change.cron !== undefined ? 'cron' : 'timezone';
+      throw new ScheduleInputError(`Invalid schedule change:\n  ${field}: ${pairProblem} (in time zone ${timezone})`, [field], [`${pairProblem} (in time zone ${timezone})`]);
+    }
+    return writeSchedule(tx, current.id, {
+      ...(change.conversationId !== undefined ? { conversationExternalId: change.conversationId } : {}),
+      ...(change.prompt !== undefined ? { prompt: change.prompt } : {}),
+      ...(change.options !== undefined ? { options: change.options } : {}),
+      ...(change.cron !== undefined ? { cron: change.cron } : {}),
+      ...(change.timezone !== undefined ? { timezone: change.timezone } : {}),
+      ...(change.overlap !== undefined ? { overlap: change.overlap } : {}),
+      ...(change.enabled !== undefined ? { enabled: change.enabled } : {}),
+    });
+  });
+  if (!row) return undefined;
+  // Prompt, options and overlap are read from the row at each tick: only the timing needs Redis.
+  const timing = change.cron !== undefined || change.timezone !== undefined || change.enabled !== undefined;
+  if (timing) {
+    await (row.enabled ? upsertScheduler(h.queue, row) : removeScheduler(h.queue, row.id)).catch((err: unknown) =>
+      h.warn?.('could not change the job scheduler in Redis; the workers finish it at their next sync', { err, scheduleId: row.id }),
+    );
+  }
+  return scheduleView(row);
 }
 
 /** Deletes the row, then the job scheduler; undefined when no such schedule exists. */

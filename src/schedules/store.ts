@@ -45,6 +45,30 @@ export async function findSchedule(db: Executor, tenantId: string, name: string)
   return rows[0];
 }
 
+/** Locks the row for the rest of `tx` (an update reads, merges and writes as one step). Index: schedules_tenant_name_uq. */
+export async function lockScheduleByName(tx: StoreTx, tenantId: string, name: string): Promise<ScheduleRow | undefined> {
+  const rows = await tx
+    .select()
+    .from(schedules)
+    .where(and(eq(schedules.tenantId, tenantId), eq(schedules.name, name)))
+    .for('update');
+  return rows[0];
+}
+
+/** Writes the changed fields of a schedule. Primary key. */
+export async function writeSchedule(
+  tx: StoreTx,
+  id: string,
+  change: Partial<Pick<ScheduleRow, 'conversationExternalId' | 'prompt' | 'options' | 'cron' | 'timezone' | 'overlap' | 'enabled'>>,
+): Promise<ScheduleRow> {
+  const rows = await tx
+    .update(schedules)
+    .set({ ...change, updatedAt: sql`now()` })
+    .where(eq(schedules.id, id))
+    .returning();
+  return rows[0]!;
+}
+
 /** Deletes and returns the row, or undefined when there was none. Index: schedules_tenant_name_uq. */
 export async function deleteSchedule(db: Executor, tenantId: string, name: string): Promise<ScheduleRow | undefined> {
   const rows = await db

@@ -1,10 +1,10 @@
-// Scheduled agents over HTTP: create, list, read and remove the caller's schedules. A
+// Scheduled agents over HTTP: create, list, read, change and remove the caller's schedules. A
 // schedule of another tenant is a 404, like any other resource.
 import { z } from 'zod';
 import { ScheduleExistsError, ScheduleInputError } from '../../schedules/errors.js';
-import { scheduleBodySchema, scheduleNameSchema } from '../../schedules/input.js';
+import { scheduleBodySchema, scheduleNameSchema, schedulePatchSchema } from '../../schedules/input.js';
 import { createScheduleQueue } from '../../schedules/scheduler.js';
-import { createSchedule, getSchedule, getSchedules, removeSchedule, type ScheduleHandles } from '../../schedules/service.js';
+import { createSchedule, getSchedule, getSchedules, removeSchedule, updateSchedule, type ScheduleHandles } from '../../schedules/service.js';
 import { conflict, HttpProblem, notFound } from '../problems.js';
 import type { ApiApp, ApiDeps } from '../server.js';
 
@@ -73,6 +73,31 @@ export function registerScheduleRoutes(app: ApiApp, { config, client, log }: Api
       const view = await getSchedule(handles, request.tenant, request.params.name);
       if (!view) throw notFound(`schedule ${request.params.name}`);
       return view;
+    },
+  );
+
+  app.patch(
+    '/v1/schedules/:name',
+    {
+      schema: {
+        summary: 'Change some fields of a schedule (not its name); a new cron or timezone counts from now; enabled: false stops the ticks',
+        tags: ['schedules'],
+        params: nameParams,
+        body: schedulePatchSchema(config.worker.maxPromptChars),
+        response: { 200: scheduleViewSchema },
+      },
+    },
+    async (request) => {
+      try {
+        const view = await updateSchedule(handles, request.tenant, request.params.name, request.body);
+        if (!view) throw notFound(`schedule ${request.params.name}`);
+        return view;
+      } catch (err) {
+        if (err instanceof ScheduleInputError) {
+          throw new HttpProblem(400, 'Bad Request', err.message, err.fields.map((f, i) => ({ field: `body.${f}`, message: err.messages[i] ?? 'is invalid' })));
+        }
+        throw err;
+      }
     },
   );
 
