@@ -4,8 +4,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { sseConnectionName } from '../src/api/routes/live.js';
-import { buildApi, type Api } from '../src/api/server.js';
+import { buildApi, sseConnectionName, type Api } from '../src/api/server.js';
 import { createClient, type AgentqClient } from '../src/queue/client.js';
 import { createWorker, type TurnWorker } from '../src/worker/worker.js';
 import { createTestAgentq, REDIS_URL, type TestAgentq } from './helpers/agentq.js';
@@ -215,7 +214,9 @@ describe('GET /v1/turns/:id/events', () => {
     expect(await again.done).toBe('eof');
     expect(withIds(again.messages)).toEqual(stored);
     expect(again.messages.at(-1)?.event).toBe('end');
-    await waitUntil(async () => (await sseReaderConnections()) === 0, 'SSE readers closed their Redis connections');
+    // Every stream read through the API's one shared reader, which holds nothing for them now.
+    expect(await sseReaderConnections()).toBe(1);
+    await waitUntil(() => api.deps.streams.pending === 0, 'the shared reader has no open reads');
   });
 
   it('a disconnect mid-run and a reconnect with Last-Event-ID lose nothing and repeat nothing', async () => {
@@ -227,8 +228,8 @@ describe('GET /v1/turns/:id/events', () => {
     expect(await first.done).toBe('aborted');
     const seen = withIds(first.messages);
     const lastId = seen.at(-1)!.id;
-    // The server lets go of the reader's Redis connection when the client goes.
-    await waitUntil(async () => (await sseReaderConnections()) === 0, 'the reader connection is closed after the disconnect');
+    // The server stops reading for the client when it goes.
+    await waitUntil(() => api.deps.streams.pending === 0, 'no read left open after the disconnect');
     // Events go on meanwhile; reconnect while the turn still runs.
     await waitUntil(async () => (await storedEvents(turn.turnId)).length >= seen.length + 2, 'more events while disconnected', 15_000);
     expect(await turnStatus(turn.turnId)).toBe('running');
@@ -241,6 +242,26 @@ describe('GET /v1/turns/:id/events', () => {
     expect(withIds(second.messages)[0]!.id).not.toBe(lastId);
     expect(second.messages.at(-2)?.event).toBe('result');
     expect(second.messages.at(-1)?.event).toBe('end');
+  });
+
+  it('twelve streams of four running turns, opened at different moments, all read through one Redis connection and each gets every event once', async () => {
+    const turns = await Promise.all(['many-1', 'many-2', 'many-3', 'many-4'].map((c) => enqueueSlow(c, 150)));
+    const streams: { turnId: string; sse: Sse }[] = [];
+    for (const [i, turn] of turns.entries()) {
+      streams.push({ turnId: turn.turnId, sse: openSse(turn.turnId) });
+      // The others join while the first ones are blocked in the shared read.
+      if (i === 1) await waitUntil(() => streams[0]!.sse.messages.length >= 2, 'a first live event', 15_000);
+      streams.push({ turnId: turn.turnId, sse: openSse(turn.turnId) }, { turnId: turn.turnId, sse: openSse(turn.turnId) });
+    }
+    await waitUntil(() => api.deps.streams.pending >= 4, 'the streams are waiting in the shared reader', 15_000).catch(() => undefined);
+    expect(await sseReaderConnections()).toBe(1);
+    for (const { turnId, sse } of streams) {
+      expect(await sse.done).toBe('eof');
+      expect(withIds(sse.messages)).toEqual(await storedEvents(turnId));
+      expect(sse.messages.at(-1)?.event).toBe('end');
+    }
+    expect(await sseReaderConnections()).toBe(1);
+    await waitUntil(() => api.deps.streams.pending === 0, 'no read left open');
   });
 
   it('an event too large for the live stream leaves a hole that Postgres fills, in order', async () => {
@@ -285,16 +306,19 @@ describe('shutdown', () => {
     const other = await buildApi(t.config);
     const url = await other.app.listen({ host: '127.0.0.1', port: 0 });
     const turn = await client.enqueueTurn({ conversationId: 'far-future', tenantId: 'alpha', prompt: 'later', delayMs: 3_600_000 });
+    // This API's reader connects on its first read: one more connection of that name, then one less after the close.
+    const before = await sseReaderConnections();
     const res = await fetch(`${url}/v1/turns/${turn.turnId}/events`, { headers: { authorization: `Bearer ${KEY_A}` } });
     expect(res.status).toBe(200);
     const body = res.text();
-    await waitUntil(async () => (await sseReaderConnections()) === 1, 'the reader is following the live stream');
+    await waitUntil(() => other.deps.streams.pending === 1, 'the reader is following the live stream');
+    expect(await sseReaderConnections()).toBe(before + 1);
     const closing = Date.now();
     await other.close();
     // Neither the stream nor its socket held the shutdown (a client's idle keep-alive would, for seconds).
     expect(Date.now() - closing).toBeLessThan(3000);
     await body;
-    await waitUntil(async () => (await sseReaderConnections()) === 0, 'the reader connection is closed');
+    await waitUntil(async () => (await sseReaderConnections()) === before, "the closed API's reader connection is gone");
     await client.cancelTurn(turn.turnId);
   });
 });

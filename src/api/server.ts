@@ -6,10 +6,12 @@ import { access, constants } from 'node:fs/promises';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
+import { Redis } from 'ioredis';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type RawReplyDefaultExpression, type RawRequestDefaultExpression, type RawServerDefault } from 'fastify';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
+import { SharedStreamReader } from '../live/streamReader.js';
 import { createLogger } from '../logger.js';
 import { createClient, type AgentqClient } from '../queue/client.js';
 import { MAX_CONVERSATION_ID_LENGTH } from '../store/ids.js';
@@ -25,6 +27,11 @@ import { registerScheduleRoutes } from './routes/schedules.js';
 import { registerStatsRoutes } from './routes/stats.js';
 import { registerTurnRoutes } from './routes/turns.js';
 
+/** The Redis client name of the API's live event reader (one connection per API process): visible in CLIENT LIST. */
+export function sseConnectionName(queueName: string): string {
+  return `agentq-sse:${queueName}`;
+}
+
 export type ApiApp = FastifyInstance<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression, FastifyBaseLogger, ZodTypeProvider>;
 
 /** What every route module gets. */
@@ -33,6 +40,8 @@ export interface ApiDeps {
   /** Producer, store and queue handles (one pg pool, one Redis connection). */
   client: AgentqClient;
   log: Logger;
+  /** One blocking Redis connection that every open event stream reads through (src/live/streamReader.ts). */
+  streams: SharedStreamReader;
 }
 
 declare module 'fastify' {
@@ -55,7 +64,12 @@ export interface Api {
 export async function buildApi(config: Config, options: { log?: Logger } = {}): Promise<Api> {
   const log = options.log ?? createLogger(config, 'agentq-api');
   const client = createClient(config);
-  const deps: ApiDeps = { config, client, log };
+  const streams = new SharedStreamReader(() => {
+    const conn = new Redis(config.redisUrl, { maxRetriesPerRequest: 1, connectionName: sseConnectionName(config.queueName) });
+    conn.on('error', () => undefined);
+    return conn;
+  }, client.redis);
+  const deps: ApiDeps = { config, client, log, streams };
   const app = Fastify({
     loggerInstance: log as unknown as FastifyBaseLogger,
     bodyLimit: config.api.bodyLimitBytes,
@@ -147,6 +161,7 @@ export async function buildApi(config: Config, options: { log?: Logger } = {}): 
     deps,
     async close() {
       await app.close();
+      streams.close();
       await client.close();
     },
   };

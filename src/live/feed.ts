@@ -26,24 +26,24 @@
 // Caveat: events of an attempt that lost its lease (a frozen worker) may be streamed
 // live and then never stored, because the attempt's writes are fenced off.
 import { setTimeout as delay } from 'node:timers/promises';
-import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { StoreDb } from '../store/db.js';
 import { compareCursors, isSuccessor, type EventCursor } from './cursor.js';
 import { parseStreamEntry } from './streamEntry.js';
+import type { SharedStreamReader, StreamEntries } from './streamReader.js';
 import { getTurnHead, isTerminalStatus, storedEventsAfter, type FeedEvent } from './storedEvents.js';
 
 export type FeedItem = { kind: 'event'; event: FeedEvent } | { kind: 'end'; status: string };
 
 export interface FeedOptions {
   db: StoreDb;
-  /** Opens this reader's own Redis connection (its reads block); the feed closes it. */
-  connect: () => Redis;
+  /** The process's one blocking Redis reader, shared by every feed (src/live/streamReader.ts). */
+  reader: SharedStreamReader;
   streamKey: string;
   turnId: string;
   /** Send only events after this one (`Last-Event-ID`). */
   after: EventCursor;
-  /** Aborting ends the feed and closes its connection at once. */
+  /** Aborting ends the feed at once. */
   signal: AbortSignal;
   log: Logger;
   /** How long one blocking stream read waits before Postgres is asked whether the turn ended. Default 5000. */
@@ -54,8 +54,6 @@ const PAGE = 500;
 const STREAM_COUNT = 500;
 /** First wait for a hole to be checkpointed; doubles up to pollMs while nothing moves. */
 const HOLE_WAIT_MS = 100;
-
-type RawEntries = [key: string, items: [id: string, fields: string[]][]][] | null;
 
 export async function* turnFeed(o: FeedOptions): AsyncGenerator<FeedItem, void, undefined> {
   const pollMs = o.pollMs ?? 5000;
@@ -84,64 +82,57 @@ export async function* turnFeed(o: FeedOptions): AsyncGenerator<FeedItem, void, 
   if (yield* endIfTerminal()) return;
   yield* stored();
 
-  const redis = o.connect();
-  const onAbort = () => redis.disconnect();
-  o.signal.addEventListener('abort', onAbort, { once: true });
-  try {
-    let lastId = '0';
-    let holeWaitMs = HOLE_WAIT_MS;
-    while (!o.signal.aborted) {
-      const before = cursor;
-      let raw: RawEntries;
-      try {
-        raw = (await redis.xread('COUNT', STREAM_COUNT, 'BLOCK', pollMs, 'STREAMS', o.streamKey, lastId)) as RawEntries;
-      } catch (err) {
-        if (o.signal.aborted) return;
-        // Redis is away: carry on from Postgres alone, a checkpoint at a time.
-        o.log.warn({ err, turnId: o.turnId }, 'live events: reading the Redis stream failed; following Postgres');
-        yield* stored();
-        if (yield* endIfTerminal()) return;
-        await pause(pollMs, o.signal);
-        continue;
-      }
-      if (!raw) {
-        if (yield* endIfTerminal()) return;
-        continue;
-      }
-      let hole = false;
-      for (const [id, fields] of raw[0]?.[1] ?? []) {
-        const entry = parseStreamEntry(fields);
-        if (entry.kind === 'end') {
-          // Written after the commit: Postgres holds every event of the turn.
-          yield* stored();
-          yield { kind: 'end', status: entry.status };
-          return;
-        }
-        if (entry.kind === 'event' && compareCursors(entry.event, cursor) > 0) {
-          if (!isSuccessor(cursor, entry.event)) yield* stored();
-          if (compareCursors(entry.event, cursor) > 0) {
-            if (!isSuccessor(cursor, entry.event)) {
-              hole = true;
-              break;
-            }
-            yield take(entry.event);
-          }
-        }
-        lastId = id;
-      }
-      if (!hole) {
-        holeWaitMs = HOLE_WAIT_MS;
-        continue;
-      }
-      // The missing events are not checkpointed yet: read the same entries again shortly.
-      if (cursor !== before) holeWaitMs = HOLE_WAIT_MS;
+  let lastId = '0';
+  let holeWaitMs = HOLE_WAIT_MS;
+  while (!o.signal.aborted) {
+    const before = cursor;
+    let raw: StreamEntries | null;
+    try {
+      raw = await o.reader.read(o.streamKey, lastId, { count: STREAM_COUNT, blockMs: pollMs, signal: o.signal });
+    } catch (err) {
+      if (o.signal.aborted) return;
+      // Redis is away: carry on from Postgres alone, a checkpoint at a time.
+      o.log.warn({ err, turnId: o.turnId }, 'live events: reading the Redis stream failed; following Postgres');
+      yield* stored();
       if (yield* endIfTerminal()) return;
-      await pause(holeWaitMs, o.signal);
-      holeWaitMs = Math.min(pollMs, holeWaitMs * 2);
+      await pause(pollMs, o.signal);
+      continue;
     }
-  } finally {
-    o.signal.removeEventListener('abort', onAbort);
-    redis.disconnect();
+    if (o.signal.aborted) return;
+    if (!raw) {
+      if (yield* endIfTerminal()) return;
+      continue;
+    }
+    let hole = false;
+    for (const [id, fields] of raw) {
+      const entry = parseStreamEntry(fields);
+      if (entry.kind === 'end') {
+        // Written after the commit: Postgres holds every event of the turn.
+        yield* stored();
+        yield { kind: 'end', status: entry.status };
+        return;
+      }
+      if (entry.kind === 'event' && compareCursors(entry.event, cursor) > 0) {
+        if (!isSuccessor(cursor, entry.event)) yield* stored();
+        if (compareCursors(entry.event, cursor) > 0) {
+          if (!isSuccessor(cursor, entry.event)) {
+            hole = true;
+            break;
+          }
+          yield take(entry.event);
+        }
+      }
+      lastId = id;
+    }
+    if (!hole) {
+      holeWaitMs = HOLE_WAIT_MS;
+      continue;
+    }
+    // The missing events are not checkpointed yet: read the same entries again shortly.
+    if (cursor !== before) holeWaitMs = HOLE_WAIT_MS;
+    if (yield* endIfTerminal()) return;
+    await pause(holeWaitMs, o.signal);
+    holeWaitMs = Math.min(pollMs, holeWaitMs * 2);
   }
 }
 

@@ -1,7 +1,6 @@
 // The live routes of a turn: its events as Server-Sent Events (stored first, then live;
 // see src/live/feed.ts for how the switch has no gap and no duplicate), and user
 // messages into its running CLI (see src/live/inputs.ts for the delivery).
-import { Redis } from 'ioredis';
 import { z } from 'zod';
 import { parseEventId, START, type EventCursor } from '../../live/cursor.js';
 import { turnFeed } from '../../live/feed.js';
@@ -21,7 +20,7 @@ const INPUT_ACK_TIMEOUT_MS = 3000;
 
 const turnParams = z.strictObject({ id: turnIdSchema });
 
-export function registerLiveRoutes(app: ApiApp, { config, client, log }: ApiDeps): void {
+export function registerLiveRoutes(app: ApiApp, { config, client, log, streams: reader }: ApiDeps): void {
   const requester = new InputRequester(config.redisUrl, config, client.redis, log);
   app.addHook('onClose', async () => requester.close());
   // Open event streams would keep the server from closing: end them first (clients
@@ -74,11 +73,7 @@ export function registerLiveRoutes(app: ApiApp, { config, client, log }: ApiDeps
       try {
         const feed = turnFeed({
           db: client.db,
-          connect: () => {
-            const conn = new Redis(config.redisUrl, { maxRetriesPerRequest: 1, connectionName: sseConnectionName(config.queueName) });
-            conn.on('error', () => undefined);
-            return conn;
-          },
+          reader,
           streamKey: liveStreamKey(config, turnId),
           turnId,
           after,
@@ -130,11 +125,6 @@ export function registerLiveRoutes(app: ApiApp, { config, client, log }: ApiDeps
       return reply.code(202).send({ turnId, delivered: true as const });
     },
   );
-}
-
-/** The Redis client name of SSE readers (one connection each): visible in CLIENT LIST. */
-export function sseConnectionName(queueName: string): string {
-  return `agentq-sse:${queueName}`;
 }
 
 function cursorFrom(lastEventId: string | undefined): EventCursor {
