@@ -106,6 +106,18 @@ export const configVariables = {
     schema: intFrom(0).default(16 * 1024),
     doc: 'How much of the end of the CLI stderr is kept for error reports.',
   },
+  AGENTQ_RUN_MEMORY_MAX_MB: {
+    schema: intFrom(0, 1024 * 1024).default(0),
+    doc: "Memory cap of one CLI run with everything it starts (a cgroup; the OOM killer acts inside the run only), in MiB; 0 = none. Set, a worker refuses to start where cgroups cannot enforce it.",
+  },
+  AGENTQ_RUN_PIDS_MAX: {
+    schema: intFrom(0, 1_000_000).default(0),
+    doc: 'Processes and threads one CLI run may have at once, its tools included (a cgroup); 0 = none.',
+  },
+  AGENTQ_RUN_CPU_MAX: {
+    schema: z.coerce.number({ error: 'must be a number' }).min(0, { error: 'must be >= 0' }).max(1024, { error: 'must be <= 1024' }).default(0),
+    doc: 'CPU of one CLI run with its tools, in cores (e.g. 1.5; a cgroup quota); 0 = none.',
+  },
   AGENTQ_SESSION_MAX_LINE_BYTES: {
     schema: intFrom(1024, 512 * 1024 * 1024).default(16 * 1024 * 1024),
     doc: 'Longest session-file line the store accepts; a longer one fails the persist and stores nothing of it.',
@@ -306,6 +318,12 @@ export interface Config {
     readonly idleTimeoutMs: number;
     readonly timeoutMs: number;
     readonly stderrTailBytes: number;
+    /** Cgroup limits of each run (AGENTQ_RUN_*); all 0: none. */
+    readonly limits: {
+      readonly memoryMaxBytes: number;
+      readonly pidsMax: number;
+      readonly cpuMax: number;
+    };
   };
   readonly store: {
     /** Longest session-file line accepted by persist. @defaultValue 16 MiB */
@@ -466,6 +484,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
       idleTimeoutMs: v.AGENTQ_CLI_IDLE_TIMEOUT_MS,
       timeoutMs: v.AGENTQ_CLI_TIMEOUT_MS,
       stderrTailBytes: v.AGENTQ_CLI_STDERR_TAIL_BYTES,
+      limits: { memoryMaxBytes: v.AGENTQ_RUN_MEMORY_MAX_MB * 1024 * 1024, pidsMax: v.AGENTQ_RUN_PIDS_MAX, cpuMax: v.AGENTQ_RUN_CPU_MAX },
     },
     sandbox: {
       mode: v.AGENTQ_SANDBOX,

@@ -213,3 +213,17 @@ export class SandboxUnavailableError extends Error {
     );
   }
 }
+
+/** AGENTQ_RUN_* limits are set but this machine's cgroups cannot enforce them: the worker does not start. */
+export class CgroupsUnavailableError extends Error {
+  override readonly name = 'CgroupsUnavailableError';
+  constructor(
+    readonly reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      `AGENTQ_RUN_MEMORY_MAX_MB / AGENTQ_RUN_PIDS_MAX / AGENTQ_RUN_CPU_MAX are set but cannot be enforced here: ${reason}. Run the worker where it may create cgroups (root with a writable /sys/fs/cgroup, or a delegated cgroup v2 subtree; see the README's Sandbox section), or unset them.`,
+      options,
+    );
+  }
+}

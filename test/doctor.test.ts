@@ -75,7 +75,8 @@ describe('agentq doctor', () => {
     expect(report.checks.filter((c) => !c.ok)).toEqual([]);
     expect(r.code).toBe(0);
     expect(report.ok).toBe(true);
-    expect(report.checks.map((c) => c.name)).toEqual(['postgres', 'migrations', 'redis', 'claude CLI', 'workspace root', 'runs root', 'anthropic API', 'sandbox']);
+    expect(report.checks.map((c) => c.name)).toEqual(['postgres', 'migrations', 'redis', 'claude CLI', 'workspace root', 'runs root', 'anthropic API', 'sandbox', 'run limits']);
+    expect(byName(report)['run limits']!.detail).toMatch(/^no AGENTQ_RUN_\* limits/);
     const checks = byName(report);
     expect(checks['claude CLI']!.detail).toMatch(/\(Claude Code\) at /);
     expect(checks.migrations!.detail).toMatch(/^current \(\d+ applied\)$/);
@@ -86,6 +87,18 @@ describe('agentq doctor', () => {
     expect(seen[0]!.headers['x-api-key']).toBeUndefined();
     expect(seen[0]!.headers.authorization).toBeUndefined();
     expect(JSON.stringify(seen[0]!.headers)).not.toContain('sk-ant-doctor');
+  });
+
+  it('reports whether the AGENTQ_RUN_* limits can be enforced (as root with writable cgroups: yes; an impossible setup: no)', async () => {
+    makeRoots();
+    const r = await doctor({ ...t.env, AGENTQ_RUN_MEMORY_MAX_MB: '256', AGENTQ_RUN_PIDS_MAX: '100' });
+    const check = byName(JSON.parse(r.out.join('')) as DoctorJson)['run limits']!;
+    if (process.getuid?.() === 0) {
+      expect(check).toMatchObject({ ok: true, detail: expect.stringMatching(/^cgroup v[12] enforces memory 256 MiB, 100 processes per run$/) });
+    } else {
+      expect(check).toMatchObject({ ok: false, detail: expect.stringContaining('workers will refuse to start') });
+      expect(r.code).toBe(1);
+    }
   });
 
   it('passes a root that does not exist yet when the worker can create it (a fresh install)', async () => {

@@ -9,6 +9,7 @@ import { Redis } from 'ioredis';
 import pg from 'pg';
 import type { Config } from '../config.js';
 import { probeSandbox } from '../sandbox/probe.js';
+import { hasLimits, probeCgroups } from '../runner/cgroups.js';
 import { schemaStatus } from '../store/migrate.js';
 import type { CliIo } from './main.js';
 
@@ -168,6 +169,24 @@ async function checkSandbox(config: Config): Promise<Check> {
   return { name, ok: false, detail: `${detail}; ${mode === 'bwrap' ? 'workers will refuse to start' : 'runs are NOT isolated'} — see the README's Sandbox section` };
 }
 
+/** Whether the AGENTQ_RUN_* limits can be enforced here, by creating and removing a probe group. */
+async function checkRunLimits(config: Config): Promise<Check> {
+  const name = 'run limits';
+  const limits = config.cli.limits;
+  if (!hasLimits(limits)) return { name, ok: true, detail: 'no AGENTQ_RUN_* limits: a run may use all of the worker\'s memory, processes and CPU' };
+  try {
+    const host = probeCgroups(limits);
+    const set = [
+      limits.memoryMaxBytes > 0 ? `memory ${Math.round(limits.memoryMaxBytes / (1024 * 1024))} MiB` : '',
+      limits.pidsMax > 0 ? `${limits.pidsMax} processes` : '',
+      limits.cpuMax > 0 ? `${limits.cpuMax} cores` : '',
+    ].filter(Boolean);
+    return { name, ok: true, detail: `cgroup v${host.version} enforces ${set.join(', ')} per run` };
+  } catch (err) {
+    return { name, ok: false, detail: `${(err as Error).message}; workers will refuse to start` };
+  }
+}
+
 /** Every check, in a fixed order; they run concurrently. */
 export async function runDoctor(config: Config): Promise<Check[]> {
   return Promise.all([
@@ -179,6 +198,7 @@ export async function runDoctor(config: Config): Promise<Check[]> {
     checkWritableDir('runs root', config.worker.runsRoot, 'AGENTQ_RUNS_ROOT'),
     checkAnthropic(config),
     checkSandbox(config),
+    checkRunLimits(config),
   ]);
 }
 

@@ -73,7 +73,7 @@ export function createWorkerMetrics(registry: Registry = new Registry()): Worker
   });
   const cliOutcomes = new Counter({
     name: 'agentq_cli_outcomes_total',
-    help: 'CLI runs by outcome class (success, max_turns, budget_exceeded, api_error, session_not_found, cli_not_found, timed_out, cancelled, crashed, protocol_error).',
+    help: 'CLI runs by outcome class (success, max_turns, budget_exceeded, api_error, session_not_found, cli_not_found, timed_out, cancelled, crashed, protocol_error, resource_limit).',
     labelNames: ['outcome'] as const,
     registers,
   });

@@ -29,6 +29,8 @@ export type RunOutcome = RunFacts &
     | { type: 'timed_out'; timeout: 'idle' | 'wall'; limitMs: number }
     | { type: 'cancelled'; reason: string }
     | { type: 'crashed'; message: string }
+    /** The kernel killed the CLI for going over its run's memory limit (AGENTQ_RUN_MEMORY_MAX_MB). */
+    | { type: 'resource_limit'; limit: 'memory'; message: string }
     | { type: 'protocol_error'; message: string }
   );
 
@@ -58,6 +60,8 @@ export interface ClassifyInput {
   spawnError: (Error & { code?: string }) | undefined;
   termination: Termination | undefined;
   result: ResultEvent | undefined;
+  /** The run's memory limit in bytes, when the OOM killer acted in its cgroup; else undefined. */
+  oomKilledAtBytes?: number | undefined;
 }
 
 /** Maps everything observed about a finished run to exactly one outcome. */
@@ -103,6 +107,10 @@ export function classifyRun(input: ClassifyInput): RunOutcome {
       return { ...facts, type: 'api_error', httpStatus: status, retryable: isRetryableApiStatus(status), message: text };
     }
     return { ...facts, type: 'crashed', message: `the CLI reported an error (${result.subtype}): ${text}`.trim() };
+  }
+  if (input.oomKilledAtBytes !== undefined && facts.exitCode !== 0) {
+    const mib = Math.round(input.oomKilledAtBytes / (1024 * 1024));
+    return { ...facts, type: 'resource_limit', limit: 'memory', message: `the run went over its memory limit of ${mib} MiB (AGENTQ_RUN_MEMORY_MAX_MB) and the CLI was killed` };
   }
   if (facts.exitCode === 0) {
     return { ...facts, type: 'protocol_error', message: 'the CLI exited 0 without a result event' };

@@ -8,6 +8,7 @@ import { execa } from 'execa';
 import type { Config } from '../config.js';
 import { RunOptionsError } from '../errors.js';
 import { buildArgv } from './argv.js';
+import { RunCgroup, type CgroupHost, type RunLimits } from './cgroups.js';
 import { buildRunEnv } from './env.js';
 import { parseEventLine, type ClaudeEvent, type ResultEvent } from './events.js';
 import { LineSplitter, LineTooLongError, TailBuffer } from './lineSplitter.js';
@@ -31,11 +32,17 @@ export interface RunnerSettings {
   stderrTailBytes: number;
   /** When set, every run is isolated with bubblewrap (src/sandbox); undefined: unsandboxed. */
   sandbox?: SandboxSettings | undefined;
+  /** When set, every run gets a cgroup with these limits (./cgroups.ts); undefined: none. */
+  cgroups?: { host: CgroupHost; limits: RunLimits } | undefined;
 }
 
-/** `sandbox`: what the worker's probe found usable (see src/sandbox/resolve.ts). */
-export function runnerSettings(config: Config, sandbox?: SandboxSettings): RunnerSettings {
-  return { claudePath: config.claudePath, ...config.cli, sandbox };
+/**
+ * `sandbox`: what the worker's probe found usable (see src/sandbox/resolve.ts); `cgroups`:
+ * where run groups go, when config.cli.limits sets any (see probeCgroups).
+ */
+export function runnerSettings(config: Config, sandbox?: SandboxSettings, cgroups?: CgroupHost): RunnerSettings {
+  const { limits, ...cli } = config.cli;
+  return { claudePath: config.claudePath, ...cli, sandbox, cgroups: cgroups && { host: cgroups, limits } };
 }
 
 export interface RunHooks {
@@ -128,7 +135,20 @@ export function startClaude(options: RunOptions, settings: RunnerSettings, hooks
         addDirs: o.addDirs ?? [],
       })
     : undefined;
-  const child = execa(sandboxed?.file ?? settings.claudePath, sandboxed?.args ?? argv, {
+  // With limits: the spawn joins the run's cgroup before it executes (then bwrap or the CLI).
+  let group: RunCgroup | undefined;
+  let spawnFile = sandboxed?.file ?? settings.claudePath;
+  let spawnArgs: readonly string[] = sandboxed?.args ?? argv;
+  if (settings.cgroups) {
+    try {
+      group = RunCgroup.create(settings.cgroups.host, runId, settings.cgroups.limits);
+    } catch (err) {
+      sandboxed?.close();
+      throw err;
+    }
+    ({ file: spawnFile, args: spawnArgs } = group.wrap(spawnFile, spawnArgs));
+  }
+  const child = execa(spawnFile, spawnArgs, {
     cwd: o.cwd,
     env: sandboxed?.env ?? env,
     extendEnv: false,
@@ -241,6 +261,8 @@ export function startClaude(options: RunOptions, settings: RunnerSettings, hooks
     const exit = await exited;
     // Whatever the CLI left behind (tool processes, background jobs) goes with it.
     if (pid !== undefined) signalRun(pid, runId, 'SIGKILL', scan);
+    const oomKilled = group !== undefined && group.oomKills() > 0;
+    if (group) await emptyAndRemove(group);
     sandboxed?.close();
     const drained = await Promise.race([
       reading.then(() => true),
@@ -273,6 +295,7 @@ export function startClaude(options: RunOptions, settings: RunnerSettings, hooks
       spawnError: exit.error,
       termination: state.termination,
       result: state.result,
+      oomKilledAtBytes: oomKilled ? settings.cgroups?.limits.memoryMaxBytes : undefined,
     });
   })();
 
@@ -284,6 +307,18 @@ export function startClaude(options: RunOptions, settings: RunnerSettings, hooks
       child.stdin?.end();
     },
   };
+}
+
+/** Kills what is left in the run's group (a process that escaped even the run marker), waits until it is empty, removes it. */
+async function emptyAndRemove(group: RunCgroup): Promise<void> {
+  const deadline = Date.now() + 2000;
+  for (;;) {
+    const left = group.pids();
+    if (left.length === 0 || Date.now() > deadline) break;
+    group.signalAll('SIGKILL');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  group.remove();
 }
 
 /** Runs the CLI to the end and returns its outcome. */

@@ -54,6 +54,9 @@ export function decide(outcome: RunOutcome): TurnDecision {
       return { kind: 'retry', error: { class: 'crashed', message: outcome.message, retryable: true } };
     case 'protocol_error':
       return { kind: 'retry', error: { class: 'protocol_error', message: outcome.message, retryable: true } };
+    case 'resource_limit':
+      // The same turn would most likely hit the same limit again.
+      return { kind: 'finish', status: 'failed', error: { class: 'resource_limit', message: outcome.message, retryable: false } };
     default:
       return assertNever(outcome);
   }

@@ -16,6 +16,7 @@ import { parseTurnJob, type TurnJobData } from '../queue/jobs.js';
 import { reconcile } from '../queue/reconciler.js';
 import { sweepOrphanedRuns } from '../runner/processTree.js';
 import { runnerSettings, type RunnerSettings } from '../runner/runClaude.js';
+import { runCgroupHost } from '../runner/runLimits.js';
 import { resolveSandbox } from '../sandbox/resolve.js';
 import { createStoreDb, type StoreDb } from '../store/db.js';
 import { createPool } from '../store/pool.js';
@@ -184,7 +185,8 @@ export function createWorker(config: Config, options: WorkerOptions = {}): TurnW
 
   const start = async () => {
     // First: with AGENTQ_SANDBOX=bwrap a worker that cannot isolate runs does not start at all.
-    runner = runnerSettings(config, await resolveSandbox(config, log));
+    // Likewise with AGENTQ_RUN_* limits that this machine's cgroups cannot enforce.
+    runner = runnerSettings(config, await resolveSandbox(config, log), runCgroupHost(config, log));
     // Each running turn needs a connection now and then (heartbeat, checkpoint, hydrate), not all the time.
     pool = createPool(config.databaseUrl, Math.min(40, Math.max(4, (options.concurrency ?? config.concurrency) + 4)), (err) =>
       log.warn({ err: err.message }, 'Postgres connection error'),
