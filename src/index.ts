@@ -93,3 +93,21 @@ export {
   type ScheduleHandles,
   type ScheduleView,
 } from './schedules/service.js';
+export {
+  createSessionStore,
+  attachSdkSession,
+  sdkResumeTarget,
+  sdkProjectKey,
+  SdkAttachConflictError,
+  SdkSessionBusyError,
+  SdkSessionNotFoundError,
+  type AgentqSessionStore,
+  type AgentqSessionStoreOptions,
+  type AttachSdkSessionInput,
+  type AttachSdkSessionResult,
+  type SdkResumeTarget,
+  type SdkResumeTargetInput,
+  type SdkSessionEntry,
+  type SdkSessionKey,
+  type SdkSessionListing,
+} from './sdk/index.js';

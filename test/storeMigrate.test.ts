@@ -49,7 +49,18 @@ describe('migrate', () => {
     const all = readMigrations(defaultMigrationsFolder()).map((m) => m.tag);
     expect(await schemaStatus(url)).toMatchObject({ current: false, pending: all });
     expect(await migrate(url)).toEqual({ applied: all });
-    expect(await tables(url)).toEqual(['conversations', 'schedules', 'session_chunks', 'sessions', 'turn_events', 'turns', 'workspaces']);
+    expect(await tables(url)).toEqual([
+      'conversations',
+      'schedules',
+      'sdk_sessions',
+      'session_chunks',
+      'session_entry_uuids',
+      'session_uuid_scans',
+      'sessions',
+      'turn_events',
+      'turns',
+      'workspaces',
+    ]);
     expect(await migrate(url)).toEqual({ applied: [] });
     expect(await schemaStatus(url)).toEqual({ current: true, pending: [], unknown: [], appliedCount: all.length });
   });

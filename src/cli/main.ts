@@ -152,6 +152,19 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
       setExit(await statsCommand(config(), io, opts));
     });
 
+  program
+    .command('attach')
+    .description("make an Agent SDK session (stored through agentq's sessionStore) the conversation's current session; the next turn continues it")
+    .argument('<conversation>', 'the conversation id (created if missing)')
+    .argument('<sessionId>', 'the SDK session id')
+    .option('--tenant <id>', 'tenant of the conversation and of the SDK store (default "default")')
+    .option('--project-key <key>', 'the SDK project key, when the session id is stored under several')
+    .option('--json', 'print {conversationId, tenantId, sessionId, projectKeys, lines, moved} as JSON')
+    .action(async (conversation: string, sessionId: string, opts: { tenant?: string; projectKey?: string; json?: boolean }) => {
+      const { attachCommand } = await import('./attachCommand.js');
+      setExit(await attachCommand(config(), io, conversation, sessionId, opts));
+    });
+
   registerScheduleCommands(program, config, io, setExit);
 
   return program;

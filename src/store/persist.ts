@@ -77,7 +77,7 @@ async function readAt(fh: FileHandle, position: number, length: number): Promise
   return filled === length ? buf : buf.subarray(0, filled);
 }
 
-interface Encoded {
+export interface Encoded {
   chunk: PendingChunk;
   data: Buffer;
   tailSha256: string;
@@ -182,8 +182,9 @@ export async function persistSession(db: Executor, input: PersistInput): Promise
 /**
  * One chunk, one statement: advance the head from exactly (first_line, byte_offset) and
  * insert the chunk only if that update happened. Index: sessions_pk, session_chunks_pk.
+ * Also used by the Agent SDK adapter (src/sdk/appendLines.ts).
  */
-async function appendChunk(
+export async function appendChunk(
   tx: Executor,
   conversationId: string,
   sessionId: string,

@@ -272,3 +272,72 @@ export const schedules = pgTable(
     check('schedules_overlap_ck', sql`${t.overlap} in ('skip', 'queue')`),
   ],
 );
+
+/**
+ * Agent SDK interop (src/sdk/): which conversation holds an SDK session key. The SDK names
+ * a transcript by (projectKey, sessionId); agentq keeps its lines in `sessions` and
+ * `session_chunks` of this conversation (one copy, the same rows the worker hydrates).
+ * Subagent transcripts are stored there too, as session `<sessionId>/<subpath>`.
+ */
+export const sdkSessions = pgTable(
+  'sdk_sessions',
+  {
+    tenantId: text('tenant_id').notNull(),
+    /** The SDK's project key (by default its encoding of the app's cwd). */
+    projectKey: text('project_key').notNull(),
+    sessionId: text('session_id').notNull(),
+    conversationId: uuid('conversation_id')
+      .notNull()
+      .references(() => conversations.id, { onDelete: 'cascade' }),
+    /** True while the conversation is the one the adapter created to hold this session. */
+    createdConversation: boolean('created_conversation').notNull().default(false),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    primaryKey({ name: 'sdk_sessions_pk', columns: [t.tenantId, t.projectKey, t.sessionId] }),
+    // `agentq attach <conversation> <sessionId>`: the keys of a session id in a tenant.
+    index('sdk_sessions_tenant_session_idx').on(t.tenantId, t.sessionId),
+    // The cascade from conversations, and "the keys pointing at a conversation".
+    index('sdk_sessions_conversation_idx').on(t.conversationId),
+  ],
+);
+
+/**
+ * The entry uuids a stored session file holds, so an SDK append that repeats an entry
+ * (a retried batch, an import replayed) stores it once. Filled from SDK appends and, on
+ * the next append, from lines stored by others (the worker) up to `session_uuid_scans`.
+ */
+export const sessionEntryUuids = pgTable(
+  'session_entry_uuids',
+  {
+    conversationId: uuid('conversation_id').notNull(),
+    sessionId: text('session_id').notNull(),
+    uuid: text('uuid').notNull(),
+  },
+  (t) => [
+    primaryKey({ name: 'session_entry_uuids_pk', columns: [t.conversationId, t.sessionId, t.uuid] }),
+    foreignKey({
+      name: 'session_entry_uuids_session_fk',
+      columns: [t.conversationId, t.sessionId],
+      foreignColumns: [sessions.conversationId, sessions.sessionId],
+    }).onDelete('cascade'),
+  ],
+);
+
+/** How many lines of a session file `session_entry_uuids` covers. */
+export const sessionUuidScans = pgTable(
+  'session_uuid_scans',
+  {
+    conversationId: uuid('conversation_id').notNull(),
+    sessionId: text('session_id').notNull(),
+    scannedLineCount: bigint('scanned_line_count', { mode: 'number' }).notNull().default(0),
+  },
+  (t) => [
+    primaryKey({ name: 'session_uuid_scans_pk', columns: [t.conversationId, t.sessionId] }),
+    foreignKey({
+      name: 'session_uuid_scans_session_fk',
+      columns: [t.conversationId, t.sessionId],
+      foreignColumns: [sessions.conversationId, sessions.sessionId],
+    }).onDelete('cascade'),
+  ],
+);

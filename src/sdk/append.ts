@@ -1,0 +1,74 @@
+// SessionStore.append: a batch of SDK transcript entries onto the stored session, in one
+// transaction, committed at once (the worker hydrates committed lines only).
+import { sql } from 'drizzle-orm';
+import type { StoreDb } from '../store/db.js';
+import { commitSessionLines, lockOrCreateSessionHead } from '../store/sessions.js';
+import { appendLines } from './appendLines.js';
+import { serializeEntries } from './entries.js';
+import { SdkSessionBusyError } from './errors.js';
+import { assertNoLiveLease, ensureSdkKey } from './keyMap.js';
+import { parseSdkKey } from './keys.js';
+import { catchUpUuidIndex, insertUuids, knownUuids, setScanned } from './uuidIndex.js';
+
+/** The `attempt` tag of chunks the adapter writes (the worker tags its own with the attempt number). */
+export const SDK_ATTEMPT = 'sdk';
+
+export interface AppendScope {
+  tenantId: string;
+  maxLineBytes: number;
+}
+
+export interface AppendResult {
+  /** Entries stored; the rest of the batch repeated uuids already stored. */
+  appended: number;
+  skipped: number;
+}
+
+/**
+ * Appends entries in the order given, skipping each entry whose `uuid` the transcript
+ * already holds (or that appeared earlier in the batch); entries without a uuid are always
+ * appended. An empty batch stores nothing (the key stays unknown if it was). Bad input
+ * (StoreInputError naming the field, SessionLineTooLongError) stores nothing.
+ *
+ * Concurrent appends to one transcript queue on its session head's row lock; each then
+ * sees the uuids the previous one stored. Refused with SdkSessionBusyError while a worker
+ * runs a turn of the conversation, or an interrupted attempt's checkpoints wait for their
+ * retry: the lines would interleave with the turn's.
+ */
+export async function appendSdkEntries(db: StoreDb, scope: AppendScope, key: unknown, entries: unknown): Promise<AppendResult> {
+  const k = parseSdkKey(key);
+  const batch = serializeEntries(entries, k.fileId, scope.maxLineBytes);
+  if (batch.length === 0) return { appended: 0, skipped: 0 };
+  return db.transaction(async (tx) => {
+    const mapping = await ensureSdkKey(tx, scope.tenantId, k.projectKey, k.sessionId);
+    const conversationId = mapping.conversationId;
+    const head = await lockOrCreateSessionHead(tx, conversationId, k.fileId, null);
+    const conv = await assertNoLiveLease(tx, conversationId);
+    if (head.lineCount !== head.committedLineCount) {
+      throw new SdkSessionBusyError(conv.external_id, `an interrupted turn left ${head.lineCount - head.committedLineCount} uncommitted lines in session ${k.fileId}`);
+    }
+    await catchUpUuidIndex(tx, conversationId, k.fileId, head.lineCount);
+    const stored = await knownUuids(tx, conversationId, k.fileId, batch.flatMap((e) => (e.uuid === undefined ? [] : [e.uuid])));
+    const fresh = batch.filter((e) => {
+      if (e.uuid === undefined) return true;
+      if (stored.has(e.uuid)) return false;
+      stored.add(e.uuid);
+      return true;
+    });
+    if (fresh.length > 0) {
+      const raw = Buffer.from(fresh.map((e) => `${e.line}\n`).join(''), 'utf8');
+      const after = await appendLines(tx, head, raw, SDK_ATTEMPT, scope.maxLineBytes);
+      await commitSessionLines(tx, { conversationId, sessionId: k.fileId, attempt: SDK_ATTEMPT, pointConversation: false });
+      await insertUuids(tx, conversationId, k.fileId, fresh.flatMap((e) => (e.uuid === undefined ? [] : [e.uuid])));
+      await setScanned(tx, conversationId, k.fileId, after.lineCount);
+    }
+    if (k.subpath === undefined) {
+      // A conversation with no session yet resumes this one in its next turn. One that
+      // already has a session keeps it: the SDK may be continuing an older one.
+      await tx.execute(sql`
+        update conversations set session_id = ${k.sessionId}, updated_at = now()
+         where id = ${conversationId}::uuid and session_id is null`);
+    }
+    return { appended: fresh.length, skipped: batch.length - fresh.length };
+  });
+}
