@@ -4,6 +4,8 @@
 // learns nothing it could use elsewhere. Everything else gets 404.
 import http from 'node:http';
 import https from 'node:https';
+import tls from 'node:tls';
+import { connectThroughProxy, proxyAuthorization } from './egressProxy.js';
 
 export interface ApiProxyOptions {
   /** The unix socket path to listen on. */
@@ -14,6 +16,10 @@ export interface ApiProxyOptions {
   apiKey?: string | undefined;
   /** Replaces `authorization` with `Bearer <token>`, when set. */
   authToken?: string | undefined;
+  /** The outbound proxy to reach `upstream` through (see egressProxy.ts); undefined: direct. */
+  egressProxy?: URL | undefined;
+  /** Extra CA certificates trusted for an https upstream (a private CA); default: Node's store. */
+  ca?: string | Buffer | undefined;
 }
 
 export interface ApiProxy {
@@ -43,22 +49,52 @@ export function startApiProxy(o: ApiProxyOptions): ApiProxy {
     for (const [name, value] of Object.entries(req.headers)) if (!HOP_BY_HOP.has(name) && value !== undefined) headers[name] = value;
     if (o.apiKey !== undefined) headers['x-api-key'] = o.apiKey;
     if (o.authToken !== undefined) headers.authorization = `Bearer ${o.authToken}`;
-    const upstreamReq = client.request(
-      { protocol: base.protocol, hostname: base.hostname, port: base.port || undefined, method: req.method, path: `${prefix}${url}`, headers },
-      (upstreamRes) => {
-        const out: http.OutgoingHttpHeaders = {};
-        for (const [name, value] of Object.entries(upstreamRes.headers)) if (!HOP_BY_HOP.has(name) && value !== undefined) out[name] = value;
-        res.writeHead(upstreamRes.statusCode ?? 502, out);
-        upstreamRes.pipe(res);
-        upstreamRes.on('error', () => res.destroy());
-      },
-    );
-    upstreamReq.on('error', (err) => {
+    const onResponse = (upstreamRes: http.IncomingMessage) => {
+      const out: http.OutgoingHttpHeaders = {};
+      for (const [name, value] of Object.entries(upstreamRes.headers)) if (!HOP_BY_HOP.has(name) && value !== undefined) out[name] = value;
+      res.writeHead(upstreamRes.statusCode ?? 502, out);
+      upstreamRes.pipe(res);
+      upstreamRes.on('error', () => res.destroy());
+    };
+    const onError = (err: Error) => {
       if (res.headersSent) return void res.destroy();
       res.writeHead(502, { 'content-type': 'application/json' }).end(JSON.stringify({ type: 'error', error: { type: 'api_error', message: `agentq API forwarder: ${err.message}` } }));
-    });
-    req.pipe(upstreamReq);
-    res.on('close', () => upstreamReq.destroy());
+    };
+    const target = { protocol: base.protocol, hostname: base.hostname, port: base.port || undefined, method: req.method, path: `${prefix}${url}`, headers };
+    const send = (upstreamReq: http.ClientRequest) => {
+      upstreamReq.on('error', onError);
+      // The body waits (the request stream stays paused) until the upstream request exists.
+      req.pipe(upstreamReq);
+      res.on('close', () => upstreamReq.destroy());
+    };
+    const proxy = o.egressProxy;
+    if (!proxy) return send(client.request({ ...target, ...(o.ca ? { ca: o.ca } : {}) }, onResponse));
+    if (base.protocol === 'http:') {
+      // Plain HTTP through a proxy: the request in absolute form, to the proxy.
+      const auth = proxyAuthorization(proxy);
+      const viaHeaders = { ...headers, host: base.host, ...(auth ? { 'proxy-authorization': auth } : {}) };
+      const viaClient = proxy.protocol === 'https:' ? https : http;
+      return send(
+        viaClient.request(
+          { hostname: proxy.hostname, port: proxy.port || undefined, method: req.method, path: `${base.origin}${prefix}${url}`, headers: viaHeaders, agent: false },
+          onResponse,
+        ),
+      );
+    }
+    // HTTPS through a proxy: TLS to the API inside a CONNECT tunnel.
+    connectThroughProxy(proxy, base.hostname, Number(base.port || 443)).then(
+      (tunnel) =>
+        send(
+          https.request(
+            { ...target, createConnection: () => tls.connect({ socket: tunnel, host: base.hostname, servername: base.hostname, ...(o.ca ? { ca: o.ca } : {}) }) },
+            onResponse,
+          ),
+        ),
+      (err: Error) => {
+        req.resume();
+        onError(err);
+      },
+    );
   });
   server.on('error', () => undefined);
   server.listen(o.socketPath);

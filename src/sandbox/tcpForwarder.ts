@@ -2,17 +2,18 @@
 // a unix socket mounted into the sandbox whose every connection is piped, bytes as they
 // are, to one fixed host:port. TLS passes through untouched (the name the client asks for
 // is the real one), and nothing but that one destination can be reached through it.
+// With an outbound proxy (HTTPS_PROXY), each connection is a CONNECT tunnel through it.
 import net from 'node:net';
+import { connectThroughProxy } from './egressProxy.js';
 
 export interface TcpForwarder {
   close(): void;
 }
 
-export function startTcpForwarder(o: { socketPath: string; host: string; port: number }): TcpForwarder {
+export function startTcpForwarder(o: { socketPath: string; host: string; port: number; egressProxy?: URL | undefined }): TcpForwarder {
   const open = new Set<net.Socket>();
-  const server = net.createServer((inside) => {
-    const outside = net.connect(o.port, o.host);
-    open.add(inside).add(outside);
+  const join = (inside: net.Socket, outside: net.Socket) => {
+    open.add(outside);
     const end = () => {
       inside.destroy();
       outside.destroy();
@@ -21,7 +22,24 @@ export function startTcpForwarder(o: { socketPath: string; host: string; port: n
     };
     inside.on('error', end).on('close', end);
     outside.on('error', end).on('close', end);
+    if (inside.destroyed) return end();
     inside.pipe(outside).pipe(inside);
+  };
+  const server = net.createServer((inside) => {
+    open.add(inside);
+    if (!o.egressProxy) return join(inside, net.connect(o.port, o.host));
+    // Until the tunnel is up the inside socket buffers (it is not read yet).
+    inside.pause();
+    connectThroughProxy(o.egressProxy, o.host, o.port).then(
+      (outside) => {
+        inside.resume();
+        join(inside, outside);
+      },
+      () => {
+        inside.destroy();
+        open.delete(inside);
+      },
+    );
   });
   server.on('error', () => undefined);
   server.listen(o.socketPath);

@@ -5,6 +5,7 @@ import { closeSync, existsSync, mkdtempSync, mkdirSync, openSync, readSync, real
 import os from 'node:os';
 import path from 'node:path';
 import { startApiProxy } from './apiProxy.js';
+import { egressProxyFor } from './egressProxy.js';
 import { API_LISTENER, buildBwrapArgs, innerCommand, type InnerListener, type Mount } from './bwrapArgs.js';
 import { startTcpForwarder, type TcpForwarder } from './tcpForwarder.js';
 import {
@@ -22,7 +23,7 @@ import type { SandboxSettings } from './settings.js';
 export const DEFAULT_API_BASE_URL = 'https://api.anthropic.com';
 /** What the sandbox sees instead of a real credential; the forwarder swaps it. */
 export const DUMMY_API_KEY = 'sk-ant-agentq-sandbox-placeholder';
-/** Proxy settings would point at hosts the sandbox cannot reach; the forwarder goes direct. */
+/** Proxy settings would point at hosts the sandbox cannot reach: the forwarders use them on the host side instead. */
 const DROPPED_VARS = ['HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'http_proxy', 'https_proxy', 'no_proxy'];
 
 export interface UnsandboxedSpawn {
@@ -114,7 +115,7 @@ export function wrapInSandbox(s: SandboxSettings, run: UnsandboxedSpawn): Sandbo
     const hostLines: string[] = [];
     (s.allowHosts ?? []).forEach((h, i) => {
       const sock = `tcp-${i}.sock`;
-      forwarders.push(startTcpForwarder({ socketPath: path.join(socketDir, sock), host: h.host, port: h.port }));
+      forwarders.push(startTcpForwarder({ socketPath: path.join(socketDir, sock), host: h.host, port: h.port, egressProxy: egressProxyFor('tcp', h.host, h.port, run.env) }));
       const ip = `127.0.${Math.floor((i + 2) / 256)}.${(i + 2) % 256}`;
       listeners.push({ ip, port: h.port, socket: path.posix.join(SANDBOX_API_SOCKET_DIR, sock) });
       hostLines.push(`${ip} ${h.host}`);
@@ -124,11 +125,18 @@ export function wrapInSandbox(s: SandboxSettings, run: UnsandboxedSpawn): Sandbo
 
     const env: Record<string, string> = { ...run.env };
     for (const v of DROPPED_VARS) delete env[v];
+    const upstream = new URL(env.ANTHROPIC_BASE_URL ?? DEFAULT_API_BASE_URL);
     proxy = startApiProxy({
       socketPath: path.join(socketDir, API_SOCKET_NAME),
-      upstream: env.ANTHROPIC_BASE_URL ?? DEFAULT_API_BASE_URL,
+      upstream: upstream.toString(),
       apiKey: env.ANTHROPIC_API_KEY,
       authToken: env.ANTHROPIC_AUTH_TOKEN,
+      egressProxy: egressProxyFor(
+        upstream.protocol === 'https:' ? 'https' : 'http',
+        upstream.hostname,
+        Number(upstream.port || (upstream.protocol === 'https:' ? 443 : 80)),
+        run.env,
+      ),
     });
     env.ANTHROPIC_BASE_URL = `http://127.0.0.1:${SANDBOX_API_PORT}`;
     if (env.ANTHROPIC_API_KEY !== undefined) env.ANTHROPIC_API_KEY = DUMMY_API_KEY;
