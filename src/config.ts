@@ -246,6 +246,10 @@ export const configVariables = {
     schema: intFrom(1024, 64 * 1024 * 1024).default(1024 * 1024),
     doc: 'Largest request body the HTTP API accepts (413 beyond).',
   },
+  AGENTQ_API_SSE_PING_MS: {
+    schema: intFrom(100, 10 * 60 * 1000).default(15_000),
+    doc: 'How often an open event stream (GET /v1/turns/:id/events) gets a `: ping` comment, so proxies do not close it as idle.',
+  },
   AGENTQ_API_ADMIN_TENANTS: {
     schema: z
       .string()
@@ -361,6 +365,8 @@ export interface Config {
     /** Requests per minute per key; 0: no limit. */
     readonly rateLimitPerMinute: number;
     readonly bodyLimitBytes: number;
+    /** A `: ping` comment on open event streams this often. @defaultValue 15000 */
+    readonly ssePingMs: number;
     readonly adminTenants: readonly string[];
   };
   readonly sandbox: {
@@ -522,6 +528,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
       keys: v.AGENTQ_API_KEYS,
       rateLimitPerMinute: v.AGENTQ_API_RATE_LIMIT,
       bodyLimitBytes: v.AGENTQ_API_BODY_LIMIT_BYTES,
+      ssePingMs: v.AGENTQ_API_SSE_PING_MS,
       adminTenants: v.AGENTQ_API_ADMIN_TENANTS,
     },
   };

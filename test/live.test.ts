@@ -2,9 +2,11 @@
 // slowly) and a listening API read by a real HTTP client: GET /v1/turns/:id/events
 // (stored first, then live; Last-Event-ID; the end) and POST /v1/turns/:id/input.
 import { existsSync, readFileSync } from 'node:fs';
+import http from 'node:http';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { buildApi, sseConnectionName, type Api } from '../src/api/server.js';
+import { loadConfig } from '../src/config.js';
 import { createClient, type AgentqClient } from '../src/queue/client.js';
 import { createWorker, type TurnWorker } from '../src/worker/worker.js';
 import { createTestAgentq, REDIS_URL, type TestAgentq } from './helpers/agentq.js';
@@ -298,6 +300,38 @@ describe('GET /v1/turns/:id/events', () => {
     const input = await post(`/v1/turns/${turn.turnId}/input`, { text: 'hi' }, KEY_B);
     expect(input.status).toBe(404);
     await client.waitForTurn(turn.turnId, 15_000);
+  });
+});
+
+describe('keep-alive', () => {
+  it('an open stream with nothing to send gets a `: ping` comment every AGENTQ_API_SSE_PING_MS', async () => {
+    const other = await buildApi(loadConfig({ ...t.env, AGENTQ_API_SSE_PING_MS: '200' }));
+    try {
+      const url = await other.app.listen({ host: '127.0.0.1', port: 0 });
+      const turn = await client.enqueueTurn({ conversationId: 'quiet', tenantId: 'alpha', prompt: 'later', delayMs: 3_600_000 });
+      // node:http rather than fetch: fetch opens a spare connection that keeps the server's close waiting for 4 s.
+      const req = http.get(`${url}/v1/turns/${turn.turnId}/events`, { headers: { authorization: `Bearer ${KEY_A}` }, agent: false });
+      const res = await new Promise<http.IncomingMessage>((resolve, reject) => req.once('response', resolve).once('error', reject));
+      expect(res.statusCode).toBe(200);
+      let text = '';
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no three pings in 10 s: ${JSON.stringify(text)}`)), 10_000);
+        res.on('data', (d: Buffer) => {
+          text += d.toString();
+          if ((text.match(/^: ping$/gm) ?? []).length >= 3) {
+            clearTimeout(timer);
+            resolve();
+          }
+        });
+        res.once('end', () => reject(new Error(`the stream ended: ${text}`)));
+      });
+      // Nothing but pings: the turn has no events yet.
+      expect(text.replace(/^: ping\n\n?/gm, '').trim()).toBe('');
+      req.destroy();
+      await client.cancelTurn(turn.turnId);
+    } finally {
+      await other.close();
+    }
   });
 });
 

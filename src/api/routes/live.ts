@@ -13,8 +13,6 @@ import { conflict, HttpProblem, notFound, problemResponses } from '../problems.j
 import type { ApiApp, ApiDeps } from '../server.js';
 import { turnIdSchema } from './turns.js';
 
-/** Proxies drop idle connections (often after 30-60 s); a comment line keeps them open. */
-const HEARTBEAT_MS = 15_000;
 /** How long POST /input waits for the worker holding the turn to acknowledge the message. */
 const INPUT_ACK_TIMEOUT_MS = 3000;
 
@@ -48,7 +46,7 @@ export function registerLiveRoutes(app: ApiApp, { config, client, log, streams: 
         description:
           'text/event-stream. Each event: `id: <attempt>-<seq>`, `event: <type>` (the stream-json type, or `agentq`), ' +
           '`data: <the JSON line>`. Send `Last-Event-ID` to resume after an event. The stream ends after the turn is ' +
-          'committed (its final `result`) with `event: end` and `data: {"status": ...}`; `: ping` comments every 15 s.',
+          `committed (its final \`result\`) with \`event: end\` and \`data: {"status": ...}\`; \`: ping\` comments every ${config.api.ssePingMs / 1000} s (AGENTQ_API_SSE_PING_MS).`,
         params: turnParams,
         headers: z.object({ 'last-event-id': z.string().max(40).optional() }),
         response: { 200: z.string().describe('text/event-stream'), ...problemResponses(400, 401, 404, 429) },
@@ -67,9 +65,10 @@ export function registerLiveRoutes(app: ApiApp, { config, client, log, streams: 
       const controller = new AbortController();
       streams.add(controller);
       res.on('close', () => controller.abort());
+      // Proxies drop idle connections (often after 30-60 s); a comment line keeps them open.
       const heartbeat = setInterval(() => {
         if (!res.writableNeedDrain) res.write(SSE_PING);
-      }, HEARTBEAT_MS);
+      }, config.api.ssePingMs);
       try {
         const feed = turnFeed({
           db: client.db,
