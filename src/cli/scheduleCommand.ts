@@ -8,7 +8,8 @@ import { createScheduleQueue } from '../schedules/scheduler.js';
 import { createSchedule, getSchedules, removeSchedule, updateSchedule, type ScheduleHandles, type ScheduleView } from '../schedules/service.js';
 import type { CliIo } from './main.js';
 
-export interface ScheduleUpdateFlags {
+/** The flags `schedule add` and `schedule update` share. */
+interface ScheduleFieldFlags {
   conversation?: string;
   cron?: string;
   tz?: string;
@@ -16,21 +17,16 @@ export interface ScheduleUpdateFlags {
   tenant?: string;
   prompt?: string;
   options?: string;
-  enable?: boolean;
-  disable?: boolean;
   json?: boolean;
 }
 
-export interface ScheduleAddFlags {
-  conversation?: string;
-  cron?: string;
-  tz?: string;
-  overlap?: string;
-  tenant?: string;
-  prompt?: string;
-  options?: string;
+export interface ScheduleAddFlags extends ScheduleFieldFlags {
   disabled?: boolean;
-  json?: boolean;
+}
+
+export interface ScheduleUpdateFlags extends ScheduleFieldFlags {
+  enable?: boolean;
+  disable?: boolean;
 }
 
 /** Opens a client and the tick queue for one command, and closes both after it. */
