@@ -5,10 +5,11 @@ import { ephemeralBench } from './ephemeral.js';
 import type { Benchmark, Figure } from './harness.js';
 import { runnerOverhead } from './runnerOverhead.js';
 import { sandboxOverhead } from './sandboxOverhead.js';
+import { sdkStoreBench } from './sdkStore.js';
 import { storeBench } from './store.js';
 import { turnBench } from './turn.js';
 
-export const benchmarks: readonly Benchmark[] = [runnerOverhead, sandboxOverhead, storeBench, turnBench, ephemeralBench];
+export const benchmarks: readonly Benchmark[] = [runnerOverhead, sandboxOverhead, storeBench, turnBench, ephemeralBench, sdkStoreBench];
 
 function formatTable(figures: Figure[]): string {
   const rows = figures.map((f) => [f.bench, `${f.value} ${f.unit}`, f.baseline === null ? '-' : `${f.baseline}`, f.target]);
