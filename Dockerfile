@@ -7,9 +7,11 @@ RUN apt-get update -q && apt-get install -y -q --no-install-recommends bubblewra
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
-# Sources first: `npm ci` runs the `prepare` build, which needs them and the dev tools.
+# Sources first: `npm ci` runs the `prepare` build (tsc, then the CLI bundle by
+# scripts/bundleCli.js), which needs them and the dev tools.
 COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
 COPY bin ./bin
+COPY scripts ./scripts
 COPY src ./src
 COPY migrations ./migrations
 RUN npm ci && npm prune --omit=dev && npm cache clean --force

@@ -195,9 +195,12 @@ export function createWorker(config: Config, options: WorkerOptions = {}): TurnW
     queueConn = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
     queue = createTurnQueue(config.queueName, queueConn, config.queuePrefix);
     subscriber = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
-    await subscriber.subscribe(cancelChannel(config.queueName, config.queuePrefix));
     subscriber.on('message', (_channel, turnId: string) => attempts.get(turnId)?.abort('cancelled'));
-    live = await startWorkerLive(config, log, (turnId) => attempts.get(turnId));
+    // The cancel listener and the live channels are up before the first turn can be taken.
+    [, live] = await Promise.all([
+      subscriber.subscribe(cancelChannel(config.queueName, config.queuePrefix)),
+      startWorkerLive(config, log, (turnId) => attempts.get(turnId)),
+    ]);
     let prunedAt = -Infinity;
     // Each step on its own: one failing (Redis or Postgres away) must not skip the others.
     const housekeeping = async () => {
@@ -214,8 +217,8 @@ export function createWorker(config: Config, options: WorkerOptions = {}): TurnW
           .catch((err: unknown) => log.warn({ err }, 'pruning turn events failed'));
       }
     };
-    await housekeeping();
-    reconcileTimer = setInterval(() => void housekeeping(), config.worker.reconcileIntervalMs);
+    // The idle clock of an ephemeral worker starts when it starts taking jobs.
+    lifetime.started();
     workerConn = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
     bull = new Worker<TurnJobData>(config.queueName, processJob, {
       connection: workerConn,
@@ -229,13 +232,16 @@ export function createWorker(config: Config, options: WorkerOptions = {}): TurnW
     });
     bull.on('failed', (job, err) => log.error({ err, turnId: job?.data.turnId }, 'turn job failed'));
     bull.on('error', (err) => log.warn({ err }, 'worker error'));
+    // The BullMQ worker is fetching now; what the first turn does not need runs alongside
+    // (cold start of ephemeral workers): the housekeeping pass (orphan sweep, reconcile,
+    // prune), the schedule runner and the first heartbeat. start() still resolves only
+    // after all of them, so a started worker has reconciled once.
     schedules = createScheduleRunner(config, { db, turnQueue: queue, log });
-    await schedules.start();
     // Workers seen recently, for `agentq stats` and autoscalers (src/queue/heartbeat.ts).
     const beat = () => heartbeat(queueConn!, config, workerId).catch((err: unknown) => log.warn({ err }, 'worker heartbeat failed'));
-    await beat();
+    await Promise.all([housekeeping(), schedules.start(), beat()]);
+    reconcileTimer = setInterval(() => void housekeeping(), config.worker.reconcileIntervalMs);
     heartbeatTimer = setInterval(() => void beat(), HEARTBEAT_INTERVAL_MS);
-    lifetime.started();
     log.info({ queue: config.queueName, concurrency: options.concurrency ?? config.concurrency }, 'worker started');
   };
 
