@@ -52,6 +52,7 @@ import { migrate } from '../store/migrate.js';
 import { fakeCliPath } from '../testing/fakeCliPath.js';
 import { createWorker } from '../worker/worker.js';
 import { median, quantile, round, type BenchContext, type Benchmark, type Figure } from './harness.js';
+import { serverCpuMs } from './serverCpu.js';
 import type { ChildReply, ChildRequest } from './turnWorkerChild.js';
 
 /**
@@ -341,11 +342,14 @@ const LAG_TICK_MS = 5;
 /** What one kind of phase cost this process: CPU time and event-loop delay. */
 class PhaseMeter {
   cpuMs = 0;
+  /** CPU of the local Postgres and Redis servers meanwhile (src/bench/serverCpu.ts). */
+  serverCpuMs = 0;
   /** How late a 5 ms timer fired, in µs: the event loop was blocked (or the process not scheduled) that long. */
   readonly lag: RecordableHistogram = createHistogram();
 
   async measure<T>(fn: () => Promise<T>): Promise<T> {
     const before = process.cpuUsage();
+    const serverBefore = serverCpuMs();
     let last = performance.now();
     const timer = setInterval(() => {
       const now = performance.now();
@@ -358,6 +362,7 @@ class PhaseMeter {
       clearInterval(timer);
       const d = process.cpuUsage(before);
       this.cpuMs += (d.user + d.system) / 1000;
+      this.serverCpuMs += serverCpuMs() - serverBefore;
     }
   }
 
@@ -472,6 +477,7 @@ async function overheadFigures(h: Harness, ctx: BenchContext): Promise<Figure[]>
     );
     ctx.log(
       `turn: CPU of this process (worker + producer / bare loop): ${ms(protoCpu.cpuMs / turns.length)} per turn vs ${ms(bareCpu.cpuMs / bareRuns.length)} per bare run; ` +
+        `of the Postgres and Redis servers: ${ms(protoCpu.serverCpuMs / turns.length)} per turn vs ${ms(bareCpu.serverCpuMs / bareRuns.length)} per bare run; ` +
         `event-loop delay during protocol phases ${protoCpu.lagText()}, during bare phases ${bareCpu.lagText()}`,
     );
     ctx.log(
@@ -580,7 +586,8 @@ async function throughputFigure(h: Harness, ctx: BenchContext, lanes: number): P
     const bareRate = (bareTurns * 1000) / bareMs;
     ctx.log(
       `turn: ${lanes} lanes: ratio per rep ${ratios.map((r) => r.toFixed(3)).join(', ')}; ` +
-        `CPU of this process ${ms(protoCpu.cpuMs / protoTurns)} per protocol turn vs ${ms(bareCpu.cpuMs / bareTurns)} per bare run`,
+        `CPU of this process ${ms(protoCpu.cpuMs / protoTurns)} per protocol turn vs ${ms(bareCpu.cpuMs / bareTurns)} per bare run; ` +
+          `of the Postgres and Redis servers ${ms(protoCpu.serverCpuMs / protoTurns)} vs ${ms(bareCpu.serverCpuMs / bareTurns)}`,
     );
     return { bench: `throughput_ratio_${lanes}_lanes`, value: round(protoRate / bareRate), unit: 'ratio', baseline: round(bareRate, 1), target: '>= 0.95' };
   } finally {
