@@ -204,6 +204,32 @@ export class TurnInputError extends Error {
   }
 }
 
+/**
+ * Postgres has no table or column a query needed: the database was never migrated, or
+ * is behind this agentq. `cause` is the database error.
+ */
+export class SchemaNotMigratedError extends Error {
+  override readonly name = 'SchemaNotMigratedError';
+  constructor(detail: string, options?: { cause?: unknown }) {
+    super(`The database schema is not current (${detail}): run \`agentq migrate\` (\`agentq migrate --status\` lists what is pending).`, options);
+  }
+}
+
+/** Postgres error codes of a missing table, column or function. */
+const MISSING_SCHEMA_CODES = new Set(['42P01', '42703', '42883']);
+
+/**
+ * The SchemaNotMigratedError for an error a query threw (drizzle wraps pg's error in
+ * `cause`), or undefined when it is something else.
+ */
+export function asSchemaNotMigrated(err: unknown): SchemaNotMigratedError | undefined {
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && MISSING_SCHEMA_CODES.has(code)) return new SchemaNotMigratedError(e.message, { cause: err });
+  }
+  return undefined;
+}
+
 /** AGENTQ_SANDBOX=bwrap and bubblewrap cannot isolate runs on this machine: the worker does not start. */
 export class SandboxUnavailableError extends Error {
   override readonly name = 'SandboxUnavailableError';

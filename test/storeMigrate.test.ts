@@ -3,6 +3,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MigrationHistoryError, SchemaTooNewError } from '../src/errors.js';
+import { main } from '../src/cli/main.js';
 import { defaultMigrationsFolder, migrate, readMigrations, schemaStatus } from '../src/store/migrate.js';
 import { createDatabase, databaseUrl, dropDatabase, randomDatabaseName } from './helpers/db.js';
 import { tempDirs } from './helpers/files.js';
@@ -124,5 +125,17 @@ describe('migrate', () => {
     const file = path.join(folder, '0001_store_compressed_columns_external.sql');
     writeFileSync(file, `${readFileSync(file, 'utf8')}\n-- edited\n`);
     await expect(migrate(url, { migrationsFolder: folder })).rejects.toBeInstanceOf(MigrationHistoryError);
+  });
+
+  it('a command run against a database that was never migrated says to run `agentq migrate` (exit 2), not a raw query error', async () => {
+    const url = await emptyDatabase();
+    const out: string[] = [];
+    const err: string[] = [];
+    const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', DATABASE_URL: url, AGENTQ_QUEUE: `t-migrate-${Date.now()}` };
+    const io = { env, out: (s: string) => out.push(s), err: (s: string) => err.push(s) };
+    expect(await main(['node', 'agentq', 'show', 'ticket-1'], io)).toBe(2);
+    expect(err.join('\n')).toMatch(/^The database schema is not current \(.*(relation|column) .* does not exist.*\): run `agentq migrate`/);
+    expect(await main(['node', 'agentq', 'enqueue', 'ticket-1', 'hello'], io)).toBe(2);
+    expect(err.at(-1)).toMatch(/run `agentq migrate`/);
   });
 });

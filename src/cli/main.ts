@@ -2,7 +2,7 @@
 // even when the environment is invalid, and an invalid environment is reported by name.
 import { Command, CommanderError } from 'commander';
 import { loadConfig, type Config } from '../config.js';
-import { ConfigError, SchemaTooNewError, StoreInputError, TurnInputError } from '../errors.js';
+import { asSchemaNotMigrated, ConfigError, SchemaTooNewError, StoreInputError, TurnInputError } from '../errors.js';
 import { configMarkdownTable, describeConfig } from './configCommand.js';
 import type { EnqueueFlags } from './turnCommands.js';
 import type { WorkerFlags } from './workerCommand.js';
@@ -183,6 +183,12 @@ export async function main(argv: readonly string[], io: CliIo = defaultIo()): Pr
     if (err instanceof CommanderError) return err.exitCode;
     if (err instanceof ConfigError || err instanceof SchemaTooNewError || err instanceof TurnInputError || err instanceof StoreInputError) {
       io.err(err.message);
+      return 2;
+    }
+    // A database that was never migrated: say what to do instead of a raw query error.
+    const schema = asSchemaNotMigrated(err);
+    if (schema) {
+      io.err(schema.message);
       return 2;
     }
     throw err;
