@@ -130,7 +130,7 @@ export type ClaimResult =
       warmToken: number | undefined;
     }
   /** Another worker holds the conversation warm (its CLI idle, waiting for this turn): ask it, or steal the lease (`stealWarmFrom`). */
-  | { kind: 'warm'; owner: string; retryAt: Date }
+  | { kind: 'warm'; owner: string; conversationId: string; retryAt: Date }
   /** Finished (or deleted) already: acknowledge the job and do nothing. */
   | { kind: 'done' }
   /** An earlier turn is pending; that turn's commit dispatches this one. */
@@ -188,7 +188,7 @@ export async function claimTurn(db: StoreDb, input: ClaimInput): Promise<ClaimRe
     }
     if (found[0]!.earlierPending) return { kind: 'not_head' };
     if (turn.status === 'queued' && turn.runAt > now) return { kind: 'later', retryAt: turn.runAt, reason: 'not due yet' };
-    if (!mayTake) return { kind: 'warm', owner: conv.leaseOwner!, retryAt: conv.leaseExpiresAt! };
+    if (!mayTake) return { kind: 'warm', owner: conv.leaseOwner!, conversationId: conv.id, retryAt: conv.leaseExpiresAt! };
     const takeover = turn.status === 'running';
     const token = conv.fencingToken + 1;
     const claimed: TurnRow = {
