@@ -52,8 +52,13 @@ interface IdleEntry {
 export class WarmPool {
   private readonly idle = new Map<string, IdleEntry>();
   /** Taken by a running attempt; it puts them back or lets them go. */
-  private readonly inUse = new Set<WarmHandle>();
+  private readonly inUse = new Map<string, WarmHandle>();
   private readonly closing = new Set<Promise<void>>();
+  /**
+   * Conversations whose attempt may still hand its process over: its commit is visible in
+   * Postgres (the next turn can be claimed) a moment before the process is in the pool.
+   */
+  private readonly settling = new Map<string, Promise<void>>();
   private renewTimer: NodeJS.Timeout | undefined;
   private closed = false;
 
@@ -66,9 +71,20 @@ export class WarmPool {
     return this.idle.size + this.inUse.size;
   }
 
-  /** True when the conversation's process is here and idle (a handoff can be taken). */
+  /** True when the conversation's process is here and idle, or about to be (a handoff can be taken). */
   hasIdle(conversationId: string): boolean {
-    return this.idle.has(conversationId);
+    return this.idle.has(conversationId) || this.settling.has(conversationId);
+  }
+
+  /** An attempt of the conversation that may keep its process runs; call the returned function when it is over. */
+  begin(conversationId: string): () => void {
+    let done!: () => void;
+    const p = new Promise<void>((resolve) => (done = resolve));
+    this.settling.set(conversationId, p);
+    return () => {
+      if (this.settling.get(conversationId) === p) this.settling.delete(conversationId);
+      done();
+    };
   }
 
   /**
@@ -76,7 +92,9 @@ export class WarmPool {
    * warm lease (`warmToken`: the token it held). A process that does not match (another
    * token: someone else ran a turn since; other options; exited) is let go instead.
    */
-  take(conversationId: string, warmToken: number | undefined, optionsKey: string): WarmHandle | undefined {
+  async take(conversationId: string, warmToken: number | undefined, optionsKey: string): Promise<WarmHandle | undefined> {
+    // Only the claim that follows our own warm commit can use the process: wait for it to be handed over.
+    if (warmToken !== undefined) await this.settling.get(conversationId);
     const entry = this.idle.get(conversationId);
     if (!entry) return undefined;
     this.idle.delete(conversationId);
@@ -90,20 +108,14 @@ export class WarmPool {
       this.letGo(h, 'not_reusable', false);
       return undefined;
     }
-    this.inUse.add(h);
+    this.inUse.set(conversationId, h);
     this.changed();
     return h;
   }
 
-  /** A process whose warm claim was made: in use until `keep` or `discard`. */
-  adopt(h: WarmHandle): void {
-    this.inUse.add(h);
-    this.changed();
-  }
-
   /** Keeps a committed conversation warm (its lease is warm now). False when it cannot be kept: it is let go. */
   keep(h: WarmHandle): boolean {
-    this.inUse.delete(h);
+    this.inUse.delete(h.conversationId);
     if (this.closed || !h.cli.isRunning) {
       this.letGo(h, this.closed ? 'shutdown' : 'cli_exited', true);
       return false;
@@ -135,7 +147,7 @@ export class WarmPool {
 
   /** Lets go of a process an attempt took (not kept warm); `release` also frees a warm lease still ours. */
   discard(h: WarmHandle, reason: WarmReleaseReason, release: boolean): Promise<void> {
-    this.inUse.delete(h);
+    if (this.inUse.get(h.conversationId)?.cli === h.cli) this.inUse.delete(h.conversationId);
     return this.letGo(h, reason, release);
   }
 

@@ -190,7 +190,7 @@ export function createWorker(config: Config, options: WorkerOptions = {}): TurnW
     const turnOptions = (claim.turn.options ?? {}) as Record<string, unknown>;
     const optionsKey = warmOptionsKey(turnOptions);
     // A process kept here is used only if it is still current (claimed from our own warm lease).
-    const handle = warmPool?.take(claim.conversation.id, claim.warmToken, optionsKey);
+    const handle = await warmPool?.take(claim.conversation.id, claim.warmToken, optionsKey);
     const keepIdleMs = warmPool && !stopping ? warmIdleMsFor(turnOptions, config) : undefined;
     if (handle || keepIdleMs !== undefined) warmObserver?.turn?.(handle ? 'hit' : 'miss');
     const observer = options.observeAttempt?.({
@@ -201,6 +201,7 @@ export function createWorker(config: Config, options: WorkerOptions = {}): TurnW
       claimMs: performance.now() - claimedAt,
     });
     const warm = handle || keepIdleMs !== undefined ? { handle, keepIdleMs, optionsKey } : undefined;
+    const settled = warm ? warmPool?.begin(claim.conversation.id) : undefined;
     const attempt = new Attempt({ ...deps, observer }, claim.turn, claim.conversation, claim.fencingToken, claim.attempt, claimedAt, warm);
     claimed();
     attempts.set(turnId, attempt);
@@ -210,6 +211,7 @@ export function createWorker(config: Config, options: WorkerOptions = {}): TurnW
     try {
       verdict = await attempt.run();
     } finally {
+      settled?.();
       attempts.delete(turnId);
       observer?.ended?.(verdict, performance.now() - claimedAt);
       endings.push({ turnId, ending: verdict === undefined ? 'error' : verdict.kind === 'committed' ? (verdict.status as TurnEnding) : verdict.kind });

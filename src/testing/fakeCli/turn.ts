@@ -32,6 +32,11 @@ export interface Session {
   forkedFrom: string | undefined;
   /** User prompts already in the file; grows by one per turn. */
   prompts: string[];
+  /**
+   * Cost of the turns this process answered so far. The real CLI (2.1.197) reports
+   * `total_cost_usd` summed over every message of a stream-json input process, not per turn.
+   */
+  costUsdSoFar?: number;
 }
 
 /** Per-process settings shared by every turn. */
@@ -256,7 +261,8 @@ async function finishWithReply(env: TurnEnv, session: Session, input: TurnInput,
   env.emitter.event(assistantEvent(sessionId, message));
   for (const e of partial.after) await emitPartial(e);
 
-  const costUsd = spec.costUsd ?? DEFAULT_COST_USD;
+  session.costUsdSoFar = (session.costUsdSoFar ?? 0) + (spec.costUsd ?? DEFAULT_COST_USD);
+  const costUsd = session.costUsdSoFar;
   const common = {
     sessionId,
     durationMs: Date.now() - timing.startedAt,
