@@ -150,6 +150,57 @@ describe('warm conversations (fake CLI)', () => {
     expect(pids().size).toBe(1);
   });
 
+  it('a turn fetched by another worker while the warm one is busy with another conversation is handed over and does not wait', async () => {
+    const metricsA = createWorkerMetrics();
+    const metricsB = createWorkerMetrics();
+    const a = await startWorker({ concurrency: 1, observeWarm: metricsA.observeWarm });
+    await run('chat-x', 'one');
+    const [pid] = [...pids()];
+    // A's only slot is taken by a slow turn of another conversation.
+    const slow = await client.enqueueTurn({ conversationId: 'chat-slow', prompt: '#fake {"delayMs":4000}\nslow', options: { warm: false } });
+    await waitUntil(() => a.running().includes(slow.turnId), 'the slow turn to run on A', 10_000);
+    await startWorker({ concurrency: 1, observeWarm: metricsB.observeWarm });
+    const started = Date.now();
+    await run('chat-x', 'two');
+    expect(Date.now() - started).toBeLessThan(3000);
+    expect((await client.getTurn(slow.turnId))?.status).toBe('running');
+    const x = starts().filter((r) => r.promptText === 'one' || r.promptText === 'two');
+    expect(x.map((r) => r.pid)).toEqual([pid, pid]);
+    const handoffs = await metricsB.registry.getSingleMetric('agentq_warm_handoffs_total')!.get();
+    expect(handoffs.values.find((v) => v.labels.answer === 'accepted')?.value).toBe(1);
+    const hits = await metricsA.registry.getSingleMetric('agentq_warm_turns_total')!.get();
+    expect(hits.values.find((v) => v.labels.result === 'hit')?.value).toBe(1);
+    expect((await client.waitForTurn(slow.turnId, 20_000)).status).toBe('succeeded');
+  });
+
+  it('a warm worker that does not answer (frozen) loses the conversation to a worker that runs the turn cold', async () => {
+    const env = { ...t.env, AGENTQ_LEASE_MS: '20000' };
+    const dir = path.join(t.root, 'procs');
+    mkdirSync(dir, { recursive: true });
+    const a = await startWorkerProcess(env, { name: 'warm-frozen', dir, concurrency: 1 });
+    await run('chat-frozen', 'one');
+    a.signal('SIGSTOP');
+    try {
+      const metrics = createWorkerMetrics();
+      await startWorker({ observeWarm: metrics.observeWarm });
+      const started = Date.now();
+      await run('chat-frozen', 'two');
+      expect(Date.now() - started).toBeLessThan(10_000);
+      const s = starts();
+      expect(s[1]!.pid).not.toBe(s[0]!.pid);
+      expect(s[1]!.history).toEqual(['one']);
+      const handoffs = await metrics.registry.getSingleMetric('agentq_warm_handoffs_total')!.get();
+      expect(handoffs.values.find((v) => v.labels.answer === 'no_answer')?.value).toBe(1);
+    } finally {
+      a.signal('SIGCONT');
+    }
+    // Woken up, the old owner finds its warm lease gone and closes its CLI; it writes nothing.
+    const oldPid = starts()[0]!.pid;
+    await waitUntil(() => !isAlive(oldPid), 'the frozen worker to close its stale CLI', 15_000);
+    await run('chat-frozen', 'three');
+    expect(starts().at(-1)!.history).toEqual(['one', 'two']);
+  });
+
   it('a turn with other CLI options than the kept process runs on a new process', async () => {
     await startWorker();
     await run('chat-opts', 'one');
