@@ -7,8 +7,9 @@ import { runnerOverhead } from './runnerOverhead.js';
 import { sandboxOverhead } from './sandboxOverhead.js';
 import { storeBench } from './store.js';
 import { turnBench } from './turn.js';
+import { warmBench } from './warm.js';
 
-export const benchmarks: readonly Benchmark[] = [runnerOverhead, sandboxOverhead, storeBench, turnBench, ephemeralBench];
+export const benchmarks: readonly Benchmark[] = [runnerOverhead, sandboxOverhead, storeBench, turnBench, ephemeralBench, warmBench];
 
 function formatTable(figures: Figure[]): string {
   const rows = figures.map((f) => [f.bench, `${f.value} ${f.unit}`, f.baseline === null ? '-' : `${f.baseline}`, f.target]);
