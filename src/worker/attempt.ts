@@ -4,7 +4,7 @@
 // nothing. Nothing else in the code base decides when a turn is committed.
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, open, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
@@ -87,6 +87,8 @@ interface BufferedEvent {
 }
 
 const SUMMARY_MAX_CHARS = 8000;
+/** How long a kept CLI may take to write a turn's session lines after its result. */
+const SESSION_FLUSH_TIMEOUT_MS = 5000;
 
 function eventType(e: ClaudeEvent): string {
   if (e.kind === 'other') return typeof e.data.type === 'string' ? e.data.type : 'other';
@@ -117,6 +119,8 @@ export class Attempt implements InputTarget {
   private leaseConfirmedAt: number;
   /** With warm: the multi-turn CLI process of this attempt (kept or taken). */
   private cli: MultiTurnCli | undefined;
+  /** The uuid of the last message line the CLI printed (its session line carries the same uuid). */
+  private lastMessageUuid: string | undefined;
   /** The turn took a mid-run message: its CLI may still answer it, so it is not kept. */
   private gotInput = false;
   /** After a commit that kept the lease warm: the process to hand to the pool. */
@@ -419,6 +423,7 @@ export class Attempt implements InputTarget {
 
   private onCliEvent(e: ClaudeEvent): void {
     if (e.kind === 'init') this.reportedSessionId = e.data.session_id;
+    if ((e.kind === 'assistant' || e.kind === 'user') && typeof e.data.uuid === 'string') this.lastMessageUuid = e.data.uuid;
     this.push(eventType(e), e.line);
   }
 
@@ -483,16 +488,77 @@ export class Attempt implements InputTarget {
     }
     if (options.streamInput === true) this.inputRun = cli.run;
     const costBefore = cli.costReported;
+    const fileBefore = await this.sessionFileSize();
     const turn = await cli.turn(first ? undefined : prompt, (e) => {
       this.onCliEvent(e);
       // The prompt is answered: no more mid-run input for this turn.
       if (e.kind === 'result') this.inputRun = undefined;
     }, this.controller.signal);
     this.inputRun = undefined;
-    if (!turn.alive || !this.gotInput) return turn.outcome;
+    if (!turn.alive) return turn.outcome;
+    if (!this.gotInput) {
+      // The CLI writes the turn's session lines after its result: the commit waits for them.
+      // If they do not come, the process is let finish (it writes them at exit) and not kept.
+      if (turn.outcome.type === 'success' && (await this.waitForSessionFlush(fileBefore))) return turn.outcome;
+      cli.run.endInput();
+      await cli.exited;
+      return turn.outcome;
+    }
     cli.run.endInput();
     const exit = await cli.exited;
     return { ...turn.outcome, costUsd: Math.max(0, cli.costReported - costBefore), resultText: exit.resultText ?? turn.outcome.resultText };
+  }
+
+  private async sessionFileSize(): Promise<number> {
+    const current = this.currentSession();
+    if (!current) return 0;
+    try {
+      const fh = await open(current.file, 'r');
+      try {
+        return (await fh.stat()).size;
+      } finally {
+        await fh.close();
+      }
+    } catch {
+      return 0;
+    }
+  }
+
+  /**
+   * With stream-json input the real CLI writes a turn's session lines shortly after it
+   * prints the result (shared/claude-cli/README.md): waits until the line of the last
+   * message it printed is in the file. Reads only what was appended since `offset`.
+   */
+  private async waitForSessionFlush(offset: number): Promise<boolean> {
+    const uuid = this.lastMessageUuid;
+    if (!uuid) return true;
+    const needle = `"uuid":"${uuid}"`;
+    const deadline = performance.now() + SESSION_FLUSH_TIMEOUT_MS;
+    let delay = 2;
+    while (!this.controller.signal.aborted) {
+      const current = this.currentSession();
+      if (current) {
+        try {
+          const fh = await open(current.file, 'r');
+          try {
+            const { size } = await fh.stat();
+            if (size > offset) {
+              const buf = Buffer.alloc(size - offset);
+              await fh.read(buf, 0, buf.length, offset);
+              if (buf.includes(needle)) return true;
+            }
+          } finally {
+            await fh.close();
+          }
+        } catch {
+          // not there yet
+        }
+      }
+      if (performance.now() > deadline) return false;
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(20, delay * 2);
+    }
+    return false;
   }
 
   private mark(phase: string): void {

@@ -217,7 +217,8 @@ function finishWithApiError(env: TurnEnv, session: Session, spec: FakeSpec, timi
   const message = syntheticErrorMessage(text);
   const sessionId = session.writer.sessionId;
   session.writer.assistant(turnContext(env, session), message, { isApiErrorMessage: true, error: apiErrorName(status) });
-  env.emitter.event(assistantEvent(sessionId, message, { error: apiErrorName(status) }));
+  // The stdout line carries the uuid of its session line, as the real CLI's does.
+  env.emitter.event(assistantEvent(sessionId, message, { error: apiErrorName(status), uuid: session.writer.leafUuid }));
   env.emitter.result(
     resultEvent({
       subtype: 'success',
@@ -258,7 +259,7 @@ async function finishWithReply(env: TurnEnv, session: Session, input: TurnInput,
     env.emitter.event(e);
   };
   for (const e of partial.before) await emitPartial(e);
-  env.emitter.event(assistantEvent(sessionId, message));
+  env.emitter.event(assistantEvent(sessionId, message, { uuid: session.writer.leafUuid }));
   for (const e of partial.after) await emitPartial(e);
 
   session.costUsdSoFar = (session.costUsdSoFar ?? 0) + (spec.costUsd ?? DEFAULT_COST_USD);
