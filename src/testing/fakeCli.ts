@@ -51,8 +51,9 @@ async function runStreamInput(env: TurnEnv, session: Session, envSpec: FakeSpec,
     const c = await runTurn(env, session, input);
     if (c !== 0) code = c;
   };
-  // Session lines go through a buffer, as with the real CLI in this mode (FAKE_CLAUDE_SESSION_BUFFER_MS, default 30).
-  session.writer.bufferMs = Number(process.env.FAKE_CLAUDE_SESSION_BUFFER_MS ?? 30) || 0;
+  // Session lines go through a buffer, as with the real CLI in this mode (FAKE_CLAUDE_SESSION_BUFFER_MS,
+  // default 30), unless CLAUDE_CODE_EAGER_FLUSH is set: then a turn's lines are written before its result.
+  session.writer.bufferMs = process.env.CLAUDE_CODE_EAGER_FLUSH ? 0 : Number(process.env.FAKE_CLAUDE_SESSION_BUFFER_MS ?? 30) || 0;
   try {
     if (first) await run({ ...first, turn: ++turn });
     const lines = createInterface({ input: process.stdin, crlfDelay: Infinity });

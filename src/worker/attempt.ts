@@ -481,7 +481,17 @@ export class Attempt implements InputTarget {
     const first = cli === undefined;
     if (!cli) {
       cli = new MultiTurnCli(
-        { ...(options as Partial<RunOptions>), prompt, cwd: this.cwd, configDir: this.configDir, tmpDir: path.join(this.runDir, 'tmp'), session },
+        {
+          ...(options as Partial<RunOptions>),
+          prompt,
+          cwd: this.cwd,
+          configDir: this.configDir,
+          tmpDir: path.join(this.runDir, 'tmp'),
+          session,
+          // The CLI then writes a turn's session lines before it prints the result, instead
+          // of up to ~100 ms later (its write buffer's flush interval): the commit need not wait.
+          env: { CLAUDE_CODE_EAGER_FLUSH: '1' },
+        },
         this.deps.runner,
       );
       this.cli = cli;
