@@ -516,7 +516,7 @@ export class Attempt implements InputTarget {
     }
     cli.run.endInput();
     const exit = await cli.exited;
-    return { ...turn.outcome, costUsd: Math.max(0, cli.costReported - costBefore), resultText: exit.resultText ?? turn.outcome.resultText };
+    return { ...turn.outcome, costUsd: Math.max(0, Math.round((exit.costUsd - costBefore) * 1e9) / 1e9), resultText: exit.resultText ?? turn.outcome.resultText };
   }
 
   private async sessionFileSize(): Promise<number> {

@@ -80,7 +80,7 @@ export class MultiTurnCli {
       // A failed write means the process is gone: its outcome says how.
       else if (prompt !== undefined) await this.run.sendUserMessage(prompt).catch(() => undefined);
       const first = await Promise.race([result.then((r) => ({ result: r })), this.exited.then((o) => ({ exit: o }))]);
-      if ('exit' in first) return { outcome: { ...first.exit, costUsd: Math.max(0, first.exit.costUsd - this.costReported) }, alive: false };
+      if ('exit' in first) return { outcome: this.exitOutcome(first.exit), alive: false };
       return { outcome: this.turnOutcome(first.result, performance.now() - startedAt), alive: !this.ended };
     } finally {
       this.sink = undefined;
@@ -89,9 +89,35 @@ export class MultiTurnCli {
     }
   }
 
+  /**
+   * The process ended before this turn's result. Its own outcome is classified from the
+   * last result it printed, which belongs to an earlier turn: for this turn that is a crash.
+   */
+  private exitOutcome(o: RunOutcome): RunOutcome {
+    const costUsd = costDiff(o.costUsd, this.costReported);
+    switch (o.type) {
+      case 'success':
+      case 'max_turns':
+      case 'budget_exceeded':
+      case 'api_error': {
+        const how = o.signal ? `signal ${o.signal}` : `exit code ${o.exitCode}`;
+        const tail = o.stderrTail.trim();
+        return {
+          ...o,
+          type: 'crashed',
+          costUsd,
+          resultText: undefined,
+          message: `the CLI ended with ${how} before the result of this turn${tail ? `: ${tail.slice(-500)}` : ''}`,
+        };
+      }
+      default:
+        return { ...o, costUsd };
+    }
+  }
+
   private turnOutcome(r: ResultEvent, durationMs: number): RunOutcome {
     const total = r.total_cost_usd ?? this.costReported;
-    const costUsd = Math.max(0, total - this.costReported);
+    const costUsd = costDiff(total, this.costReported);
     this.costReported = total;
     return classifyRun({
       facts: {
@@ -128,4 +154,9 @@ export class MultiTurnCli {
       clearTimeout(timer);
     }
   }
+}
+
+/** A turn's share of the process's running cost, without float noise (cents are summed as binary fractions). */
+function costDiff(total: number, before: number): number {
+  return Math.max(0, Math.round((total - before) * 1e9) / 1e9);
 }
