@@ -481,7 +481,9 @@ export async function cancelTurnRecord(db: StoreDb, turnId: string): Promise<Can
  */
 export async function pendingHeads(db: Executor, limit: number): Promise<{ id: string; status: string; runAt: Date; priority: number; leaseExpiresAt: Date | null }[]> {
   const r = await db.execute<{ id: string; status: string; run_at: Date; priority: number; lease_expires_at: Date | null }>(sql`
-    select t.id, t.status, t.run_at, t.priority, c.lease_expires_at
+    select t.id, t.status, t.run_at, t.priority,
+           -- A warm lease (its owner idle, waiting for this turn) does not hold the turn back.
+           case when c.lease_warm then null else c.lease_expires_at end as lease_expires_at
       from turns t join conversations c on c.id = t.conversation_id
      where t.status in ('queued', 'running')
        and not exists (select 1 from turns e
