@@ -201,6 +201,45 @@ describe('warm conversations (fake CLI)', () => {
     expect(starts().at(-1)!.history).toEqual(['one', 'two']);
   });
 
+  it('a kept CLI that dies between turns is let go (lease released) and the next turn runs cold with the whole history', async () => {
+    const metrics = createWorkerMetrics();
+    await startWorker({ observeWarm: metrics.observeWarm });
+    await run('chat-crash', 'one');
+    await run('chat-crash', 'two');
+    const [pid] = [...pids()];
+    process.kill(pid!, 'SIGKILL');
+    await waitUntil(async () => (await lease('chat-crash'))?.lease_owner === null, 'the warm lease to be released', 10_000);
+    await run('chat-crash', 'three');
+    const last = starts().at(-1)!;
+    expect(last.pid).not.toBe(pid);
+    expect(last.history).toEqual(['one', 'two']);
+    const released = await metrics.registry.getSingleMetric('agentq_warm_released_total')!.get();
+    expect(released.values.find((v) => v.labels.reason === 'cli_exited')?.value).toBe(1);
+  });
+
+  it('over AGENTQ_WARM_MAX the least recently used conversation is let go', async () => {
+    // Its own setup: a cap of 2.
+    await client.close();
+    await t.cleanup();
+    t = await createTestAgentq({ AGENTQ_WARM_IDLE_MS: '20000', AGENTQ_WARM_MAX: '2' });
+    client = createClient(t.config);
+    const metrics = createWorkerMetrics();
+    await startWorker({ observeWarm: metrics.observeWarm });
+    const gauge = async () => (await metrics.registry.getSingleMetric('agentq_warm_conversations')!.get()).values[0]?.value;
+    await run('lru-a', 'a1');
+    await run('lru-b', 'b1');
+    await run('lru-a', 'a2');
+    expect(await gauge()).toBe(2);
+    await run('lru-c', 'c1');
+    // b was used least recently: it goes, a and c stay.
+    await waitUntil(async () => (await lease('lru-b'))?.lease_owner === null, 'b to be let go', 10_000);
+    expect(await lease('lru-a')).toMatchObject({ lease_warm: true });
+    expect(await lease('lru-c')).toMatchObject({ lease_warm: true });
+    expect(await gauge()).toBe(2);
+    const byConversation = (c: string) => new Set(starts().filter((r) => r.promptText?.startsWith(c)).map((r) => r.pid));
+    expect(byConversation('a').size).toBe(1);
+  });
+
   it('a turn with other CLI options than the kept process runs on a new process', async () => {
     await startWorker();
     await run('chat-opts', 'one');
