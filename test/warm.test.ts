@@ -4,6 +4,9 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import { pino } from 'pino';
+import { InputRequester } from '../src/live/inputs.js';
 import { createWorkerMetrics } from '../src/metrics/workerMetrics.js';
 import { createClient, type AgentqClient } from '../src/queue/client.js';
 import { createWorker, type TurnWorker } from '../src/worker/worker.js';
@@ -238,6 +241,34 @@ describe('warm conversations (fake CLI)', () => {
     expect(await gauge()).toBe(2);
     const byConversation = (c: string) => new Set(starts().filter((r) => r.promptText?.startsWith(c)).map((r) => r.pid));
     expect(byConversation('a').size).toBe(1);
+  });
+
+  it('mid-run input goes through the same stdin; a turn that took it lets its CLI finish and is not kept', async () => {
+    await startWorker();
+    const { turnId } = await client.enqueueTurn({
+      conversationId: 'chat-input',
+      prompt: '#fake {"delayMs":1500}\nfirst question',
+      options: { streamInput: true },
+    });
+    const conn = new Redis(t.config.redisUrl, { maxRetriesPerRequest: null });
+    const requester = new InputRequester(t.config.redisUrl, t.config, conn, pino({ level: 'silent' }));
+    try {
+      await waitUntil(async () => starts().length === 1, 'the CLI to start', 15_000);
+      expect(await requester.deliver(turnId, 'and a follow-up', 3000)).toEqual({ outcome: 'delivered' });
+    } finally {
+      requester.close();
+      conn.disconnect();
+    }
+    expect((await client.waitForTurn(turnId, 20_000)).status).toBe('succeeded');
+    const results = await t.database.pool.query("select 1 from turn_events where turn_id = $1 and type = 'result'", [turnId]);
+    expect(results.rowCount).toBe(2);
+    expect(await lease('chat-input')).toMatchObject({ lease_owner: null, lease_warm: false });
+    await run('chat-input', 'next');
+    const s = starts();
+    expect(s.map((r) => r.promptText)).toEqual(['first question', 'and a follow-up', 'next']);
+    expect(s[2]!.pid).not.toBe(s[0]!.pid);
+    // The follow-up the CLI answered after the first result was committed with the turn.
+    expect(s[2]!.history).toEqual([expect.stringContaining('first question'), 'and a follow-up']);
   });
 
   it('a turn with other CLI options than the kept process runs on a new process', async () => {

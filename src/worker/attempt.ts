@@ -499,23 +499,23 @@ export class Attempt implements InputTarget {
     if (options.streamInput === true) this.inputRun = cli.run;
     const costBefore = cli.costReported;
     const fileBefore = await this.sessionFileSize();
-    const turn = await cli.turn(first ? undefined : prompt, (e) => {
+    const onEvent = (e: ClaudeEvent) => {
       this.onCliEvent(e);
       // The prompt is answered: no more mid-run input for this turn.
       if (e.kind === 'result') this.inputRun = undefined;
-    }, this.controller.signal);
+    };
+    const turn = await cli.turn(first ? undefined : prompt, onEvent, this.controller.signal);
     this.inputRun = undefined;
     if (!turn.alive) return turn.outcome;
     if (!this.gotInput) {
       // The CLI writes the turn's session lines after its result: the commit waits for them.
       // If they do not come, the process is let finish (it writes them at exit) and not kept.
       if (turn.outcome.type === 'success' && (await this.waitForSessionFlush(fileBefore))) return turn.outcome;
-      cli.run.endInput();
-      await cli.exited;
+      await cli.finish(onEvent);
       return turn.outcome;
     }
-    cli.run.endInput();
-    const exit = await cli.exited;
+    // No await since the result: nothing the CLI printed after it is missed.
+    const exit = await cli.finish(onEvent);
     return { ...turn.outcome, costUsd: Math.max(0, Math.round((exit.costUsd - costBefore) * 1e9) / 1e9), resultText: exit.resultText ?? turn.outcome.resultText };
   }
 

@@ -139,6 +139,20 @@ export class MultiTurnCli {
     });
   }
 
+  /**
+   * Closes stdin and routes what the process still prints to `onEvent` until it ends (a
+   * mid-run message it answers as a turn of its own); returns the process's outcome.
+   */
+  async finish(onEvent: (e: ClaudeEvent) => void): Promise<RunOutcome> {
+    this.sink = onEvent;
+    this.run.endInput();
+    try {
+      return await this.exited;
+    } finally {
+      this.sink = undefined;
+    }
+  }
+
   /** Stops the process now (its whole process tree). */
   kill(reason: string): void {
     this.controller.abort(reason);
