@@ -81,7 +81,7 @@ async function run(ctx: BenchContext): Promise<Figure[]> {
       AGENTQ_QUEUE: queueName,
       AGENTQ_WORKSPACE_ROOT: path.join(root, 'workspaces'),
       AGENTQ_RUNS_ROOT: path.join(root, 'runs'),
-      AGENTQ_LOG_LEVEL: process.env.AGENTQ_BENCH_LOG_LEVEL ?? 'warn',
+      AGENTQ_LOG_LEVEL: 'warn',
       AGENTQ_SANDBOX: 'off',
       // The real CLI against the mock, offline (shared/claude-cli/README.md).
       LANG: 'C.UTF-8',
