@@ -159,6 +159,22 @@ export const configVariables = {
     schema: intFrom(1000).default(60_000),
     doc: 'How long a worker holds a conversation without renewing; renewed every third of it while a turn runs.',
   },
+  AGENTQ_WARM_IDLE_MS: {
+    schema: intFrom(0).default(0),
+    doc: 'Warm conversations: keep a turn\'s CLI process running this long after it for the conversation\'s next turn (a turn\'s `options.warm` wins); 0: off.',
+  },
+  AGENTQ_WARM_MAX: {
+    schema: intFrom(1).default(8),
+    doc: 'Most warm conversations (CLI processes kept between turns) per worker; keeping one more lets the least recently used go.',
+  },
+  AGENTQ_WARM_HANDOFF_TIMEOUT_MS: {
+    schema: intFrom(10).default(300),
+    doc: 'How long a worker waits for the answer of the worker keeping a conversation warm before it takes the turn over and runs it cold.',
+  },
+  AGENTQ_WARM_HANDOFF_DELAY_MS: {
+    schema: intFrom(10).default(1000),
+    doc: 'After a warm owner accepted a turn, when the job that asked is looked at again (it completes once the turn is committed).',
+  },
   AGENTQ_JOB_LOCK_MS: {
     schema: intFrom(1000).default(30_000),
     doc: 'BullMQ job lock (renewed at half of it); a worker silent this long is considered stalled.',
@@ -343,6 +359,11 @@ export interface Config {
     readonly runsRoot: string;
     readonly sessionCacheMaxBytes: number;
     readonly leaseMs: number;
+    /** 0: warm conversations off unless a turn asks. */
+    readonly warmIdleMs: number;
+    readonly warmMax: number;
+    readonly warmHandoffTimeoutMs: number;
+    readonly warmHandoffDelayMs: number;
     readonly jobLockMs: number;
     readonly checkpointIntervalMs: number;
     readonly shutdownGraceMs: number;
@@ -509,6 +530,10 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
       runsRoot: v.AGENTQ_RUNS_ROOT,
       sessionCacheMaxBytes: v.AGENTQ_SESSION_CACHE_MAX_BYTES,
       leaseMs: v.AGENTQ_LEASE_MS,
+      warmIdleMs: v.AGENTQ_WARM_IDLE_MS,
+      warmMax: v.AGENTQ_WARM_MAX,
+      warmHandoffTimeoutMs: v.AGENTQ_WARM_HANDOFF_TIMEOUT_MS,
+      warmHandoffDelayMs: v.AGENTQ_WARM_HANDOFF_DELAY_MS,
       jobLockMs: v.AGENTQ_JOB_LOCK_MS,
       checkpointIntervalMs: v.AGENTQ_CHECKPOINT_INTERVAL_MS,
       shutdownGraceMs: v.AGENTQ_SHUTDOWN_GRACE_MS,

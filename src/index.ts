@@ -77,7 +77,7 @@ export {
 export { turnOptionsSchema, type EnqueueTurnInput, type TurnOptions } from './queue/turnInput.js';
 export { reconcile } from './queue/reconciler.js';
 export { createWorker, type TurnWorker, type WorkerOptions } from './worker/worker.js';
-export type { AttemptInfo, AttemptObserver, ObserveAttempt, RequeueReason } from './worker/observer.js';
+export type { AttemptInfo, AttemptObserver, ObserveAttempt, RequeueReason, WarmObserver } from './worker/observer.js';
 export { createWorkerMetrics, type WorkerMetrics } from './metrics/workerMetrics.js';
 export { registerQueueDepth } from './metrics/queueDepth.js';
 export { tracingObserver, combineObservers } from './metrics/tracing.js';

@@ -117,7 +117,7 @@ export async function workerCommand(config: Config, io: CliIo, flags: WorkerFlag
   const worker = createWorker(config, {
     ...(concurrency ? { concurrency } : {}),
     ...lifetime,
-    ...(telemetry ? { observeAttempt: telemetry.observeAttempt } : {}),
+    ...(telemetry ? { observeAttempt: telemetry.observeAttempt, observeWarm: telemetry.observeWarm } : {}),
   });
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals) => {

@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { Config } from '../config.js';
 import { createTurnQueue } from '../queue/dispatch.js';
-import type { ObserveAttempt } from '../worker/observer.js';
+import type { ObserveAttempt, WarmObserver } from '../worker/observer.js';
 import { serveMetrics } from './httpEndpoint.js';
 import { registerQueueDepth } from './queueDepth.js';
 import { combineObservers, tracingObserver } from './tracing.js';
@@ -14,6 +14,8 @@ import { createWorkerMetrics } from './workerMetrics.js';
 export interface WorkerTelemetry {
   /** Pass as `observeAttempt` to createWorker. */
   readonly observeAttempt: ObserveAttempt;
+  /** Pass as `observeWarm` to createWorker. */
+  readonly observeWarm: WarmObserver;
   readonly registry: Registry;
   /** The port /metrics listens on. */
   readonly port: number;
@@ -43,6 +45,7 @@ export async function startWorkerTelemetry(
   }
   return {
     observeAttempt: combineObservers(metrics.observeAttempt, tracingObserver()),
+    observeWarm: metrics.observeWarm,
     registry,
     port: endpoint.port,
     async close() {

@@ -4,7 +4,7 @@
 // or tests in one process do not share or collide.
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { RunOutcome } from '../runner/outcome.js';
-import type { AttemptObserver, ObserveAttempt } from '../worker/observer.js';
+import type { AttemptObserver, ObserveAttempt, WarmObserver } from '../worker/observer.js';
 
 /** Seconds: from sub-second fake turns to multi-hour agent runs. */
 const TURN_BUCKETS = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400];
@@ -15,6 +15,8 @@ export interface WorkerMetrics {
   readonly registry: Registry;
   /** Pass as `observeAttempt` to createWorker. */
   readonly observeAttempt: ObserveAttempt;
+  /** Pass as `observeWarm` to createWorker. */
+  readonly observeWarm: WarmObserver;
 }
 
 type TokenKind = 'input' | 'output' | 'cache_read' | 'cache_creation';
@@ -88,6 +90,37 @@ export function createWorkerMetrics(registry: Registry = new Registry()): Worker
     labelNames: ['kind'] as const,
     registers,
   });
+  const warmConversations = new Gauge({
+    name: 'agentq_warm_conversations',
+    help: 'Conversations this worker keeps warm now: CLI processes kept between turns (idle, or running a turn).',
+    registers,
+  });
+  const warmTurns = new Counter({
+    name: 'agentq_warm_turns_total',
+    help: 'Warm-eligible turns by result: hit (ran on a kept CLI process), miss (started a process).',
+    labelNames: ['result'] as const,
+    registers,
+  });
+  const warmHandoffs = new Counter({
+    name: 'agentq_warm_handoffs_total',
+    help: 'Turns of a conversation kept warm by another worker, by that worker\'s answer: accepted, declined, no_answer (then the turn ran cold here).',
+    labelNames: ['answer'] as const,
+    registers,
+  });
+  const warmReleased = new Counter({
+    name: 'agentq_warm_released_total',
+    help: 'Warm conversations let go, by reason: idle, cli_exited, lease_lost, evicted, shutdown, stale, not_reusable.',
+    labelNames: ['reason'] as const,
+    registers,
+  });
+  warmConversations.set(0);
+  for (const result of ['hit', 'miss']) warmTurns.inc({ result }, 0);
+  const observeWarm: WarmObserver = {
+    size: (n) => warmConversations.set(n),
+    turn: (result) => warmTurns.inc({ result }),
+    handoff: (answer) => warmHandoffs.inc({ answer }),
+    released: (reason) => warmReleased.inc({ reason }),
+  };
   // Zero-valued series up front, so rate() and absent() work before the first turn.
   for (const status of ['succeeded', 'failed', 'cancelled']) turns.inc({ status }, 0);
   for (const result of ['committed', 'retry', 'shutdown', 'worker_error', 'lease_lost', 'error']) attempts.inc({ result }, 0);
@@ -127,5 +160,5 @@ export function createWorkerMetrics(registry: Registry = new Registry()): Worker
     return observer;
   };
 
-  return { registry, observeAttempt };
+  return { registry, observeAttempt, observeWarm };
 }

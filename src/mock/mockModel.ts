@@ -48,6 +48,8 @@ export interface RecordedRequest {
   index?: number;
   /** HTTP status the mock answered with (set when headers are sent). */
   status?: number;
+  /** Date.now() when the response was completely written (the mock's own time is `finishedAt - time`). */
+  finishedAt?: number;
 }
 
 export interface MockModelOptions {
@@ -228,6 +230,7 @@ export async function startMockModel(opts: MockModelOptions = {}): Promise<MockM
     if (body) rec.body = body;
     if (kind === 'main') rec.index = mainCount++;
     requests.push(rec);
+    res.once('finish', () => (rec.finishedAt = Date.now()));
     opts.onRequest?.(rec);
     const requestId = nextId('req_mock');
 

@@ -25,6 +25,8 @@ export const turnOptionsSchema = runOptionsSchema
   .extend({
     /** A retry after an interruption resumes with a continuation prompt (default) or reruns the prompt. */
     continueOnRetry: z.boolean().optional(),
+    /** Keep the CLI process after this turn for the conversation's next one (`false`: never; default AGENTQ_WARM_IDLE_MS). */
+    warm: z.union([z.literal(false), z.strictObject({ idleMs: z.number().int().min(100).max(24 * 60 * 60 * 1000) })]).optional(),
   })
   .strict();
 

@@ -108,6 +108,9 @@ export function startClaude(options: RunOptions, settings: RunnerSettings, hooks
     handlerError: undefined as unknown,
     lastActivity: Date.now(),
     inHandler: false,
+    // With streamInput, a process may wait for its next message after a result (a warm
+    // conversation): the idle and wall-clock limits count only while a message is answered.
+    awaiting: true,
   };
   const stderrTail = new TailBuffer(settings.stderrTailBytes);
 
@@ -192,15 +195,16 @@ export function startClaude(options: RunOptions, settings: RunnerSettings, hooks
 
   const onAbort = () => terminate({ kind: 'cancelled', reason: abortReason(hooks.signal) });
   hooks.signal?.addEventListener('abort', onAbort, { once: true });
-  const wallTimer =
+  const startWallTimer = () =>
     settings.timeoutMs > 0
       ? setTimeout(() => terminate({ kind: 'timed_out', timeout: 'wall', limitMs: settings.timeoutMs }), settings.timeoutMs)
       : undefined;
+  let wallTimer = startWallTimer();
   const idleTimer =
     settings.idleTimeoutMs > 0
       ? setInterval(
           () => {
-            if (!state.inHandler && Date.now() - state.lastActivity > settings.idleTimeoutMs) {
+            if (state.awaiting && !state.inHandler && Date.now() - state.lastActivity > settings.idleTimeoutMs) {
               terminate({ kind: 'timed_out', timeout: 'idle', limitMs: settings.idleTimeoutMs });
             }
           },
@@ -210,7 +214,14 @@ export function startClaude(options: RunOptions, settings: RunnerSettings, hooks
 
   const deliver = async (event: ClaudeEvent) => {
     if (event.kind === 'init') state.initSessionId = event.data.session_id;
-    if (event.kind === 'result') state.result = event.data;
+    if (event.kind === 'result') {
+      state.result = event.data;
+      if (o.streamInput) {
+        state.awaiting = false;
+        clearTimeout(wallTimer);
+        wallTimer = undefined;
+      }
+    }
     if (!hooks.onEvent) return;
     state.inHandler = true;
     try {
@@ -249,6 +260,12 @@ export function startClaude(options: RunOptions, settings: RunnerSettings, hooks
   const sendUserMessage = (text: string) => {
     const stdin = child.stdin;
     if (!o.streamInput || !stdin) return Promise.reject(new Error('this run was not started with streamInput'));
+    if (!state.awaiting) {
+      // The next message after a result: its own turn, with its own limits.
+      state.awaiting = true;
+      state.lastActivity = Date.now();
+      wallTimer ??= startWallTimer();
+    }
     return new Promise<void>((resolve, reject) => {
       stdin.write(userMessageLine(text), (err) => (err ? reject(err) : resolve()));
     });

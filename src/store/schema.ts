@@ -52,6 +52,8 @@ export const conversations = pgTable(
     leaseExpiresAt: timestamp('lease_expires_at', { withTimezone: true }),
     /** Incremented on every lease grant; each write of an attempt checks it. */
     fencingToken: bigint('fencing_token', { mode: 'number' }).notNull().default(0),
+    /** True while the lease is held between turns by a worker that keeps the conversation's CLI running (warm). */
+    leaseWarm: boolean('lease_warm').notNull().default(false),
     defaultOptions: jsonb('default_options').notNull().default({}),
     turnsTotal: integer('turns_total').notNull().default(0),
     costUsd: numeric('cost_usd', { precision: 14, scale: 6 }).notNull().default('0'),

@@ -119,7 +119,18 @@ export async function insertTurn(db: StoreDb, input: NewTurn): Promise<EnqueuedT
 
 export type ClaimResult =
   /** The lease is ours: run the turn. */
-  | { kind: 'claimed'; turn: TurnRow; conversation: ConversationRow; fencingToken: number; attempt: number; takeover: boolean }
+  | {
+      kind: 'claimed';
+      turn: TurnRow;
+      conversation: ConversationRow;
+      fencingToken: number;
+      attempt: number;
+      takeover: boolean;
+      /** Claimed from this worker's own warm lease: the token it held between turns (its CLI process is still current). */
+      warmToken: number | undefined;
+    }
+  /** Another worker holds the conversation warm (its CLI idle, waiting for this turn): ask it, or steal the lease (`stealWarmFrom`). */
+  | { kind: 'warm'; owner: string; conversationId: string; retryAt: Date }
   /** Finished (or deleted) already: acknowledge the job and do nothing. */
   | { kind: 'done' }
   /** An earlier turn is pending; that turn's commit dispatches this one. */
@@ -131,6 +142,8 @@ export interface ClaimInput {
   turnId: string;
   workerId: string;
   leaseMs: number;
+  /** Take the conversation even if this worker holds it warm (idle between turns): the owner did not take the turn. */
+  stealWarmFrom?: string | undefined;
 }
 
 /**
@@ -165,11 +178,17 @@ export async function claimTurn(db: StoreDb, input: ClaimInput): Promise<ClaimRe
     const turn = found[0]?.turn;
     if (!turn || (turn.status !== 'queued' && turn.status !== 'running')) return { kind: 'done' };
     const leaseLive = conv.leaseOwner !== null && conv.leaseExpiresAt !== null && conv.leaseExpiresAt > now;
-    if (leaseLive) {
+    // A warm lease (held between turns, no turn running) may be taken by its owner, or
+    // stolen by a worker whose request to the owner went unanswered; a running one never.
+    const warmHeld = leaseLive && conv.leaseWarm;
+    const ownWarm = warmHeld && conv.leaseOwner === input.workerId;
+    const mayTake = !leaseLive || ownWarm || (warmHeld && input.stealWarmFrom !== undefined && conv.leaseOwner === input.stealWarmFrom);
+    if (leaseLive && !warmHeld) {
       return { kind: 'later', retryAt: conv.leaseExpiresAt!, reason: `conversation leased by ${conv.leaseOwner}` };
     }
     if (found[0]!.earlierPending) return { kind: 'not_head' };
     if (turn.status === 'queued' && turn.runAt > now) return { kind: 'later', retryAt: turn.runAt, reason: 'not due yet' };
+    if (!mayTake) return { kind: 'warm', owner: conv.leaseOwner!, conversationId: conv.id, retryAt: conv.leaseExpiresAt! };
     const takeover = turn.status === 'running';
     const token = conv.fencingToken + 1;
     const claimed: TurnRow = {
@@ -187,6 +206,7 @@ export async function claimTurn(db: StoreDb, input: ClaimInput): Promise<ClaimRe
            set lease_owner = ${input.workerId},
                lease_expires_at = now() + make_interval(secs => ${input.leaseMs / 1000}),
                fencing_token = ${token}::bigint,
+               lease_warm = false,
                updated_at = now()
          where id = ${conv.id}::uuid
       )
@@ -199,10 +219,11 @@ export async function claimTurn(db: StoreDb, input: ClaimInput): Promise<ClaimRe
     return {
       kind: 'claimed',
       turn: claimed,
-      conversation: { ...conv, leaseOwner: input.workerId, fencingToken: token },
+      conversation: { ...conv, leaseOwner: input.workerId, fencingToken: token, leaseWarm: false },
       fencingToken: token,
       attempt: turn.attempts + 1,
       takeover,
+      warmToken: ownWarm ? conv.fencingToken : undefined,
     };
   });
 }
@@ -316,6 +337,8 @@ export interface FinishInput {
   runSessionId?: string | undefined;
   inputTokens: number;
   outputTokens: number;
+  /** Keep the lease, marked warm, for this long instead of releasing it: the worker keeps the CLI running for the next turn. */
+  keepWarmMs?: number | undefined;
 }
 
 const jsonParam = (value: unknown) => (value === null || value === undefined ? null : JSON.stringify(value));
@@ -329,11 +352,13 @@ const jsonParam = (value: unknown) => (value === null || value === undefined ? n
  */
 export async function finishTurn(tx: Executor, input: FinishInput): Promise<DueTurn | undefined> {
   const { fence } = input;
-  // Index: conversations_pkey. The fence check, the lease release and the totals at once.
+  const warm = input.keepWarmMs !== undefined;
+  // Index: conversations_pkey. The fence check, the lease release (or warm hold) and the totals at once.
   const conv = await tx.execute<{ halt_on_failure: boolean }>(sql`
     update conversations
-       set lease_owner = null,
-           lease_expires_at = null,
+       set lease_owner = case when ${warm}::boolean then lease_owner else null end,
+           lease_expires_at = case when ${warm}::boolean then now() + make_interval(secs => ${(input.keepWarmMs ?? 0) / 1000}) else null end,
+           lease_warm = ${warm}::boolean,
            session_id = coalesce(${input.conversationSessionId ?? null}::text, session_id),
            turns_total = turns_total + 1,
            cost_usd = cost_usd + ${String(input.costUsd)}::numeric,
@@ -404,7 +429,7 @@ export async function requeueTurn(
     .returning();
   await tx
     .update(conversations)
-    .set({ leaseOwner: null, leaseExpiresAt: null, updatedAt: sql`now()` })
+    .set({ leaseOwner: null, leaseExpiresAt: null, leaseWarm: false, updatedAt: sql`now()` })
     .where(eq(conversations.id, input.conversationId));
   return rows[0]!;
 }
@@ -456,7 +481,9 @@ export async function cancelTurnRecord(db: StoreDb, turnId: string): Promise<Can
  */
 export async function pendingHeads(db: Executor, limit: number): Promise<{ id: string; status: string; runAt: Date; priority: number; leaseExpiresAt: Date | null }[]> {
   const r = await db.execute<{ id: string; status: string; run_at: Date; priority: number; lease_expires_at: Date | null }>(sql`
-    select t.id, t.status, t.run_at, t.priority, c.lease_expires_at
+    select t.id, t.status, t.run_at, t.priority,
+           -- A warm lease (its owner idle, waiting for this turn) does not hold the turn back.
+           case when c.lease_warm then null else c.lease_expires_at end as lease_expires_at
       from turns t join conversations c on c.id = t.conversation_id
      where t.status in ('queued', 'running')
        and not exists (select 1 from turns e

@@ -51,11 +51,18 @@ async function runStreamInput(env: TurnEnv, session: Session, envSpec: FakeSpec,
     const c = await runTurn(env, session, input);
     if (c !== 0) code = c;
   };
-  if (first) await run({ ...first, turn: ++turn });
-  const lines = createInterface({ input: process.stdin, crlfDelay: Infinity });
-  for await (const line of lines) {
-    const content = parseInputLine(line);
-    if (content !== undefined) await run(turnInput(content, envSpec, ++turn));
+  // Session lines go through a buffer, as with the real CLI in this mode (FAKE_CLAUDE_SESSION_BUFFER_MS,
+  // default 30), unless CLAUDE_CODE_EAGER_FLUSH is set: then a turn's lines are written before its result.
+  session.writer.bufferMs = process.env.CLAUDE_CODE_EAGER_FLUSH ? 0 : Number(process.env.FAKE_CLAUDE_SESSION_BUFFER_MS ?? 30) || 0;
+  try {
+    if (first) await run({ ...first, turn: ++turn });
+    const lines = createInterface({ input: process.stdin, crlfDelay: Infinity });
+    for await (const line of lines) {
+      const content = parseInputLine(line);
+      if (content !== undefined) await run(turnInput(content, envSpec, ++turn));
+    }
+  } finally {
+    session.writer.flush();
   }
   return code;
 }

@@ -4,7 +4,7 @@
 // nothing. Nothing else in the code base decides when a turn is committed.
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, open, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
@@ -42,6 +42,8 @@ import type { LocalCache } from './localCache.js';
 import { withTransientRetry } from './transient.js';
 import { backoffMs, decide } from './retryPolicy.js';
 import type { AttemptObserver } from './observer.js';
+import { MultiTurnCli } from './multiTurnCli.js';
+import type { WarmHandle, WarmPool } from './warmPool.js';
 
 export interface AttemptDeps {
   config: Config;
@@ -55,6 +57,18 @@ export interface AttemptDeps {
   observer?: AttemptObserver;
   /** Where events go live as they arrive (src/live); optional. */
   live?: LiveEventSink;
+  /** The worker's warm conversations; required for a warm attempt. */
+  warmPool?: WarmPool;
+}
+
+/** How the attempt uses a kept CLI process (src/worker/warmPool.ts). */
+export interface AttemptWarm {
+  /** The conversation's kept process, taken with the claim: the turn is written to its stdin. */
+  handle?: WarmHandle | undefined;
+  /** Keep the CLI after a successful commit for this long (the turn is warm-eligible). */
+  keepIdleMs?: number | undefined;
+  /** What the process is started with, to match later turns (warmOptionsKey). */
+  optionsKey: string;
 }
 
 /** What the job should do once the attempt is over. */
@@ -73,6 +87,8 @@ interface BufferedEvent {
 }
 
 const SUMMARY_MAX_CHARS = 8000;
+/** How long a kept CLI may take to write a turn's session lines after its result. */
+const SESSION_FLUSH_TIMEOUT_MS = 5000;
 
 function eventType(e: ClaudeEvent): string {
   if (e.kind === 'other') return typeof e.data.type === 'string' ? e.data.type : 'other';
@@ -101,6 +117,14 @@ export class Attempt implements InputTarget {
   private readonly controller = new AbortController();
   /** performance.now() when our lease was last granted or renewed (the request's start). */
   private leaseConfirmedAt: number;
+  /** With warm: the multi-turn CLI process of this attempt (kept or taken). */
+  private cli: MultiTurnCli | undefined;
+  /** The uuid of the last message line the CLI printed (its session line carries the same uuid). */
+  private lastMessageUuid: string | undefined;
+  /** The turn took a mid-run message: its CLI may still answer it, so it is not kept. */
+  private gotInput = false;
+  /** After a commit that kept the lease warm: the process to hand to the pool. */
+  private keepHandle: WarmHandle | undefined;
   /** Milliseconds spent in each phase of the attempt, logged with the commit. */
   private readonly phases: Record<string, number> = {};
   private phaseStart = performance.now();
@@ -113,13 +137,15 @@ export class Attempt implements InputTarget {
     private readonly attempt: number,
     /** performance.now() taken before the claim that granted the lease. */
     claimedAt: number,
+    private readonly warm: AttemptWarm | undefined = undefined,
   ) {
     this.fence = { conversationId: conversation.id, fencingToken, workerId: deps.workerId };
     this.runSessionId = turn.runSessionId;
     this.leaseConfirmedAt = claimedAt;
     this.dirName = workspaceDirName(conversation.externalId, conversation.tenantId);
     this.cwd = path.join(deps.config.workspaceRoot, this.dirName);
-    this.runDir = path.join(deps.config.worker.runsRoot, `${turn.id}.${attempt}.${randomUUID().slice(0, 8)}`);
+    // A warm process keeps its own dir (its session file is there) from turn to turn.
+    this.runDir = warm?.handle?.runDir ?? path.join(deps.config.worker.runsRoot, `${turn.id}.${attempt}.${randomUUID().slice(0, 8)}`);
     this.configDir = path.join(this.runDir, 'config');
   }
 
@@ -152,8 +178,22 @@ export class Attempt implements InputTarget {
       }
       return await this.requeue(backoffMs(this.attempt, retryBaseMs, retryMaxMs), error);
     } finally {
-      await rm(this.runDir, { recursive: true, force: true }).catch(() => undefined);
+      await this.settleProcess();
     }
+  }
+
+  /** After the attempt: the warm process goes to the pool, or is closed; the run dir goes with it. */
+  private async settleProcess(): Promise<void> {
+    const { warmPool } = this.deps;
+    if (this.keepHandle && warmPool) {
+      warmPool.keep(this.keepHandle);
+      return;
+    }
+    const taken = this.warm?.handle;
+    // The lease is not warm any more (committed cold, requeued or lost): nothing to release.
+    if (taken && warmPool) return warmPool.discard(taken, 'not_reusable', false);
+    await this.cli?.close(this.deps.config.cli.killGraceMs);
+    await rm(this.runDir, { recursive: true, force: true }).catch(() => undefined);
   }
 
   private log(): Logger {
@@ -162,6 +202,8 @@ export class Attempt implements InputTarget {
 
   private async runInner(): Promise<AttemptVerdict> {
     const { config } = this.deps;
+    const taken = this.warm?.handle;
+    if (taken) return this.runWarm(taken);
     // A worker frozen between its claim and here (SIGSTOP, a long GC, a stalled VM) may
     // have lost the lease: it must not empty the directory another owner is using.
     await this.ensureLease();
@@ -202,6 +244,26 @@ export class Attempt implements InputTarget {
       outcome = await this.runCli(`${await this.summary()}\n\n${this.turn.prompt}`, session);
       this.deps.observer?.cliExited?.(outcome);
     }
+    return this.conclude(outcome, session);
+  }
+
+  /** A turn on the conversation's kept process: no workspace or session to prepare, the prompt goes to its stdin. */
+  private async runWarm(h: WarmHandle): Promise<AttemptVerdict> {
+    this.storedWorkspaceSha = h.workspaceSha;
+    this.baseSessionId = h.sessionId;
+    // From here on the run may change the directory.
+    await this.deps.cache.unmarkWorkspace(this.dirName);
+    this.record({ type: 'agentq', subtype: 'warm_turn', sessionId: h.sessionId });
+    this.mark('prepare');
+    this.cli = h.cli;
+    const session: RunOptions['session'] = { mode: 'resume', sessionId: h.sessionId };
+    const outcome = await this.runCli(this.turn.prompt, session);
+    this.deps.observer?.cliExited?.(outcome);
+    return this.conclude(outcome, session);
+  }
+
+  private async conclude(outcome: RunOutcome, session: RunOptions['session']): Promise<AttemptVerdict> {
+    const { config } = this.deps;
     this.mark('run');
     await this.checkpointing;
     if (this.leaseLost) return { kind: 'lease_lost' };
@@ -214,7 +276,7 @@ export class Attempt implements InputTarget {
     this.log().info({ outcome: outcome.type, decision: decision.kind }, 'attempt finished');
     switch (decision.kind) {
       case 'finish':
-        return this.commit(outcome, decision.status, decision.error ?? null);
+        return this.commit(outcome, decision.status, decision.error ?? null, this.mayKeepWarm(outcome));
       case 'retry':
         if (this.attempt >= config.worker.maxAttempts) {
           return this.commit(outcome, 'failed', { ...decision.error, message: `${decision.error.message} (after ${this.attempt} attempts)` });
@@ -224,6 +286,18 @@ export class Attempt implements InputTarget {
         this.record({ type: 'agentq', subtype: 'session_missing', policy: 'fail', sessionId: session.sessionId });
         return this.commit(outcome, 'failed', decision.error);
     }
+  }
+
+  /** A successful turn whose process still waits for input, and took no mid-run message, can stay warm. */
+  private mayKeepWarm(outcome: RunOutcome): boolean {
+    return (
+      this.warm?.keepIdleMs !== undefined &&
+      this.deps.warmPool !== undefined &&
+      outcome.type === 'success' &&
+      this.cli?.isRunning === true &&
+      !this.gotInput &&
+      !this.controller.signal.aborted
+    );
   }
 
   /** The session the next CLI run works in; a new one is remembered on the turn, so a retry resumes it. */
@@ -336,6 +410,7 @@ export class Attempt implements InputTarget {
     const run = this.inputRun;
     if (!run) return { outcome: 'refused', detail: 'the turn takes no input now (its CLI has not started, or has given its result)' };
     await run.sendUserMessage(text);
+    this.gotInput = true;
     this.record({ type: 'agentq', subtype: 'user_input', text });
     return { outcome: 'delivered' };
   }
@@ -346,11 +421,26 @@ export class Attempt implements InputTarget {
     run?.endInput();
   }
 
+  private onCliEvent(e: ClaudeEvent): void {
+    if (e.kind === 'init') this.reportedSessionId = e.data.session_id;
+    if ((e.kind === 'assistant' || e.kind === 'user') && typeof e.data.uuid === 'string') this.lastMessageUuid = e.data.uuid;
+    this.push(eventType(e), e.line);
+  }
+
   private async runCli(prompt: string, session: RunOptions['session']): Promise<RunOutcome> {
     const { config, runner } = this.deps;
-    const { continueOnRetry: _ignored, ...options } = this.turn.options as Record<string, unknown> & { continueOnRetry?: boolean };
+    const { continueOnRetry: _ignored, warm: _warm, ...options } = this.turn.options as Record<string, unknown> & { continueOnRetry?: boolean };
     const checkpointTimer = setInterval(() => this.scheduleCheckpoint(false), config.worker.checkpointIntervalMs);
     const heartbeatTimer = setInterval(() => void this.heartbeat(), Math.max(200, Math.floor(config.worker.leaseMs / 3)));
+    if (this.warm) {
+      try {
+        return await this.runMultiTurn(prompt, session, options);
+      } finally {
+        this.inputRun = undefined;
+        clearInterval(checkpointTimer);
+        clearInterval(heartbeatTimer);
+      }
+    }
     try {
       const run = startClaude(
         {
@@ -379,6 +469,106 @@ export class Attempt implements InputTarget {
       clearInterval(checkpointTimer);
       clearInterval(heartbeatTimer);
     }
+  }
+
+  /**
+   * A warm-eligible or warm turn: the CLI in stream-json input mode, kept open after the
+   * result. The turn ends at its result; a process that took a mid-run message is let
+   * finish like a cold run (it may answer that message as a turn of its own).
+   */
+  private async runMultiTurn(prompt: string, session: RunOptions['session'], options: Record<string, unknown>): Promise<RunOutcome> {
+    let cli = this.warm?.handle && this.cli === this.warm.handle.cli ? this.cli : undefined;
+    const first = cli === undefined;
+    if (!cli) {
+      cli = new MultiTurnCli(
+        {
+          ...(options as Partial<RunOptions>),
+          prompt,
+          cwd: this.cwd,
+          configDir: this.configDir,
+          tmpDir: path.join(this.runDir, 'tmp'),
+          session,
+          // The CLI then writes a turn's session lines before it prints the result, instead
+          // of up to ~100 ms later (its write buffer's flush interval): the commit need not wait.
+          env: { CLAUDE_CODE_EAGER_FLUSH: '1' },
+        },
+        this.deps.runner,
+      );
+      this.cli = cli;
+    }
+    if (options.streamInput === true) this.inputRun = cli.run;
+    const costBefore = cli.costReported;
+    const fileBefore = await this.sessionFileSize();
+    const onEvent = (e: ClaudeEvent) => {
+      this.onCliEvent(e);
+      // The prompt is answered: no more mid-run input for this turn.
+      if (e.kind === 'result') this.inputRun = undefined;
+    };
+    const turn = await cli.turn(first ? undefined : prompt, onEvent, this.controller.signal);
+    this.inputRun = undefined;
+    if (!turn.alive) return turn.outcome;
+    if (!this.gotInput) {
+      // The CLI writes the turn's session lines after its result: the commit waits for them.
+      // If they do not come, the process is let finish (it writes them at exit) and not kept.
+      if (turn.outcome.type === 'success' && (await this.waitForSessionFlush(fileBefore))) return turn.outcome;
+      await cli.finish(onEvent);
+      return turn.outcome;
+    }
+    // No await since the result: nothing the CLI printed after it is missed.
+    const exit = await cli.finish(onEvent);
+    return { ...turn.outcome, costUsd: Math.max(0, Math.round((exit.costUsd - costBefore) * 1e9) / 1e9), resultText: exit.resultText ?? turn.outcome.resultText };
+  }
+
+  private async sessionFileSize(): Promise<number> {
+    const current = this.currentSession();
+    if (!current) return 0;
+    try {
+      const fh = await open(current.file, 'r');
+      try {
+        return (await fh.stat()).size;
+      } finally {
+        await fh.close();
+      }
+    } catch {
+      return 0;
+    }
+  }
+
+  /**
+   * With stream-json input the real CLI writes a turn's session lines shortly after it
+   * prints the result (shared/claude-cli/README.md): waits until the line of the last
+   * message it printed is in the file. Reads only what was appended since `offset`.
+   */
+  private async waitForSessionFlush(offset: number): Promise<boolean> {
+    const uuid = this.lastMessageUuid;
+    if (!uuid) return true;
+    const needle = `"uuid":"${uuid}"`;
+    const deadline = performance.now() + SESSION_FLUSH_TIMEOUT_MS;
+    let delay = 2;
+    while (!this.controller.signal.aborted) {
+      const current = this.currentSession();
+      if (current) {
+        try {
+          const fh = await open(current.file, 'r');
+          try {
+            const { size } = await fh.stat();
+            if (size > offset) {
+              const buf = Buffer.alloc(size - offset);
+              await fh.read(buf, 0, buf.length, offset);
+              if (buf.includes(needle)) return true;
+            }
+          } finally {
+            await fh.close();
+          }
+        } catch {
+          // not there yet
+        }
+      }
+      if (performance.now() > deadline) return false;
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(20, delay * 2);
+    }
+    return false;
   }
 
   private mark(phase: string): void {
@@ -549,7 +739,12 @@ export class Attempt implements InputTarget {
   }
 
   /** The one commit transaction (DESIGN invariant 6). */
-  private async commit(outcome: RunOutcome | undefined, status: 'succeeded' | 'failed' | 'cancelled', error: TurnError | null): Promise<AttemptVerdict> {
+  private async commit(
+    outcome: RunOutcome | undefined,
+    status: 'succeeded' | 'failed' | 'cancelled',
+    error: TurnError | null,
+    keepWarm = false,
+  ): Promise<AttemptVerdict> {
     const { config } = this.deps;
     let packed: PackedWorkspace | undefined;
     try {
@@ -587,11 +782,27 @@ export class Attempt implements InputTarget {
             sessionIdAfter: current?.sessionId ?? this.conversation.sessionId,
             inputTokens: usage?.input_tokens ?? 0,
             outputTokens: usage?.output_tokens ?? 0,
+            keepWarmMs: keepWarm && status === 'succeeded' ? config.worker.leaseMs : undefined,
           });
         }),
       );
       this.events = [];
-      await this.keepForNextTurn(packed);
+      if (keepWarm && status === 'succeeded' && this.cli) {
+        // The lease stays ours, marked warm: the pool renews it until the process is let go.
+        this.keepHandle = {
+          conversationId: this.conversation.id,
+          cli: this.cli,
+          runDir: this.runDir,
+          sessionId: this.currentSession()?.sessionId ?? this.baseSessionId,
+          fence: this.fence,
+          workspaceSha: packed?.sha256 ?? this.storedWorkspaceSha ?? null,
+          optionsKey: this.warm!.optionsKey,
+          idleMs: this.warm!.keepIdleMs!,
+        };
+        if (packed) await this.deps.cache.markWorkspace(this.dirName, packed.sha256).catch(() => undefined);
+      } else {
+        await this.keepForNextTurn(packed);
+      }
       this.mark('commit');
       this.log().info({ status, phasesMs: this.phases }, 'turn committed');
       return { kind: 'committed', status, next };

@@ -36,3 +36,15 @@ export interface AttemptObserver {
 
 /** Called by the worker once per claimed attempt, right after the claim. */
 export type ObserveAttempt = (info: AttemptInfo) => AttemptObserver;
+
+/** What a worker reports about its warm conversations (src/worker/warmPool.ts), for metrics. */
+export interface WarmObserver {
+  /** Conversations kept warm now (their CLI processes alive, idle or running a turn). */
+  size?(n: number): void;
+  /** A warm-eligible turn ran on a kept process (`hit`) or had to start one (`miss`). */
+  turn?(result: 'hit' | 'miss'): void;
+  /** This worker asked the warm owner of a conversation to take a turn, and got this answer. */
+  handoff?(answer: 'accepted' | 'declined' | 'no_answer'): void;
+  /** A warm conversation was let go, and why. */
+  released?(reason: string): void;
+}

@@ -21,11 +21,14 @@ import { resolveSandbox } from '../sandbox/resolve.js';
 import { createStoreDb, type StoreDb } from '../store/db.js';
 import { createPool } from '../store/pool.js';
 import { pruneTurnEvents } from '../store/retention.js';
-import { claimTurn } from '../store/turns.js';
+import { claimTurn, type ClaimResult } from '../store/turns.js';
 import { Attempt, type AttemptDeps } from './attempt.js';
 import { LocalCache } from './localCache.js';
 import { createScheduleRunner, type ScheduleRunner } from '../schedules/runtime.js';
-import type { ObserveAttempt } from './observer.js';
+import type { ObserveAttempt, WarmObserver } from './observer.js';
+import { WarmHandoff } from './warmHandoff.js';
+import { WarmPool } from './warmPool.js';
+import { warmIdleMsFor, warmOptionsKey } from './warmPolicy.js';
 import { WorkerLifetime, type LifetimeEnd } from './lifetime.js';
 import { forgetWorker, heartbeat, HEARTBEAT_INTERVAL_MS } from '../queue/heartbeat.js';
 
@@ -41,6 +44,8 @@ export interface WorkerOptions {
   maxTurns?: number;
   /** Stop on its own after this long with no turn running (from start, and after each turn). Default: never. */
   idleExitMs?: number;
+  /** Told about warm conversations (metrics). Default: none. */
+  observeWarm?: WarmObserver;
 }
 
 /** How one claimed turn ended in this worker: its committed status, or why it was not committed here. */
@@ -95,6 +100,13 @@ export function createWorker(config: Config, options: WorkerOptions = {}): TurnW
   let graceTimer: NodeJS.Timeout | undefined;
   /** Set by start(): how CLI runs are started (sandboxed or not). */
   let runner: RunnerSettings | undefined;
+  /** Conversations kept warm here; none in a worker with a lifetime (--once, maxTurns, idleExitMs). */
+  let warmPool: WarmPool | undefined;
+  let handoff: WarmHandoff | undefined;
+  let handoffConn: Redis | undefined;
+  /** Turns taken over from another worker's request (no BullMQ job here): stop() waits for them. */
+  const handoffRuns = new Set<Promise<void>>();
+  const warmObserver = options.observeWarm;
 
   const abortAll = (reason: string) => {
     for (const a of attempts.values()) a.abort(reason);
@@ -132,19 +144,56 @@ export function createWorker(config: Config, options: WorkerOptions = {}): TurnW
   };
 
   const runJob = async (job: Job<TurnJobData>, turnId: string, token: string | undefined, claimed: () => void): Promise<string> => {
-    const deps: AttemptDeps = { config, db: db!, cache, runner: runner!, log, workerId, live: live?.publisher };
     const claimedAt = performance.now();
-    const claim = await claimTurn(db!, { turnId, workerId, leaseMs: config.worker.leaseMs });
+    let claim = await claimTurn(db!, { turnId, workerId, leaseMs: config.worker.leaseMs });
+    if (claim.kind === 'warm') {
+      // Another worker keeps the conversation's CLI running: it takes the turn, or we take
+      // the lease over (it is dead, frozen or busy) and run the turn cold.
+      const answer = handoff
+        ? await handoff.ask(claim.owner, turnId, claim.conversationId, config.worker.warmHandoffTimeoutMs)
+        : 'no_answer';
+      warmObserver?.handoff?.(answer);
+      if (answer === 'accepted') {
+        // Its commit comes before this job completes: a later delivery finds the turn done.
+        await job.moveToDelayed(Date.now() + config.worker.warmHandoffDelayMs, token);
+        throw new DelayedError(`handed to ${claim.owner}, which keeps the conversation warm`);
+      }
+      log.info({ turnId, owner: claim.owner, answer }, 'the warm owner did not take the turn: taking the conversation over');
+      claim = await claimTurn(db!, { turnId, workerId, leaseMs: config.worker.leaseMs, stealWarmFrom: claim.owner });
+    }
     switch (claim.kind) {
       case 'done':
       case 'not_head':
         return claim.kind;
       case 'later':
-        await job.moveToDelayed(Math.max(Date.now(), claim.retryAt.getTime()) + 50, token);
-        throw new DelayedError(claim.reason);
+      case 'warm':
+        await job.moveToDelayed(Math.max(Date.now(), claim.kind === 'warm' ? Date.now() + config.worker.warmHandoffDelayMs : claim.retryAt.getTime()) + 50, token);
+        throw new DelayedError(claim.kind === 'warm' ? 'the conversation is warm elsewhere' : claim.reason);
       case 'claimed':
         break;
     }
+    const ran = await runClaimed(claim, claimedAt, claimed);
+    if (ran.kind === 'requeued') {
+      await job.moveToDelayed(ran.runAt.getTime(), token);
+      throw new DelayedError('requeued');
+    }
+    return ran.status;
+  };
+
+  /** Runs a claimed turn to its verdict: commit (and dispatch the next turn), hand back, or lease lost. */
+  const runClaimed = async (
+    claim: Extract<ClaimResult, { kind: 'claimed' }>,
+    claimedAt: number,
+    claimed: () => void,
+  ): Promise<{ kind: 'done'; status: string } | { kind: 'requeued'; runAt: Date }> => {
+    const turnId = claim.turn.id;
+    const deps: AttemptDeps = { config, db: db!, cache, runner: runner!, log, workerId, live: live?.publisher, warmPool };
+    const turnOptions = (claim.turn.options ?? {}) as Record<string, unknown>;
+    const optionsKey = warmOptionsKey(turnOptions);
+    // A process kept here is used only if it is still current (claimed from our own warm lease).
+    const handle = await warmPool?.take(claim.conversation.id, claim.warmToken, optionsKey);
+    const keepIdleMs = warmPool && !stopping ? warmIdleMsFor(turnOptions, config) : undefined;
+    if (handle || keepIdleMs !== undefined) warmObserver?.turn?.(handle ? 'hit' : 'miss');
     const observer = options.observeAttempt?.({
       turnId,
       conversationId: claim.conversation.externalId,
@@ -152,7 +201,9 @@ export function createWorker(config: Config, options: WorkerOptions = {}): TurnW
       attempt: claim.attempt,
       claimMs: performance.now() - claimedAt,
     });
-    const attempt = new Attempt({ ...deps, observer }, claim.turn, claim.conversation, claim.fencingToken, claim.attempt, claimedAt);
+    const warm = handle || keepIdleMs !== undefined ? { handle, keepIdleMs, optionsKey } : undefined;
+    const settled = warm ? warmPool?.begin(claim.conversation.id) : undefined;
+    const attempt = new Attempt({ ...deps, observer }, claim.turn, claim.conversation, claim.fencingToken, claim.attempt, claimedAt, warm);
     claimed();
     attempts.set(turnId, attempt);
     // Shutdown may have begun between the fetch and here: do not start a CLI then.
@@ -161,6 +212,7 @@ export function createWorker(config: Config, options: WorkerOptions = {}): TurnW
     try {
       verdict = await attempt.run();
     } finally {
+      settled?.();
       attempts.delete(turnId);
       observer?.ended?.(verdict, performance.now() - claimedAt);
       endings.push({ turnId, ending: verdict === undefined ? 'error' : verdict.kind === 'committed' ? (verdict.status as TurnEnding) : verdict.kind });
@@ -174,13 +226,41 @@ export function createWorker(config: Config, options: WorkerOptions = {}): TurnW
           // After the commit: if this add is lost, the reconciler dispatches it.
           await dispatchTurn(queue!, verdict.next).catch((err: unknown) => log.warn({ err, turnId: verdict.next!.id }, 'dispatch of the next turn failed'));
         }
-        return verdict.status;
+        return { kind: 'done', status: verdict.status };
       case 'requeued':
-        await job.moveToDelayed(verdict.runAt.getTime(), token);
-        throw new DelayedError('requeued');
+        return { kind: 'requeued', runAt: verdict.runAt };
       case 'lease_lost':
-        return 'lease_lost';
+        return { kind: 'done', status: 'lease_lost' };
     }
+  };
+
+  /**
+   * Another worker fetched a turn of a conversation kept warm here and asks us to run it.
+   * Taken only if its process is here and idle and this worker is not stopping; the turn is
+   * claimed as any other (fencing included). Its job stays with the asking worker, delayed:
+   * a requeue here is picked up when that job comes due.
+   */
+  const acceptHandoff = (turnId: string, conversationId: string): boolean => {
+    if (stopping || !warmPool?.hasIdle(conversationId) || !lifetime.reserve()) return false;
+    const run = (async () => {
+      let reserved = true;
+      try {
+        const claimedAt = performance.now();
+        const claim = await claimTurn(db!, { turnId, workerId, leaseMs: config.worker.leaseMs });
+        if (claim.kind !== 'claimed') return;
+        await runClaimed(claim, claimedAt, () => {
+          reserved = false;
+          lifetime.claimedTurn();
+        });
+      } catch (err) {
+        log.warn({ err, turnId }, 'a handed-over warm turn failed; its job runs it again');
+      } finally {
+        if (reserved) lifetime.release();
+      }
+    })();
+    handoffRuns.add(run);
+    void run.finally(() => handoffRuns.delete(run));
+    return true;
   };
 
   const start = async () => {
@@ -196,10 +276,24 @@ export function createWorker(config: Config, options: WorkerOptions = {}): TurnW
     queue = createTurnQueue(config.queueName, queueConn, config.queuePrefix);
     subscriber = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
     subscriber.on('message', (_channel, turnId: string) => attempts.get(turnId)?.abort('cancelled'));
-    // The cancel listener and the live channels are up before the first turn can be taken.
-    [, live] = await Promise.all([
+    // A worker with a lifetime ends soon anyway: it keeps nothing warm.
+    if (options.maxTurns === undefined && options.idleExitMs === undefined) {
+      warmPool = new WarmPool({
+        db,
+        log,
+        leaseMs: config.worker.leaseMs,
+        max: config.worker.warmMax,
+        killGraceMs: config.cli.killGraceMs,
+        onSize: (n) => warmObserver?.size?.(n),
+        onReleased: (reason) => warmObserver?.released?.(reason),
+      });
+    }
+    handoffConn = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
+    // The cancel listener, the live channels and the warm handoff channel are up before the first turn can be taken.
+    [, live, handoff] = await Promise.all([
       subscriber.subscribe(cancelChannel(config.queueName, config.queuePrefix)),
       startWorkerLive(config, log, (turnId) => attempts.get(turnId)),
+      WarmHandoff.start(config, workerId, handoffConn, queueConn, acceptHandoff, log),
     ]);
     let prunedAt = -Infinity;
     // Each step on its own: one failing (Redis or Postgres away) must not skip the others.
@@ -252,8 +346,13 @@ export function createWorker(config: Config, options: WorkerOptions = {}): TurnW
     graceTimer = setTimeout(() => abortAll('shutdown'), graceMs);
     try {
       await bull?.close();
+      // Turns taken over from other workers have no job here: wait for them as for jobs.
+      while (handoffRuns.size > 0) await Promise.allSettled([...handoffRuns]);
     } finally {
       clearTimeout(graceTimer);
+      // Every turn is committed or handed back: let the warm processes go, releasing their leases.
+      await warmPool?.close().catch((err: unknown) => log.warn({ err }, 'closing warm conversations failed'));
+      handoff?.close();
       await schedules?.stop().catch(() => undefined);
       if (queueConn) await forgetWorker(queueConn, config, workerId).catch(() => undefined);
       await queue?.close().catch(() => undefined);

@@ -95,10 +95,34 @@ export class SessionWriter {
     this.lastUuid = history?.lastUuid ?? null;
   }
 
+  /**
+   * With stream-json input the real CLI (2.1.197) writes session lines through a buffer:
+   * a turn's lines reach the file after its `result` is printed (measured: within tens to
+   * hundreds of ms), and at exit. `bufferMs` > 0 mimics that: lines are written that long
+   * after the first unwritten one; `flush()` writes them now.
+   */
+  bufferMs = 0;
+  private buffered: string[] = [];
+  private flushTimer: NodeJS.Timeout | undefined;
+
   /** One complete line per write, so a crash never leaves half a line. */
   append(entry: Record<string, unknown>): void {
-    appendFileSync(this.file, `${serialize(entry, this.lineBytes)}\n`);
+    const line = `${serialize(entry, this.lineBytes)}\n`;
     if (typeof entry.uuid === 'string') this.lastUuid = entry.uuid;
+    if (this.bufferMs <= 0) {
+      appendFileSync(this.file, line);
+      return;
+    }
+    this.buffered.push(line);
+    this.flushTimer ??= setTimeout(() => this.flush(), this.bufferMs);
+  }
+
+  flush(): void {
+    clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    if (this.buffered.length === 0) return;
+    appendFileSync(this.file, this.buffered.join(''));
+    this.buffered = [];
   }
 
   get leafUuid(): string | null {

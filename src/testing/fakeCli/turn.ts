@@ -32,6 +32,11 @@ export interface Session {
   forkedFrom: string | undefined;
   /** User prompts already in the file; grows by one per turn. */
   prompts: string[];
+  /**
+   * Cost of the turns this process answered so far. The real CLI (2.1.197) reports
+   * `total_cost_usd` summed over every message of a stream-json input process, not per turn.
+   */
+  costUsdSoFar?: number;
 }
 
 /** Per-process settings shared by every turn. */
@@ -212,7 +217,8 @@ function finishWithApiError(env: TurnEnv, session: Session, spec: FakeSpec, timi
   const message = syntheticErrorMessage(text);
   const sessionId = session.writer.sessionId;
   session.writer.assistant(turnContext(env, session), message, { isApiErrorMessage: true, error: apiErrorName(status) });
-  env.emitter.event(assistantEvent(sessionId, message, { error: apiErrorName(status) }));
+  // The stdout line carries the uuid of its session line, as the real CLI's does.
+  env.emitter.event(assistantEvent(sessionId, message, { error: apiErrorName(status), uuid: session.writer.leafUuid }));
   env.emitter.result(
     resultEvent({
       subtype: 'success',
@@ -253,10 +259,11 @@ async function finishWithReply(env: TurnEnv, session: Session, input: TurnInput,
     env.emitter.event(e);
   };
   for (const e of partial.before) await emitPartial(e);
-  env.emitter.event(assistantEvent(sessionId, message));
+  env.emitter.event(assistantEvent(sessionId, message, { uuid: session.writer.leafUuid }));
   for (const e of partial.after) await emitPartial(e);
 
-  const costUsd = spec.costUsd ?? DEFAULT_COST_USD;
+  session.costUsdSoFar = (session.costUsdSoFar ?? 0) + (spec.costUsd ?? DEFAULT_COST_USD);
+  const costUsd = session.costUsdSoFar;
   const common = {
     sessionId,
     durationMs: Date.now() - timing.startedAt,

@@ -1,0 +1,1 @@
+ALTER TABLE "conversations" ADD COLUMN "lease_warm" boolean DEFAULT false NOT NULL;

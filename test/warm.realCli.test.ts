@@ -1,0 +1,94 @@
+// Warm conversations with the REAL Claude Code CLI against the mock model: three turns on
+// one kept process (the mock sees one `HEAD /` probe per CLI start), each turn's request
+// carries the whole history, and after the worker stops (the process and lease let go) a
+// cold turn on a fresh worker resumes the committed session with every warm turn in it.
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig, type Config } from '../src/config.js';
+import { startMockModel, type MockModel } from '../src/mock/mockModel.js';
+import { createClient, type AgentqClient } from '../src/queue/client.js';
+import { createStoreDb } from '../src/store/db.js';
+import { getSessionHead } from '../src/store/sessions.js';
+import { createWorker, type TurnWorker } from '../src/worker/worker.js';
+import { createTestAgentq, type TestAgentq } from './helpers/agentq.js';
+import { offlineCliEnv } from './helpers/realCli.js';
+
+let mock: MockModel;
+let t: TestAgentq;
+let client: AgentqClient;
+let config: Config;
+const running = new Set<TurnWorker>();
+
+beforeAll(async () => {
+  mock = await startMockModel();
+  t = await createTestAgentq();
+  const env: Record<string, string> = {
+    ...t.env,
+    ...offlineCliEnv(mock.url),
+    AGENTQ_CLI_ENV_ALLOW: '',
+    AGENTQ_WORKSPACE_ROOT: path.join(t.root, 'workspaces'),
+    AGENTQ_RUNS_ROOT: path.join(t.root, 'runs'),
+    AGENTQ_WARM_IDLE_MS: '60000',
+  };
+  delete env.AGENTQ_CLAUDE_PATH;
+  delete env.FAKE_CLAUDE_LOG;
+  config = loadConfig(env);
+  client = createClient(t.config);
+});
+afterAll(async () => {
+  for (const w of running) await w.stop({ graceMs: 0 });
+  await client?.close();
+  await t?.cleanup();
+  await mock?.close();
+});
+
+async function startWorker(): Promise<TurnWorker> {
+  const w = createWorker(config, { concurrency: 1 });
+  running.add(w);
+  await w.start();
+  return w;
+}
+
+const probes = () => mock.requests.filter((r) => r.kind === 'probe').length;
+const lastMain = () => JSON.stringify(mock.mainRequests().at(-1)?.body?.messages ?? []);
+
+describe('warm conversations with the real CLI', () => {
+  it('three turns run on one CLI process, and the committed session resumes cold with all of them', async () => {
+    expect(config.claudePath).toMatch(/claude-code/);
+    const w = await startWorker();
+    const prompts = ['warm one: remember pelican', 'warm two: remember walrus', 'warm three: and heron'];
+    const sessionIds = new Set<string | null>();
+    const db = createStoreDb(t.database.pool);
+    const committed: number[] = [];
+    for (const prompt of prompts) {
+      const { turnId } = await client.enqueueTurn({ conversationId: 'real-warm', prompt });
+      const done = await client.waitForTurn(turnId, 60_000);
+      expect(done.status, JSON.stringify(done.error)).toBe('succeeded');
+      const turn = (await client.getTurn(turnId))!;
+      sessionIds.add(turn.sessionId);
+      // The CLI writes a turn's lines after its result: the commit waited for them, so each
+      // commit holds the whole session so far (nothing left uncommitted for the next turn).
+      const conv = await t.database.pool.query<{ id: string }>('select id from conversations where external_id = $1', ['real-warm']);
+      const head = (await getSessionHead(db, conv.rows[0]!.id, turn.sessionId!))!;
+      expect(head.committedLineCount).toBe(head.lineCount);
+      committed.push(head.committedLineCount);
+    }
+    expect(committed[1]).toBeGreaterThan(committed[0]!);
+    expect(committed[2]).toBeGreaterThan(committed[1]!);
+    // One CLI start for three turns.
+    expect(probes()).toBe(1);
+    expect([...sessionIds]).toHaveLength(1);
+    for (const p of prompts) expect(lastMain()).toContain(p);
+    const turns = (await client.getConversation('real-warm'))!.turns;
+    // One result per turn, each turn's own (the CLI's running cost is split per turn).
+    for (const turn of turns) expect(turn.result).toMatch(/mock reply/);
+
+    await w.stop();
+    await startWorker();
+    const before = probes();
+    const { turnId } = await client.enqueueTurn({ conversationId: 'real-warm', prompt: 'cold four: list the birds', options: { warm: false } });
+    expect((await client.waitForTurn(turnId, 60_000)).status).toBe('succeeded');
+    expect(probes()).toBe(before + 1);
+    for (const p of [...prompts, 'cold four']) expect(lastMain()).toContain(p);
+  }, 120_000);
+});
