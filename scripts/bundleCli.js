@@ -62,15 +62,17 @@ function checkClassNames(source) {
  * happens to call), as bin/agentq.js compiles it. V8 checks the cache against its own
  * version, its flags and the source, and ignores a cache that does not match (then the
  * script is compiled as usual), so a cache from another Node version costs nothing but
- * the time it saves. `--no-lazy` holds only while this process compiles: the cache is
+ * the time it saves. The script is compiled under its final name (`finalFile`), which the
+ * cache keeps for stack traces. `--no-lazy` holds only while this process compiles: the cache is
  * tagged with the default flags a worker runs with, which a fresh process checks below.
  */
-function writeCodeCache(file) {
+function writeCodeCache(file, finalFile) {
   const source = readFileSync(file, 'utf8');
   v8.setFlagsFromString('--no-lazy');
   let script;
   try {
-    script = new vm.Script(source, { filename: file });
+    // Compiled under the name it runs under: the cache keeps the script's name, which stack traces show.
+    script = new vm.Script(source, { filename: finalFile });
   } finally {
     v8.setFlagsFromString('--lazy');
   }
@@ -133,7 +135,7 @@ try {
   });
   checkNoExternalImports(result.metafile);
   checkClassNames(readFileSync(file, 'utf8'));
-  writeCodeCache(file);
+  writeCodeCache(file, path.join(out, SCRIPT));
   const old = path.join(dist, `.bundle-old-${process.pid}`);
   mkdirSync(out, { recursive: true });
   renameSync(out, old);

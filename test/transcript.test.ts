@@ -1,5 +1,6 @@
 // `agentq transcript`: a conversation's turns and stored events from Postgres, as text and
 // as JSON lines, and --follow picking up a turn that runs after it started.
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,6 +12,8 @@ import { createClient, type AgentqClient } from '../src/queue/client.js';
 import { createWorker, type TurnWorker } from '../src/worker/worker.js';
 import { createTestAgentq, type TestAgentq } from './helpers/agentq.js';
 import { waitUntil } from './helpers/processes.js';
+
+const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bin/agentq.js');
 
 let t: TestAgentq;
 let client: AgentqClient;
@@ -91,6 +94,18 @@ describe('agentq transcript', () => {
     // Event seqs are in order within the turn.
     const seqs = objects.filter((o) => o.kind === 'event' && o.turnId === first).map((o) => o.seq as number);
     expect(seqs).toEqual([...seqs].sort((x, y) => x - y));
+  });
+
+  it('a reader that closes the pipe early (`| head -1`) ends the command quietly with exit 0', async () => {
+    await twoTurns('tr-pipe');
+    // The real process, as a shell pipe has it: its stdout closed after the first line.
+    const child = spawn(process.execPath, [BIN, 'transcript', 'tr-pipe', '--follow'], { env: t.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
+    child.stdout.destroy();
+    const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+    expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
   });
 
   it('a malformed conversation id exits 2 naming it; an unknown one exits 1', async () => {

@@ -18,12 +18,21 @@ export interface CliIo {
   err: (text: string) => void;
 }
 
-const defaultIo = (): CliIo => ({
-  // The entrypoint is the one place that hands the process environment to loadConfig.
-  env: process.env,
-  out: (t) => process.stdout.write(`${t}\n`),
-  err: (t) => process.stderr.write(`${t}\n`),
-});
+/** `agentq transcript … | head`: a reader that closed the pipe ends the command quietly, as SIGPIPE would. */
+function exitOnClosedStdout(err: NodeJS.ErrnoException): void {
+  if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw err;
+}
+
+const defaultIo = (): CliIo => {
+  if (!process.stdout.listeners('error').includes(exitOnClosedStdout)) process.stdout.on('error', exitOnClosedStdout);
+  return {
+    // The entrypoint is the one place that hands the process environment to loadConfig.
+    env: process.env,
+    out: (t) => process.stdout.write(`${t}\n`),
+    err: (t) => process.stderr.write(`${t}\n`),
+  };
+};
 
 export function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
   const config = (): Config => loadConfig(io.env);
