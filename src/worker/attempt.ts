@@ -4,7 +4,7 @@
 // nothing. Nothing else in the code base decides when a turn is committed.
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, open, rm } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
@@ -43,6 +43,7 @@ import { withTransientRetry } from './transient.js';
 import { backoffMs, decide } from './retryPolicy.js';
 import type { AttemptObserver } from './observer.js';
 import { MultiTurnCli } from './multiTurnCli.js';
+import { fileSize, waitForSessionLine } from './sessionFlush.js';
 import type { WarmHandle, WarmPool } from './warmPool.js';
 
 export interface AttemptDeps {
@@ -87,8 +88,6 @@ interface BufferedEvent {
 }
 
 const SUMMARY_MAX_CHARS = 8000;
-/** How long a kept CLI may take to write a turn's session lines after its result. */
-const SESSION_FLUSH_TIMEOUT_MS = 5000;
 
 function eventType(e: ClaudeEvent): string {
   if (e.kind === 'other') return typeof e.data.type === 'string' ? e.data.type : 'other';
@@ -498,7 +497,7 @@ export class Attempt implements InputTarget {
     }
     if (options.streamInput === true) this.inputRun = cli.run;
     const costBefore = cli.costReported;
-    const fileBefore = await this.sessionFileSize();
+    const fileBefore = await fileSize(this.currentSession()?.file);
     const onEvent = (e: ClaudeEvent) => {
       this.onCliEvent(e);
       // The prompt is answered: no more mid-run input for this turn.
@@ -510,65 +509,16 @@ export class Attempt implements InputTarget {
     if (!this.gotInput) {
       // The CLI writes the turn's session lines after its result: the commit waits for them.
       // If they do not come, the process is let finish (it writes them at exit) and not kept.
-      if (turn.outcome.type === 'success' && (await this.waitForSessionFlush(fileBefore))) return turn.outcome;
+      const flushed =
+        turn.outcome.type === 'success' &&
+        (await waitForSessionLine(() => this.currentSession()?.file, fileBefore, this.lastMessageUuid, this.controller.signal));
+      if (flushed) return turn.outcome;
       await cli.finish(onEvent);
       return turn.outcome;
     }
     // No await since the result: nothing the CLI printed after it is missed.
     const exit = await cli.finish(onEvent);
     return { ...turn.outcome, costUsd: Math.max(0, Math.round((exit.costUsd - costBefore) * 1e9) / 1e9), resultText: exit.resultText ?? turn.outcome.resultText };
-  }
-
-  private async sessionFileSize(): Promise<number> {
-    const current = this.currentSession();
-    if (!current) return 0;
-    try {
-      const fh = await open(current.file, 'r');
-      try {
-        return (await fh.stat()).size;
-      } finally {
-        await fh.close();
-      }
-    } catch {
-      return 0;
-    }
-  }
-
-  /**
-   * With stream-json input the real CLI writes a turn's session lines shortly after it
-   * prints the result (shared/claude-cli/README.md): waits until the line of the last
-   * message it printed is in the file. Reads only what was appended since `offset`.
-   */
-  private async waitForSessionFlush(offset: number): Promise<boolean> {
-    const uuid = this.lastMessageUuid;
-    if (!uuid) return true;
-    const needle = `"uuid":"${uuid}"`;
-    const deadline = performance.now() + SESSION_FLUSH_TIMEOUT_MS;
-    let delay = 2;
-    while (!this.controller.signal.aborted) {
-      const current = this.currentSession();
-      if (current) {
-        try {
-          const fh = await open(current.file, 'r');
-          try {
-            const { size } = await fh.stat();
-            if (size > offset) {
-              const buf = Buffer.alloc(size - offset);
-              await fh.read(buf, 0, buf.length, offset);
-              if (buf.includes(needle)) return true;
-            }
-          } finally {
-            await fh.close();
-          }
-        } catch {
-          // not there yet
-        }
-      }
-      if (performance.now() > deadline) return false;
-      await new Promise((r) => setTimeout(r, delay));
-      delay = Math.min(20, delay * 2);
-    }
-    return false;
   }
 
   private mark(phase: string): void {
