@@ -14,28 +14,13 @@ import { createStoreDb } from '../store/db.js';
 import { migrate } from '../store/migrate.js';
 import { createSessionStore } from '../sdk/sessionStore.js';
 import type { SdkSessionEntry } from '../sdk/entries.js';
+import { adminQuery, databaseUrl } from './database.js';
 import { median, round, type Benchmark, type Figure } from './harness.js';
 import { syntheticSessionLines } from './syntheticSession.js';
 
 const SESSION_BYTES = 10 * 1024 * 1024;
 const BATCH = 500;
 const REPS = 5;
-
-function dbUrl(base: string, name: string): string {
-  const u = new URL(base);
-  u.pathname = `/${name}`;
-  return u.toString();
-}
-
-async function admin(base: string, text: string): Promise<void> {
-  const c = new pg.Client({ connectionString: base });
-  await c.connect();
-  try {
-    await c.query(text);
-  } finally {
-    await c.end();
-  }
-}
 
 /** CLI-shaped entries adding up to about `bytes` of JSON. */
 function entries(bytes: number): SdkSessionEntry[] {
@@ -84,8 +69,8 @@ export const sdkStoreBench: Benchmark = {
   async run(ctx) {
     const base = loadConfig(process.env).databaseUrl;
     const dbName = `agentq_bench_${randomBytes(5).toString('hex')}`;
-    await admin(base, `create database ${dbName}`);
-    const pool = new pg.Pool({ connectionString: dbUrl(base, dbName), max: 4 });
+    await adminQuery(base, `create database ${dbName}`);
+    const pool = new pg.Pool({ connectionString: databaseUrl(base, dbName), max: 4 });
     try {
       await migrate(pool);
       await pool.query('create table bench_sdk_entries (id bigserial primary key, session_key text not null, entry jsonb not null)');
@@ -150,7 +135,7 @@ export const sdkStoreBench: Benchmark = {
       return figures;
     } finally {
       await pool.end();
-      await admin(base, `drop database if exists ${dbName} with (force)`);
+      await adminQuery(base, `drop database if exists ${dbName} with (force)`);
     }
   },
 };

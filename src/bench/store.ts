@@ -22,6 +22,7 @@ import { hydrateSession } from '../store/hydrate.js';
 import { migrate } from '../store/migrate.js';
 import { persistSession } from '../store/persist.js';
 import { chunkCodecs, type ChunkCodec } from '../store/schema.js';
+import { adminQuery, databaseUrl } from './database.js';
 import { median, round, type Benchmark, type Figure } from './harness.js';
 import { syntheticSessionLines, writeSyntheticSession } from './syntheticSession.js';
 
@@ -31,22 +32,6 @@ const INGEST_REPS = 3;
 const PERSIST_REPS = 25;
 const TURN_BYTES = 10 * 1024;
 const MAX_LINE = 16 * 1024 * 1024;
-
-function dbUrl(base: string, name: string): string {
-  const u = new URL(base);
-  u.pathname = `/${name}`;
-  return u.toString();
-}
-
-async function admin(base: string, text: string): Promise<void> {
-  const c = new pg.Client({ connectionString: base });
-  await c.connect();
-  try {
-    await c.query(text);
-  } finally {
-    await c.end();
-  }
-}
 
 /** Runs fn while sampling RSS every 2 ms; returns its duration and the peak RSS growth in MB. */
 async function measured<T>(fn: () => Promise<T>): Promise<{ ms: number; rssMb: number; value: T }> {
@@ -130,8 +115,8 @@ export const storeBench: Benchmark = {
     const base = loadConfig(process.env).databaseUrl;
     const dbName = `agentq_bench_${randomBytes(5).toString('hex')}`;
     const root = mkdtempSync(path.join(os.tmpdir(), 'agentq-bench-store-'));
-    await admin(base, `create database ${dbName}`);
-    const pool = new pg.Pool({ connectionString: dbUrl(base, dbName), max: 4 });
+    await adminQuery(base, `create database ${dbName}`);
+    const pool = new pg.Pool({ connectionString: databaseUrl(base, dbName), max: 4 });
     try {
       await migrate(pool);
       await pool.query(
@@ -261,7 +246,7 @@ export const storeBench: Benchmark = {
       return figures;
     } finally {
       await pool.end();
-      await admin(base, `drop database if exists ${dbName} with (force)`);
+      await adminQuery(base, `drop database if exists ${dbName} with (force)`);
       rmSync(root, { recursive: true, force: true });
     }
   },

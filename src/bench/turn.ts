@@ -41,7 +41,6 @@ import { fileURLToPath } from 'node:url';
 import { Queue, QueueEvents } from 'bullmq';
 import { execa } from 'execa';
 import { Redis } from 'ioredis';
-import pg from 'pg';
 import { pino, type Logger } from 'pino';
 import { loadConfig, type Config } from '../config.js';
 import { createClient, type AgentqClient } from '../queue/client.js';
@@ -51,6 +50,7 @@ import { parseRunOptions, type RunOptions } from '../runner/options.js';
 import { migrate } from '../store/migrate.js';
 import { fakeCliPath } from '../testing/fakeCliPath.js';
 import { createWorker } from '../worker/worker.js';
+import { databaseUrl, withDb } from './database.js';
 import { median, quantile, round, type BenchContext, type Benchmark, type Figure } from './harness.js';
 import { serverCpuMs } from './serverCpu.js';
 import type { ChildReply, ChildRequest } from './turnWorkerChild.js';
@@ -90,19 +90,7 @@ function wallNow(): number {
 }
 
 function dbUrl(name: string): string {
-  const u = new URL(serverUrls().admin);
-  u.pathname = `/${name}`;
-  return u.toString();
-}
-
-async function withDb<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  try {
-    return await fn(c);
-  } finally {
-    await c.end();
-  }
+  return databaseUrl(serverUrls().admin, name);
 }
 
 /** The throwaway database, queue and directories of one benchmark run. */

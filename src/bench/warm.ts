@@ -27,20 +27,11 @@ import { startMockModel, type MockModel } from '../mock/mockModel.js';
 import { createClient } from '../queue/client.js';
 import { migrate } from '../store/migrate.js';
 import { createWorker } from '../worker/worker.js';
+import { withDb } from './database.js';
 import { median, round, type BenchContext, type Benchmark, type Figure } from './harness.js';
 
 const MEASURED_TURNS = 15;
 const TURN_TIMEOUT_MS = 60_000;
-
-async function withDb<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  try {
-    return await fn(c);
-  } finally {
-    await c.end();
-  }
-}
 
 /** Milliseconds the mock spent answering between `from` and `to` (overlapping requests counted once). */
 function mockTime(mock: MockModel, from: number, to: number): number {
