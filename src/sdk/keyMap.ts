@@ -51,6 +51,7 @@ export async function ensureSdkKey(tx: Executor, tenantId: string, projectKey: s
 interface ConversationState extends Record<string, unknown> {
   external_id: string;
   busy: boolean;
+  warm: boolean;
   next_seq: number;
 }
 
@@ -63,11 +64,14 @@ interface ConversationState extends Record<string, unknown> {
  */
 export async function assertNoLiveLease(tx: Executor, conversationId: string): Promise<ConversationState> {
   const r = await tx.execute<ConversationState>(sql`
-    select external_id, next_seq, (lease_owner is not null and lease_expires_at > now()) as busy
+    select external_id, next_seq, (lease_owner is not null and lease_expires_at > now()) as busy, lease_warm as warm
       from conversations where id = ${conversationId}::uuid for share`);
   const row = r.rows[0];
   if (!row) throw new Error(`conversation ${conversationId} vanished`);
-  if (row.busy) throw new SdkSessionBusyError(row.external_id, 'a turn is running on it');
+  if (row.busy) {
+    // A warm conversation's CLI holds the session in memory: lines added now would be lost to it.
+    throw new SdkSessionBusyError(row.external_id, row.warm ? 'a worker keeps its CLI warm for the next turn (until its idle time ends)' : 'a turn is running on it');
+  }
   return row;
 }
 
