@@ -39,3 +39,21 @@ export function round(value: number, digits = 3): number {
   const f = 10 ** digits;
   return Math.round(value * f) / f;
 }
+
+/** Runs fn while sampling RSS every 2 ms; returns its duration and the peak RSS growth in MB. */
+export async function measured<T>(fn: () => Promise<T>): Promise<{ ms: number; rssMb: number; value: T }> {
+  const before = process.memoryUsage.rss();
+  let peak = before;
+  const timer = setInterval(() => {
+    peak = Math.max(peak, process.memoryUsage.rss());
+  }, 2);
+  const t = performance.now();
+  try {
+    const value = await fn();
+    const ms = performance.now() - t;
+    peak = Math.max(peak, process.memoryUsage.rss());
+    return { ms, rssMb: (peak - before) / 1e6, value };
+  } finally {
+    clearInterval(timer);
+  }
+}

@@ -15,7 +15,7 @@ import { migrate } from '../store/migrate.js';
 import { createSessionStore } from '../sdk/sessionStore.js';
 import type { SdkSessionEntry } from '../sdk/entries.js';
 import { adminQuery, databaseUrl } from './database.js';
-import { median, round, type Benchmark, type Figure } from './harness.js';
+import { measured, median, round, type Benchmark, type Figure } from './harness.js';
 import { syntheticSessionLines } from './syntheticSession.js';
 
 const SESSION_BYTES = 10 * 1024 * 1024;
@@ -44,22 +44,6 @@ class JsonbRowStore {
   async load(key: string): Promise<SdkSessionEntry[] | null> {
     const r = await this.pool.query<{ entry: SdkSessionEntry }>('select entry from bench_sdk_entries where session_key = $1 order by id', [key]);
     return r.rows.length === 0 ? null : r.rows.map((x) => x.entry);
-  }
-}
-
-async function measured<T>(fn: () => Promise<T>): Promise<{ ms: number; rssMb: number; value: T }> {
-  global.gc?.();
-  const before = process.memoryUsage.rss();
-  let peak = before;
-  const timer = setInterval(() => (peak = Math.max(peak, process.memoryUsage.rss())), 2);
-  const t = performance.now();
-  try {
-    const value = await fn();
-    const ms = performance.now() - t;
-    peak = Math.max(peak, process.memoryUsage.rss());
-    return { ms, rssMb: (peak - before) / 1e6, value };
-  } finally {
-    clearInterval(timer);
   }
 }
 

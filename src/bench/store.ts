@@ -23,7 +23,7 @@ import { migrate } from '../store/migrate.js';
 import { persistSession } from '../store/persist.js';
 import { chunkCodecs, type ChunkCodec } from '../store/schema.js';
 import { adminQuery, databaseUrl } from './database.js';
-import { median, round, type Benchmark, type Figure } from './harness.js';
+import { measured, median, round, type Benchmark, type Figure } from './harness.js';
 import { syntheticSessionLines, writeSyntheticSession } from './syntheticSession.js';
 
 const SESSION_BYTES = 50 * 1024 * 1024;
@@ -32,24 +32,6 @@ const INGEST_REPS = 3;
 const PERSIST_REPS = 25;
 const TURN_BYTES = 10 * 1024;
 const MAX_LINE = 16 * 1024 * 1024;
-
-/** Runs fn while sampling RSS every 2 ms; returns its duration and the peak RSS growth in MB. */
-async function measured<T>(fn: () => Promise<T>): Promise<{ ms: number; rssMb: number; value: T }> {
-  const before = process.memoryUsage.rss();
-  let peak = before;
-  const timer = setInterval(() => {
-    peak = Math.max(peak, process.memoryUsage.rss());
-  }, 2);
-  const t = performance.now();
-  try {
-    const value = await fn();
-    const ms = performance.now() - t;
-    peak = Math.max(peak, process.memoryUsage.rss());
-    return { ms, rssMb: (peak - before) / 1e6, value };
-  } finally {
-    clearInterval(timer);
-  }
-}
 
 async function* fileLines(file: string): AsyncGenerator<string> {
   const rl = readline.createInterface({ input: createReadStream(file), crlfDelay: Infinity });

@@ -426,6 +426,11 @@ export class Attempt implements InputTarget {
     this.push(eventType(e), e.line);
   }
 
+  /** The turn's CLI options in this attempt's directories. */
+  private runOptions(prompt: string, session: RunOptions['session'], options: Record<string, unknown>): RunOptions {
+    return { ...(options as Partial<RunOptions>), prompt, cwd: this.cwd, configDir: this.configDir, tmpDir: path.join(this.runDir, 'tmp'), session };
+  }
+
   private async runCli(prompt: string, session: RunOptions['session']): Promise<RunOutcome> {
     const { config, runner } = this.deps;
     const { continueOnRetry: _ignored, warm: _warm, ...options } = this.turn.options as Record<string, unknown> & { continueOnRetry?: boolean };
@@ -442,20 +447,12 @@ export class Attempt implements InputTarget {
     }
     try {
       const run = startClaude(
-        {
-          ...(options as Partial<RunOptions>),
-          prompt,
-          cwd: this.cwd,
-          configDir: this.configDir,
-          tmpDir: path.join(this.runDir, 'tmp'),
-          session,
-        },
+        this.runOptions(prompt, session, options),
         runner,
         {
           signal: this.controller.signal,
           onEvent: (e) => {
-            if (e.kind === 'init') this.reportedSessionId = e.data.session_id;
-            this.push(eventType(e), e.line);
+            this.onCliEvent(e);
             // The prompt is answered: close stdin, so the CLI ends after what it was given.
             if (e.kind === 'result') this.endInput();
           },
@@ -481,12 +478,7 @@ export class Attempt implements InputTarget {
     if (!cli) {
       cli = new MultiTurnCli(
         {
-          ...(options as Partial<RunOptions>),
-          prompt,
-          cwd: this.cwd,
-          configDir: this.configDir,
-          tmpDir: path.join(this.runDir, 'tmp'),
-          session,
+          ...this.runOptions(prompt, session, options),
           // The CLI then writes a turn's session lines before it prints the result, instead
           // of up to ~100 ms later (its write buffer's flush interval): the commit need not wait.
           env: { CLAUDE_CODE_EAGER_FLUSH: '1' },
