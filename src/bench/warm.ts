@@ -15,6 +15,10 @@
 //   turn (from its stored `result` event; it includes the mock's time): what agentq adds
 //   around the CLI (enqueue, dispatch, claim, stdin write, event reading, commit, ack).
 //   Baseline: the same for the cold turns (it then includes the CLI's start-up).
+// - warm_cli_floor_p50_ms: the same CLI kept the same way but driven by a bare loop, no
+//   agentq (./warmCliFloor.ts): per message, stdin write → its result line, minus the
+//   mock's time. Half its messages run before the agentq turns and half after. A warm
+//   turn cannot cost less than this; its baseline is the warm overhead of the same run.
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -23,31 +27,16 @@ import { Queue, QueueEvents } from 'bullmq';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { loadConfig } from '../config.js';
-import { startMockModel, type MockModel } from '../mock/mockModel.js';
+import { startMockModel } from '../mock/mockModel.js';
 import { createClient } from '../queue/client.js';
 import { migrate } from '../store/migrate.js';
 import { createWorker } from '../worker/worker.js';
 import { withDb } from './database.js';
+import { cliFloorSamples, mockTime } from './warmCliFloor.js';
 import { median, round, type BenchContext, type Benchmark, type Figure } from './harness.js';
 
 const MEASURED_TURNS = 15;
 const TURN_TIMEOUT_MS = 60_000;
-
-/** Milliseconds the mock spent answering between `from` and `to` (overlapping requests counted once). */
-function mockTime(mock: MockModel, from: number, to: number): number {
-  const spans = mock.requests
-    .filter((r) => r.time >= from && r.time <= to && r.finishedAt !== undefined)
-    .map((r) => [r.time, r.finishedAt!] as const)
-    .sort((a, b) => a[0] - b[0]);
-  let total = 0;
-  let end = -Infinity;
-  for (const [s, e] of spans) {
-    const start = Math.max(s, end);
-    if (e > start) total += e - start;
-    end = Math.max(end, e);
-  }
-  return total;
-}
 
 async function run(ctx: BenchContext): Promise<Figure[]> {
   const base = loadConfig(process.env);
@@ -62,6 +51,8 @@ async function run(ctx: BenchContext): Promise<Figure[]> {
   const mock = await startMockModel();
   await withDb(adminUrl, (c) => c.query(`create database "${dbName}"`));
   const conn = new Redis(base.redisUrl, { maxRetriesPerRequest: null });
+  // QueueEvents does not close a connection it was handed: ours to disconnect.
+  const eventsConn = new Redis(base.redisUrl, { maxRetriesPerRequest: null });
   let events: QueueEvents | undefined;
   try {
     await migrate(url);
@@ -84,7 +75,7 @@ async function run(ctx: BenchContext): Promise<Figure[]> {
       IS_SANDBOX: '1',
     });
     ctx.log(`CLI ${config.claudePath}`);
-    events = new QueueEvents(queueName, { connection: new Redis(base.redisUrl, { maxRetriesPerRequest: null }), blockingTimeout: 1000 });
+    events = new QueueEvents(queueName, { connection: eventsConn, blockingTimeout: 1000 });
     await events.waitUntilReady();
     // Arrival time of each job's 'completed' event (an event may arrive before its waiter).
     const arrived = new Map<string, number>();
@@ -122,7 +113,11 @@ async function run(ctx: BenchContext): Promise<Figure[]> {
       if (status !== 'succeeded') throw new Error(`turn ${turnId} ended ${status}`);
       return { latency: t1 - t0, model: mockTime(mock, t0, t1), cli: await cliMs(turnId) };
     };
+    const floor: number[] = [];
+    const measureFloor = async (half: number) =>
+      floor.push(...(await cliFloorSamples(config, mock, path.join(root, `floor-${half}`), Math.ceil(MEASURED_TURNS / 2))));
     try {
+      await measureFloor(1);
       await turn('bench-warm', 'first warm turn', true);
       await turn('bench-cold', 'first cold turn', false);
       const warm: number[] = [];
@@ -143,6 +138,8 @@ async function run(ctx: BenchContext): Promise<Figure[]> {
           if (kind === 'warm') warmCli.push(r.cli - r.model);
         }
       }
+      await measureFloor(2);
+      ctx.log(`the CLI alone (bare loop, no agentq): per message ${floor.map((v) => round(v, 0)).join(' ')}`);
       ctx.log(`warm turn latency p50 ${round(median(warmRaw), 1)} ms, cold ${round(median(coldRaw), 1)} ms (mock time included)`);
       ctx.log(`warm overhead ${warm.map((v) => round(v, 0)).join(' ')}`);
       ctx.log(`cold overhead ${cold.map((v) => round(v, 0)).join(' ')}`);
@@ -159,6 +156,13 @@ async function run(ctx: BenchContext): Promise<Figure[]> {
           baseline: round(median(coldProtocol), 1),
           target: 'none (latency minus the CLI\'s own duration_ms)',
         },
+        {
+          bench: 'warm_cli_floor_p50_ms',
+          value: round(median(floor), 1),
+          unit: 'ms',
+          baseline: round(warmP50, 1),
+          target: 'none (the CLI alone per message, minus the mock; baseline: warm_turn_overhead_p50_ms)',
+        },
         { bench: 'warm_turn_latency_p50_ms', value: round(median(warmRaw), 1), unit: 'ms', baseline: round(median(coldRaw), 1), target: 'none (mock time included)' },
       ];
     } finally {
@@ -168,6 +172,7 @@ async function run(ctx: BenchContext): Promise<Figure[]> {
     }
   } finally {
     await events?.close().catch(() => undefined);
+    eventsConn.disconnect();
     const q = new Queue(queueName, { connection: conn });
     await q.obliterate({ force: true }).catch(() => undefined);
     await q.close();

@@ -42,7 +42,15 @@ export class LivePublisher implements LiveEventSink {
 
   /** Connects (a failure is logged: the worker runs turns without the live feed until Redis is back). */
   static async connect(redisUrl: string, queue: QueueRef, log: Logger): Promise<LivePublisher> {
-    const redis = new Redis(redisUrl, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: COMMAND_TIMEOUT_MS });
+    // Auto-pipelining: the XADD and PEXPIRE of an event, and the events of one stdout read,
+    // leave in one socket write instead of one each (fewer syscalls per turn).
+    const redis = new Redis(redisUrl, {
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      enableAutoPipelining: true,
+      maxRetriesPerRequest: 1,
+      commandTimeout: COMMAND_TIMEOUT_MS,
+    });
     const publisher = new LivePublisher(redis, queue, log);
     // Errors surface through the failed commands; the connection reconnects by itself.
     redis.on('error', () => undefined);
