@@ -140,6 +140,9 @@ describe('the turn protocol', () => {
       expect((await client.waitForTurn(one.turnId, 20_000)).status).toBe('succeeded');
       const conv = await sessionOf('warm-bad');
       const kept = path.join(t.config.worker.runsRoot, '.cache', 'sessions', `${conv.id}.${conv.session_id}.jsonl`);
+      // The worker keeps the file after the commit the turn's status comes from: wait for it.
+      const deadline = Date.now() + 10_000;
+      while (!existsSync(kept) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
       const bytes = readFileSync(kept);
       // Same length, different content: a user line that says something else.
       writeFileSync(kept, Buffer.from(bytes.toString('latin1').replace('"one"', '"0ne"'), 'latin1'));

@@ -11,6 +11,7 @@ import { mkdir, open, rename, rm, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
 import { sessionFilePath } from '../claude/sessionPath.js';
+import { subagentFileId, subagentTranscriptPath } from '../claude/subagentPath.js';
 import { SessionCorruptError, SessionNotFoundError, StoreInputError } from '../errors.js';
 import { decodeChunk } from './chunks.js';
 import type { StoreDb } from './db.js';
@@ -102,6 +103,43 @@ async function writeAll(fh: FileHandle, buf: Buffer): Promise<void> {
 export async function hydrateSession(db: StoreDb, input: HydrateInput): Promise<HydrateResult> {
   const sessionId = parseSessionId(input.sessionId);
   const target = sessionFilePath(input.configDir, input.cwd, sessionId, input.cliCwd);
+  return inSnapshot(db, (client) => hydrateInSnapshot(client, input.conversationId, sessionId, target, input.includeUncommitted ?? false));
+}
+
+export interface HydrateSubagentsInput {
+  conversationId: string;
+  /** The session whose subagent transcripts these are. */
+  sessionId: string;
+  /** Where that session's file is (or goes) on disk: the transcripts go next to it. */
+  sessionFile: string;
+  /** The stored subpaths to write (`subagents/agent-a1b2`), from the session heads. */
+  subpaths: readonly string[];
+  includeUncommitted?: boolean;
+}
+
+/**
+ * Writes stored subagent transcripts of a session where the CLI looks for them
+ * (src/claude/subagentPath.ts), in one snapshot. A subpath that is not a safe relative
+ * path is not written: it is returned in `skipped`.
+ */
+export async function hydrateSubagentTranscripts(db: StoreDb, input: HydrateSubagentsInput): Promise<{ written: HydrateResult[]; skipped: string[] }> {
+  const sessionId = parseSessionId(input.sessionId);
+  const targets = input.subpaths.map((subpath) => ({ subpath, target: subagentTranscriptPath(input.sessionFile, sessionId, subpath) }));
+  const skipped = targets.filter((t) => t.target === undefined).map((t) => t.subpath);
+  const todo = targets.filter((t): t is { subpath: string; target: string } => t.target !== undefined);
+  if (todo.length === 0) return { written: [], skipped };
+  const written = await inSnapshot(db, async (client) => {
+    const out: HydrateResult[] = [];
+    for (const { subpath, target } of todo) {
+      out.push(await hydrateInSnapshot(client, input.conversationId, subagentFileId(sessionId, subpath), target, input.includeUncommitted ?? false));
+    }
+    return out;
+  });
+  return { written, skipped };
+}
+
+/** Runs `fn` on one pooled connection inside a read-only repeatable-read transaction. */
+async function inSnapshot<T>(db: StoreDb, fn: (client: pg.ClientBase) => Promise<T>): Promise<T> {
   const pool: Queryable = db.$client;
   // It reads in a snapshot transaction of its own: on a caller's single connection that
   // would commit whatever transaction the caller has open there.
@@ -112,7 +150,7 @@ export async function hydrateSession(db: StoreDb, input: HydrateInput): Promise<
     // One snapshot: a concurrent append or discard cannot show a half-changed session.
     await client.query('begin isolation level repeatable read read only');
     try {
-      const result = await hydrateInSnapshot(client, input.conversationId, sessionId, target, input.includeUncommitted ?? false);
+      const result = await fn(client);
       await client.query('commit');
       return result;
     } catch (err) {

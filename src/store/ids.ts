@@ -60,6 +60,22 @@ export function parseSessionId(value: unknown, field = 'sessionId'): string {
 }
 
 /**
+ * A stored session's id: a CLI session id, or a subagent transcript of one,
+ * `<sessionId>/<subpath>` (src/claude/subagentPath.ts), whose subpath segments follow the
+ * session id's rules. Throws StoreInputError naming `field`.
+ */
+export const sessionFileIdSchema = z
+  .string({ error: 'must be a string' })
+  .max(1024, { error: 'must be at most 1024 characters' })
+  .regex(/^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}(\/[A-Za-z0-9_-][A-Za-z0-9._-]{0,127})*$/, {
+    error: 'must be a session id, optionally followed by /-separated segments of A-Z a-z 0-9 . _ -, none starting with .',
+  });
+
+export function parseSessionFileId(value: unknown, field = 'sessionId'): string {
+  return parseWith(sessionFileIdSchema, value, field);
+}
+
+/**
  * A stable, safe directory name for a conversation's workspace: a readable slug of the
  * id (letters, digits, `.`, `_`, `-`; at most 48 characters) plus 12 hex characters of
  * sha256(tenant, id), so two tenants, or two ids with the same slug, never share a

@@ -16,7 +16,7 @@ import { sql } from 'drizzle-orm';
 import { SessionConflictError, SessionDivergedError } from '../errors.js';
 import { DEFAULT_CHUNK_BYTES, DEFAULT_CODEC, encodeChunk, LineChunker, type PendingChunk } from './chunks.js';
 import type { Executor } from './db.js';
-import { parseSessionId } from './ids.js';
+import { parseSessionFileId, parseSessionId } from './ids.js';
 import type { ChunkCodec } from './schema.js';
 import { commitSessionLines, lockOrCreateSessionHead } from './sessions.js';
 
@@ -94,7 +94,7 @@ export interface Encoded {
  * wrote anything); `forkedFrom` is recorded only when this call creates the session.
  */
 export async function persistSession(db: Executor, input: PersistInput): Promise<PersistResult> {
-  const sessionId = parseSessionId(input.sessionId);
+  const sessionId = parseSessionFileId(input.sessionId);
   const forkedFrom = input.forkedFrom == null ? null : parseSessionId(input.forkedFrom, 'forkedFrom');
   const attempt = String(input.attempt);
   const codec = input.codec ?? DEFAULT_CODEC;

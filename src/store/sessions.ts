@@ -14,7 +14,7 @@
 // - A retried attempt that starts over calls discardUncommitted first, then hydrates the
 //   committed lines only. persist refuses a file that does not continue the stored bytes
 //   (SessionDivergedError), so forgetting the discard cannot interleave two histories.
-import { and, eq, gte, sql } from 'drizzle-orm';
+import { and, asc, eq, gte, sql } from 'drizzle-orm';
 import { SessionAttemptConflictError, SessionNotFoundError } from '../errors.js';
 import type { Executor } from './db.js';
 import { sessionChunks, sessions } from './schema.js';
@@ -28,6 +28,29 @@ const headKey = (conversationId: string, sessionId: string) =>
 export async function getSessionHead(db: Executor, conversationId: string, sessionId: string): Promise<SessionHead | undefined> {
   const rows = await db.select().from(sessions).where(headKey(conversationId, sessionId));
   return rows[0];
+}
+
+/**
+ * The head of a session and the heads of its subagent transcripts (stored as sessions
+ * `<sessionId>/<subpath>`), in one statement. Index: sessions_pk (the conversation's rows).
+ */
+export async function getSessionHeads(
+  db: Executor,
+  conversationId: string,
+  sessionId: string,
+): Promise<{ head: SessionHead | undefined; subagents: SessionHead[] }> {
+  const rows = await db
+    .select()
+    .from(sessions)
+    .where(
+      and(
+        eq(sessions.conversationId, conversationId),
+        // starts_with, not LIKE: `_` in a session id is not a wildcard.
+        sql`(${sessions.sessionId} = ${sessionId} or starts_with(${sessions.sessionId}, ${`${sessionId}/`}))`,
+      ),
+    )
+    .orderBy(asc(sessions.sessionId));
+  return { head: rows.find((r) => r.sessionId === sessionId), subagents: rows.filter((r) => r.sessionId !== sessionId) };
 }
 
 /**

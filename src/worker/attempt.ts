@@ -9,6 +9,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { sessionFilePath } from '../claude/sessionPath.js';
+import { subpathOf } from '../claude/subagentPath.js';
 import { StaleLeaseError, WorkspaceTooLargeError } from '../errors.js';
 import type { ClaudeEvent } from '../runner/events.js';
 import type { RunOptions } from '../runner/options.js';
@@ -22,7 +23,7 @@ import type { StoreDb, StoreTx } from '../store/db.js';
 import { hydrateSession } from '../store/hydrate.js';
 import { workspaceDirName } from '../store/ids.js';
 import { persistSession } from '../store/persist.js';
-import { commitSessionLines, discardUncommitted, getSessionHead } from '../store/sessions.js';
+import { commitSessionLines, discardUncommitted, getSessionHeads } from '../store/sessions.js';
 import {
   appendTurnEvents,
   assertFence,
@@ -44,6 +45,7 @@ import { backoffMs, decide } from './retryPolicy.js';
 import type { AttemptObserver } from './observer.js';
 import { MultiTurnCli } from './multiTurnCli.js';
 import { fileSize, waitForSessionLine } from './sessionFlush.js';
+import { commitSubagentTranscripts, hydrateSubagents, persistSubagentTranscripts } from './subagentTranscripts.js';
 import type { WarmHandle, WarmPool } from './warmPool.js';
 
 export interface AttemptDeps {
@@ -125,6 +127,10 @@ export class Attempt implements InputTarget {
   /** After a commit that kept the lease warm: the process to hand to the pool. */
   private keepHandle: WarmHandle | undefined;
   /** Milliseconds spent in each phase of the attempt, logged with the commit. */
+  /** Stored ids of the subagent transcripts this attempt stored (committed with the session). */
+  private readonly subagentFileIds = new Set<string>();
+  /** Subagent transcripts already reported as not stored. */
+  private readonly unsavedSubagents = new Set<string>();
   private readonly phases: Record<string, number> = {};
   private phaseStart = performance.now();
 
@@ -332,29 +338,38 @@ export class Attempt implements InputTarget {
 
   private async tryHydrate(sessionId: string | null): Promise<{ uncommittedLines: number } | undefined> {
     if (!sessionId) return undefined;
-    const head = await getSessionHead(this.deps.db, this.conversation.id, sessionId);
+    const conversationId = this.conversation.id;
+    let { head, subagents } = await getSessionHeads(this.deps.db, conversationId, sessionId);
     if (!head) return undefined;
-    if (head.lineCount > head.committedLineCount && (this.turn.options as { continueOnRetry?: boolean }).continueOnRetry === false) {
+    const dirty = [head, ...subagents].filter((h) => h.lineCount > h.committedLineCount);
+    if (dirty.length > 0 && (this.turn.options as { continueOnRetry?: boolean }).continueOnRetry === false) {
       // The turn opted out of continuing: rerun its prompt from the committed session, not
       // on top of the interrupted attempt's checkpoints (else the session holds it twice).
-      await this.fenced((tx) => discardUncommitted(tx, { conversationId: this.conversation.id, sessionId }));
-      if (head.committedLineCount === 0) return undefined;
+      await this.fenced(async (tx) => {
+        for (const h of dirty) await discardUncommitted(tx, { conversationId, sessionId: h.sessionId });
+      });
+      ({ head, subagents } = await getSessionHeads(this.deps.db, conversationId, sessionId));
+      if (!head) return undefined;
     }
     if (head.lineCount === 0) return undefined;
     // The file this worker kept when it committed the previous turn, if it is still exactly the committed session.
     const target = sessionFilePath(this.configDir, this.cwd, sessionId, this.cliCwd());
-    if (head.lineCount === head.committedLineCount && (await this.deps.cache.takeSession(this.conversation.id, sessionId, head, target))) {
-      return { uncommittedLines: 0 };
+    let uncommittedLines = 0;
+    if (head.lineCount > head.committedLineCount || !(await this.deps.cache.takeSession(conversationId, sessionId, head, target))) {
+      const h = await hydrateSession(this.deps.db, {
+        conversationId,
+        sessionId,
+        cwd: this.cwd,
+        cliCwd: this.cliCwd(),
+        configDir: this.configDir,
+        includeUncommitted: true,
+      });
+      uncommittedLines = h.uncommittedLines;
     }
-    const h = await hydrateSession(this.deps.db, {
-      conversationId: this.conversation.id,
-      sessionId,
-      cwd: this.cwd,
-      cliCwd: this.cliCwd(),
-      configDir: this.configDir,
-      includeUncommitted: true,
-    });
-    return { uncommittedLines: h.uncommittedLines };
+    // The subagents' transcripts: a later turn may continue one of those agents.
+    const skipped = await hydrateSubagents(this.deps.db, { conversationId, sessionId, sessionFile: target, heads: subagents });
+    if (skipped.length > 0) this.log().warn({ skipped }, 'stored subagent transcripts with names unsafe on disk were not written');
+    return { uncommittedLines };
   }
 
   private async chooseSession(): Promise<
@@ -643,9 +658,26 @@ export class Attempt implements InputTarget {
         // Any error rolls the whole fenced transaction back.
         savepoint: false,
       });
+      const subagents = await persistSubagentTranscripts(tx, {
+        conversationId: this.conversation.id,
+        sessionId: current.sessionId,
+        sessionFile: current.file,
+        attempt: this.attempt,
+        maxLineBytes: this.deps.config.store.sessionMaxLineBytes,
+      });
+      for (const id of subagents.stored) this.subagentFileIds.add(id);
+      for (const f of subagents.failed) this.reportUnsavedSubagent(f.fileId, f.message);
     }
     await appendTurnEvents(tx, this.turn.id, this.attempt, events);
     return current;
+  }
+
+  /** Once per transcript and attempt: an event on the turn and a warning. */
+  private reportUnsavedSubagent(fileId: string, message: string): void {
+    if (this.unsavedSubagents.has(fileId)) return;
+    this.unsavedSubagents.add(fileId);
+    this.log().warn({ fileId, message }, 'a subagent transcript could not be stored');
+    this.record({ type: 'agentq', subtype: 'subagent_transcript_not_saved', sessionId: fileId, message });
   }
 
   private async requeue(delayMs: number, error: TurnError | null): Promise<AttemptVerdict> {
@@ -706,6 +738,8 @@ export class Attempt implements InputTarget {
           // Every stored line of the session is now the turn's history; the conversation points at it.
           if (current) {
             await commitSessionLines(tx, { conversationId: this.conversation.id, sessionId: current.sessionId, attempt: this.attempt, pointConversation: false });
+            const ofThisSession = [...this.subagentFileIds].filter((id) => subpathOf(current.sessionId, id) !== undefined);
+            await commitSubagentTranscripts(tx, this.conversation.id, ofThisSession, this.attempt);
           }
           // Checks the fence: the conversation row is locked by this update.
           markFenceChecked();

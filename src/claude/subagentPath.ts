@@ -1,0 +1,65 @@
+// Where the CLI keeps a session's subagent transcripts, as measured with 2.1.197: next to
+// the session file `<project>/<sessionId>.jsonl`, a folder `<project>/<sessionId>/` whose
+// `subagents/` holds `agent-<agentId>.jsonl` (and a small `agent-<agentId>.meta.json`).
+// A later turn that continues such an agent (the SendMessage tool) reads its transcript
+// from there: without it the CLI answers "No transcript found for agent ID".
+//
+// In the store a subagent transcript is the session `<sessionId>/<subpath>` of the same
+// conversation, `subpath` being its path under the session folder without `.jsonl`
+// (`subagents/agent-a1b2`): the key the Agent SDK's SessionStore uses for the same file.
+import { readdir } from 'node:fs/promises';
+import path from 'node:path';
+
+/** One path segment that is safe on disk: no separators, no leading dot (so never `.` or `..`). */
+const SAFE_SEGMENT = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$/;
+const TRANSCRIPT_SUFFIX = '.jsonl';
+
+export interface SubagentTranscript {
+  /** e.g. `subagents/agent-a1b2` */
+  subpath: string;
+  /** The file on disk. */
+  file: string;
+}
+
+/** The stored session id of a subagent transcript. */
+export function subagentFileId(sessionId: string, subpath: string): string {
+  return `${sessionId}/${subpath}`;
+}
+
+/** `<sessionId>/` + what follows, when `fileId` names a subagent transcript of `sessionId`. */
+export function subpathOf(sessionId: string, fileId: string): string | undefined {
+  const prefix = `${sessionId}/`;
+  return fileId.startsWith(prefix) ? fileId.slice(prefix.length) : undefined;
+}
+
+/**
+ * Where a subagent transcript goes on disk for the CLI, next to `sessionFile`; undefined
+ * when `subpath` is not a relative path of safe segments (a key an SDK app chose, say),
+ * which is then never written.
+ */
+export function subagentTranscriptPath(sessionFile: string, sessionId: string, subpath: string): string | undefined {
+  const segments = subpath.split('/');
+  if (!segments.every((s) => SAFE_SEGMENT.test(s))) return undefined;
+  return path.join(path.dirname(sessionFile), sessionId, ...segments) + TRANSCRIPT_SUFFIX;
+}
+
+/** The subagent transcripts the CLI wrote for `sessionId` (none when it ran no subagent). */
+export async function listSubagentTranscripts(sessionFile: string, sessionId: string): Promise<SubagentTranscript[]> {
+  const dir = path.join(path.dirname(sessionFile), sessionId, 'subagents');
+  let names: string[];
+  try {
+    names = await readdir(dir, { recursive: true });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return [];
+    throw err;
+  }
+  const found: SubagentTranscript[] = [];
+  for (const name of names.sort()) {
+    if (!name.endsWith(TRANSCRIPT_SUFFIX)) continue;
+    const subpath = ['subagents', ...name.slice(0, -TRANSCRIPT_SUFFIX.length).split(path.sep)].join('/');
+    // A name the store could not hand back to the CLI is not stored either.
+    if (subagentTranscriptPath(sessionFile, sessionId, subpath) === undefined) continue;
+    found.push({ subpath, file: path.join(dir, name) });
+  }
+  return found;
+}

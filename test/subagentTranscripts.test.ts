@@ -1,0 +1,163 @@
+// Subagent transcripts in the store, without a CLI: the worker's persist / commit /
+// hydrate steps (src/worker/subagentTranscripts.ts) on real Postgres and real files.
+import { randomUUID } from 'node:crypto';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { listSubagentTranscripts, subagentTranscriptPath } from '../src/claude/subagentPath.js';
+import { sessionFilePath } from '../src/claude/sessionPath.js';
+import { StoreInputError } from '../src/errors.js';
+import { ensureConversation } from '../src/store/conversations.js';
+import { parseSessionFileId } from '../src/store/ids.js';
+import { persistSession } from '../src/store/persist.js';
+import { getSessionHeads, lockOrCreateSessionHead } from '../src/store/sessions.js';
+import { appendLines } from '../src/sdk/appendLines.js';
+import { commitSubagentTranscripts, hydrateSubagents, persistSubagentTranscripts } from '../src/worker/subagentTranscripts.js';
+import { createTestDatabase, type TestDatabase } from './helpers/db.js';
+import { tempDirs } from './helpers/files.js';
+
+const MAX_LINE = 1024 * 1024;
+let t: TestDatabase;
+const dirs = tempDirs();
+
+beforeAll(async () => {
+  t = await createTestDatabase();
+});
+afterAll(async () => {
+  await t?.drop();
+});
+afterEach(() => dirs.cleanup());
+
+/** A machine's session file for `sessionId`, and a writer of its subagent transcripts. */
+function machine(label: string, sessionId: string) {
+  const cwd = dirs.make(`${label}-cwd`);
+  const configDir = dirs.make(`${label}-cfg`);
+  const sessionFile = sessionFilePath(configDir, cwd, sessionId);
+  mkdirSync(path.dirname(sessionFile), { recursive: true });
+  const agentFile = (subpath: string) => subagentTranscriptPath(sessionFile, sessionId, subpath)!;
+  const write = (subpath: string, text: string) => {
+    mkdirSync(path.dirname(agentFile(subpath)), { recursive: true });
+    appendFileSync(agentFile(subpath), text);
+  };
+  return { sessionFile, agentFile, write };
+}
+
+const line = (agent: string, n: number) => `${JSON.stringify({ type: 'user', isSidechain: true, agentId: agent, uuid: randomUUID(), n })}\n`;
+
+async function newConversation(): Promise<string> {
+  return (await ensureConversation(t.db, { externalId: `subagents-${randomUUID()}` })).id;
+}
+
+/** One checkpoint (or, with `commit`, the commit) of attempt `attempt`, as the worker runs it. */
+async function save(conversationId: string, sessionId: string, sessionFile: string, attempt: number, commit = false) {
+  return t.db.transaction(async (tx) => {
+    const r = await persistSubagentTranscripts(tx, { conversationId, sessionId, sessionFile, attempt, maxLineBytes: MAX_LINE });
+    if (commit) await commitSubagentTranscripts(tx, conversationId, r.stored, attempt);
+    return r;
+  });
+}
+
+describe('subagent transcripts', () => {
+  it('are stored with checkpoints, committed with the turn, and hydrated byte for byte next to the session on another machine', async () => {
+    const conversationId = await newConversation();
+    const sessionId = randomUUID();
+    const a = machine('a', sessionId);
+    a.write('subagents/agent-one', line('one', 1) + line('one', 2));
+    a.write('subagents/workflows/w1/agent-two', line('two', 1));
+    // A partial line is left for a later call, as for session files.
+    a.write('subagents/agent-one', '{"type":"user","partial":');
+    expect((await listSubagentTranscripts(a.sessionFile, sessionId)).map((x) => x.subpath)).toEqual([
+      'subagents/agent-one',
+      'subagents/workflows/w1/agent-two',
+    ]);
+
+    const checkpoint = await save(conversationId, sessionId, a.sessionFile, 1);
+    expect(checkpoint.failed).toEqual([]);
+    let { subagents } = await getSessionHeads(t.db, conversationId, sessionId);
+    expect(subagents.map((h) => [h.sessionId, h.lineCount, h.committedLineCount])).toEqual([
+      [`${sessionId}/subagents/agent-one`, 2, 0],
+      [`${sessionId}/subagents/workflows/w1/agent-two`, 1, 0],
+    ]);
+
+    a.write('subagents/agent-one', '"x"}\n');
+    await save(conversationId, sessionId, a.sessionFile, 1, true);
+    ({ subagents } = await getSessionHeads(t.db, conversationId, sessionId));
+    expect(subagents.map((h) => [h.lineCount, h.committedLineCount])).toEqual([
+      [3, 3],
+      [1, 1],
+    ]);
+
+    const b = machine('b', sessionId);
+    const skipped = await hydrateSubagents(t.db, { conversationId, sessionId, sessionFile: b.sessionFile, heads: subagents });
+    expect(skipped).toEqual([]);
+    for (const subpath of ['subagents/agent-one', 'subagents/workflows/w1/agent-two']) {
+      expect(readFileSync(b.agentFile(subpath), 'utf8')).toBe(readFileSync(a.agentFile(subpath), 'utf8'));
+    }
+  });
+
+  it('a transcript the CLI rewrote is reported and left out; the others are stored and the transaction goes on', async () => {
+    const conversationId = await newConversation();
+    const sessionId = randomUUID();
+    const a = machine('a', sessionId);
+    a.write('subagents/agent-one', line('one', 1));
+    a.write('subagents/agent-two', line('two', 1));
+    await save(conversationId, sessionId, a.sessionFile, 1, true);
+    // agent-one's file now differs before the stored head; agent-two grows.
+    writeFileSync(a.agentFile('subagents/agent-one'), line('one', 9));
+    a.write('subagents/agent-two', line('two', 2));
+    const r = await t.db.transaction(async (tx) => {
+      const saved = await persistSubagentTranscripts(tx, { conversationId, sessionId, sessionFile: a.sessionFile, attempt: 2, maxLineBytes: MAX_LINE });
+      await commitSubagentTranscripts(tx, conversationId, saved.stored, 2);
+      // The caller's transaction is still usable after the refused file.
+      await tx.execute('select 1');
+      return saved;
+    });
+    expect(r.failed.map((f) => f.fileId)).toEqual([`${sessionId}/subagents/agent-one`]);
+    expect(r.failed[0]!.message).toMatch(/differ/);
+    const { subagents } = await getSessionHeads(t.db, conversationId, sessionId);
+    expect(subagents.map((h) => [h.sessionId, h.committedLineCount])).toEqual([
+      [`${sessionId}/subagents/agent-one`, 1],
+      [`${sessionId}/subagents/agent-two`, 2],
+    ]);
+  });
+
+  it('a stored subpath that is not a safe path (an SDK key) is never written to disk', async () => {
+    const conversationId = await newConversation();
+    const sessionId = randomUUID();
+    for (const subpath of ['../escape', 'subagents/agent-ok']) {
+      await t.db.transaction(async (tx) => {
+        const head = await lockOrCreateSessionHead(tx, conversationId, `${sessionId}/${subpath}`, null);
+        await appendLines(tx, head, Buffer.from(line(subpath, 1)), 'sdk', MAX_LINE);
+      });
+    }
+    const b = machine('b', sessionId);
+    const { subagents } = await getSessionHeads(t.db, conversationId, sessionId);
+    const skipped = await hydrateSubagents(t.db, { conversationId, sessionId, sessionFile: b.sessionFile, heads: subagents });
+    expect(skipped).toEqual(['../escape']);
+    expect(existsSync(b.agentFile('subagents/agent-ok'))).toBe(true);
+    // Nothing but the session folder next to the session file.
+    expect(readdirSync(path.dirname(b.sessionFile))).toEqual([sessionId]);
+  });
+
+  it("a session's heads include its own subagents only (no LIKE wildcards, no other session with the same prefix)", async () => {
+    const conversationId = await newConversation();
+    const ids = ['a_c', 'abc', 'a_c/subagents/agent-1', 'abc/subagents/agent-2', 'a_cd/subagents/agent-3'];
+    for (const id of ids) {
+      await t.db.transaction((tx) => lockOrCreateSessionHead(tx, conversationId, id, null));
+    }
+    const heads = await getSessionHeads(t.db, conversationId, 'a_c');
+    expect(heads.head?.sessionId).toBe('a_c');
+    expect(heads.subagents.map((h) => h.sessionId)).toEqual(['a_c/subagents/agent-1']);
+  });
+
+  it('persistSession takes a subagent file id and refuses an unsafe one, naming the field', async () => {
+    expect(parseSessionFileId('0b7c/subagents/agent-1')).toBe('0b7c/subagents/agent-1');
+    for (const bad of ['s/../x', 's//x', '/s', 's/', 's/.hidden', 'a b']) {
+      expect(() => parseSessionFileId(bad), bad).toThrow(StoreInputError);
+    }
+    const conversationId = await newConversation();
+    const err = await persistSession(t.db, { conversationId, sessionId: 's/../x', filePath: '/dev/null', attempt: 1, maxLineBytes: MAX_LINE }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(StoreInputError);
+    expect((err as StoreInputError).message).toMatch(/sessionId/);
+  });
+});
