@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { listSubagentTranscripts, subagentTranscriptPath } from '../src/claude/subagentPath.js';
+import { listSubagentTranscripts, subagentMetaPath, subagentTranscriptPath } from '../src/claude/subagentPath.js';
 import { sessionFilePath } from '../src/claude/sessionPath.js';
 import { StoreInputError } from '../src/errors.js';
 import { ensureConversation } from '../src/store/conversations.js';
@@ -12,6 +12,8 @@ import { parseSessionFileId } from '../src/store/ids.js';
 import { persistSession } from '../src/store/persist.js';
 import { getSessionHeads, lockOrCreateSessionHead } from '../src/store/sessions.js';
 import { appendLines } from '../src/sdk/appendLines.js';
+import { createSessionStore } from '../src/sdk/sessionStore.js';
+import { getSidecars, putSidecar } from '../src/store/sidecars.js';
 import { commitSubagentTranscripts, hydrateSubagents, persistSubagentTranscripts } from '../src/worker/subagentTranscripts.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { tempDirs } from './helpers/files.js';
@@ -51,7 +53,7 @@ async function newConversation(): Promise<string> {
 /** One checkpoint (or, with `commit`, the commit) of attempt `attempt`, as the worker runs it. */
 async function save(conversationId: string, sessionId: string, sessionFile: string, attempt: number, commit = false) {
   return t.db.transaction(async (tx) => {
-    const r = await persistSubagentTranscripts(tx, { conversationId, sessionId, sessionFile, attempt, maxLineBytes: MAX_LINE });
+    const r = await persistSubagentTranscripts(tx, { conversationId, sessionId, sessionFile, attempt, maxLineBytes: MAX_LINE, storedSidecars: new Map() });
     if (commit) await commitSubagentTranscripts(tx, conversationId, r.stored, attempt);
     return r;
   });
@@ -64,6 +66,8 @@ describe('subagent transcripts', () => {
     const a = machine('a', sessionId);
     a.write('subagents/agent-one', line('one', 1) + line('one', 2));
     a.write('subagents/workflows/w1/agent-two', line('two', 1));
+    const meta = '{"agentType":"reviewer","description":"keeper","toolUseId":"toolu_1","spawnDepth":1}';
+    writeFileSync(subagentMetaPath(a.agentFile('subagents/agent-one')), meta);
     // A partial line is left for a later call, as for session files.
     a.write('subagents/agent-one', '{"type":"user","partial":');
     expect((await listSubagentTranscripts(a.sessionFile, sessionId)).map((x) => x.subpath)).toEqual([
@@ -93,6 +97,30 @@ describe('subagent transcripts', () => {
     for (const subpath of ['subagents/agent-one', 'subagents/workflows/w1/agent-two']) {
       expect(readFileSync(b.agentFile(subpath), 'utf8')).toBe(readFileSync(a.agentFile(subpath), 'utf8'));
     }
+    // The sidecar went with its transcript; the other transcript has none.
+    expect(readFileSync(subagentMetaPath(b.agentFile('subagents/agent-one')), 'utf8')).toBe(meta);
+    expect(existsSync(subagentMetaPath(b.agentFile('subagents/workflows/w1/agent-two')))).toBe(false);
+    // A changed sidecar replaces the stored one.
+    const meta2 = meta.replace('keeper', 'keeper 2');
+    writeFileSync(subagentMetaPath(a.agentFile('subagents/agent-one')), meta2);
+    await save(conversationId, sessionId, a.sessionFile, 2, true);
+    expect((await getSidecars(t.db, conversationId, [`${sessionId}/subagents/agent-one`])).get(`${sessionId}/subagents/agent-one`)).toBe(meta2);
+  });
+
+  it("the SDK adapter's load gives a stored sidecar as the subagent's last entry, an agent_metadata", async () => {
+    const store = createSessionStore({ db: t.db });
+    const key = { projectKey: 'proj', sessionId: randomUUID() };
+    const sub = { ...key, subpath: 'subagents/agent-9' };
+    await store.append(key, [{ type: 'user', uuid: randomUUID(), message: { role: 'user', content: 'hi' } }]);
+    await store.append(sub, [{ type: 'user', uuid: randomUUID(), isSidechain: true }]);
+    expect((await store.load(sub))!.map((e) => e.type)).toEqual(['user']);
+    const conv = await t.db.$client.query<{ conversation_id: string }>('select conversation_id from sdk_sessions where session_id = $1', [key.sessionId]);
+    await putSidecar(t.db, conv.rows[0]!.conversation_id, `${key.sessionId}/subagents/agent-9`, '{"agentType":"reviewer","toolUseId":"toolu_9"}');
+    const entries = (await store.load(sub))!;
+    expect(entries.map((e) => e.type)).toEqual(['user', 'agent_metadata']);
+    expect(entries[1]).toEqual({ type: 'agent_metadata', agentType: 'reviewer', toolUseId: 'toolu_9' });
+    // The main transcript gets no such entry.
+    expect((await store.load(key))!.map((e) => e.type)).toEqual(['user']);
   });
 
   it('a transcript the CLI rewrote is reported and left out; the others are stored and the transaction goes on', async () => {
@@ -106,7 +134,7 @@ describe('subagent transcripts', () => {
     writeFileSync(a.agentFile('subagents/agent-one'), line('one', 9));
     a.write('subagents/agent-two', line('two', 2));
     const r = await t.db.transaction(async (tx) => {
-      const saved = await persistSubagentTranscripts(tx, { conversationId, sessionId, sessionFile: a.sessionFile, attempt: 2, maxLineBytes: MAX_LINE });
+      const saved = await persistSubagentTranscripts(tx, { conversationId, sessionId, sessionFile: a.sessionFile, attempt: 2, maxLineBytes: MAX_LINE, storedSidecars: new Map() });
       await commitSubagentTranscripts(tx, conversationId, saved.stored, 2);
       // The caller's transaction is still usable after the refused file.
       await tx.execute('select 1');

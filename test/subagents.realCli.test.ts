@@ -11,6 +11,7 @@ import { startMockModel, type MockModel } from '../src/mock/mockModel.js';
 import { createClient, type AgentqClient } from '../src/queue/client.js';
 import { createStoreDb } from '../src/store/db.js';
 import { getSessionHeads } from '../src/store/sessions.js';
+import { getSidecars } from '../src/store/sidecars.js';
 import { createWorker } from '../src/worker/worker.js';
 import { createTestAgentq, type TestAgentq } from './helpers/agentq.js';
 import { offlineCliEnv } from './helpers/realCli.js';
@@ -80,6 +81,9 @@ describe('subagent transcripts with the real CLI', () => {
     expect(heads1.subagents.map((h) => h.sessionId)).toEqual([agentFile]);
     expect(agent1!.committedLineCount).toBeGreaterThan(0);
     expect(agent1!.committedLineCount).toBe(agent1!.lineCount);
+    // The agent's sidecar (its type) is stored with it.
+    const sidecar = (await getSidecars(db, convId, [agentFile])).get(agentFile);
+    expect(JSON.parse(sidecar ?? '{}')).toMatchObject({ agentType: 'general-purpose', description: 'keeper' });
 
     const before = mock.requests.length;
     const second = await turnOn(

@@ -43,6 +43,11 @@ export function subagentTranscriptPath(sessionFile: string, sessionId: string, s
   return path.join(path.dirname(sessionFile), sessionId, ...segments) + TRANSCRIPT_SUFFIX;
 }
 
+/** The sidecar the CLI keeps next to a subagent transcript (`agent-<id>.meta.json`). */
+export function subagentMetaPath(transcriptFile: string): string {
+  return transcriptFile.slice(0, -TRANSCRIPT_SUFFIX.length) + '.meta.json';
+}
+
 /** The subagent transcripts the CLI wrote for `sessionId` (none when it ran no subagent). */
 export async function listSubagentTranscripts(sessionFile: string, sessionId: string): Promise<SubagentTranscript[]> {
   const dir = path.join(path.dirname(sessionFile), sessionId, 'subagents');

@@ -1,6 +1,7 @@
 // SessionStore.load: a stored transcript back as entries, in order, from one snapshot.
 import type { StoreDb } from '../store/db.js';
 import { getSessionHead } from '../store/sessions.js';
+import { getSidecars } from '../store/sidecars.js';
 import { parseLines, type SdkSessionEntry } from './entries.js';
 import { findSdkKey } from './keyMap.js';
 import { parseSdkKey } from './keys.js';
@@ -23,8 +24,26 @@ export async function loadSdkEntries(db: StoreDb, tenantId: string, key: unknown
       for await (const chunk of readChunks(tx, mapping.conversationId, k.fileId, 0, head.committedLineCount)) {
         for (const e of parseLines(chunk.raw, k.fileId, chunk.firstLine)) entries.push(e);
       }
+      // A subagent's `.meta.json` that a worker stored: last, as the SDK's own
+      // `agent_metadata` entry, which the SDK writes back as that file on resume.
+      if (k.subpath !== undefined) {
+        const meta = sidecarEntry((await getSidecars(tx, mapping.conversationId, [k.fileId])).get(k.fileId));
+        if (meta) entries.push(meta);
+      }
       return entries;
     },
     { isolationLevel: 'repeatable read', accessMode: 'read only' },
   );
+}
+
+/** A stored sidecar as an `agent_metadata` entry; undefined when there is none or it is not a JSON object. */
+function sidecarEntry(content: string | undefined): SdkSessionEntry | undefined {
+  if (content === undefined) return undefined;
+  try {
+    const value: unknown = JSON.parse(content);
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined;
+    return { ...(value as Record<string, unknown>), type: 'agent_metadata' } as SdkSessionEntry;
+  } catch {
+    return undefined;
+  }
 }

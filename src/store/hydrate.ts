@@ -7,11 +7,11 @@
 // written, and the file appears at its final path only complete (written to a temporary
 // name in the same folder, then renamed).
 import { randomUUID } from 'node:crypto';
-import { mkdir, open, rename, rm, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
 import { sessionFilePath } from '../claude/sessionPath.js';
-import { subagentFileId, subagentTranscriptPath } from '../claude/subagentPath.js';
+import { subagentFileId, subagentMetaPath, subagentTranscriptPath } from '../claude/subagentPath.js';
 import { SessionCorruptError, SessionNotFoundError, StoreInputError } from '../errors.js';
 import { decodeChunk } from './chunks.js';
 import type { StoreDb } from './db.js';
@@ -119,7 +119,7 @@ export interface HydrateSubagentsInput {
 
 /**
  * Writes stored subagent transcripts of a session where the CLI looks for them
- * (src/claude/subagentPath.ts), in one snapshot. A subpath that is not a safe relative
+ * (src/claude/subagentPath.ts), each with its stored sidecar, in one snapshot. A subpath that is not a safe relative
  * path is not written: it is returned in `skipped`.
  */
 export async function hydrateSubagentTranscripts(db: StoreDb, input: HydrateSubagentsInput): Promise<{ written: HydrateResult[]; skipped: string[] }> {
@@ -130,8 +130,17 @@ export async function hydrateSubagentTranscripts(db: StoreDb, input: HydrateSuba
   if (todo.length === 0) return { written: [], skipped };
   const written = await inSnapshot(db, async (client) => {
     const out: HydrateResult[] = [];
-    for (const { subpath, target } of todo) {
-      out.push(await hydrateInSnapshot(client, input.conversationId, subagentFileId(sessionId, subpath), target, input.includeUncommitted ?? false));
+    const fileIds = todo.map((t) => subagentFileId(sessionId, t.subpath));
+    // Index: session_sidecars_pk.
+    const sidecars = await client.query<{ session_id: string; content: string }>(
+      'select session_id, content from session_sidecars where conversation_id = $1 and session_id = any($2::text[])',
+      [input.conversationId, fileIds],
+    );
+    const sidecarOf = new Map(sidecars.rows.map((r) => [r.session_id, r.content]));
+    for (const [i, { target }] of todo.entries()) {
+      out.push(await hydrateInSnapshot(client, input.conversationId, fileIds[i]!, target, input.includeUncommitted ?? false));
+      const sidecar = sidecarOf.get(fileIds[i]!);
+      if (sidecar !== undefined) await writeFile(subagentMetaPath(target), sidecar, { mode: 0o600 });
     }
     return out;
   });

@@ -343,3 +343,28 @@ export const sessionUuidScans = pgTable(
     }).onDelete('cascade'),
   ],
 );
+
+/**
+ * The small JSON file the CLI keeps next to a subagent transcript
+ * (`agent-<id>.meta.json`: the agent's type and the tool call that started it), for the
+ * stored transcript `session_id` (`<sessionId>/subagents/agent-<id>`). Written by the worker
+ * with the transcript, written back next to it on hydration; the Agent SDK adapter's
+ * `load` gives it as the `agent_metadata` entry the SDK turns into that file.
+ */
+export const sessionSidecars = pgTable(
+  'session_sidecars',
+  {
+    conversationId: uuid('conversation_id').notNull(),
+    sessionId: text('session_id').notNull(),
+    content: text('content').notNull(),
+    updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    primaryKey({ name: 'session_sidecars_pk', columns: [t.conversationId, t.sessionId] }),
+    foreignKey({
+      name: 'session_sidecars_session_fk',
+      columns: [t.conversationId, t.sessionId],
+      foreignColumns: [sessions.conversationId, sessions.sessionId],
+    }).onDelete('cascade'),
+  ],
+);

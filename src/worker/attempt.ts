@@ -129,6 +129,8 @@ export class Attempt implements InputTarget {
   /** Milliseconds spent in each phase of the attempt, logged with the commit. */
   /** Stored ids of the subagent transcripts this attempt stored (committed with the session). */
   private readonly subagentFileIds = new Set<string>();
+  /** The subagent sidecars this attempt stored, by file id. */
+  private readonly storedSidecars = new Map<string, string>();
   /** Subagent transcripts already reported as not stored. */
   private readonly unsavedSubagents = new Set<string>();
   private readonly phases: Record<string, number> = {};
@@ -664,6 +666,7 @@ export class Attempt implements InputTarget {
         sessionFile: current.file,
         attempt: this.attempt,
         maxLineBytes: this.deps.config.store.sessionMaxLineBytes,
+        storedSidecars: this.storedSidecars,
       });
       for (const id of subagents.stored) this.subagentFileIds.add(id);
       for (const f of subagents.failed) this.reportUnsavedSubagent(f.fileId, f.message);

@@ -1,13 +1,16 @@
 // A turn's subagent transcripts, kept like its session file: stored with the same
 // checkpoints (uncommitted) and the same commit transaction, hydrated next to the session
 // file before the next run, on whatever worker (src/claude/subagentPath.ts says where).
+// Each one's `.meta.json` sidecar goes with it (session_sidecars).
 // A subagent transcript that cannot be stored (the CLI rewrote it, a line too long) does
 // not fail the turn: it is reported and the rest is stored.
-import { listSubagentTranscripts, subagentFileId, subpathOf } from '../claude/subagentPath.js';
+import { readFile } from 'node:fs/promises';
+import { listSubagentTranscripts, subagentFileId, subagentMetaPath, subpathOf } from '../claude/subagentPath.js';
 import type { StoreDb, StoreTx } from '../store/db.js';
 import { hydrateSubagentTranscripts } from '../store/hydrate.js';
 import { persistSession } from '../store/persist.js';
 import { commitSessionLines, type SessionHead } from '../store/sessions.js';
+import { putSidecar } from '../store/sidecars.js';
 
 export interface SubagentPersistInput {
   conversationId: string;
@@ -15,6 +18,23 @@ export interface SubagentPersistInput {
   sessionFile: string;
   attempt: number;
   maxLineBytes: number;
+  /** Sidecar contents this attempt stored, by file id: an unchanged one is not written again. */
+  storedSidecars: Map<string, string>;
+}
+
+/** The transcript's `.meta.json`, when there is one and it changed since this attempt stored it. */
+async function storeSidecar(tx: StoreTx, input: SubagentPersistInput, fileId: string, transcript: string): Promise<void> {
+  let content: string;
+  try {
+    content = await readFile(subagentMetaPath(transcript), 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  if (input.storedSidecars.get(fileId) === content) return;
+  // In a savepoint, as the transcript's lines: a failure leaves the caller's transaction.
+  await tx.transaction((sp) => putSidecar(sp, input.conversationId, fileId, content));
+  input.storedSidecars.set(fileId, content);
 }
 
 export interface SubagentPersistResult {
@@ -40,6 +60,7 @@ export async function persistSubagentTranscripts(tx: StoreTx, input: SubagentPer
         maxLineBytes: input.maxLineBytes,
       });
       result.stored.push(fileId);
+      await storeSidecar(tx, input, fileId, t.file);
     } catch (err) {
       result.failed.push({ fileId, message: err instanceof Error ? err.message : String(err) });
     }
