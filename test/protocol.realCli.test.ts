@@ -6,12 +6,12 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig, type Config } from '../src/config.js';
+import type { Config } from '../src/config.js';
 import { startMockModel, type MockModel, type RecordedRequest } from '../src/mock/mockModel.js';
 import { createClient, type AgentqClient } from '../src/queue/client.js';
 import { workspaceDirName } from '../src/store/ids.js';
 import { createWorker, type TurnWorker } from '../src/worker/worker.js';
-import { offlineCliEnv } from './helpers/realCli.js';
+import { realCliMachine } from './helpers/realCli.js';
 import { createTestAgentq, type TestAgentq } from './helpers/agentq.js';
 
 let mock: MockModel;
@@ -24,21 +24,7 @@ beforeAll(async () => {
   mock = await startMockModel();
   t = await createTestAgentq();
   t.database.pool.on('error', () => undefined);
-  const machine = (name: string): Config => {
-    const env: Record<string, string> = {
-      ...t.env,
-      AGENTQ_WORKSPACE_ROOT: path.join(t.root, name, 'workspaces'),
-      AGENTQ_RUNS_ROOT: path.join(t.root, name, 'runs'),
-      ...offlineCliEnv(mock.url),
-      AGENTQ_CLI_ENV_ALLOW: '',
-      AGENTQ_LOG_LEVEL: 'warn',
-    };
-    // The real CLI: the config default when AGENTQ_CLAUDE_PATH is unset.
-    delete env.AGENTQ_CLAUDE_PATH;
-    delete env.FAKE_CLAUDE_LOG;
-    return loadConfig(env);
-  };
-  machines = [machine('machine-a'), machine('machine-b')];
+  machines = ['machine-a', 'machine-b'].map((name) => realCliMachine(t.env, t.root, name, mock.url));
   client = createClient(t.config);
 });
 afterAll(async () => {

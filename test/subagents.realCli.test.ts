@@ -4,9 +4,8 @@
 // SendMessage tool: the CLI must find the agent's transcript (else it answers "No
 // transcript found for agent ID"), and the agent's next request to the model carries its
 // earlier history. Both transcripts are stored and committed with each turn.
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig, type Config } from '../src/config.js';
+import type { Config } from '../src/config.js';
 import { startMockModel, type MockModel } from '../src/mock/mockModel.js';
 import { createClient, type AgentqClient } from '../src/queue/client.js';
 import { createStoreDb } from '../src/store/db.js';
@@ -14,7 +13,7 @@ import { getSessionHeads } from '../src/store/sessions.js';
 import { getSidecars } from '../src/store/sidecars.js';
 import { createWorker } from '../src/worker/worker.js';
 import { createTestAgentq, type TestAgentq } from './helpers/agentq.js';
-import { offlineCliEnv } from './helpers/realCli.js';
+import { realCliMachine } from './helpers/realCli.js';
 
 let mock: MockModel;
 let t: TestAgentq;
@@ -24,21 +23,7 @@ let machines: Config[];
 beforeAll(async () => {
   mock = await startMockModel();
   t = await createTestAgentq();
-  const machine = (name: string): Config => {
-    const env: Record<string, string> = {
-      ...t.env,
-      AGENTQ_WORKSPACE_ROOT: path.join(t.root, name, 'workspaces'),
-      AGENTQ_RUNS_ROOT: path.join(t.root, name, 'runs'),
-      ...offlineCliEnv(mock.url),
-      CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1',
-      AGENTQ_CLI_ENV_ALLOW: '',
-      AGENTQ_LOG_LEVEL: 'warn',
-    };
-    delete env.AGENTQ_CLAUDE_PATH;
-    delete env.FAKE_CLAUDE_LOG;
-    return loadConfig(env);
-  };
-  machines = [machine('machine-a'), machine('machine-b')];
+  machines = ['machine-a', 'machine-b'].map((name) => realCliMachine(t.env, t.root, name, mock.url, { CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1' }));
   client = createClient(t.config);
 });
 afterAll(async () => {

@@ -1,5 +1,6 @@
 // Running the real, pinned Claude Code CLI offline against the project's mock model.
-import { bundledClaudePath } from '../../src/config.js';
+import path from 'node:path';
+import { bundledClaudePath, loadConfig, type Config } from '../../src/config.js';
 import type { RunnerSettings } from '../../src/runner/runClaude.js';
 
 /** The CLI's environment for offline runs: the mock as the API, no retries, root allowed. */
@@ -28,4 +29,25 @@ export function realCliSettings(mockUrl: string, env: Record<string, string> = {
     timeoutMs: 60_000,
     stderrTailBytes: 16 * 1024,
   };
+}
+
+/**
+ * A worker configuration for the real CLI against the mock, as if on its own machine:
+ * the test's database and queue (`baseEnv`), but workspace and runs roots of its own
+ * under `root/name`, so two "machines" share nothing on disk.
+ */
+export function realCliMachine(baseEnv: Record<string, string>, root: string, name: string, mockUrl: string, extra: Record<string, string> = {}): Config {
+  const env: Record<string, string> = {
+    ...baseEnv,
+    AGENTQ_WORKSPACE_ROOT: path.join(root, name, 'workspaces'),
+    AGENTQ_RUNS_ROOT: path.join(root, name, 'runs'),
+    ...offlineCliEnv(mockUrl),
+    AGENTQ_CLI_ENV_ALLOW: '',
+    AGENTQ_LOG_LEVEL: 'warn',
+    ...extra,
+  };
+  // The real CLI: the config default when AGENTQ_CLAUDE_PATH is unset.
+  delete env.AGENTQ_CLAUDE_PATH;
+  delete env.FAKE_CLAUDE_LOG;
+  return loadConfig(env);
 }
