@@ -44,6 +44,11 @@ export interface FakeSpec {
   resumeMissing?: boolean;
   /** With --include-partial-messages: wait this long before each partial event, streaming the reply slowly. */
   partialDelayMs?: number;
+  /**
+   * Like the real Task tool: append one line to the transcript of subagent `<id>`
+   * (`<session>/subagents/agent-<id>.jsonl`, with its `.meta.json`) with the session lines.
+   */
+  subagent?: string;
 }
 
 /** Thrown for a malformed script; the CLI reports it and exits 1. */
@@ -76,6 +81,7 @@ const FIELD_TYPES: Record<keyof FakeSpec, FieldType> = {
   newSessionIdOnResume: 'boolean',
   resumeMissing: 'boolean',
   partialDelayMs: 'number',
+  subagent: 'string',
 };
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {

@@ -22,6 +22,7 @@ import {
 import { readPgid, type Recorder } from './record.js';
 import { promptText, type SessionWriter } from './sessionFile.js';
 import type { CrashSpec, FakeSpec } from './spec.js';
+import { readSubagents, writeSubagentLine } from './subagents.js';
 
 export const DEFAULT_COST_USD = 0.0001;
 
@@ -155,6 +156,7 @@ function recordStart(env: TurnEnv, session: Session, input: TurnInput, childPid:
     prompt: input.prompt,
     promptText: input.text,
     history: [...session.prompts],
+    subagents: readSubagents(session.writer.file, session.writer.sessionId),
     turn: input.turn,
     ...(childPid === undefined ? {} : { childPid }),
     startedAt: Date.now(),
@@ -191,6 +193,7 @@ function writeUserLines(env: TurnEnv, session: Session, input: TurnInput): void 
   session.writer.queueOperation('dequeue');
   session.writer.user(ctx, input.content);
   for (let i = 0; i < (input.spec.extraLines ?? 0); i++) session.writer.attachment(ctx, i);
+  if (input.spec.subagent) writeSubagentLine(session.writer.file, session.writer.sessionId, input.spec.subagent, input.text);
 }
 
 function turnContext(env: TurnEnv, session: Session) {

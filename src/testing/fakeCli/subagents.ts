@@ -1,0 +1,41 @@
+// Subagent transcripts as the real CLI lays them out (src/claude/subagentPath.ts has the
+// measured facts): `<project>/<sessionId>/subagents/agent-<id>.jsonl` and `.meta.json`.
+import { randomUUID } from 'node:crypto';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+
+function subagentsDir(sessionFile: string, sessionId: string): string {
+  return path.join(path.dirname(sessionFile), sessionId, 'subagents');
+}
+
+/** Appends one sidechain line with `text` to agent `agentId`'s transcript (and writes its meta once). */
+export function writeSubagentLine(sessionFile: string, sessionId: string, agentId: string, text: string): void {
+  const dir = subagentsDir(sessionFile, sessionId);
+  mkdirSync(dir, { recursive: true });
+  const meta = path.join(dir, `agent-${agentId}.meta.json`);
+  if (!existsSync(meta)) writeFileSync(meta, JSON.stringify({ agentType: 'general-purpose', description: `fake ${agentId}` }));
+  const line = { parentUuid: null, isSidechain: true, agentId, type: 'user', message: { role: 'user', content: text }, uuid: randomUUID(), sessionId };
+  appendFileSync(path.join(dir, `agent-${agentId}.jsonl`), `${JSON.stringify(line)}\n`);
+}
+
+/** The texts in each subagent transcript on disk, by agent id; agents with a meta file are marked. */
+export function readSubagents(sessionFile: string, sessionId: string): Record<string, { texts: string[]; meta: boolean }> {
+  const dir = subagentsDir(sessionFile, sessionId);
+  const out: Record<string, { texts: string[]; meta: boolean }> = {};
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return out;
+  }
+  for (const name of names) {
+    const m = /^agent-(.+)\.jsonl$/.exec(name);
+    if (!m) continue;
+    const texts = readFileSync(path.join(dir, name), 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => String((JSON.parse(l) as { message?: { content?: unknown } }).message?.content ?? ''));
+    out[m[1]!] = { texts, meta: existsSync(path.join(dir, `agent-${m[1]}.meta.json`)) };
+  }
+  return out;
+}

@@ -1,0 +1,110 @@
+// Subagent transcripts through the turn protocol with the fake CLI (`#fake {"subagent"}`
+// appends a line to a subagent's transcript, as the Task tool does; its log says which
+// subagent transcripts it found on disk at start): they cross workers that share nothing
+// on disk, and an interrupted attempt's subagent lines follow the session's retry rule.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig, type Config } from '../src/config.js';
+import { createClient, type AgentqClient } from '../src/queue/client.js';
+import { getSessionHeads } from '../src/store/sessions.js';
+import { getSidecars } from '../src/store/sidecars.js';
+import { createWorker, type TurnWorker } from '../src/worker/worker.js';
+import { createTestAgentq, type TestAgentq } from './helpers/agentq.js';
+import { scriptedFakeCli } from './helpers/infra.js';
+
+interface StartRecord {
+  event: 'start';
+  promptText: string;
+  subagents: Record<string, { texts: string[]; meta: boolean }>;
+}
+
+let t: TestAgentq;
+let client: AgentqClient;
+const workers = new Set<TurnWorker>();
+
+beforeAll(async () => {
+  t = await createTestAgentq();
+  client = createClient(t.config);
+});
+afterAll(async () => {
+  for (const w of workers) await w.stop({ graceMs: 0 });
+  await client?.close();
+  await t?.cleanup();
+});
+
+const machine = (name: string, extra: Record<string, string> = {}): Config =>
+  loadConfig({ ...t.env, AGENTQ_WORKSPACE_ROOT: path.join(t.root, name, 'workspaces'), AGENTQ_RUNS_ROOT: path.join(t.root, name, 'runs'), ...extra });
+
+const starts = (): StartRecord[] =>
+  readFileSync(t.logFile, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as StartRecord)
+    .filter((r) => r.event === 'start');
+
+async function startWorker(config: Config): Promise<TurnWorker> {
+  const w = createWorker(config, { concurrency: 1 });
+  workers.add(w);
+  await w.start();
+  return w;
+}
+
+async function stopWorker(w: TurnWorker): Promise<void> {
+  await w.stop();
+  workers.delete(w);
+}
+
+/** The stored subagent heads of a conversation's current session, as [id suffix, lines, committed]. */
+async function storedSubagents(conversation: string) {
+  const conv = await client.getConversation(conversation);
+  const row = await t.database.pool.query<{ id: string }>('select id from conversations where external_id = $1', [conversation]);
+  const { subagents } = await getSessionHeads(client.db, row.rows[0]!.id, conv!.sessionId!);
+  return {
+    convId: row.rows[0]!.id,
+    heads: subagents.map((h) => [h.sessionId.slice(conv!.sessionId!.length + 1), h.lineCount, h.committedLineCount]),
+  };
+}
+
+describe('subagent transcripts through the turn protocol', () => {
+  it('cross workers with nothing on disk in common, turn after turn, with their sidecars', async () => {
+    const run = async (config: Config, prompt: string) => {
+      const w = await startWorker(config);
+      const { turnId } = await client.enqueueTurn({ conversationId: 'sub-cross', prompt });
+      expect((await client.waitForTurn(turnId, 20_000)).status).toBe('succeeded');
+      await stopWorker(w);
+      return starts().at(-1)!;
+    };
+    const a = machine('a');
+    const b = machine('b');
+    expect((await run(a, '#fake {"subagent":"s1"}\nfirst')).subagents).toEqual({});
+    expect((await run(b, '#fake {"subagent":"s1"}\nsecond')).subagents).toEqual({ s1: { texts: ['first'], meta: true } });
+    expect((await run(a, 'third')).subagents).toEqual({ s1: { texts: ['first', 'second'], meta: true } });
+    const stored = await storedSubagents('sub-cross');
+    expect(stored.heads).toEqual([['subagents/agent-s1', 2, 2]]);
+    const sessionId = (await client.getConversation('sub-cross'))!.sessionId!;
+    const sidecar = (await getSidecars(client.db, stored.convId, [`${sessionId}/subagents/agent-s1`])).values().next().value;
+    expect(JSON.parse(sidecar ?? '{}')).toEqual({ agentType: 'general-purpose', description: 'fake s1' });
+  });
+
+  it("an interrupted attempt's subagent lines are continued by a retry, and dropped by one with continueOnRetry false", async () => {
+    const crash = { subagent: 'k', crash: { afterInit: true, exitCode: 3 } };
+    const cli = scriptedFakeCli(path.join(t.root, 'scripted'), [crash, undefined, crash, undefined]);
+    const w = await startWorker(machine('c', { AGENTQ_CLAUDE_PATH: cli.path, AGENTQ_MAX_ATTEMPTS: '2' }));
+    const before = starts().length;
+
+    const kept = await client.enqueueTurn({ conversationId: 'sub-keep', prompt: 'crash once' });
+    expect(await client.waitForTurn(kept.turnId, 20_000)).toMatchObject({ status: 'succeeded', attempts: 2 });
+    // The retry found the crashed attempt's subagent line, and its commit committed it.
+    expect(starts()[before + 1]!.subagents).toEqual({ k: { texts: ['crash once'], meta: true } });
+    expect((await storedSubagents('sub-keep')).heads).toEqual([['subagents/agent-k', 1, 1]]);
+
+    const dropped = await client.enqueueTurn({ conversationId: 'sub-drop', prompt: 'crash again', options: { continueOnRetry: false } });
+    expect(await client.waitForTurn(dropped.turnId, 20_000)).toMatchObject({ status: 'succeeded', attempts: 2 });
+    // Started over: the subagent line of the interrupted attempt is gone, on disk and stored.
+    expect(starts()[before + 3]!.subagents).toEqual({});
+    expect((await storedSubagents('sub-drop')).heads).toEqual([['subagents/agent-k', 0, 0]]);
+    expect(cli.invocations()).toBe(4);
+    await stopWorker(w);
+  });
+});
