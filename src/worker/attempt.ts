@@ -126,13 +126,13 @@ export class Attempt implements InputTarget {
   private gotInput = false;
   /** After a commit that kept the lease warm: the process to hand to the pool. */
   private keepHandle: WarmHandle | undefined;
-  /** Milliseconds spent in each phase of the attempt, logged with the commit. */
   /** Stored ids of the subagent transcripts this attempt stored (committed with the session). */
   private readonly subagentFileIds = new Set<string>();
   /** The subagent sidecars this attempt stored, by file id. */
   private readonly storedSidecars = new Map<string, string>();
   /** Subagent transcripts already reported as not stored. */
   private readonly unsavedSubagents = new Set<string>();
+  /** Milliseconds spent in each phase of the attempt, logged with the commit. */
   private readonly phases: Record<string, number> = {};
   private phaseStart = performance.now();
 

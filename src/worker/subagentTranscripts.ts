@@ -6,6 +6,7 @@
 // not fail the turn: it is reported and the rest is stored.
 import { readFile } from 'node:fs/promises';
 import { listSubagentTranscripts, subagentFileId, subagentMetaPath, subpathOf } from '../claude/subagentPath.js';
+import { SessionDivergedError, SessionLineTooLongError } from '../errors.js';
 import type { StoreDb, StoreTx } from '../store/db.js';
 import { hydrateSubagentTranscripts } from '../store/hydrate.js';
 import { persistSession } from '../store/persist.js';
@@ -27,9 +28,9 @@ async function storeSidecar(tx: StoreTx, input: SubagentPersistInput, fileId: st
   let content: string;
   try {
     content = await readFile(subagentMetaPath(transcript), 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw err;
+  } catch {
+    // None (yet), or unreadable: the transcript is what a continued agent needs.
+    return;
   }
   if (input.storedSidecars.get(fileId) === content) return;
   // In a savepoint, as the transcript's lines: a failure leaves the caller's transaction.
@@ -62,7 +63,9 @@ export async function persistSubagentTranscripts(tx: StoreTx, input: SubagentPer
       result.stored.push(fileId);
       await storeSidecar(tx, input, fileId, t.file);
     } catch (err) {
-      result.failed.push({ fileId, message: err instanceof Error ? err.message : String(err) });
+      // The file's own refusals; anything else (Postgres away) fails the caller as usual.
+      if (!(err instanceof SessionDivergedError || err instanceof SessionLineTooLongError)) throw err;
+      result.failed.push({ fileId, message: err.message });
     }
   }
   return result;
