@@ -119,8 +119,8 @@ export interface HydrateSubagentsInput {
 
 /**
  * Writes stored subagent transcripts of a session where the CLI looks for them
- * (src/claude/subagentPath.ts), each with its stored sidecar, in one snapshot. A subpath that is not a safe relative
- * path is not written: it is returned in `skipped`.
+ * (src/claude/subagentPath.ts), each with its stored sidecar, in one snapshot. A subpath
+ * that is not a safe relative path is not written: it is returned in `skipped`.
  */
 export async function hydrateSubagentTranscripts(db: StoreDb, input: HydrateSubagentsInput): Promise<{ written: HydrateResult[]; skipped: string[] }> {
   const sessionId = parseSessionId(input.sessionId);

@@ -62,7 +62,7 @@ export function parseSessionId(value: unknown, field = 'sessionId'): string {
 /**
  * A stored session's id: a CLI session id, or a subagent transcript of one,
  * `<sessionId>/<subpath>` (src/claude/subagentPath.ts), whose subpath segments follow the
- * session id's rules. Throws StoreInputError naming `field`.
+ * session id's rules.
  */
 export const sessionFileIdSchema = z
   .string({ error: 'must be a string' })
@@ -71,6 +71,7 @@ export const sessionFileIdSchema = z
     error: 'must be a session id, optionally followed by /-separated segments of A-Z a-z 0-9 . _ -, none starting with .',
   });
 
+/** Validates a stored session's id before it names a file; throws StoreInputError naming `field`. */
 export function parseSessionFileId(value: unknown, field = 'sessionId'): string {
   return parseWith(sessionFileIdSchema, value, field);
 }
