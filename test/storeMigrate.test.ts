@@ -56,6 +56,7 @@ describe('migrate', () => {
       'sdk_sessions',
       'session_chunks',
       'session_entry_uuids',
+      'session_sidecars',
       'session_uuid_scans',
       'sessions',
       'turn_events',
