@@ -56,6 +56,7 @@ describe('migrate', () => {
       'sdk_sessions',
       'session_chunks',
       'session_entry_uuids',
+      'session_folders',
       'session_sidecars',
       'session_uuid_scans',
       'sessions',
@@ -75,10 +76,11 @@ describe('migrate', () => {
     try {
       const res = await c.query<{ rel: string; att: string; storage: string }>(
         `select c.relname as rel, a.attname as att, a.attstorage as storage from pg_attribute a join pg_class c on c.oid = a.attrelid
-          where (c.relname, a.attname) in (('session_chunks', 'data'), ('workspaces', 'archive')) order by 1`,
+          where (c.relname, a.attname) in (('session_chunks', 'data'), ('session_folders', 'archive'), ('workspaces', 'archive')) order by 1`,
       );
       expect(res.rows).toEqual([
         { rel: 'session_chunks', att: 'data', storage: 'e' },
+        { rel: 'session_folders', att: 'archive', storage: 'e' },
         { rel: 'workspaces', att: 'archive', storage: 'e' },
       ]);
     } finally {

@@ -1,5 +1,6 @@
-// Subagent transcripts in the store, without a CLI: the worker's persist / commit /
-// hydrate steps (src/worker/subagentTranscripts.ts) on real Postgres and real files.
+// A session's folder in the store, without a CLI: the worker's steps for subagent
+// transcripts (src/worker/subagentTranscripts.ts) and for the rest of the folder
+// (src/worker/sessionFolder.ts), on real Postgres and real files.
 import { randomUUID } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -15,6 +16,9 @@ import { appendLines } from '../src/sdk/appendLines.js';
 import { createSessionStore } from '../src/sdk/sessionStore.js';
 import { getSidecars, putSidecar } from '../src/store/sidecars.js';
 import { commitSubagentTranscripts, hydrateSubagents, persistSubagentTranscripts } from '../src/worker/subagentTranscripts.js';
+import { saveSessionFolder, type FolderState } from '../src/worker/sessionFolder.js';
+import { restoreSessionFolder } from '../src/store/sessionFolders.js';
+import { sessionFolderPath } from '../src/claude/sessionPath.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 import { tempDirs } from './helpers/files.js';
 
@@ -53,7 +57,7 @@ async function newConversation(): Promise<string> {
 /** One checkpoint (or, with `commit`, the commit) of attempt `attempt`, as the worker runs it. */
 async function save(conversationId: string, sessionId: string, sessionFile: string, attempt: number, commit = false) {
   return t.db.transaction(async (tx) => {
-    const r = await persistSubagentTranscripts(tx, { conversationId, sessionId, sessionFile, attempt, maxLineBytes: MAX_LINE, storedSidecars: new Map() });
+    const r = await persistSubagentTranscripts(tx, { conversationId, sessionId, sessionFile, attempt, maxLineBytes: MAX_LINE, storedSidecars: new Map(), afterCommit: (f) => f() });
     if (commit) await commitSubagentTranscripts(tx, conversationId, r.stored, attempt);
     return r;
   });
@@ -134,7 +138,7 @@ describe('subagent transcripts', () => {
     writeFileSync(a.agentFile('subagents/agent-one'), line('one', 9));
     a.write('subagents/agent-two', line('two', 2));
     const r = await t.db.transaction(async (tx) => {
-      const saved = await persistSubagentTranscripts(tx, { conversationId, sessionId, sessionFile: a.sessionFile, attempt: 2, maxLineBytes: MAX_LINE, storedSidecars: new Map() });
+      const saved = await persistSubagentTranscripts(tx, { conversationId, sessionId, sessionFile: a.sessionFile, attempt: 2, maxLineBytes: MAX_LINE, storedSidecars: new Map(), afterCommit: (f) => f() });
       await commitSubagentTranscripts(tx, conversationId, saved.stored, 2);
       // The caller's transaction is still usable after the refused file.
       await tx.execute('select 1');
@@ -187,5 +191,65 @@ describe('subagent transcripts', () => {
     const err = await persistSession(t.db, { conversationId, sessionId: 's/../x', filePath: '/dev/null', attempt: 1, maxLineBytes: MAX_LINE }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(StoreInputError);
     expect((err as StoreInputError).message).toMatch(/sessionId/);
+  });
+
+  it('the rest of the folder (large tool outputs) is stored when it changed, without the subagents, and restored elsewhere', async () => {
+    const conversationId = await newConversation();
+    const sessionId = randomUUID();
+    const a = machine('a', sessionId);
+    const state: FolderState = { signature: undefined, sha256: null };
+    const save = (maxBytes = 1024 * 1024) =>
+      t.db.transaction(async (tx) => {
+        await lockOrCreateSessionHead(tx, conversationId, sessionId, null);
+        return saveSessionFolder(tx, { conversationId, sessionId, sessionFile: a.sessionFile, maxBytes, state, afterCommit: (f) => f() });
+      });
+    const updatedAt = async () =>
+      (await t.db.$client.query<{ updated_at: Date }>('select updated_at from session_folders where conversation_id = $1', [conversationId])).rows[0]?.updated_at;
+    // No folder: nothing stored.
+    expect(await save()).toEqual({});
+    expect(await updatedAt()).toBeUndefined();
+
+    const folder = sessionFolderPath(a.sessionFile, sessionId);
+    mkdirSync(path.join(folder, 'tool-results'), { recursive: true });
+    writeFileSync(path.join(folder, 'tool-results', 'r1.txt'), 'one '.repeat(1000));
+    a.write('subagents/agent-x', line('x', 1));
+    expect(await save()).toEqual({});
+    const first = await updatedAt();
+    expect(first).toBeDefined();
+    // Unchanged: not even packed, nothing written.
+    await save();
+    expect(await updatedAt()).toEqual(first);
+
+    // A transaction that rolls back leaves the state as it was: the next save stores.
+    writeFileSync(path.join(folder, 'tool-results', 'r2.txt'), 'two');
+    const before = { ...state };
+    await t.db
+      .transaction(async (tx) => {
+        let apply: (() => void) | undefined;
+        await saveSessionFolder(tx, { conversationId, sessionId, sessionFile: a.sessionFile, maxBytes: 1 << 20, state, afterCommit: (f) => (apply = f) });
+        expect(apply).toBeDefined();
+        throw new Error('roll back');
+      })
+      .catch(() => undefined);
+    expect(state).toEqual(before);
+    await save();
+    expect(state.sha256).not.toBe(before.sha256);
+    const stored = await t.db.$client.query<{ sha256: string; file_count: number }>('select sha256, file_count from session_folders where conversation_id = $1', [conversationId]);
+    expect(stored.rows).toEqual([{ sha256: state.sha256, file_count: 2 }]);
+
+    const b = machine('b', sessionId);
+    const target = sessionFolderPath(b.sessionFile, sessionId);
+    const restored = await restoreSessionFolder(t.db, conversationId, sessionId, target);
+    expect(restored).toMatchObject({ restored: true, sha256: state.sha256, refused: [] });
+    expect(readdirSync(target)).toEqual(['tool-results']);
+    expect(readdirSync(path.join(target, 'tool-results')).sort()).toEqual(['r1.txt', 'r2.txt']);
+    expect(readFileSync(path.join(target, 'tool-results', 'r1.txt'), 'utf8')).toBe('one '.repeat(1000));
+
+    // Over the cap: reported, not stored, not thrown.
+    writeFileSync(path.join(folder, 'tool-results', 'r3.txt'), 'x'.repeat(4096));
+    const shaBefore = state.sha256;
+    const big = await save(1024);
+    expect(big.notSaved).toMatch(/bytes|large|limit/i);
+    expect(state.sha256).toBe(shaBefore);
   });
 });

@@ -1,7 +1,8 @@
-// Subagent transcripts through the turn protocol with the fake CLI (`#fake {"subagent"}`
-// appends a line to a subagent's transcript, as the Task tool does; its log says which
-// subagent transcripts it found on disk at start): they cross workers that share nothing
-// on disk, and an interrupted attempt's subagent lines follow the session's retry rule.
+// The session folder through the turn protocol with the fake CLI (`#fake {"subagent"}`
+// appends a line to a subagent's transcript, as the Task tool does; `#fake {"toolResult"}`
+// saves a large tool output's text; its log says what it found on disk at start): both
+// cross workers that share nothing on disk, and an interrupted attempt's follow the
+// session's retry rule.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,6 +18,7 @@ interface StartRecord {
   event: 'start';
   promptText: string;
   subagents: Record<string, { texts: string[]; meta: boolean }>;
+  toolResults: Record<string, string>;
 }
 
 let t: TestAgentq;
@@ -87,16 +89,39 @@ describe('subagent transcripts through the turn protocol', () => {
     expect(JSON.parse(sidecar ?? '{}')).toEqual({ agentType: 'general-purpose', description: 'fake s1' });
   });
 
-  it("an interrupted attempt's subagent lines are continued by a retry, and dropped by one with continueOnRetry false", async () => {
-    const crash = { subagent: 'k', crash: { afterInit: true, exitCode: 3 } };
+  it('saved tool outputs cross workers with the session, and later ones are added', async () => {
+    const run = async (config: Config, prompt: string) => {
+      const w = await startWorker(config);
+      const { turnId } = await client.enqueueTurn({ conversationId: 'tool-out', prompt });
+      expect((await client.waitForTurn(turnId, 20_000)).status).toBe('succeeded');
+      await stopWorker(w);
+      return starts().at(-1)!;
+    };
+    const a = machine('ta');
+    const b = machine('tb');
+    expect((await run(a, '#fake {"toolResult":"r1"}\nbig output one')).toolResults).toEqual({});
+    expect((await run(b, '#fake {"toolResult":"r2"}\nbig output two')).toolResults).toEqual({ r1: 'big output one' });
+    expect((await run(a, 'look')).toolResults).toEqual({ r1: 'big output one', r2: 'big output two' });
+    const row = await t.database.pool.query<{ file_count: number }>(
+      'select f.file_count from session_folders f join conversations c on c.id = f.conversation_id where c.external_id = $1',
+      ['tool-out'],
+    );
+    expect(row.rows).toEqual([{ file_count: 2 }]);
+  });
+
+  it("an interrupted attempt's subagent lines and tool outputs are continued by a retry; with continueOnRetry false the lines are dropped", async () => {
+    const crash = { subagent: 'k', toolResult: 'partial', crash: { afterInit: true, exitCode: 3 } };
     const cli = scriptedFakeCli(path.join(t.root, 'scripted'), [crash, undefined, crash, undefined]);
     const w = await startWorker(machine('c', { AGENTQ_CLAUDE_PATH: cli.path, AGENTQ_MAX_ATTEMPTS: '2' }));
     const before = starts().length;
 
     const kept = await client.enqueueTurn({ conversationId: 'sub-keep', prompt: 'crash once' });
-    expect(await client.waitForTurn(kept.turnId, 20_000)).toMatchObject({ status: 'succeeded', attempts: 2 });
+    const keptDone = await client.waitForTurn(kept.turnId, 20_000);
+    expect(keptDone, JSON.stringify(keptDone.error)).toMatchObject({ status: 'succeeded', attempts: 2 });
     // The retry found the crashed attempt's subagent line, and its commit committed it.
     expect(starts()[before + 1]!.subagents).toEqual({ k: { texts: ['crash once'], meta: true } });
+    // The output the crashed attempt saved is there for the retry (stored by its last checkpoint).
+    expect(starts()[before + 1]!.toolResults).toEqual({ partial: 'crash once' });
     expect((await storedSubagents('sub-keep')).heads).toEqual([['subagents/agent-k', 1, 1]]);
 
     const dropped = await client.enqueueTurn({ conversationId: 'sub-drop', prompt: 'crash again', options: { continueOnRetry: false } });

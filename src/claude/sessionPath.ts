@@ -41,3 +41,12 @@ export function sessionFilePath(configDir: string, cwd: string, sessionId: strin
   const dir = cliCwd === undefined ? projectDir(configDir, cwd) : path.join(configDir, 'projects', encodeCwd(cliCwd));
   return path.join(dir, `${sessionId}.jsonl`);
 }
+
+/**
+ * The folder the CLI keeps next to a session file, `<project>/<sessionId>/`: subagent
+ * transcripts (`subagents/`), the full text of tool outputs too large for the transcript
+ * (`tool-results/<id>.txt`, named there by absolute path).
+ */
+export function sessionFolderPath(sessionFile: string, sessionId: string): string {
+  return path.join(path.dirname(sessionFile), sessionId);
+}

@@ -9,6 +9,7 @@
 // (`subagents/agent-a1b2`): the key the Agent SDK's SessionStore uses for the same file.
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
+import { sessionFolderPath } from './sessionPath.js';
 
 /** One path segment that is safe on disk: no separators, no leading dot (so never `.` or `..`). */
 const SAFE_SEGMENT = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$/;
@@ -40,7 +41,7 @@ export function subpathOf(sessionId: string, fileId: string): string | undefined
 export function subagentTranscriptPath(sessionFile: string, sessionId: string, subpath: string): string | undefined {
   const segments = subpath.split('/');
   if (!segments.every((s) => SAFE_SEGMENT.test(s))) return undefined;
-  return path.join(path.dirname(sessionFile), sessionId, ...segments) + TRANSCRIPT_SUFFIX;
+  return path.join(sessionFolderPath(sessionFile, sessionId), ...segments) + TRANSCRIPT_SUFFIX;
 }
 
 /** The sidecar the CLI keeps next to a subagent transcript (`agent-<id>.meta.json`). */
@@ -50,7 +51,7 @@ export function subagentMetaPath(transcriptFile: string): string {
 
 /** The subagent transcripts the CLI wrote for `sessionId` (none when it ran no subagent). */
 export async function listSubagentTranscripts(sessionFile: string, sessionId: string): Promise<SubagentTranscript[]> {
-  const dir = path.join(path.dirname(sessionFile), sessionId, 'subagents');
+  const dir = path.join(sessionFolderPath(sessionFile, sessionId), 'subagents');
   let names: string[];
   try {
     names = await readdir(dir, { recursive: true });

@@ -368,3 +368,32 @@ export const sessionSidecars = pgTable(
     }).onDelete('cascade'),
   ],
 );
+
+/**
+ * The rest of a session's folder (`<project>/<sessionId>/` next to the session file, its
+ * `subagents/` left out: those are stored as transcripts): files the CLI saves there and
+ * names by absolute path in the transcript, such as the full text of a tool output too
+ * large for it (`tool-results/<id>.txt`). A gzip tar like a workspace archive, replaced
+ * when its digest changes.
+ */
+export const sessionFolders = pgTable(
+  'session_folders',
+  {
+    conversationId: uuid('conversation_id').notNull(),
+    sessionId: text('session_id').notNull(),
+    /** gzip-compressed tar (STORAGE EXTERNAL: already compressed). */
+    archive: bytea('archive').notNull(),
+    sha256: text('sha256').notNull(),
+    sizeBytes: bigint('size_bytes', { mode: 'number' }).notNull(),
+    fileCount: integer('file_count').notNull(),
+    updatedAt: updatedAt(),
+  },
+  (t) => [
+    primaryKey({ name: 'session_folders_pk', columns: [t.conversationId, t.sessionId] }),
+    foreignKey({
+      name: 'session_folders_session_fk',
+      columns: [t.conversationId, t.sessionId],
+      foreignColumns: [sessions.conversationId, sessions.sessionId],
+    }).onDelete('cascade'),
+  ],
+);

@@ -14,7 +14,7 @@
 // - A retried attempt that starts over calls discardUncommitted first, then hydrates the
 //   committed lines only. persist refuses a file that does not continue the stored bytes
 //   (SessionDivergedError), so forgetting the discard cannot interleave two histories.
-import { and, asc, eq, gte, sql } from 'drizzle-orm';
+import { and, asc, eq, getTableColumns, gte, sql } from 'drizzle-orm';
 import { SessionAttemptConflictError, SessionNotFoundError } from '../errors.js';
 import type { Executor } from './db.js';
 import { sessionChunks, sessions } from './schema.js';
@@ -31,16 +31,23 @@ export async function getSessionHead(db: Executor, conversationId: string, sessi
 }
 
 /**
- * The head of a session and the heads of its subagent transcripts (stored as sessions
- * `<sessionId>/<subpath>`), in one statement. Index: sessions_pk (the conversation's rows).
+ * The head of a session, the heads of its subagent transcripts (stored as sessions
+ * `<sessionId>/<subpath>`) and the digest of its stored folder, in one statement.
+ * Index: sessions_pk (the conversation's rows).
  */
 export async function getSessionHeads(
   db: Executor,
   conversationId: string,
   sessionId: string,
-): Promise<{ head: SessionHead | undefined; subagents: SessionHead[] }> {
+): Promise<{ head: SessionHead | undefined; subagents: SessionHead[]; folderSha256: string | null }> {
   const rows = await db
-    .select()
+    .select({
+      ...getTableColumns(sessions),
+      // The digest of the session's stored folder (session_folders_pk), on the main head's row.
+      // Qualified by hand: drizzle leaves the outer columns unqualified inside a subquery.
+      folderSha256: sql<string | null>`(select f.sha256 from session_folders f
+        where f.conversation_id = "sessions"."conversation_id" and f.session_id = "sessions"."session_id")`,
+    })
     .from(sessions)
     .where(
       and(
@@ -50,7 +57,12 @@ export async function getSessionHeads(
       ),
     )
     .orderBy(asc(sessions.sessionId));
-  return { head: rows.find((r) => r.sessionId === sessionId), subagents: rows.filter((r) => r.sessionId !== sessionId) };
+  const heads = rows.map(({ folderSha256: _folder, ...head }) => head);
+  return {
+    head: heads.find((r) => r.sessionId === sessionId),
+    subagents: heads.filter((r) => r.sessionId !== sessionId),
+    folderSha256: rows.find((r) => r.sessionId === sessionId)?.folderSha256 ?? null,
+  };
 }
 
 /**

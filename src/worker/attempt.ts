@@ -8,7 +8,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
-import { sessionFilePath } from '../claude/sessionPath.js';
+import { sessionFilePath, sessionFolderPath } from '../claude/sessionPath.js';
 import { subpathOf } from '../claude/subagentPath.js';
 import { StaleLeaseError, WorkspaceTooLargeError } from '../errors.js';
 import type { ClaudeEvent } from '../runner/events.js';
@@ -23,6 +23,7 @@ import type { StoreDb, StoreTx } from '../store/db.js';
 import { hydrateSession } from '../store/hydrate.js';
 import { workspaceDirName } from '../store/ids.js';
 import { persistSession } from '../store/persist.js';
+import { restoreSessionFolder } from '../store/sessionFolders.js';
 import { commitSessionLines, discardUncommitted, getSessionHeads } from '../store/sessions.js';
 import {
   appendTurnEvents,
@@ -45,6 +46,7 @@ import { backoffMs, decide } from './retryPolicy.js';
 import type { AttemptObserver } from './observer.js';
 import { MultiTurnCli } from './multiTurnCli.js';
 import { fileSize, waitForSessionLine } from './sessionFlush.js';
+import { saveSessionFolder, type FolderState } from './sessionFolder.js';
 import { commitSubagentTranscripts, hydrateSubagents, persistSubagentTranscripts } from './subagentTranscripts.js';
 import type { WarmHandle, WarmPool } from './warmPool.js';
 
@@ -130,8 +132,10 @@ export class Attempt implements InputTarget {
   private readonly subagentFileIds = new Set<string>();
   /** The subagent sidecars this attempt stored, by file id. */
   private readonly storedSidecars = new Map<string, string>();
-  /** Subagent transcripts already reported as not stored. */
-  private readonly unsavedSubagents = new Set<string>();
+  /** Files already reported as not stored (`<subtype>:<file id>`). */
+  private readonly notSaved = new Set<string>();
+  /** The session folder as last stored (src/worker/sessionFolder.ts). */
+  private readonly folder: FolderState = { signature: undefined, sha256: null };
   /** Milliseconds spent in each phase of the attempt, logged with the commit. */
   private readonly phases: Record<string, number> = {};
   private phaseStart = performance.now();
@@ -341,7 +345,7 @@ export class Attempt implements InputTarget {
   private async tryHydrate(sessionId: string | null): Promise<{ uncommittedLines: number } | undefined> {
     if (!sessionId) return undefined;
     const conversationId = this.conversation.id;
-    let { head, subagents } = await getSessionHeads(this.deps.db, conversationId, sessionId);
+    let { head, subagents, folderSha256 } = await getSessionHeads(this.deps.db, conversationId, sessionId);
     if (!head) return undefined;
     const dirty = [head, ...subagents].filter((h) => h.lineCount > h.committedLineCount);
     if (dirty.length > 0 && (this.turn.options as { continueOnRetry?: boolean }).continueOnRetry === false) {
@@ -350,7 +354,7 @@ export class Attempt implements InputTarget {
       await this.fenced(async (tx) => {
         for (const h of dirty) await discardUncommitted(tx, { conversationId, sessionId: h.sessionId });
       });
-      ({ head, subagents } = await getSessionHeads(this.deps.db, conversationId, sessionId));
+      ({ head, subagents, folderSha256 } = await getSessionHeads(this.deps.db, conversationId, sessionId));
       if (!head) return undefined;
     }
     if (head.lineCount === 0) return undefined;
@@ -368,7 +372,13 @@ export class Attempt implements InputTarget {
       });
       uncommittedLines = h.uncommittedLines;
     }
-    // The subagents' transcripts: a later turn may continue one of those agents.
+    // The session's folder (files the transcript names by path), then its subagents'
+    // transcripts: a later turn may continue one of those agents.
+    if (folderSha256 !== null) {
+      const r = await restoreSessionFolder(this.deps.db, conversationId, sessionId, sessionFolderPath(target, sessionId));
+      if (r.refused.length > 0) this.log().warn({ refused: r.refused }, 'stored session folder entries that could escape it were not restored');
+      this.folder.sha256 = r.sha256;
+    }
     const skipped = await hydrateSubagents(this.deps.db, { conversationId, sessionId, sessionFile: target, heads: subagents });
     if (skipped.length > 0) this.log().warn({ skipped }, 'stored subagent transcripts with names unsafe on disk were not written');
     return { uncommittedLines };
@@ -584,8 +594,14 @@ export class Attempt implements InputTarget {
    * checked last. Either way the conversation row, which producers lock to enqueue, is held
    * only for the end of the transaction, not while session bytes are read and written.
    */
-  private async fenced<T>(fn: (tx: StoreTx, checkFence: () => Promise<void>, markFenceChecked: () => void) => Promise<T>): Promise<T> {
-    return this.deps.db.transaction(async (tx) => {
+  private async fenced<T>(
+    fn: (tx: StoreTx, checkFence: () => Promise<void>, markFenceChecked: () => void, afterCommit: (f: () => void) => void) => Promise<T>,
+  ): Promise<T> {
+    // What the transaction's work learned about the store, applied only once it committed
+    // (a rolled-back or retried transaction must not leave "already stored" behind).
+    let committed: (() => void)[] = [];
+    const result = await this.deps.db.transaction(async (tx) => {
+      committed = [];
       let checked = false;
       const checkFence = async () => {
         if (checked) return;
@@ -596,10 +612,12 @@ export class Attempt implements InputTarget {
       const markFenceChecked = () => {
         checked = true;
       };
-      const result = await fn(tx, checkFence, markFenceChecked);
+      const value = await fn(tx, checkFence, markFenceChecked, (f) => committed.push(f));
       await checkFence();
-      return result;
+      return value;
     });
+    for (const f of committed) f();
+    return result;
   }
 
   /** The session file the CLI is writing (the id it reported, else the one it was given). */
@@ -623,7 +641,7 @@ export class Attempt implements InputTarget {
     this.events = [];
     try {
       const started = performance.now();
-      const runSessionId = await this.fenced((tx, checkFence) => this.writeProgress(tx, checkFence, events));
+      const runSessionId = await this.fenced((tx, checkFence, _marked, afterCommit) => this.writeProgress(tx, checkFence, events, afterCommit));
       this.runSessionId = runSessionId;
       this.deps.observer?.checkpointed?.(performance.now() - started);
     } catch (err) {
@@ -639,15 +657,20 @@ export class Attempt implements InputTarget {
    * which session the attempt runs in. Returns that session id (the caller keeps it once
    * the transaction committed).
    */
-  private async writeProgress(tx: StoreTx, checkFence: () => Promise<void>, events: BufferedEvent[]): Promise<string | null> {
-    const current = await this.saveProgress(tx, events);
+  private async writeProgress(
+    tx: StoreTx,
+    checkFence: () => Promise<void>,
+    events: BufferedEvent[],
+    afterCommit: (f: () => void) => void,
+  ): Promise<string | null> {
+    const current = await this.saveProgress(tx, events, afterCommit);
     await checkFence();
     if (current && current.sessionId !== this.runSessionId) await setRunSessionId(tx, this.turn.id, current.sessionId);
     return current?.sessionId ?? this.runSessionId;
   }
 
   /** New session lines (uncommitted) and events; returns the session written, if any. */
-  private async saveProgress(tx: StoreTx, events: BufferedEvent[]): Promise<ReturnType<Attempt['currentSession']>> {
+  private async saveProgress(tx: StoreTx, events: BufferedEvent[], afterCommit: (f: () => void) => void): Promise<ReturnType<Attempt['currentSession']>> {
     const current = this.currentSession();
     if (current) {
       await persistSession(tx, {
@@ -667,27 +690,37 @@ export class Attempt implements InputTarget {
         attempt: this.attempt,
         maxLineBytes: this.deps.config.store.sessionMaxLineBytes,
         storedSidecars: this.storedSidecars,
+        afterCommit,
       });
       for (const id of subagents.stored) this.subagentFileIds.add(id);
-      for (const f of subagents.failed) this.reportUnsavedSubagent(f.fileId, f.message);
+      for (const f of subagents.failed) this.reportNotSaved('subagent_transcript_not_saved', f.fileId, f.message);
+      const folder = await saveSessionFolder(tx, {
+        conversationId: this.conversation.id,
+        sessionId: current.sessionId,
+        sessionFile: current.file,
+        maxBytes: this.deps.config.store.workspaceMaxBytes,
+        state: this.folder,
+        afterCommit,
+      });
+      if (folder.notSaved) this.reportNotSaved('session_folder_not_saved', current.sessionId, folder.notSaved);
     }
     await appendTurnEvents(tx, this.turn.id, this.attempt, events);
     return current;
   }
 
-  /** Once per transcript and attempt: an event on the turn and a warning. */
-  private reportUnsavedSubagent(fileId: string, message: string): void {
-    if (this.unsavedSubagents.has(fileId)) return;
-    this.unsavedSubagents.add(fileId);
-    this.log().warn({ fileId, message }, 'a subagent transcript could not be stored');
-    this.record({ type: 'agentq', subtype: 'subagent_transcript_not_saved', sessionId: fileId, message });
+  /** Once per file and attempt: an event on the turn and a warning. */
+  private reportNotSaved(subtype: 'subagent_transcript_not_saved' | 'session_folder_not_saved', fileId: string, message: string): void {
+    if (this.notSaved.has(`${subtype}:${fileId}`)) return;
+    this.notSaved.add(`${subtype}:${fileId}`);
+    this.log().warn({ fileId, message }, subtype === 'session_folder_not_saved' ? 'the session folder could not be stored' : 'a subagent transcript could not be stored');
+    this.record({ type: 'agentq', subtype, sessionId: fileId, message });
   }
 
   private async requeue(delayMs: number, error: TurnError | null): Promise<AttemptVerdict> {
     try {
       const row = await withTransientRetry(this.log(), () =>
-        this.fenced(async (tx, checkFence) => {
-          await this.writeProgress(tx, checkFence, this.events);
+        this.fenced(async (tx, checkFence, _marked, afterCommit) => {
+          await this.writeProgress(tx, checkFence, this.events, afterCommit);
           return requeueTurn(tx, { turnId: this.turn.id, conversationId: this.conversation.id, delayMs, error });
         }),
       );
@@ -735,9 +768,9 @@ export class Attempt implements InputTarget {
     const usage = outcome?.usage;
     try {
       const next = await withTransientRetry(this.log(), () =>
-        this.fenced(async (tx, _checkFence, markFenceChecked) => {
+        this.fenced(async (tx, _checkFence, markFenceChecked, afterCommit) => {
           if (packed) await storeWorkspace(tx, this.conversation.id, packed, this.storedWorkspaceSha);
-          const current = await this.saveProgress(tx, this.events);
+          const current = await this.saveProgress(tx, this.events, afterCommit);
           // Every stored line of the session is now the turn's history; the conversation points at it.
           if (current) {
             await commitSessionLines(tx, { conversationId: this.conversation.id, sessionId: current.sessionId, attempt: this.attempt, pointConversation: false });

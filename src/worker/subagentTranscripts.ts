@@ -21,6 +21,8 @@ export interface SubagentPersistInput {
   maxLineBytes: number;
   /** Sidecar contents this attempt stored, by file id: an unchanged one is not written again. */
   storedSidecars: Map<string, string>;
+  /** Runs `f` once the caller's transaction committed (the map changes wait for it). */
+  afterCommit: (f: () => void) => void;
 }
 
 /** The transcript's `.meta.json`, when there is one and it changed since this attempt stored it. */
@@ -35,7 +37,7 @@ async function storeSidecar(tx: StoreTx, input: SubagentPersistInput, fileId: st
   if (input.storedSidecars.get(fileId) === content) return;
   // In a savepoint, as the transcript's lines: a failure leaves the caller's transaction.
   await tx.transaction((sp) => putSidecar(sp, input.conversationId, fileId, content));
-  input.storedSidecars.set(fileId, content);
+  input.afterCommit(() => input.storedSidecars.set(fileId, content));
 }
 
 export interface SubagentPersistResult {

@@ -49,6 +49,11 @@ export interface FakeSpec {
    * (`<session>/subagents/agent-<id>.jsonl`, with its `.meta.json`) with the session lines.
    */
   subagent?: string;
+  /**
+   * Like the real CLI with a tool output too large for the transcript: write the prompt's
+   * text to `<session>/tool-results/<name>.txt`.
+   */
+  toolResult?: string;
 }
 
 /** Thrown for a malformed script; the CLI reports it and exits 1. */
@@ -82,6 +87,7 @@ const FIELD_TYPES: Record<keyof FakeSpec, FieldType> = {
   resumeMissing: 'boolean',
   partialDelayMs: 'number',
   subagent: 'string',
+  toolResult: 'string',
 };
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {

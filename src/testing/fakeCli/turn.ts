@@ -22,7 +22,7 @@ import {
 import { readPgid, type Recorder } from './record.js';
 import { promptText, type SessionWriter } from './sessionFile.js';
 import type { CrashSpec, FakeSpec } from './spec.js';
-import { readSubagents, writeSubagentLine } from './subagents.js';
+import { readSubagents, readToolResults, writeSubagentLine, writeToolResult } from './sessionFolder.js';
 
 export const DEFAULT_COST_USD = 0.0001;
 
@@ -157,6 +157,7 @@ function recordStart(env: TurnEnv, session: Session, input: TurnInput, childPid:
     promptText: input.text,
     history: [...session.prompts],
     subagents: readSubagents(session.writer.file, session.writer.sessionId),
+    toolResults: readToolResults(session.writer.file, session.writer.sessionId),
     turn: input.turn,
     ...(childPid === undefined ? {} : { childPid }),
     startedAt: Date.now(),
@@ -194,6 +195,7 @@ function writeUserLines(env: TurnEnv, session: Session, input: TurnInput): void 
   session.writer.user(ctx, input.content);
   for (let i = 0; i < (input.spec.extraLines ?? 0); i++) session.writer.attachment(ctx, i);
   if (input.spec.subagent) writeSubagentLine(session.writer.file, session.writer.sessionId, input.spec.subagent, input.text);
+  if (input.spec.toolResult) writeToolResult(session.writer.file, session.writer.sessionId, input.spec.toolResult, input.text);
 }
 
 function turnContext(env: TurnEnv, session: Session) {

@@ -1,5 +1,7 @@
-// Subagent transcripts as the real CLI lays them out (src/claude/subagentPath.ts has the
-// measured facts): `<project>/<sessionId>/subagents/agent-<id>.jsonl` and `.meta.json`.
+// The session folder as the real CLI lays it out (src/claude/subagentPath.ts and
+// sessionPath.ts have the measured facts): subagent transcripts
+// `<project>/<sessionId>/subagents/agent-<id>.jsonl` with their `.meta.json`, and large
+// tool outputs `<project>/<sessionId>/tool-results/<name>.txt`.
 import { randomUUID } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -37,5 +39,30 @@ export function readSubagents(sessionFile: string, sessionId: string): Record<st
       .map((l) => String((JSON.parse(l) as { message?: { content?: unknown } }).message?.content ?? ''));
     out[m[1]!] = { texts, meta: existsSync(path.join(dir, `agent-${m[1]}.meta.json`)) };
   }
+  return out;
+}
+
+function toolResultsDir(sessionFile: string, sessionId: string): string {
+  return path.join(path.dirname(sessionFile), sessionId, 'tool-results');
+}
+
+/** Saves `text` as the tool output `<name>.txt`. */
+export function writeToolResult(sessionFile: string, sessionId: string, name: string, text: string): void {
+  const dir = toolResultsDir(sessionFile, sessionId);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(path.join(dir, `${name}.txt`), text);
+}
+
+/** The saved tool outputs on disk, by name. */
+export function readToolResults(sessionFile: string, sessionId: string): Record<string, string> {
+  const dir = toolResultsDir(sessionFile, sessionId);
+  const out: Record<string, string> = {};
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return out;
+  }
+  for (const name of names) if (name.endsWith('.txt')) out[name.slice(0, -4)] = readFileSync(path.join(dir, name), 'utf8');
   return out;
 }

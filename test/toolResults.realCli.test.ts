@@ -1,0 +1,58 @@
+// Large tool outputs with the REAL CLI in the sandbox: the CLI saves an output too large
+// for the transcript to `<config>/projects/<project>/<session>/tool-results/<id>.txt` and
+// tells the model that path; inside the sandbox the config directory is at a fixed path,
+// so a later turn, on another worker, can read the file there.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Config } from '../src/config.js';
+import { startMockModel, type MockModel } from '../src/mock/mockModel.js';
+import { createClient, type AgentqClient } from '../src/queue/client.js';
+import { createWorker } from '../src/worker/worker.js';
+import { createTestAgentq, type TestAgentq } from './helpers/agentq.js';
+import { realCliMachine } from './helpers/realCli.js';
+
+let mock: MockModel;
+let t: TestAgentq;
+let client: AgentqClient;
+let machines: Config[];
+
+beforeAll(async () => {
+  mock = await startMockModel();
+  t = await createTestAgentq();
+  machines = ['machine-a', 'machine-b'].map((name) =>
+    realCliMachine(t.env, t.root, name, mock.url, { CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1', AGENTQ_SANDBOX: 'bwrap' }),
+  );
+  client = createClient(t.config);
+});
+afterAll(async () => {
+  await client?.close();
+  await t?.cleanup();
+  await mock?.close();
+});
+
+async function turnOn(config: Config, prompt: string): Promise<string> {
+  const before = mock.requests.length;
+  const { turnId } = await client.enqueueTurn({ conversationId: 'big-output', prompt, options: { permissionMode: 'bypassPermissions', maxTurns: 3 } });
+  const worker = createWorker(config, { concurrency: 1 });
+  await worker.start();
+  try {
+    const done = await client.waitForTurn(turnId, 60_000);
+    expect(done.status, JSON.stringify(done.error)).toBe('succeeded');
+  } finally {
+    await worker.stop();
+  }
+  return mock.requests
+    .slice(before)
+    .map((r) => JSON.stringify(r.body?.messages ?? []))
+    .join('\n');
+}
+
+describe('large tool outputs with the real CLI, sandboxed', () => {
+  it('a later turn on another worker reads the output file the CLI saved', async () => {
+    const sent = await turnOn(machines[0]!, `<<tool Bash ${JSON.stringify({ command: 'seq 1 300000' })}>>`);
+    const saved = /Full output saved to: ([^\s\\"]+)/.exec(sent)?.[1];
+    expect(saved, sent.slice(0, 2000)).toMatch(/\/tool-results\/[^/]+\.txt$/);
+    const read = await turnOn(machines[1]!, `<<tool Read ${JSON.stringify({ file_path: saved, offset: 299990, limit: 5 })}>>`);
+    expect(read).not.toMatch(/does not exist|File not found/i);
+    expect(read).toContain('299991');
+  }, 180_000);
+});
