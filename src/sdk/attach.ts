@@ -124,7 +124,7 @@ export async function attachSdkSession(db: StoreDb, input: AttachSdkSessionInput
       select ${target.id}::uuid, session_id, line_count, byte_count, committed_line_count, committed_byte_count,
              tail_sha256, committed_tail_sha256, forked_from, created_at, now()
         from sessions where conversation_id = ${source}::uuid and session_id = any(${ids}::text[])`);
-    for (const table of ['session_chunks', 'session_entry_uuids', 'session_uuid_scans', 'session_sidecars'] as const) {
+    for (const table of ['session_chunks', 'session_entry_uuids', 'session_uuid_scans', 'session_sidecars', 'session_folders'] as const) {
       await tx.execute(sql`
         update ${sql.identifier(table)} set conversation_id = ${target.id}::uuid
          where conversation_id = ${source}::uuid and session_id = any(${ids}::text[])`);
