@@ -57,6 +57,15 @@ async function stopWorker(w: TurnWorker): Promise<void> {
   workers.delete(w);
 }
 
+/** One turn on a worker of `config` that lives only for it; returns what the fake CLI found at start. */
+async function turnOn(config: Config, conversationId: string, prompt: string): Promise<StartRecord> {
+  const w = await startWorker(config);
+  const { turnId } = await client.enqueueTurn({ conversationId, prompt });
+  expect((await client.waitForTurn(turnId, 20_000)).status).toBe('succeeded');
+  await stopWorker(w);
+  return starts().at(-1)!;
+}
+
 /** The stored subagent heads of a conversation's current session, as [id suffix, lines, committed]. */
 async function storedSubagents(conversation: string) {
   const conv = await client.getConversation(conversation);
@@ -68,15 +77,9 @@ async function storedSubagents(conversation: string) {
   };
 }
 
-describe('subagent transcripts through the turn protocol', () => {
+describe('the session folder through the turn protocol', () => {
   it('cross workers with nothing on disk in common, turn after turn, with their sidecars', async () => {
-    const run = async (config: Config, prompt: string) => {
-      const w = await startWorker(config);
-      const { turnId } = await client.enqueueTurn({ conversationId: 'sub-cross', prompt });
-      expect((await client.waitForTurn(turnId, 20_000)).status).toBe('succeeded');
-      await stopWorker(w);
-      return starts().at(-1)!;
-    };
+    const run = (config: Config, prompt: string) => turnOn(config, 'sub-cross', prompt);
     const a = machine('a');
     const b = machine('b');
     expect((await run(a, '#fake {"subagent":"s1"}\nfirst')).subagents).toEqual({});
@@ -90,13 +93,7 @@ describe('subagent transcripts through the turn protocol', () => {
   });
 
   it('saved tool outputs cross workers with the session, and later ones are added', async () => {
-    const run = async (config: Config, prompt: string) => {
-      const w = await startWorker(config);
-      const { turnId } = await client.enqueueTurn({ conversationId: 'tool-out', prompt });
-      expect((await client.waitForTurn(turnId, 20_000)).status).toBe('succeeded');
-      await stopWorker(w);
-      return starts().at(-1)!;
-    };
+    const run = (config: Config, prompt: string) => turnOn(config, 'tool-out', prompt);
     const a = machine('ta');
     const b = machine('tb');
     expect((await run(a, '#fake {"toolResult":"r1"}\nbig output one')).toolResults).toEqual({});
