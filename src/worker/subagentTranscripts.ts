@@ -35,8 +35,7 @@ async function storeSidecar(tx: StoreTx, input: SubagentPersistInput, fileId: st
     return;
   }
   if (input.storedSidecars.get(fileId) === content) return;
-  // In a savepoint, as the transcript's lines: a failure leaves the caller's transaction.
-  await tx.transaction((sp) => putSidecar(sp, input.conversationId, fileId, content));
+  await putSidecar(tx, input.conversationId, fileId, content);
   input.afterCommit(() => input.storedSidecars.set(fileId, content));
 }
 
@@ -53,7 +52,8 @@ export async function persistSubagentTranscripts(tx: StoreTx, input: SubagentPer
   for (const t of await listSubagentTranscripts(input.sessionFile, input.sessionId)) {
     const fileId = subagentFileId(input.sessionId, t.subpath);
     try {
-      // In a savepoint: a refused file leaves the rest of the caller's transaction.
+      // In a savepoint (persistSession's default): a line too long may come after chunks
+      // were inserted; refusing the file rolls back just those.
       await persistSession(tx, {
         conversationId: input.conversationId,
         sessionId: fileId,
