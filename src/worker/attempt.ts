@@ -27,13 +27,10 @@ import { restoreSessionFolder } from '../store/sessionFolders.js';
 import { commitSessionLines, discardUncommitted, getSessionHeads } from '../store/sessions.js';
 import {
   appendTurnEvents,
-  assertFence,
   finishTurn,
   listTurns,
-  renewLease,
   requeueTurn,
   setRunSessionId,
-  type Fence,
   type TurnError,
   type DueTurn,
   type TurnRow,
@@ -45,6 +42,7 @@ import { withTransientRetry } from './transient.js';
 import { backoffMs, decide } from './retryPolicy.js';
 import type { AttemptObserver } from './observer.js';
 import { MultiTurnCli } from './multiTurnCli.js';
+import { LeaseGuard } from './leaseGuard.js';
 import { fileSize, waitForSessionLine } from './sessionFlush.js';
 import { saveSessionFolder, type FolderState } from './sessionFolder.js';
 import { commitSubagentTranscripts, hydrateSubagents, persistSubagentTranscripts } from './subagentTranscripts.js';
@@ -99,7 +97,7 @@ function eventType(e: ClaudeEvent): string {
 }
 
 export class Attempt implements InputTarget {
-  private readonly fence: Fence;
+  private readonly lease: LeaseGuard;
   private readonly cwd: string;
   private readonly dirName: string;
   private readonly runDir: string;
@@ -109,7 +107,6 @@ export class Attempt implements InputTarget {
   private reportedSessionId: string | undefined;
   /** The session this attempt started from (hydrated or chosen). */
   private baseSessionId = '';
-  private leaseLost = false;
   /** The digest of the stored workspace archive as read when preparing (null: none stored; undefined: not read). */
   private storedWorkspaceSha: string | null | undefined;
   /** What turns.run_session_id holds now (written only when it changes). */
@@ -118,8 +115,6 @@ export class Attempt implements InputTarget {
   /** With `streamInput`: the run whose stdin takes user messages, until its first result. */
   private inputRun: ClaudeRun | undefined;
   private readonly controller = new AbortController();
-  /** performance.now() when our lease was last granted or renewed (the request's start). */
-  private leaseConfirmedAt: number;
   /** With warm: the multi-turn CLI process of this attempt (kept or taken). */
   private cli: MultiTurnCli | undefined;
   /** The uuid of the last message line the CLI printed (its session line carries the same uuid). */
@@ -150,9 +145,17 @@ export class Attempt implements InputTarget {
     claimedAt: number,
     private readonly warm: AttemptWarm | undefined = undefined,
   ) {
-    this.fence = { conversationId: conversation.id, fencingToken, workerId: deps.workerId };
+    const fence = { conversationId: conversation.id, fencingToken, workerId: deps.workerId };
+    this.lease = new LeaseGuard(deps.db, fence, turn.id, deps.config.worker.leaseMs, claimedAt, {
+      onLost: () => {
+        this.log().warn('lease lost to another worker: stopping without writing');
+        this.abort('lease lost');
+      },
+      onCancelRequested: () => this.abort('cancelled'),
+      // Postgres unreachable: keep running; the commit waits for it to come back.
+      onRenewError: (err) => this.log().warn({ err }, 'lease renewal failed'),
+    });
     this.runSessionId = turn.runSessionId;
-    this.leaseConfirmedAt = claimedAt;
     this.dirName = workspaceDirName(conversation.externalId, conversation.tenantId);
     this.cwd = path.join(deps.config.workspaceRoot, this.dirName);
     // A warm process keeps its own dir (its session file is there) from turn to turn.
@@ -177,7 +180,7 @@ export class Attempt implements InputTarget {
     try {
       return await this.runInner();
     } catch (err) {
-      if (err instanceof StaleLeaseError || this.leaseLost) return { kind: 'lease_lost' };
+      if (err instanceof StaleLeaseError || this.lease.lost) return { kind: 'lease_lost' };
       // A failure of this worker rather than of the turn (a full disk, an unreadable
       // archive, a bug): hand the turn back with backoff instead of keeping its lease.
       // If even that fails (Postgres down), the job fails and the reconciler re-dispatches it.
@@ -217,7 +220,7 @@ export class Attempt implements InputTarget {
     if (taken) return this.runWarm(taken);
     // A worker frozen between its claim and here (SIGSTOP, a long GC, a stalled VM) may
     // have lost the lease: it must not empty the directory another owner is using.
-    await this.ensureLease();
+    await this.lease.ensure();
     this.mark('lease');
     await this.prepareWorkspace();
     this.mark('workspace');
@@ -239,11 +242,11 @@ export class Attempt implements InputTarget {
     const prompt = await this.promptFor(start);
 
     // The same right before the CLI starts: a stale attempt must not run tools at all.
-    await this.ensureLease();
+    await this.lease.ensure();
     this.mark('prepare');
     let outcome = await this.runCli(prompt, session);
     this.deps.observer?.cliExited?.(outcome);
-    if (outcome.type === 'session_not_found' && session.mode === 'resume' && config.worker.missingSessionPolicy === 'fresh' && !this.leaseLost && !this.controller.signal.aborted) {
+    if (outcome.type === 'session_not_found' && session.mode === 'resume' && config.worker.missingSessionPolicy === 'fresh' && !this.lease.lost && !this.controller.signal.aborted) {
       // The store had the session but the CLI could not resume it (the file it looked for
       // is not where the worker put it, a CLI that no longer reads it): the `fresh` policy
       // applies as when the store has nothing, within the same attempt.
@@ -251,7 +254,7 @@ export class Attempt implements InputTarget {
       session = { mode: 'new', sessionId: randomUUID() };
       this.reportedSessionId = undefined;
       await this.useSession(session, true);
-      await this.ensureLease();
+      await this.lease.ensure();
       outcome = await this.runCli(`${await this.summary()}\n\n${this.turn.prompt}`, session);
       this.deps.observer?.cliExited?.(outcome);
     }
@@ -277,7 +280,7 @@ export class Attempt implements InputTarget {
     const { config } = this.deps;
     this.mark('run');
     await this.checkpointing;
-    if (this.leaseLost) return { kind: 'lease_lost' };
+    if (this.lease.lost) return { kind: 'lease_lost' };
     // Only a run the drain actually interrupted is handed back; one that finished first commits.
     if (outcome.type === 'cancelled' && this.controller.signal.reason === 'shutdown') {
       // Drained on shutdown: hand the turn back at once; another worker continues it.
@@ -315,7 +318,7 @@ export class Attempt implements InputTarget {
   private async useSession(session: RunOptions['session'], isNew: boolean): Promise<void> {
     this.baseSessionId = session.sessionId;
     if (!isNew || session.sessionId === this.runSessionId) return;
-    await this.fenced(async (tx, checkFence) => {
+    await this.lease.fenced(async (tx, checkFence) => {
       await checkFence();
       await setRunSessionId(tx, this.turn.id, session.sessionId);
     });
@@ -351,7 +354,7 @@ export class Attempt implements InputTarget {
     if (dirty.length > 0 && (this.turn.options as { continueOnRetry?: boolean }).continueOnRetry === false) {
       // The turn opted out of continuing: rerun its prompt from the committed session, not
       // on top of the interrupted attempt's checkpoints (else the session holds it twice).
-      await this.fenced(async (tx) => {
+      await this.lease.fenced(async (tx) => {
         for (const h of dirty) await discardUncommitted(tx, { conversationId, sessionId: h.sessionId });
       });
       ({ head, subagents, folderSha256 } = await getSessionHeads(this.deps.db, conversationId, sessionId));
@@ -424,7 +427,7 @@ export class Attempt implements InputTarget {
   private push(type: string, payload: string): void {
     const seq = ++this.eventSeq;
     this.events.push({ seq, type, payload });
-    if (!this.leaseLost) this.deps.live?.event(this.turn.id, this.attempt, seq, type, payload);
+    if (!this.lease.lost) this.deps.live?.event(this.turn.id, this.attempt, seq, type, payload);
   }
 
   /**
@@ -462,7 +465,7 @@ export class Attempt implements InputTarget {
     const { config, runner } = this.deps;
     const { continueOnRetry: _ignored, warm: _warm, ...options } = this.turn.options as Record<string, unknown> & { continueOnRetry?: boolean };
     const checkpointTimer = setInterval(() => this.scheduleCheckpoint(false), config.worker.checkpointIntervalMs);
-    const heartbeatTimer = setInterval(() => void this.heartbeat(), Math.max(200, Math.floor(config.worker.leaseMs / 3)));
+    const heartbeatTimer = setInterval(() => void this.lease.heartbeat(), Math.max(200, Math.floor(config.worker.leaseMs / 3)));
     if (this.warm) {
       try {
         return await this.runMultiTurn(prompt, session, options);
@@ -547,79 +550,6 @@ export class Attempt implements InputTarget {
     this.phaseStart = now;
   }
 
-  /**
-   * Makes sure the lease is still ours before a step with effects outside Postgres. No
-   * other worker can take a lease before it expires, so if our last claim or renewal began
-   * less than half a lease ago there is nothing to ask; a worker that was frozen (SIGSTOP,
-   * a stalled VM) sees the time that passed and asks. Throws StaleLeaseError if it is lost.
-   */
-  private async ensureLease(): Promise<void> {
-    if (performance.now() - this.leaseConfirmedAt < this.deps.config.worker.leaseMs / 2) return;
-    const asked = performance.now();
-    const r = await renewLease(this.deps.db, this.fence, this.turn.id, this.deps.config.worker.leaseMs);
-    if (r.ours) this.leaseConfirmedAt = asked;
-    if (!r.ours) {
-      this.loseLease();
-      throw new StaleLeaseError(this.fence.conversationId, this.fence.fencingToken, -1);
-    }
-  }
-
-  private async heartbeat(): Promise<void> {
-    try {
-      const asked = performance.now();
-      const r = await renewLease(this.deps.db, this.fence, this.turn.id, this.deps.config.worker.leaseMs);
-      if (r.ours) this.leaseConfirmedAt = asked;
-      if (!r.ours) this.loseLease();
-      else if (r.cancelRequested) this.abort('cancelled');
-    } catch (err) {
-      // Postgres unreachable: keep running; the commit waits for it to come back.
-      this.log().warn({ err }, 'lease renewal failed');
-    }
-  }
-
-  private loseLease(): void {
-    if (this.leaseLost) return;
-    this.leaseLost = true;
-    this.log().warn('lease lost to another worker: stopping without writing');
-    this.abort('lease lost');
-  }
-
-  /**
-   * Runs `fn` in a transaction that commits only if our fencing token is still current.
-   * The check locks the conversation row until COMMIT, so no claim can slip in between
-   * it and the commit; a claim that came before it changed the token and the whole
-   * transaction rolls back. `fn` calls `checkFence()` before its first write to the
-   * conversation or turn rows (so every transaction takes the session row before the
-   * conversation row, then the turn row: one lock order, no deadlock); otherwise it is
-   * checked last. Either way the conversation row, which producers lock to enqueue, is held
-   * only for the end of the transaction, not while session bytes are read and written.
-   */
-  private async fenced<T>(
-    fn: (tx: StoreTx, checkFence: () => Promise<void>, markFenceChecked: () => void, afterCommit: (f: () => void) => void) => Promise<T>,
-  ): Promise<T> {
-    // What the transaction's work learned about the store, applied only once it committed
-    // (a rolled-back or retried transaction must not leave "already stored" behind).
-    let committed: (() => void)[] = [];
-    const result = await this.deps.db.transaction(async (tx) => {
-      committed = [];
-      let checked = false;
-      const checkFence = async () => {
-        if (checked) return;
-        await assertFence(tx, this.fence);
-        checked = true;
-      };
-      // For a statement of `fn` that checks the fence itself (finishTurn) and throws StaleLeaseError.
-      const markFenceChecked = () => {
-        checked = true;
-      };
-      const value = await fn(tx, checkFence, markFenceChecked, (f) => committed.push(f));
-      await checkFence();
-      return value;
-    });
-    for (const f of committed) f();
-    return result;
-  }
-
   /** The session file the CLI is writing (the id it reported, else the one it was given). */
   private currentSession(): { sessionId: string; file: string; forkedFrom: string | undefined } | undefined {
     const sessionId = this.reportedSessionId ?? this.baseSessionId;
@@ -636,17 +566,17 @@ export class Attempt implements InputTarget {
   }
 
   private async checkpoint(final: boolean): Promise<void> {
-    if (this.leaseLost) return;
+    if (this.lease.lost) return;
     const events = this.events;
     this.events = [];
     try {
       const started = performance.now();
-      const runSessionId = await this.fenced((tx, checkFence, _marked, afterCommit) => this.writeProgress(tx, checkFence, events, afterCommit));
+      const runSessionId = await this.lease.fenced((tx, checkFence, _marked, afterCommit) => this.writeProgress(tx, checkFence, events, afterCommit));
       this.runSessionId = runSessionId;
       this.deps.observer?.checkpointed?.(performance.now() - started);
     } catch (err) {
       this.events = [...events, ...this.events];
-      if (err instanceof StaleLeaseError) return this.loseLease();
+      if (err instanceof StaleLeaseError) return this.lease.lose();
       if (final) throw err;
       this.log().warn({ err }, 'checkpoint failed; will retry');
     }
@@ -719,7 +649,7 @@ export class Attempt implements InputTarget {
   private async requeue(delayMs: number, error: TurnError | null): Promise<AttemptVerdict> {
     try {
       const row = await withTransientRetry(this.log(), () =>
-        this.fenced(async (tx, checkFence, _marked, afterCommit) => {
+        this.lease.fenced(async (tx, checkFence, _marked, afterCommit) => {
           await this.writeProgress(tx, checkFence, this.events, afterCommit);
           return requeueTurn(tx, { turnId: this.turn.id, conversationId: this.conversation.id, delayMs, error });
         }),
@@ -730,7 +660,7 @@ export class Attempt implements InputTarget {
     } catch (err) {
       if (err instanceof StaleLeaseError) {
         // Refused by the fence: another worker took the turn over. Say so, as the heartbeat does.
-        this.loseLease();
+        this.lease.lose();
         return { kind: 'lease_lost' };
       }
       throw err;
@@ -768,7 +698,7 @@ export class Attempt implements InputTarget {
     const usage = outcome?.usage;
     try {
       const next = await withTransientRetry(this.log(), () =>
-        this.fenced(async (tx, _checkFence, markFenceChecked, afterCommit) => {
+        this.lease.fenced(async (tx, _checkFence, markFenceChecked, afterCommit) => {
           if (packed) await storeWorkspace(tx, this.conversation.id, packed, this.storedWorkspaceSha);
           const current = await this.saveProgress(tx, this.events, afterCommit);
           // Every stored line of the session is now the turn's history; the conversation points at it.
@@ -782,7 +712,7 @@ export class Attempt implements InputTarget {
           return finishTurn(tx, {
             turnId: this.turn.id,
             conversationId: this.conversation.id,
-            fence: this.fence,
+            fence: this.lease.fence,
             conversationSessionId: current?.sessionId,
             runSessionId: current && current.sessionId !== this.runSessionId ? current.sessionId : undefined,
             status,
@@ -806,7 +736,7 @@ export class Attempt implements InputTarget {
           cli: this.cli,
           runDir: this.runDir,
           sessionId: this.currentSession()?.sessionId ?? this.baseSessionId,
-          fence: this.fence,
+          fence: this.lease.fence,
           workspaceSha: packed?.sha256 ?? this.storedWorkspaceSha ?? null,
           optionsKey: this.warm!.optionsKey,
           idleMs: this.warm!.keepIdleMs!,
@@ -821,7 +751,7 @@ export class Attempt implements InputTarget {
     } catch (err) {
       if (err instanceof StaleLeaseError) {
         // Refused by the fence: another worker took the turn over. Say so, as the heartbeat does.
-        this.loseLease();
+        this.lease.lose();
         return { kind: 'lease_lost' };
       }
       throw err;
