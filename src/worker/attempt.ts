@@ -4,11 +4,11 @@
 // nothing. Nothing else in the code base decides when a turn is committed.
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
-import { sessionFilePath, sessionFolderPath } from '../claude/sessionPath.js';
+import { sessionFilePath } from '../claude/sessionPath.js';
 import { subpathOf } from '../claude/subagentPath.js';
 import { StaleLeaseError, WorkspaceTooLargeError } from '../errors.js';
 import type { ClaudeEvent } from '../runner/events.js';
@@ -20,11 +20,9 @@ import type { InputOutcome, InputTarget } from '../live/inputs.js';
 import type { LiveEventSink } from '../live/publisher.js';
 import type { ConversationRow } from '../store/conversations.js';
 import type { StoreDb, StoreTx } from '../store/db.js';
-import { hydrateSession } from '../store/hydrate.js';
 import { workspaceDirName } from '../store/ids.js';
 import { persistSession } from '../store/persist.js';
-import { restoreSessionFolder } from '../store/sessionFolders.js';
-import { commitSessionLines, discardUncommitted, getSessionHeads } from '../store/sessions.js';
+import { commitSessionLines, discardUncommitted } from '../store/sessions.js';
 import {
   appendTurnEvents,
   finishTurn,
@@ -36,16 +34,17 @@ import {
   type TurnRow,
 } from '../store/turns.js';
 import { packWorkspace, type PackedWorkspace } from '../store/workspaceArchive.js';
-import { getWorkspaceSha, restoreWorkspace, storeWorkspace } from '../store/workspaces.js';
+import { storeWorkspace } from '../store/workspaces.js';
 import type { LocalCache } from './localCache.js';
 import { withTransientRetry } from './transient.js';
 import { backoffMs, decide } from './retryPolicy.js';
 import type { AttemptObserver } from './observer.js';
 import { MultiTurnCli } from './multiTurnCli.js';
 import { LeaseGuard } from './leaseGuard.js';
+import { hydrateConversationSession, prepareWorkspace, type AttemptDisk } from './prepareDisk.js';
 import { fileSize, waitForSessionLine } from './sessionFlush.js';
 import { saveSessionFolder, type FolderState } from './sessionFolder.js';
-import { commitSubagentTranscripts, hydrateSubagents, persistSubagentTranscripts } from './subagentTranscripts.js';
+import { commitSubagentTranscripts, persistSubagentTranscripts } from './subagentTranscripts.js';
 import type { WarmHandle, WarmPool } from './warmPool.js';
 
 export interface AttemptDeps {
@@ -222,7 +221,7 @@ export class Attempt implements InputTarget {
     // have lost the lease: it must not empty the directory another owner is using.
     await this.lease.ensure();
     this.mark('lease');
-    await this.prepareWorkspace();
+    this.storedWorkspaceSha = await prepareWorkspace(this.disk());
     this.mark('workspace');
     const start = await this.chooseSession();
     this.mark('hydrate');
@@ -325,66 +324,27 @@ export class Attempt implements InputTarget {
     this.runSessionId = session.sessionId;
   }
 
-  /**
-   * The conversation's stable directory, emptied and filled from the stored archive,
-   * unless this worker committed exactly the stored archive from it and nothing ran there
-   * since (then it is left as it is, excluded paths such as node_modules included).
-   */
-  private async prepareWorkspace(): Promise<void> {
-    const { cache, db } = this.deps;
-    let current = false;
-    if (existsSync(this.cwd)) {
-      this.storedWorkspaceSha = (await getWorkspaceSha(db, this.conversation.id)) ?? null;
-      current = await cache.workspaceIsCurrent(this.dirName, this.storedWorkspaceSha ?? undefined);
-    }
-    // From here on the run may change the directory.
-    await cache.unmarkWorkspace(this.dirName);
-    if (current) return;
-    await rm(this.cwd, { recursive: true, force: true });
-    await mkdir(this.cwd, { recursive: true });
-    this.storedWorkspaceSha = (await restoreWorkspace(db, this.conversation.id, this.cwd)).sha256;
+  /** Where this attempt works on disk (./prepareDisk.ts). */
+  private disk(): AttemptDisk {
+    const { db, cache } = this.deps;
+    return { db, cache, conversationId: this.conversation.id, cwd: this.cwd, dirName: this.dirName, configDir: this.configDir, cliCwd: this.cliCwd(), log: this.log() };
   }
 
   private async tryHydrate(sessionId: string | null): Promise<{ uncommittedLines: number } | undefined> {
     if (!sessionId) return undefined;
     const conversationId = this.conversation.id;
-    let { head, subagents, folderSha256 } = await getSessionHeads(this.deps.db, conversationId, sessionId);
-    if (!head) return undefined;
-    const dirty = [head, ...subagents].filter((h) => h.lineCount > h.committedLineCount);
-    if (dirty.length > 0 && (this.turn.options as { continueOnRetry?: boolean }).continueOnRetry === false) {
-      // The turn opted out of continuing: rerun its prompt from the committed session, not
-      // on top of the interrupted attempt's checkpoints (else the session holds it twice).
+    // A turn that opted out of continuing reruns its prompt from the committed session, not
+    // on top of the interrupted attempt's checkpoints (else the session holds it twice).
+    const startOver = (this.turn.options as { continueOnRetry?: boolean }).continueOnRetry === false;
+    const discard = async (fileIds: string[]) => {
       await this.lease.fenced(async (tx) => {
-        for (const h of dirty) await discardUncommitted(tx, { conversationId, sessionId: h.sessionId });
+        for (const id of fileIds) await discardUncommitted(tx, { conversationId, sessionId: id });
       });
-      ({ head, subagents, folderSha256 } = await getSessionHeads(this.deps.db, conversationId, sessionId));
-      if (!head) return undefined;
-    }
-    if (head.lineCount === 0) return undefined;
-    // The file this worker kept when it committed the previous turn, if it is still exactly the committed session.
-    const target = sessionFilePath(this.configDir, this.cwd, sessionId, this.cliCwd());
-    let uncommittedLines = 0;
-    if (head.lineCount > head.committedLineCount || !(await this.deps.cache.takeSession(conversationId, sessionId, head, target))) {
-      const h = await hydrateSession(this.deps.db, {
-        conversationId,
-        sessionId,
-        cwd: this.cwd,
-        cliCwd: this.cliCwd(),
-        configDir: this.configDir,
-        includeUncommitted: true,
-      });
-      uncommittedLines = h.uncommittedLines;
-    }
-    // The session's folder (files the transcript names by path), then its subagents'
-    // transcripts: a later turn may continue one of those agents.
-    if (folderSha256 !== null) {
-      const r = await restoreSessionFolder(this.deps.db, conversationId, sessionId, sessionFolderPath(target, sessionId));
-      if (r.refused.length > 0) this.log().warn({ refused: r.refused }, 'stored session folder entries that could escape it were not restored');
-      this.folder.sha256 = r.sha256;
-    }
-    const skipped = await hydrateSubagents(this.deps.db, { conversationId, sessionId, sessionFile: target, heads: subagents });
-    if (skipped.length > 0) this.log().warn({ skipped }, 'stored subagent transcripts with names unsafe on disk were not written');
-    return { uncommittedLines };
+    };
+    const h = await hydrateConversationSession(this.disk(), sessionId, startOver ? discard : undefined);
+    if (!h) return undefined;
+    if (h.folderSha256 !== null) this.folder.sha256 = h.folderSha256;
+    return { uncommittedLines: h.uncommittedLines };
   }
 
   private async chooseSession(): Promise<
