@@ -4,6 +4,7 @@ import { and, eq, sql } from 'drizzle-orm';
 import type { Executor } from './db.js';
 import { sessionFolders } from './schema.js';
 import { unpackWorkspace, type PackedWorkspace, type RefusedEntry } from './workspaceArchive.js';
+import { ARCHIVE_UPSERT_SET } from './workspaces.js';
 
 /** Stores the packed folder unless the stored one has the same digest. Index: session_folders_pk. */
 export async function storeSessionFolder(db: Executor, conversationId: string, sessionId: string, packed: PackedWorkspace): Promise<{ written: boolean }> {
@@ -12,13 +13,7 @@ export async function storeSessionFolder(db: Executor, conversationId: string, s
     .values({ conversationId, sessionId, archive: packed.archive, sha256: packed.sha256, sizeBytes: packed.archive.length, fileCount: packed.fileCount })
     .onConflictDoUpdate({
       target: [sessionFolders.conversationId, sessionFolders.sessionId],
-      set: {
-        archive: sql`excluded.archive`,
-        sha256: sql`excluded.sha256`,
-        sizeBytes: sql`excluded.size_bytes`,
-        fileCount: sql`excluded.file_count`,
-        updatedAt: sql`now()`,
-      },
+      set: ARCHIVE_UPSERT_SET,
       setWhere: sql`${sessionFolders.sha256} <> excluded.sha256`,
     })
     .returning({ sessionId: sessionFolders.sessionId });

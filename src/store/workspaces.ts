@@ -5,6 +5,15 @@ import type { Executor } from './db.js';
 import { unpackWorkspace, type PackedWorkspace, type RefusedEntry } from './workspaceArchive.js';
 import { workspaces } from './schema.js';
 
+/** The columns an archive row's upsert replaces (workspaces, session_folders). */
+export const ARCHIVE_UPSERT_SET = {
+  archive: sql`excluded.archive`,
+  sha256: sql`excluded.sha256`,
+  sizeBytes: sql`excluded.size_bytes`,
+  fileCount: sql`excluded.file_count`,
+  updatedAt: sql`now()`,
+};
+
 /**
  * Stores a packed workspace unless the stored one has the same sha256 (then nothing is
  * sent). Usable inside the commit transaction. Returns whether it wrote.
@@ -34,13 +43,7 @@ export async function storeWorkspace(
     })
     .onConflictDoUpdate({
       target: workspaces.conversationId,
-      set: {
-        archive: sql`excluded.archive`,
-        sha256: sql`excluded.sha256`,
-        sizeBytes: sql`excluded.size_bytes`,
-        fileCount: sql`excluded.file_count`,
-        updatedAt: sql`now()`,
-      },
+      set: ARCHIVE_UPSERT_SET,
       setWhere: ne(workspaces.sha256, sql`excluded.sha256`),
     })
     .returning({ conversationId: workspaces.conversationId });
