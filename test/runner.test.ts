@@ -11,23 +11,14 @@ import type { ClaudeEvent } from '../src/runner/events.js';
 import { runClaude, startClaude, type RunnerSettings } from '../src/runner/runClaude.js';
 import type { RunOptions } from '../src/runner/options.js';
 import type { RunOutcome } from '../src/runner/outcome.js';
-import { fakeCliPath } from '../src/testing/fakeCliPath.js';
+import { fakeCliSettings } from './helpers/infra.js';
 import { isAlive, waitUntil } from './helpers/processes.js';
 
 let root: string;
 let ws: string;
 let logFile: string;
 
-const settings = (over: Partial<RunnerSettings> = {}): RunnerSettings => ({
-  claudePath: fakeCliPath(),
-  env: { PATH: process.env.PATH ?? '/usr/bin:/bin', FAKE_CLAUDE_LOG: logFile },
-  maxLineBytes: 1024 * 1024,
-  killGraceMs: 500,
-  idleTimeoutMs: 0,
-  timeoutMs: 30_000,
-  stderrTailBytes: 4096,
-  ...over,
-});
+const settings = (over: Partial<RunnerSettings> = {}): RunnerSettings => fakeCliSettings(logFile, over);
 
 const opts = (prompt: string, over: Partial<RunOptions> = {}): RunOptions => ({
   prompt,

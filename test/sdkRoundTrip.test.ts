@@ -11,7 +11,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { deleteSession, getSessionMessages, listSessions, query, type Options, type SDKMessage } from '@anthropic-ai/claude-agent-sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig, type Config } from '../src/config.js';
+import type { Config } from '../src/config.js';
 import { startMockModel, type MockModel, type RecordedRequest } from '../src/mock/mockModel.js';
 import { createClient, type AgentqClient } from '../src/queue/client.js';
 import { sdkProjectKey } from '../src/sdk/attach.js';
@@ -21,7 +21,7 @@ import { createSessionStore, type AgentqSessionStore } from '../src/sdk/sessionS
 import { createWorker, type TurnWorker } from '../src/worker/worker.js';
 import { createTestAgentq, type TestAgentq } from './helpers/agentq.js';
 import { createTestDatabase } from './helpers/db.js';
-import { offlineCliEnv } from './helpers/realCli.js';
+import { offlineCliEnv, realCliMachine } from './helpers/realCli.js';
 
 let mock: MockModel;
 let t: TestAgentq;
@@ -33,11 +33,7 @@ beforeAll(async () => {
   mock = await startMockModel();
   t = await createTestAgentq();
   t.database.pool.on('error', () => undefined);
-  const env: Record<string, string> = { ...t.env, ...offlineCliEnv(mock.url), AGENTQ_CLI_ENV_ALLOW: '' };
-  // The real, pinned CLI: the config default when AGENTQ_CLAUDE_PATH is unset.
-  delete env.AGENTQ_CLAUDE_PATH;
-  delete env.FAKE_CLAUDE_LOG;
-  config = loadConfig(env);
+  config = realCliMachine(t.env, t.root, 'worker', mock.url);
   client = createClient(t.config);
 });
 afterAll(async () => {

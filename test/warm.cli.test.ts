@@ -10,7 +10,7 @@ import { TurnInputError } from '../src/errors.js';
 import { enqueueInputSchema, parseEnqueueInput } from '../src/queue/turnInput.js';
 import type { ClaudeEvent } from '../src/runner/events.js';
 import type { RunnerSettings } from '../src/runner/runClaude.js';
-import { fakeCliPath } from '../src/testing/fakeCliPath.js';
+import { fakeCliSettings } from './helpers/infra.js';
 import { MultiTurnCli } from '../src/worker/multiTurnCli.js';
 import { warmOptionsKey } from '../src/worker/warmPolicy.js';
 import { isAlive } from './helpers/processes.js';
@@ -20,16 +20,7 @@ let ws: string;
 let logFile: string;
 const clis: MultiTurnCli[] = [];
 
-const settings = (over: Partial<RunnerSettings> = {}): RunnerSettings => ({
-  claudePath: fakeCliPath(),
-  env: { PATH: process.env.PATH ?? '/usr/bin:/bin', FAKE_CLAUDE_LOG: logFile },
-  maxLineBytes: 1024 * 1024,
-  killGraceMs: 500,
-  idleTimeoutMs: 0,
-  timeoutMs: 30_000,
-  stderrTailBytes: 4096,
-  ...over,
-});
+const settings = (over: Partial<RunnerSettings> = {}): RunnerSettings => fakeCliSettings(logFile, over);
 
 function start(prompt: string, s = settings()): MultiTurnCli {
   const cli = new MultiTurnCli(

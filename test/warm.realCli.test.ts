@@ -2,16 +2,15 @@
 // one kept process (the mock sees one `HEAD /` probe per CLI start), each turn's request
 // carries the whole history, and after the worker stops (the process and lease let go) a
 // cold turn on a fresh worker resumes the committed session with every warm turn in it.
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig, type Config } from '../src/config.js';
+import type { Config } from '../src/config.js';
 import { startMockModel, type MockModel } from '../src/mock/mockModel.js';
 import { createClient, type AgentqClient } from '../src/queue/client.js';
 import { createStoreDb } from '../src/store/db.js';
 import { getSessionHead } from '../src/store/sessions.js';
 import { createWorker, type TurnWorker } from '../src/worker/worker.js';
 import { createTestAgentq, type TestAgentq } from './helpers/agentq.js';
-import { offlineCliEnv } from './helpers/realCli.js';
+import { realCliMachine } from './helpers/realCli.js';
 
 let mock: MockModel;
 let t: TestAgentq;
@@ -22,17 +21,7 @@ const running = new Set<TurnWorker>();
 beforeAll(async () => {
   mock = await startMockModel();
   t = await createTestAgentq();
-  const env: Record<string, string> = {
-    ...t.env,
-    ...offlineCliEnv(mock.url),
-    AGENTQ_CLI_ENV_ALLOW: '',
-    AGENTQ_WORKSPACE_ROOT: path.join(t.root, 'workspaces'),
-    AGENTQ_RUNS_ROOT: path.join(t.root, 'runs'),
-    AGENTQ_WARM_IDLE_MS: '60000',
-  };
-  delete env.AGENTQ_CLAUDE_PATH;
-  delete env.FAKE_CLAUDE_LOG;
-  config = loadConfig(env);
+  config = realCliMachine(t.env, t.root, 'worker', mock.url, { AGENTQ_WARM_IDLE_MS: '60000' });
   client = createClient(t.config);
 });
 afterAll(async () => {

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import { Redis } from 'ioredis';
 import { pino, type Logger } from 'pino';
+import type { RunnerSettings } from '../../src/runner/runClaude.js';
 import { fakeCliPath } from '../../src/testing/fakeCliPath.js';
 import { isAlive, waitUntil } from './processes.js';
 
@@ -205,5 +206,19 @@ export function scriptedFakeCli(dir: string, plan: readonly (object | undefined)
   return {
     path: script,
     invocations: () => Number(readFileSync(counter, 'utf8').trim()),
+  };
+}
+
+/** Runner settings for the fake CLI, recording its invocations to `logFile`. */
+export function fakeCliSettings(logFile: string, over: Partial<RunnerSettings> = {}): RunnerSettings {
+  return {
+    claudePath: fakeCliPath(),
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', FAKE_CLAUDE_LOG: logFile },
+    maxLineBytes: 1024 * 1024,
+    killGraceMs: 500,
+    idleTimeoutMs: 0,
+    timeoutMs: 30_000,
+    stderrTailBytes: 4096,
+    ...over,
   };
 }
