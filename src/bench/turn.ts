@@ -30,7 +30,8 @@
 //   the least durable protocol on this stack (./protocolFloor.ts: one INSERT, BullMQ, one
 //   claim UPDATE, the bare run, one commit UPDATE), on bare lanes, as a third phase
 //   rotating with the other two. No implementation of the design can go below it; its
-//   baseline is the bare run, as for the agentq figures.
+//   baseline is the bare run, as for the agentq figures. turn_overhead{,_floor}_1_lane_p50_ms:
+//   both again with one turn at a time (no other lane competing for the 2 cores).
 // - rss_per_inflight_turn_mb: the worker runs alone in a child process
 //   (turnWorkerChild.ts, its own process.memoryUsage().rss; CLI processes are never in
 //   it). RSS with 64 turns in flight (64 fake CLIs sleeping, counted from their log, and
@@ -76,6 +77,8 @@ function serverUrls(): { admin: string; redis: string } {
 const OVERHEAD_LANES = 8;
 const OVERHEAD_ROUNDS = 5;
 const OVERHEAD_PER_PHASE = 4;
+/** Then one lane: this many turns, floor turns and bare runs, interleaved. */
+const SERIAL_SAMPLES = 15;
 /** ~1 MB of session lines from the seed turn: 256 padded lines of 4 KiB (+ a few). */
 const SEED_DIRECTIVE = '#fake {"extraLines":250,"lineBytes":4096}';
 
@@ -373,6 +376,16 @@ async function overheadFigures(h: Harness, ctx: BenchContext): Promise<Figure[]>
         );
       await inRotation(r, [protocolPhase, barePhase, floorPhase]);
     }
+    // One lane, the machine otherwise idle: the same three, one turn / run at a time.
+    const serial = { turn: [] as number[], bare: [] as number[], floor: [] as number[] };
+    for (let k = 0; k < SERIAL_SAMPLES; k++) {
+      await inRotation(k, [
+        async () => serial.turn.push((await timedTurn(client, c, convs[0]!, `serial ${k}`)).e2eMs),
+        async () => serial.bare.push((await bare[0]!.run(`serial bare ${k}`)).ms),
+        async () => serial.floor.push(await f.timed(convs[0]!, `serial floor ${k}`)),
+      ]);
+    }
+    const serialBare = median(serial.bare);
 
     const e2e = turns.map((t) => t.e2eMs);
     const bareMs = bareRuns.map((b) => b.ms);
@@ -437,6 +450,9 @@ async function overheadFigures(h: Harness, ctx: BenchContext): Promise<Figure[]>
       `turn: floor (./protocolFloor.ts): ${floorTurns.length} turns, p50 ${ms(median(floorTurns))} p99 ${ms(quantile(floorTurns, 0.99))}, overhead p50 ${ms(floorP50)} p99 ${ms(floorP99)}; ` +
         `CPU of this process ${ms(floorCpu.cpuMs / floorTurns.length)} per floor turn, of the servers ${ms(floorCpu.serverCpuMs / floorTurns.length)}`,
     );
+    ctx.log(
+      `turn: one lane, ${SERIAL_SAMPLES} each: turn p50 ${ms(median(serial.turn))}, floor turn p50 ${ms(median(serial.floor))}, bare run p50 ${ms(serialBare)}`,
+    );
     return [
       { bench: 'turn_overhead_p50_ms', value: round(p50, 1), unit: 'ms', baseline: round(median(bareMs), 1), target: '<= 5' },
       { bench: 'turn_overhead_p99_ms', value: round(p99, 1), unit: 'ms', baseline: round(median(bareMs), 1), target: '<= 20' },
@@ -446,6 +462,14 @@ async function overheadFigures(h: Harness, ctx: BenchContext): Promise<Figure[]>
         unit: 'ms',
         baseline: round(median(bareMs), 1),
         target: 'none (the least durable protocol on this stack, ./protocolFloor.ts; compare turn_overhead_p50_ms)',
+      },
+      { bench: 'turn_overhead_1_lane_p50_ms', value: round(median(serial.turn) - serialBare, 1), unit: 'ms', baseline: round(serialBare, 1), target: 'none (one turn at a time)' },
+      {
+        bench: 'turn_overhead_floor_1_lane_p50_ms',
+        value: round(median(serial.floor) - serialBare, 1),
+        unit: 'ms',
+        baseline: round(serialBare, 1),
+        target: 'none (the floor, one turn at a time)',
       },
     ];
   } finally {
