@@ -73,7 +73,7 @@ function serverUrls(): { admin: string; redis: string } {
   return servers;
 }
 
-// Figure 1: 8 lanes, ROUNDS × (protocol phase, bare phase), PER_PHASE turns per lane each.
+// Figure 1: 8 lanes, ROUNDS × (protocol, bare and floor phases), PER_PHASE turns per lane each.
 const OVERHEAD_LANES = 8;
 const OVERHEAD_ROUNDS = 5;
 const OVERHEAD_PER_PHASE = 4;
@@ -89,7 +89,6 @@ const THROUGHPUT_TURNS: Record<number, number> = { 2: 32, 8: 64 };
 // Figure 3.
 const INFLIGHT = 64;
 const INFLIGHT_DELAY_MS = 60_000;
-
 
 function dbUrl(name: string): string {
   return databaseUrl(serverUrls().admin, name);
