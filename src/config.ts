@@ -149,7 +149,7 @@ export const configVariables = {
       .string()
       .refine((p) => path.isAbsolute(p), { error: 'must be an absolute path' })
       .default(path.join(os.tmpdir(), 'agentq', 'runs')),
-    doc: 'Directory for per-attempt CLAUDE_CONFIG_DIR / HOME / tmp dirs, removed after each attempt.',
+    doc: 'Directory for per-attempt CLAUDE_CONFIG_DIR / HOME / tmp dirs, removed after each attempt, and (unsandboxed) the per-conversation links to them in .config-links.',
   },
   AGENTQ_SESSION_CACHE_MAX_BYTES: {
     schema: intFrom(0).default(1024 * 1024 * 1024),

@@ -190,6 +190,33 @@ export function sweepOrphanedRuns(): number[] {
   return killed;
 }
 
+const NUL = Buffer.from([0]);
+
+/**
+ * Kills (SIGKILL) every process but this one whose environment holds exactly
+ * `name=value` (every child inherits it, as the run marker). Returns the pids signalled.
+ */
+export function killProcessesWithEnv(name: string, value: string): number[] {
+  const all = listProcesses();
+  if (!all) return [];
+  // NUL-delimited on both sides, so a value that is a prefix of another does not match it.
+  const entry = Buffer.from(`\0${name}=${value}\0`);
+  const killed: number[] = [];
+  for (const e of all) {
+    if (e.pid === process.pid) continue;
+    let env: Buffer;
+    try {
+      env = readFileSync(`/proc/${e.pid}/environ`);
+    } catch {
+      continue;
+    }
+    if (Buffer.concat([NUL, env, NUL]).indexOf(entry) === -1) continue;
+    kill(e.pid, 'SIGKILL');
+    killed.push(e.pid);
+  }
+  return killed;
+}
+
 /** The start time (clock ticks since boot) of a live process, to bound later scans. */
 export function processStartTicks(pid: number): number | undefined {
   return readStat(pid)?.startTicks;

@@ -44,6 +44,7 @@ import { LeaseGuard } from './leaseGuard.js';
 import { hydrateConversationSession, prepareWorkspace, type AttemptDisk } from './prepareDisk.js';
 import { fileSize, waitForSessionLine } from './sessionFlush.js';
 import { saveSessionFolder, type FolderState } from './sessionFolder.js';
+import { configLinkPath, pointConfigLink } from './configLink.js';
 import { commitSubagentTranscripts, persistSubagentTranscripts } from './subagentTranscripts.js';
 import type { WarmHandle, WarmPool } from './warmPool.js';
 
@@ -101,6 +102,8 @@ export class Attempt implements InputTarget {
   private readonly dirName: string;
   private readonly runDir: string;
   private readonly configDir: string;
+  /** Unsandboxed: the conversation's stable path to `configDir`, which the CLI is given (./configLink.ts). */
+  private readonly configLink: string | undefined;
   private events: BufferedEvent[] = [];
   private eventSeq = 0;
   private reportedSessionId: string | undefined;
@@ -160,6 +163,7 @@ export class Attempt implements InputTarget {
     // A warm process keeps its own dir (its session file is there) from turn to turn.
     this.runDir = warm?.handle?.runDir ?? path.join(deps.config.worker.runsRoot, `${turn.id}.${attempt}.${randomUUID().slice(0, 8)}`);
     this.configDir = path.join(this.runDir, 'config');
+    this.configLink = deps.runner.sandbox ? undefined : configLinkPath(deps.config.worker.runsRoot, this.dirName);
   }
 
   /**
@@ -242,6 +246,7 @@ export class Attempt implements InputTarget {
 
     // The same right before the CLI starts: a stale attempt must not run tools at all.
     await this.lease.ensure();
+    await this.pointConfigLink();
     this.mark('prepare');
     let outcome = await this.runCli(prompt, session);
     this.deps.observer?.cliExited?.(outcome);
@@ -418,7 +423,15 @@ export class Attempt implements InputTarget {
 
   /** The turn's CLI options in this attempt's directories. */
   private runOptions(prompt: string, session: RunOptions['session'], options: Record<string, unknown>): RunOptions {
-    return { ...(options as Partial<RunOptions>), prompt, cwd: this.cwd, configDir: this.configDir, tmpDir: path.join(this.runDir, 'tmp'), session };
+    const configDir = this.configLink ?? this.configDir;
+    return { ...(options as Partial<RunOptions>), prompt, cwd: this.cwd, configDir, tmpDir: path.join(this.runDir, 'tmp'), session };
+  }
+
+  /** Unsandboxed: the conversation's config path leads to this attempt's directory from now on. */
+  private async pointConfigLink(): Promise<void> {
+    if (!this.configLink) return;
+    const killed = await pointConfigLink(this.configLink, this.configDir);
+    if (killed.length > 0) this.log().warn({ pids: killed }, 'killed processes of an earlier attempt of this conversation still running here');
   }
 
   private async runCli(prompt: string, session: RunOptions['session']): Promise<RunOutcome> {

@@ -1,0 +1,61 @@
+// The path an unsandboxed CLI gets as CLAUDE_CONFIG_DIR. Each attempt has a config
+// directory of its own (a fresh dir under the runs root, removed afterwards), but the CLI
+// writes absolute paths under it into the transcript: a tool output too large for the
+// transcript is saved to <config>/projects/<project>/<session>/tool-results/<id>.txt and
+// the model is told that path, to read it again in a later turn. So the CLI is given a
+// path that stays the same for the conversation, a symlink
+// <runs root>/.config-links/<workspace dir name> re-pointed at each attempt's own
+// directory, and the stored session folder is restored behind it. Workers configured
+// with the same AGENTQ_RUNS_ROOT and AGENTQ_WORKSPACE_ROOT see the same paths. (Inside
+// the sandbox the config directory is mounted at a fixed path instead.)
+//
+// Only the lease holder may run the conversation's CLI. A CLI left from an earlier
+// attempt on this machine (its worker froze past the lease, or died) would write through
+// the re-pointed link into this attempt's session, so it is killed first.
+import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { lstat, mkdir, readlink, rename, rm, symlink } from 'node:fs/promises';
+import path from 'node:path';
+import { killProcessesWithEnv } from '../runner/processTree.js';
+
+/** The conversation's stable config path on a worker whose runs root is `runsRoot`. */
+export function configLinkPath(runsRoot: string, dirName: string): string {
+  return path.join(runsRoot, '.config-links', dirName);
+}
+
+/**
+ * Points `link` at `target` (created if missing), atomically. When it pointed at another
+ * attempt's directory that still exists, every process still using the link (its
+ * environment names it as CLAUDE_CONFIG_DIR) is killed first. Returns their pids.
+ */
+export async function pointConfigLink(link: string, target: string): Promise<number[]> {
+  await mkdir(target, { recursive: true });
+  await mkdir(path.dirname(link), { recursive: true });
+  const previous = await currentTarget(link);
+  if (previous === target) return [];
+  const killed = previous !== undefined && existsSync(previous) ? killProcessesWithEnv('CLAUDE_CONFIG_DIR', link) : [];
+  const tmp = `${link}.${randomUUID().slice(0, 8)}`;
+  await symlink(target, tmp);
+  try {
+    await rename(tmp, link);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+  return killed;
+}
+
+/** Where the link points; undefined when there is none (anything else at that path is removed). */
+async function currentTarget(link: string): Promise<string | undefined> {
+  try {
+    const st = await lstat(link);
+    if (st.isSymbolicLink()) return await readlink(link);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  // Not a link (a CLI created a directory there while the link was missing): nothing
+  // else writes under this path, and the link replaces it.
+  await rm(link, { recursive: true, force: true });
+  return undefined;
+}

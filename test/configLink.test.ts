@@ -1,0 +1,74 @@
+// The unsandboxed CLI's stable config path (src/worker/configLink.ts): a link re-pointed
+// at each attempt's directory, and no CLI of an earlier attempt left writing through it.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { configLinkPath, pointConfigLink } from '../src/worker/configLink.js';
+import { tempDirs } from './helpers/files.js';
+import { isAlive, waitUntil } from './helpers/processes.js';
+
+const dirs = tempDirs();
+const children: ChildProcess[] = [];
+afterEach(() => {
+  for (const c of children.splice(0)) c.kill('SIGKILL');
+  dirs.cleanup();
+});
+
+/** A long-lived process whose environment names `configDir` as CLAUDE_CONFIG_DIR (as a CLI and its tools have it). */
+function usingConfigDir(configDir: string): number {
+  const child = spawn('sleep', ['60'], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', CLAUDE_CONFIG_DIR: configDir }, stdio: 'ignore' });
+  children.push(child);
+  return child.pid!;
+}
+
+describe('the conversation config link', () => {
+  it('is one path per conversation under the runs root', () => {
+    expect(configLinkPath('/runs', 'tenant--conv')).toBe('/runs/.config-links/tenant--conv');
+  });
+
+  it('points at each attempt in turn, creating the attempt directory', async () => {
+    const root = dirs.make('link');
+    const link = configLinkPath(root, 'c1');
+    const first = path.join(root, 'a1', 'config');
+    expect(await pointConfigLink(link, first)).toEqual([]);
+    expect(readlinkSync(link)).toBe(first);
+    expect(existsSync(first)).toBe(true);
+    writeFileSync(path.join(first, 'marker'), 'one');
+    // The attempt's directory was removed after it (the normal end): re-pointing kills nothing.
+    rmSync(path.join(root, 'a1'), { recursive: true });
+    const second = path.join(root, 'a2', 'config');
+    expect(await pointConfigLink(link, second)).toEqual([]);
+    expect(readlinkSync(link)).toBe(second);
+    // Pointing again at the same target changes nothing.
+    expect(await pointConfigLink(link, second)).toEqual([]);
+    expect(readlinkSync(link)).toBe(second);
+  });
+
+  it('kills what still uses the link for an earlier attempt whose directory is still there, and nothing else', async () => {
+    const root = dirs.make('link-stale');
+    const link = configLinkPath(root, 'c2');
+    const first = path.join(root, 'a1', 'config');
+    await pointConfigLink(link, first);
+    const stale = usingConfigDir(link);
+    // Another conversation whose link name starts with this one's.
+    const other = usingConfigDir(`${link}-other`);
+    const unrelated = usingConfigDir(first);
+    await waitUntil(() => isAlive(stale) && isAlive(other) && isAlive(unrelated), 'the processes to start');
+    const killed = await pointConfigLink(link, path.join(root, 'a2', 'config'));
+    expect(killed).toEqual([stale]);
+    await waitUntil(() => !isAlive(stale), 'the stale process to die');
+    expect(isAlive(other)).toBe(true);
+    expect(isAlive(unrelated)).toBe(true);
+    expect(readlinkSync(link)).toBe(path.join(root, 'a2', 'config'));
+  });
+
+  it('replaces a directory found where the link belongs', async () => {
+    const root = dirs.make('link-dir');
+    const link = configLinkPath(root, 'c3');
+    mkdirSync(path.join(link, 'projects'), { recursive: true });
+    const target = path.join(root, 'a1', 'config');
+    await pointConfigLink(link, target);
+    expect(readlinkSync(link)).toBe(target);
+  });
+});
