@@ -31,7 +31,9 @@
 //   claim UPDATE, the bare run, one commit UPDATE), on bare lanes, as a third phase
 //   rotating with the other two. No implementation of the design can go below it; its
 //   baseline is the bare run, as for the agentq figures. turn_overhead{,_floor}_1_lane_p50_ms:
-//   both again with one turn at a time (no other lane competing for the 2 cores).
+//   both again with one turn at a time (no other lane competing for the 2 cores), each
+//   turn's time minus its own CLI run's (spawn → exit, as the runner / execa measured it);
+//   baseline: a bare run's time.
 // - rss_per_inflight_turn_mb: the worker runs alone in a child process
 //   (turnWorkerChild.ts, its own process.memoryUsage().rss; CLI processes are never in
 //   it). RSS with 64 turns in flight (64 fake CLIs sleeping, counted from their log, and
@@ -78,7 +80,7 @@ const OVERHEAD_LANES = 8;
 const OVERHEAD_ROUNDS = 5;
 const OVERHEAD_PER_PHASE = 4;
 /** Then one lane: this many turns, floor turns and bare runs, interleaved. */
-const SERIAL_SAMPLES = 15;
+const SERIAL_SAMPLES = 20;
 /** ~1 MB of session lines from the seed turn: 256 padded lines of 4 KiB (+ a few). */
 const SEED_DIRECTIVE = '#fake {"extraLines":250,"lineBytes":4096}';
 
@@ -190,11 +192,14 @@ interface Floor {
   wait(turnId: string, timeoutMs?: number): Promise<unknown>;
   /** Enqueue → 'completed' event, in ms. */
   timed(conversationId: string, prompt: string): Promise<number>;
+  /** The bare run's own time (spawn → exit) of the turn with this prompt, once it ran. */
+  runMs(prompt: string): number | undefined;
   close(): Promise<void>;
 }
 
 async function openFloor(h: Harness, config: Config, name: string, lanes: readonly BareLane[]): Promise<Floor> {
   let run = freeLaneRunner(lanes);
+  const runMs = new Map<string, number>();
   const queueName = `${config.queueName}-floor-${name}`;
   const completions = await Completions.open(queueName, serverUrls().redis);
   let protocol: ProtocolFloor;
@@ -204,7 +209,7 @@ async function openFloor(h: Harness, config: Config, name: string, lanes: readon
       redisUrl: serverUrls().redis,
       queueName,
       concurrency: lanes.length,
-      run: async (_conversation, prompt) => void (await run(prompt)),
+      run: async (_conversation, prompt) => void runMs.set(prompt, (await run(prompt)).ms),
     });
   } catch (err) {
     await completions.close();
@@ -219,6 +224,7 @@ async function openFloor(h: Harness, config: Config, name: string, lanes: readon
       const turnId = await protocol.enqueue(conversationId, prompt);
       return (await completions.wait(turnId)).at - t0;
     },
+    runMs: (prompt) => runMs.get(prompt),
     close: async () => {
       await protocol.close();
       await completions.close();
@@ -314,7 +320,13 @@ async function overheadFigures(h: Harness, ctx: BenchContext): Promise<Figure[]>
   const bareLog = path.join(h.root, 'fake-overhead-bare.log');
   const config = h.config({ AGENTQ_CLI_ENV_ALLOW: 'FAKE_CLAUDE_LOG', FAKE_CLAUDE_LOG: logFile, AGENTQ_CONCURRENCY: String(OVERHEAD_LANES) });
   const client = createClient(config);
-  const worker = createWorker(config, { concurrency: OVERHEAD_LANES, log: h.log });
+  // The CLI's own time (spawn → exit) per turn, as the runner measured it.
+  const cliMs = new Map<string, number>();
+  const worker = createWorker(config, {
+    concurrency: OVERHEAD_LANES,
+    log: h.log,
+    observeAttempt: (info) => ({ cliExited: (outcome) => void cliMs.set(info.turnId, outcome.durationMs) }),
+  });
   let completions: Completions | undefined;
   let floor: Floor | undefined;
   try {
@@ -375,13 +387,25 @@ async function overheadFigures(h: Harness, ctx: BenchContext): Promise<Figure[]>
         );
       await inRotation(r, [protocolPhase, barePhase, floorPhase]);
     }
-    // One lane, the machine otherwise idle: the same three, one turn / run at a time.
+    // One lane, nothing else running: the same three, one turn / run at a time. Each
+    // turn's overhead is paired with its own CLI run (the runner's / execa's spawn → exit),
+    // which at one lane is far less noisy than a difference of medians.
     const serial = { turn: [] as number[], bare: [] as number[], floor: [] as number[] };
     for (let k = 0; k < SERIAL_SAMPLES; k++) {
       await inRotation(k, [
-        async () => serial.turn.push((await timedTurn(client, c, convs[0]!, `serial ${k}`)).e2eMs),
+        async () => {
+          const t = await timedTurn(client, c, convs[0]!, `serial ${k}`);
+          const run = cliMs.get(t.turnId);
+          if (run === undefined) throw new Error(`no CLI run was observed for turn ${t.turnId}`);
+          serial.turn.push(t.e2eMs - run);
+        },
         async () => serial.bare.push((await bare[0]!.run(`serial bare ${k}`)).ms),
-        async () => serial.floor.push(await f.timed(convs[0]!, `serial floor ${k}`)),
+        async () => {
+          const e2e = await f.timed(convs[0]!, `serial floor ${k}`);
+          const run = f.runMs(`serial floor ${k}`);
+          if (run === undefined) throw new Error(`no run was recorded for floor turn ${k}`);
+          serial.floor.push(e2e - run);
+        },
       ]);
     }
     const serialBare = median(serial.bare);
@@ -450,7 +474,8 @@ async function overheadFigures(h: Harness, ctx: BenchContext): Promise<Figure[]>
         `CPU of this process ${ms(floorCpu.cpuMs / floorTurns.length)} per floor turn, of the servers ${ms(floorCpu.serverCpuMs / floorTurns.length)}`,
     );
     ctx.log(
-      `turn: one lane, ${SERIAL_SAMPLES} each: turn p50 ${ms(median(serial.turn))}, floor turn p50 ${ms(median(serial.floor))}, bare run p50 ${ms(serialBare)}`,
+      `turn: one lane, ${SERIAL_SAMPLES} each: turn minus its CLI run p50 ${ms(median(serial.turn))} p90 ${ms(quantile(serial.turn, 0.9))}, ` +
+        `floor turn minus its run p50 ${ms(median(serial.floor))} p90 ${ms(quantile(serial.floor, 0.9))}; bare run p50 ${ms(serialBare)}`,
     );
     return [
       { bench: 'turn_overhead_p50_ms', value: round(p50, 1), unit: 'ms', baseline: round(median(bareMs), 1), target: '<= 5' },
@@ -462,10 +487,10 @@ async function overheadFigures(h: Harness, ctx: BenchContext): Promise<Figure[]>
         baseline: round(median(bareMs), 1),
         target: 'none (the least durable protocol on this stack, ./protocolFloor.ts; compare turn_overhead_p50_ms)',
       },
-      { bench: 'turn_overhead_1_lane_p50_ms', value: round(median(serial.turn) - serialBare, 1), unit: 'ms', baseline: round(serialBare, 1), target: 'none (one turn at a time)' },
+      { bench: 'turn_overhead_1_lane_p50_ms', value: round(median(serial.turn), 1), unit: 'ms', baseline: round(serialBare, 1), target: 'none (one turn at a time)' },
       {
         bench: 'turn_overhead_floor_1_lane_p50_ms',
-        value: round(median(serial.floor) - serialBare, 1),
+        value: round(median(serial.floor), 1),
         unit: 'ms',
         baseline: round(serialBare, 1),
         target: 'none (the floor, one turn at a time)',
