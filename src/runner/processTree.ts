@@ -168,26 +168,13 @@ function isLive(pid: number): boolean {
  * Returns the pids signalled.
  */
 export function sweepOrphanedRuns(): number[] {
-  const all = listProcesses();
-  if (!all) return [];
-  const killed: number[] = [];
   const parentPattern = new RegExp(String.raw`(?:^|\x00)${PARENT_PID_VAR}=(\d+)(?:\x00|$)`);
   const runMarker = Buffer.from(`${RUN_MARKER_VAR}=`);
-  for (const e of all) {
-    if (e.pid === process.pid) continue;
-    let env: Buffer;
-    try {
-      env = readFileSync(`/proc/${e.pid}/environ`);
-    } catch {
-      continue;
-    }
-    if (env.indexOf(runMarker) === -1) continue;
+  return killWhereEnv((env) => {
+    if (env.indexOf(runMarker) === -1) return false;
     const parent = parentPattern.exec(env.toString('latin1'))?.[1];
-    if (parent === undefined || isLive(Number(parent))) continue;
-    kill(e.pid, 'SIGKILL');
-    killed.push(e.pid);
-  }
-  return killed;
+    return parent !== undefined && !isLive(Number(parent));
+  });
 }
 
 const NUL = Buffer.from([0]);
@@ -197,10 +184,15 @@ const NUL = Buffer.from([0]);
  * `name=value` (every child inherits it, as the run marker). Returns the pids signalled.
  */
 export function killProcessesWithEnv(name: string, value: string): number[] {
-  const all = listProcesses();
-  if (!all) return [];
   // NUL-delimited on both sides, so a value that is a prefix of another does not match it.
   const entry = Buffer.from(`\0${name}=${value}\0`);
+  return killWhereEnv((env) => Buffer.concat([NUL, env, NUL]).indexOf(entry) !== -1);
+}
+
+/** SIGKILLs every other process whose environment (readable to us) `matches`; returns their pids. */
+function killWhereEnv(matches: (env: Buffer) => boolean): number[] {
+  const all = listProcesses();
+  if (!all) return [];
   const killed: number[] = [];
   for (const e of all) {
     if (e.pid === process.pid) continue;
@@ -210,7 +202,7 @@ export function killProcessesWithEnv(name: string, value: string): number[] {
     } catch {
       continue;
     }
-    if (Buffer.concat([NUL, env, NUL]).indexOf(entry) === -1) continue;
+    if (!matches(env)) continue;
     kill(e.pid, 'SIGKILL');
     killed.push(e.pid);
   }
