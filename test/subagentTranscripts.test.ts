@@ -127,6 +127,32 @@ describe('subagent transcripts', () => {
     expect((await store.load(key))!.map((e) => e.type)).toEqual(['user']);
   });
 
+  it("the SDK adapter stores a subagent's agent_metadata entries as its sidecar (the last wins), which a worker writes as the .meta.json", async () => {
+    const store = createSessionStore({ db: t.db });
+    const key = { projectKey: 'proj', sessionId: randomUUID() };
+    const sub = { ...key, subpath: 'subagents/agent-7' };
+    const fileId = `${key.sessionId}/subagents/agent-7`;
+    await store.append(key, [{ type: 'user', uuid: randomUUID() }]);
+    const first = { type: 'user', uuid: randomUUID(), isSidechain: true, n: 1 };
+    const second = { type: 'assistant', uuid: randomUUID(), isSidechain: true, n: 2 };
+    const meta = { agentType: 'reviewer', toolUseId: 'toolu_7' };
+    await store.append(sub, [first, { type: 'agent_metadata', agentType: 'older' }, second, { type: 'agent_metadata', ...meta }]);
+    // Not lines of the transcript: load gives the two entries, then the metadata.
+    expect(await store.load(sub)).toEqual([first, second, { type: 'agent_metadata', ...meta }]);
+    const conv = await t.db.$client.query<{ conversation_id: string }>('select conversation_id from sdk_sessions where session_id = $1', [key.sessionId]);
+    const conversationId = conv.rows[0]!.conversation_id;
+    expect((await getSidecars(t.db, conversationId, [fileId])).get(fileId)).toBe(JSON.stringify(meta));
+    // A worker writes the transcript as the CLI reads it, and the sidecar next to it.
+    const b = machine('sdk-meta', key.sessionId);
+    const { subagents } = await getSessionHeads(t.db, conversationId, key.sessionId);
+    expect(await hydrateSubagents(t.db, { conversationId, sessionId: key.sessionId, sessionFile: b.sessionFile, heads: subagents })).toEqual([]);
+    expect(readFileSync(b.agentFile('subagents/agent-7'), 'utf8')).toBe(`${JSON.stringify(first)}\n${JSON.stringify(second)}\n`);
+    expect(JSON.parse(readFileSync(subagentMetaPath(b.agentFile('subagents/agent-7')), 'utf8'))).toEqual(meta);
+    // A main transcript has no sidecar: there such an entry stays a line.
+    await store.append(key, [{ type: 'agent_metadata', agentType: 'main' }]);
+    expect((await store.load(key))!.map((e) => e.type)).toEqual(['user', 'agent_metadata']);
+  });
+
   it('a transcript the CLI rewrote is reported and left out; the others are stored and the transaction goes on', async () => {
     const conversationId = await newConversation();
     const sessionId = randomUUID();

@@ -3,6 +3,7 @@
 import { sql } from 'drizzle-orm';
 import type { StoreDb } from '../store/db.js';
 import { commitSessionLines, lockOrCreateSessionHead } from '../store/sessions.js';
+import { putSidecar } from '../store/sidecars.js';
 import { appendLines } from './appendLines.js';
 import { serializeEntries } from './entries.js';
 import { SdkSessionBusyError } from './errors.js';
@@ -30,6 +31,12 @@ export interface AppendResult {
  * appended. An empty batch stores nothing (the key stays unknown if it was). Bad input
  * (StoreInputError naming the field, SessionLineTooLongError) stores nothing.
  *
+ * A subagent transcript's `agent_metadata` entries are the SDK's form of the CLI's
+ * `agent-<id>.meta.json` (it writes the last one as that file, without `type`): the last
+ * one is stored as the transcript's sidecar, as a worker stores that file, and not as a
+ * line. A worker then writes it next to the transcript for the CLI, and `load` gives it
+ * back as the last entry.
+ *
  * Concurrent appends to one transcript queue on its session head's row lock; each then
  * sees the uuids the previous one stored. Refused with SdkSessionBusyError while a worker
  * runs a turn of the conversation, or an interrupted attempt's checkpoints wait for their
@@ -37,8 +44,13 @@ export interface AppendResult {
  */
 export async function appendSdkEntries(db: StoreDb, scope: AppendScope, key: unknown, entries: unknown): Promise<AppendResult> {
   const k = parseSdkKey(key);
-  const batch = serializeEntries(entries, k.fileId, scope.maxLineBytes);
-  if (batch.length === 0) return { appended: 0, skipped: 0 };
+  const serialized = serializeEntries(entries, k.fileId, scope.maxLineBytes);
+  const isMetadata = (i: number) => k.subpath !== undefined && (entries as { type: string }[])[i]!.type === 'agent_metadata';
+  const batch = serialized.filter((_, i) => !isMetadata(i));
+  const lastMetadata = serialized.findLastIndex((_, i) => isMetadata(i));
+  const sidecar = lastMetadata === -1 ? undefined : sidecarContent((entries as Record<string, unknown>[])[lastMetadata]!);
+  const metadataCount = serialized.length - batch.length;
+  if (serialized.length === 0) return { appended: 0, skipped: 0 };
   return db.transaction(async (tx) => {
     const mapping = await ensureSdkKey(tx, scope.tenantId, k.projectKey, k.sessionId);
     const conversationId = mapping.conversationId;
@@ -62,6 +74,7 @@ export async function appendSdkEntries(db: StoreDb, scope: AppendScope, key: unk
       await insertUuids(tx, conversationId, k.fileId, fresh.flatMap((e) => (e.uuid === undefined ? [] : [e.uuid])));
       await setScanned(tx, conversationId, k.fileId, after.lineCount);
     }
+    if (sidecar !== undefined) await putSidecar(tx, conversationId, k.fileId, sidecar);
     if (k.subpath === undefined) {
       // A conversation with no session yet resumes this one in its next turn. One that
       // already has a session keeps it: the SDK may be continuing an older one.
@@ -69,6 +82,12 @@ export async function appendSdkEntries(db: StoreDb, scope: AppendScope, key: unk
         update conversations set session_id = ${k.sessionId}, updated_at = now()
          where id = ${conversationId}::uuid and session_id is null`);
     }
-    return { appended: fresh.length, skipped: batch.length - fresh.length };
+    return { appended: fresh.length + metadataCount, skipped: batch.length - fresh.length };
   });
+}
+
+/** An `agent_metadata` entry as the `.meta.json` the CLI reads: the entry without its `type`. */
+function sidecarContent(entry: Record<string, unknown>): string {
+  const { type: _type, ...meta } = entry;
+  return JSON.stringify(meta);
 }
