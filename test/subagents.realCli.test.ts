@@ -11,9 +11,8 @@ import { createClient, type AgentqClient } from '../src/queue/client.js';
 import { createStoreDb } from '../src/store/db.js';
 import { getSessionHeads } from '../src/store/sessions.js';
 import { getSidecars } from '../src/store/sidecars.js';
-import { createWorker } from '../src/worker/worker.js';
 import { createTestAgentq, type TestAgentq } from './helpers/agentq.js';
-import { realCliMachine } from './helpers/realCli.js';
+import { realCliMachine, succeedOnOwnWorker } from './helpers/realCli.js';
 
 let mock: MockModel;
 let t: TestAgentq;
@@ -34,16 +33,8 @@ afterAll(async () => {
 
 /** Runs one turn on a worker of `config` that lives only for it. */
 async function turnOn(config: Config, conversationId: string, prompt: string) {
-  const { turnId } = await client.enqueueTurn({ conversationId, prompt, options: { permissionMode: 'bypassPermissions', maxTurns: 4 } });
-  const worker = createWorker(config, { concurrency: 1 });
-  await worker.start();
-  try {
-    const done = await client.waitForTurn(turnId, 60_000);
-    expect(done.status, JSON.stringify(done.error)).toBe('succeeded');
-    return (await client.getTurn(turnId))!;
-  } finally {
-    await worker.stop();
-  }
+  const turnId = await succeedOnOwnWorker(client, config, { conversationId, prompt, maxTurns: 4 });
+  return (await client.getTurn(turnId))!;
 }
 
 describe('subagent transcripts with the real CLI', () => {

@@ -9,9 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../src/config.js';
 import { startMockModel, type MockModel } from '../src/mock/mockModel.js';
 import { createClient, type AgentqClient } from '../src/queue/client.js';
-import { createWorker } from '../src/worker/worker.js';
 import { createTestAgentq, type TestAgentq } from './helpers/agentq.js';
-import { realCliMachine } from './helpers/realCli.js';
+import { realCliMachine, succeedOnOwnWorker } from './helpers/realCli.js';
 
 let mock: MockModel;
 let t: TestAgentq;
@@ -40,15 +39,7 @@ afterAll(async () => {
 
 async function turnOn(config: Config, prompt: string, conversationId = 'big-output'): Promise<string> {
   const before = mock.requests.length;
-  const { turnId } = await client.enqueueTurn({ conversationId, prompt, options: { permissionMode: 'bypassPermissions', maxTurns: 3 } });
-  const worker = createWorker(config, { concurrency: 1 });
-  await worker.start();
-  try {
-    const done = await client.waitForTurn(turnId, 60_000);
-    expect(done.status, JSON.stringify(done.error)).toBe('succeeded');
-  } finally {
-    await worker.stop();
-  }
+  await succeedOnOwnWorker(client, config, { conversationId, prompt, maxTurns: 3 });
   return mock.requests
     .slice(before)
     .map((r) => JSON.stringify(r.body?.messages ?? []))

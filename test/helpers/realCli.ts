@@ -1,7 +1,10 @@
 // Running the real, pinned Claude Code CLI offline against the project's mock model.
 import path from 'node:path';
+import { expect } from 'vitest';
 import { bundledClaudePath, loadConfig, type Config } from '../../src/config.js';
+import type { AgentqClient } from '../../src/queue/client.js';
 import type { RunnerSettings } from '../../src/runner/runClaude.js';
+import { createWorker } from '../../src/worker/worker.js';
 
 /** The CLI's environment for offline runs: the mock as the API, no retries, root allowed. */
 export function offlineCliEnv(mockUrl: string): Record<string, string> {
@@ -50,4 +53,21 @@ export function realCliMachine(baseEnv: Record<string, string>, root: string, na
   delete env.AGENTQ_CLAUDE_PATH;
   delete env.FAKE_CLAUDE_LOG;
   return loadConfig(env);
+}
+
+/**
+ * Enqueues one bypassPermissions turn and runs it on a worker of `config` that lives only
+ * for it; the turn must succeed. Returns its id.
+ */
+export async function succeedOnOwnWorker(client: AgentqClient, config: Config, turn: { conversationId: string; prompt: string; maxTurns: number }): Promise<string> {
+  const { turnId } = await client.enqueueTurn({ conversationId: turn.conversationId, prompt: turn.prompt, options: { permissionMode: 'bypassPermissions', maxTurns: turn.maxTurns } });
+  const worker = createWorker(config, { concurrency: 1 });
+  await worker.start();
+  try {
+    const done = await client.waitForTurn(turnId, 60_000);
+    expect(done.status, JSON.stringify(done.error)).toBe('succeeded');
+    return turnId;
+  } finally {
+    await worker.stop();
+  }
 }
