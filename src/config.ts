@@ -122,9 +122,17 @@ export const configVariables = {
     schema: intFrom(1024, 512 * 1024 * 1024).default(16 * 1024 * 1024),
     doc: 'Longest session-file line the store accepts; a longer one fails the persist and stores nothing of it.',
   },
+  AGENTQ_SESSION_MAX_BYTES: {
+    schema: intFrom(1024 * 1024, Number.MAX_SAFE_INTEGER).default(1024 * 1024 * 1024),
+    doc: 'Largest session file (and total of its subagent transcripts) the worker reads from a run; a larger one is refused unread, the turn retried and, after AGENTQ_MAX_ATTEMPTS, failed.',
+  },
   AGENTQ_WORKSPACE_MAX_BYTES: {
     schema: intFrom(0, 1024 * 1024 * 1024).default(100 * 1024 * 1024),
     doc: 'Cap on the bytes of regular files archived from a workspace (before compression); over it the commit fails and nothing is stored.',
+  },
+  AGENTQ_WORKSPACE_MAX_ENTRIES: {
+    schema: intFrom(1, 10_000_000).default(100_000),
+    doc: 'Cap on the entries (files, directories, links) walked in a workspace or a session folder; past it (or past 64 levels deep) the walk stops and nothing is stored.',
   },
   AGENTQ_WORKSPACE_EXCLUDE: {
     schema: z
@@ -348,8 +356,12 @@ export interface Config {
   readonly store: {
     /** Longest session-file line accepted by persist. @defaultValue 16 MiB */
     readonly sessionMaxLineBytes: number;
+    /** AGENTQ_SESSION_MAX_BYTES */
+    readonly sessionMaxBytes: number;
     /** Cap on the uncompressed bytes of files in a workspace archive. @defaultValue 100 MiB */
     readonly workspaceMaxBytes: number;
+    /** AGENTQ_WORKSPACE_MAX_ENTRIES */
+    readonly workspaceMaxEntries: number;
     /** Names/globs left out of workspace archives. @defaultValue ['node_modules'] */
     readonly workspaceExclude: readonly string[];
     /** Age after which turn events are pruned; 0 keeps them. @defaultValue 30 days */
@@ -522,7 +534,9 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     anthropic: { apiKey: v.ANTHROPIC_API_KEY, baseUrl: v.ANTHROPIC_BASE_URL },
     store: {
       sessionMaxLineBytes: v.AGENTQ_SESSION_MAX_LINE_BYTES,
+      sessionMaxBytes: v.AGENTQ_SESSION_MAX_BYTES,
       workspaceMaxBytes: v.AGENTQ_WORKSPACE_MAX_BYTES,
+      workspaceMaxEntries: v.AGENTQ_WORKSPACE_MAX_ENTRIES,
       workspaceExclude: v.AGENTQ_WORKSPACE_EXCLUDE,
       eventRetentionMs: v.AGENTQ_EVENT_RETENTION_MS,
     },

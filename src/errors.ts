@@ -144,7 +144,10 @@ export class SessionAttemptConflictError extends Error {
   }
 }
 
-/** The workspace holds more bytes than AGENTQ_WORKSPACE_MAX_BYTES; nothing was archived or stored. */
+/**
+ * The workspace holds more bytes than AGENTQ_WORKSPACE_MAX_BYTES (or more entries than
+ * AGENTQ_WORKSPACE_MAX_ENTRIES, or is deeper than 64 levels); nothing was archived or stored.
+ */
 export class WorkspaceTooLargeError extends Error {
   override readonly name = 'WorkspaceTooLargeError';
   constructor(
@@ -152,10 +155,40 @@ export class WorkspaceTooLargeError extends Error {
     /** Bytes of regular files found so far (the walk stops at the cap). */
     readonly sizeBytes: number,
     readonly maxBytes: number,
+    /** Set when a cap other than the bytes' stopped the walk (entries, depth): what it found. */
+    readonly detail?: string,
   ) {
     super(
-      `Workspace ${dir} holds at least ${sizeBytes} bytes of files, over the cap of ${maxBytes} (AGENTQ_WORKSPACE_MAX_BYTES). ` +
-        'Nothing was stored: delete large files from the workspace, add them to AGENTQ_WORKSPACE_EXCLUDE, or raise the cap.',
+      detail === undefined
+        ? `Workspace ${dir} holds at least ${sizeBytes} bytes of files, over the cap of ${maxBytes} (AGENTQ_WORKSPACE_MAX_BYTES). ` +
+            'Nothing was stored: delete large files from the workspace, add them to AGENTQ_WORKSPACE_EXCLUDE, or raise the cap.'
+        : `Workspace ${dir} is over a cap: ${detail} Nothing was stored: delete files from the workspace, add them to ` +
+            'AGENTQ_WORKSPACE_EXCLUDE, or raise AGENTQ_WORKSPACE_MAX_ENTRIES / AGENTQ_WORKSPACE_MAX_BYTES.',
+    );
+  }
+}
+
+/** Why a path the agent could have written was not read (src/agentFiles/agentTree.ts). */
+export type AgentFileRefusal = 'symlink' | 'not_regular' | 'too_large' | 'too_many_entries' | 'too_deep' | 'outside_root';
+
+/**
+ * A file or tree the agent could have written was not read: it is (or passes through) a
+ * symbolic link, is not a regular file, or is over a cap. Nothing of it was read or stored.
+ * Raised for hostile or broken agent output, never for the worker's own faults.
+ */
+export class AgentFileRefusedError extends Error {
+  override readonly name = 'AgentFileRefusedError';
+  constructor(
+    /** The path beneath its root (the agent's view, never a host path). */
+    readonly relPath: string,
+    readonly reason: AgentFileRefusal,
+    detail: string,
+    /** too_large: the bytes counted when the cap was passed. */
+    readonly bytes?: number,
+  ) {
+    super(
+      `${relPath || '.'}: not read (${reason}: ${detail}). The worker reads what an agent wrote only as regular files ` +
+        'beneath its directories, never through a link, and within the caps (AGENTQ_SESSION_MAX_BYTES, AGENTQ_WORKSPACE_MAX_BYTES, AGENTQ_WORKSPACE_MAX_ENTRIES); nothing of it was stored.',
     );
   }
 }
@@ -252,4 +285,27 @@ export class CgroupsUnavailableError extends Error {
       options,
     );
   }
+}
+
+/** Longest error text stored on a turn or logged as a string. */
+const SAFE_MESSAGE_MAX = 2000;
+
+/**
+ * An error's message fit to log or store on a turn. drizzle's DrizzleQueryError puts the
+ * failed query's parameters in its message (session bytes, file contents, whatever an
+ * agent wrote); only the query's start and Postgres' own reason are kept of it.
+ */
+export function safeErrorMessage(err: unknown): string {
+  if (!(err instanceof Error)) return String(err).slice(0, SAFE_MESSAGE_MAX);
+  let text = err.message;
+  if (isQueryError(err)) {
+    const cause = err.cause instanceof Error ? `: ${err.cause.message}` : '';
+    text = `Failed query: ${String(err.query).replace(/\s+/g, ' ').slice(0, 120)}${cause}`;
+  }
+  return text.length > SAFE_MESSAGE_MAX ? `${text.slice(0, SAFE_MESSAGE_MAX)}…` : text;
+}
+
+/** drizzle's DrizzleQueryError (matched by shape: the store never imports drizzle's errors here). */
+export function isQueryError(err: unknown): err is Error & { query: unknown; params: unknown } {
+  return err instanceof Error && 'query' in err && 'params' in err;
 }

@@ -1,6 +1,7 @@
 // pino logger with secrets redacted wherever they may appear in log objects.
-import { pino, type Logger } from 'pino';
+import { pino, stdSerializers, type Logger } from 'pino';
 import type { Config } from './config.js';
+import { isQueryError, safeErrorMessage } from './errors.js';
 
 export const REDACT_PATHS = [
   'apiKey',
@@ -19,8 +20,32 @@ export const REDACT_PATHS = [
   'redisUrl',
 ];
 
+/**
+ * pino's error serializer without what an error can carry of the data it failed on: a
+ * failed query's parameters (drizzle puts them in the message and the stack; they hold
+ * session bytes and whatever else an agent wrote) and Postgres' `detail` (key values).
+ */
+export function serializeError(err: unknown): unknown {
+  if (!(err instanceof Error)) return err;
+  const out = stdSerializers.err(err) as unknown as Record<string, unknown>;
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 10; e = e.cause, depth++) {
+    if (!isQueryError(e)) continue;
+    const safe = safeErrorMessage(e);
+    out.message = String(out.message).split(e.message).join(safe);
+    out.stack = String(out.stack).split(e.message).join(safe);
+  }
+  delete out.params;
+  delete out.detail;
+  return out;
+}
+
 export function createLogger(config: Pick<Config, 'logLevel'>, name = 'agentq'): Logger {
-  return pino({ name, level: config.logLevel, redact: { paths: REDACT_PATHS, censor: '[redacted]' } });
+  return pino({
+    name,
+    level: config.logLevel,
+    redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+    serializers: { err: serializeError, error: serializeError },
+  });
 }
 
 export type { Logger };

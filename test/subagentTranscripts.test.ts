@@ -39,13 +39,14 @@ function machine(label: string, sessionId: string) {
   const cwd = dirs.make(`${label}-cwd`);
   const configDir = dirs.make(`${label}-cfg`);
   const sessionFile = sessionFilePath(configDir, cwd, sessionId);
+  const sessionRel = path.relative(configDir, sessionFile);
   mkdirSync(path.dirname(sessionFile), { recursive: true });
   const agentFile = (subpath: string) => subagentTranscriptPath(sessionFile, sessionId, subpath)!;
   const write = (subpath: string, text: string) => {
     mkdirSync(path.dirname(agentFile(subpath)), { recursive: true });
     appendFileSync(agentFile(subpath), text);
   };
-  return { sessionFile, agentFile, write };
+  return { sessionFile, configDir, sessionRel, agentFile, write };
 }
 
 const line = (agent: string, n: number) => `${JSON.stringify({ type: 'user', isSidechain: true, agentId: agent, uuid: randomUUID(), n })}\n`;
@@ -54,10 +55,13 @@ async function newConversation(): Promise<string> {
   return (await ensureConversation(t.db, { externalId: `subagents-${randomUUID()}` })).id;
 }
 
+/** The worker's caps, generous. */
+const LIMITS = { maxLineBytes: MAX_LINE, maxFileBytes: 1 << 30, maxEntries: 10_000 };
+
 /** One checkpoint (or, with `commit`, the commit) of attempt `attempt`, as the worker runs it. */
-async function save(conversationId: string, sessionId: string, sessionFile: string, attempt: number, commit = false) {
+async function save(conversationId: string, sessionId: string, m: { configDir: string; sessionRel: string }, attempt: number, commit = false) {
   return t.db.transaction(async (tx) => {
-    const r = await persistSubagentTranscripts(tx, { conversationId, sessionId, sessionFile, attempt, maxLineBytes: MAX_LINE, storedSidecars: new Map(), afterCommit: (f) => f() });
+    const r = await persistSubagentTranscripts(tx, { conversationId, sessionId, configDir: m.configDir, sessionRel: m.sessionRel, attempt, ...LIMITS, storedSidecars: new Map(), afterCommit: (f) => f() });
     if (commit) await commitSubagentTranscripts(tx, conversationId, r.stored, attempt);
     return r;
   });
@@ -74,12 +78,12 @@ describe('subagent transcripts', () => {
     writeFileSync(subagentMetaPath(a.agentFile('subagents/agent-one')), meta);
     // A partial line is left for a later call, as for session files.
     a.write('subagents/agent-one', '{"type":"user","partial":');
-    expect((await listSubagentTranscripts(a.sessionFile, sessionId)).map((x) => x.subpath)).toEqual([
+    expect((await listSubagentTranscripts(a.configDir, a.sessionRel, sessionId, { maxEntries: 100, maxBytes: 1 << 20 })).map((x) => x.subpath)).toEqual([
       'subagents/agent-one',
       'subagents/workflows/w1/agent-two',
     ]);
 
-    const checkpoint = await save(conversationId, sessionId, a.sessionFile, 1);
+    const checkpoint = await save(conversationId, sessionId, a, 1);
     expect(checkpoint.failed).toEqual([]);
     let { subagents } = await getSessionHeads(t.db, conversationId, sessionId);
     expect(subagents.map((h) => [h.sessionId, h.lineCount, h.committedLineCount])).toEqual([
@@ -88,7 +92,7 @@ describe('subagent transcripts', () => {
     ]);
 
     a.write('subagents/agent-one', '"x"}\n');
-    await save(conversationId, sessionId, a.sessionFile, 1, true);
+    await save(conversationId, sessionId, a, 1, true);
     ({ subagents } = await getSessionHeads(t.db, conversationId, sessionId));
     expect(subagents.map((h) => [h.lineCount, h.committedLineCount])).toEqual([
       [3, 3],
@@ -107,7 +111,7 @@ describe('subagent transcripts', () => {
     // A changed sidecar replaces the stored one.
     const meta2 = meta.replace('keeper', 'keeper 2');
     writeFileSync(subagentMetaPath(a.agentFile('subagents/agent-one')), meta2);
-    await save(conversationId, sessionId, a.sessionFile, 2, true);
+    await save(conversationId, sessionId, a, 2, true);
     expect((await getSidecars(t.db, conversationId, [`${sessionId}/subagents/agent-one`])).get(`${sessionId}/subagents/agent-one`)).toBe(meta2);
   });
 
@@ -159,12 +163,12 @@ describe('subagent transcripts', () => {
     const a = machine('a', sessionId);
     a.write('subagents/agent-one', line('one', 1));
     a.write('subagents/agent-two', line('two', 1));
-    await save(conversationId, sessionId, a.sessionFile, 1, true);
+    await save(conversationId, sessionId, a, 1, true);
     // agent-one's file now differs before the stored head; agent-two grows.
     writeFileSync(a.agentFile('subagents/agent-one'), line('one', 9));
     a.write('subagents/agent-two', line('two', 2));
     const r = await t.db.transaction(async (tx) => {
-      const saved = await persistSubagentTranscripts(tx, { conversationId, sessionId, sessionFile: a.sessionFile, attempt: 2, maxLineBytes: MAX_LINE, storedSidecars: new Map(), afterCommit: (f) => f() });
+      const saved = await persistSubagentTranscripts(tx, { conversationId, sessionId, configDir: a.configDir, sessionRel: a.sessionRel, attempt: 2, ...LIMITS, storedSidecars: new Map(), afterCommit: (f) => f() });
       await commitSubagentTranscripts(tx, conversationId, saved.stored, 2);
       // The caller's transaction is still usable after the refused file.
       await tx.execute('select 1');
@@ -227,7 +231,7 @@ describe('subagent transcripts', () => {
     const save = (maxBytes = 1024 * 1024) =>
       t.db.transaction(async (tx) => {
         await lockOrCreateSessionHead(tx, conversationId, sessionId, null);
-        return saveSessionFolder(tx, { conversationId, sessionId, sessionFile: a.sessionFile, maxBytes, state, afterCommit: (f) => f() });
+        return saveSessionFolder(tx, { conversationId, sessionId, configDir: a.configDir, sessionRel: a.sessionRel, maxBytes, maxEntries: 1000, state, afterCommit: (f) => f() });
       });
     const updatedAt = async () =>
       (await t.db.$client.query<{ updated_at: Date }>('select updated_at from session_folders where conversation_id = $1', [conversationId])).rows[0]?.updated_at;
@@ -252,7 +256,7 @@ describe('subagent transcripts', () => {
     await t.db
       .transaction(async (tx) => {
         let apply: (() => void) | undefined;
-        await saveSessionFolder(tx, { conversationId, sessionId, sessionFile: a.sessionFile, maxBytes: 1 << 20, state, afterCommit: (f) => (apply = f) });
+        await saveSessionFolder(tx, { conversationId, sessionId, configDir: a.configDir, sessionRel: a.sessionRel, maxBytes: 1 << 20, maxEntries: 1000, state, afterCommit: (f) => (apply = f) });
         expect(apply).toBeDefined();
         throw new Error('roll back');
       })

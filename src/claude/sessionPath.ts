@@ -33,20 +33,25 @@ export function projectDir(configDir: string, cwd: string): string {
 }
 
 /**
- * `<configDir>/projects/<encoded realpath(cwd)>/<sessionId>.jsonl`. With `cliCwd`, the
- * cwd as the CLI sees it (already resolved, e.g. a sandbox's fixed mount point, which
- * need not exist here) names the folder instead.
+ * `projects/<encoded cwd>/<sessionId>.jsonl`, the session file's path beneath the config
+ * dir (posix). The cwd is `realpath(cwd)`, or `cliCwd` when given: the cwd as the CLI sees
+ * it (already resolved, e.g. a sandbox's fixed mount point, which need not exist here).
  */
+export function sessionFileRelPath(cwd: string, sessionId: string, cliCwd?: string): string {
+  return `projects/${encodeCwd(cliCwd ?? realpathSync(cwd))}/${sessionId}.jsonl`;
+}
+
+/** `<configDir>/projects/<encoded realpath(cwd)>/<sessionId>.jsonl` (see sessionFileRelPath). */
 export function sessionFilePath(configDir: string, cwd: string, sessionId: string, cliCwd?: string): string {
-  const dir = cliCwd === undefined ? projectDir(configDir, cwd) : path.join(configDir, 'projects', encodeCwd(cliCwd));
-  return path.join(dir, `${sessionId}.jsonl`);
+  return path.join(configDir, ...sessionFileRelPath(cwd, sessionId, cliCwd).split('/'));
 }
 
 /**
  * The folder the CLI keeps next to a session file, `<project>/<sessionId>/`: subagent
  * transcripts (`subagents/`), the full text of tool outputs too large for the transcript
- * (`tool-results/<id>.txt`, named there by absolute path).
+ * (`tool-results/<id>.txt`, named there by absolute path). Works on absolute paths and on
+ * posix paths relative to the config dir alike.
  */
 export function sessionFolderPath(sessionFile: string, sessionId: string): string {
-  return path.join(path.dirname(sessionFile), sessionId);
+  return path.posix.join(path.posix.dirname(sessionFile), sessionId);
 }

@@ -7,8 +7,8 @@
 // In the store a subagent transcript is the session `<sessionId>/<subpath>` of the same
 // conversation, `subpath` being its path under the session folder without `.jsonl`
 // (`subagents/agent-a1b2`): the key the Agent SDK's SessionStore uses for the same file.
-import { readdir } from 'node:fs/promises';
 import path from 'node:path';
+import { walkAgentTree, type WalkLimits } from '../agentFiles/agentTree.js';
 import { sessionFolderPath } from './sessionPath.js';
 
 /** One path segment that is safe on disk: no separators, no leading dot (so never `.` or `..`). */
@@ -18,8 +18,8 @@ const TRANSCRIPT_SUFFIX = '.jsonl';
 export interface SubagentTranscript {
   /** e.g. `subagents/agent-a1b2` */
   subpath: string;
-  /** The file on disk. */
-  file: string;
+  /** The file, beneath the config dir the session file is in (posix). */
+  rel: string;
 }
 
 /** The stored session id of a subagent transcript. */
@@ -41,7 +41,7 @@ export function subpathOf(sessionId: string, fileId: string): string | undefined
 export function subagentTranscriptPath(sessionFile: string, sessionId: string, subpath: string): string | undefined {
   const segments = subpath.split('/');
   if (!segments.every((s) => SAFE_SEGMENT.test(s))) return undefined;
-  return path.join(sessionFolderPath(sessionFile, sessionId), ...segments) + TRANSCRIPT_SUFFIX;
+  return path.posix.join(sessionFolderPath(sessionFile, sessionId), ...segments) + TRANSCRIPT_SUFFIX;
 }
 
 /** The sidecar the CLI keeps next to a subagent transcript (`agent-<id>.meta.json`). */
@@ -49,23 +49,21 @@ export function subagentMetaPath(transcriptFile: string): string {
   return transcriptFile.slice(0, -TRANSCRIPT_SUFFIX.length) + '.meta.json';
 }
 
-/** The subagent transcripts the CLI wrote for `sessionId` (none when it ran no subagent). */
-export async function listSubagentTranscripts(sessionFile: string, sessionId: string): Promise<SubagentTranscript[]> {
-  const dir = path.join(sessionFolderPath(sessionFile, sessionId), 'subagents');
-  let names: string[];
-  try {
-    names = await readdir(dir, { recursive: true });
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return [];
-    throw err;
-  }
+/**
+ * The subagent transcripts the CLI wrote for `sessionId` (none when it ran no subagent).
+ * `sessionRel` is the session file's path beneath `configDir`, which the agent can write:
+ * the folder is walked without following links, within `limits` (AgentFileRefusedError past them).
+ */
+export async function listSubagentTranscripts(configDir: string, sessionRel: string, sessionId: string, limits: WalkLimits): Promise<SubagentTranscript[]> {
+  const dir = path.posix.join(sessionFolderPath(sessionRel, sessionId), 'subagents');
   const found: SubagentTranscript[] = [];
-  for (const name of names.sort()) {
-    if (!name.endsWith(TRANSCRIPT_SUFFIX)) continue;
-    const subpath = ['subagents', ...name.slice(0, -TRANSCRIPT_SUFFIX.length).split(path.sep)].join('/');
+  for await (const e of walkAgentTree({ root: configDir, rel: dir }, limits)) {
+    // Only regular files: a link or FIFO named like a transcript is not one.
+    if (e.kind !== 'file' || !e.path.endsWith(TRANSCRIPT_SUFFIX)) continue;
+    const subpath = `subagents/${e.path.slice(0, -TRANSCRIPT_SUFFIX.length)}`;
     // A name the store could not hand back to the CLI is not stored either.
-    if (subagentTranscriptPath(sessionFile, sessionId, subpath) === undefined) continue;
-    found.push({ subpath, file: path.join(dir, name) });
+    if (subagentTranscriptPath(sessionRel, sessionId, subpath) === undefined) continue;
+    found.push({ subpath, rel: `${dir}/${e.path}` });
   }
   return found;
 }

@@ -11,8 +11,10 @@
 // Concurrent persists of one session queue on the head's row lock; the later one reads
 // the head the earlier left and stores only what is still new, often nothing.
 import { createHash } from 'node:crypto';
-import { open, type FileHandle } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import path from 'node:path';
 import { sql } from 'drizzle-orm';
+import { openAgentFile, readAt } from '../agentFiles/agentTree.js';
 import { SessionConflictError, SessionDivergedError } from '../errors.js';
 import { DEFAULT_CHUNK_BYTES, DEFAULT_CODEC, encodeChunk, LineChunker, type PendingChunk } from './chunks.js';
 import type { Executor } from './db.js';
@@ -33,6 +35,14 @@ export interface PersistInput {
   sessionId: string;
   /** The local session file (`sessionFilePath(configDir, cwd, sessionId)`). */
   filePath: string;
+  /**
+   * The directory above `filePath` whose contents the agent could have written (the run's
+   * config dir): no link beneath it is followed (src/agentFiles/agentTree.ts). Default:
+   * the file's own directory (the file itself is still never a link).
+   */
+  root?: string;
+  /** AGENTQ_SESSION_MAX_BYTES: a larger file is refused (AgentFileRefusedError) unread. Default: no cap. */
+  maxFileBytes?: number;
   /** The attempt writing these lines, as the worker names it (opaque; stored as text). */
   attempt: string | number;
   /** Also commit every stored line of the session, in the same transaction. */
@@ -66,17 +76,6 @@ export interface PersistResult {
 
 const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
 
-async function readAt(fh: FileHandle, position: number, length: number): Promise<Buffer> {
-  const buf = Buffer.allocUnsafe(length);
-  let filled = 0;
-  while (filled < length) {
-    const { bytesRead } = await fh.read(buf, filled, length - filled, position + filled);
-    if (bytesRead === 0) break;
-    filled += bytesRead;
-  }
-  return filled === length ? buf : buf.subarray(0, filled);
-}
-
 export interface Encoded {
   chunk: PendingChunk;
   data: Buffer;
@@ -103,13 +102,9 @@ export async function persistSession(db: Executor, input: PersistInput): Promise
   const inTransaction = <T>(fn: (tx: Executor) => Promise<T>): Promise<T> => (input.savepoint === false ? fn(db) : db.transaction(fn));
   return inTransaction(async (tx) => {
     const head = await lockOrCreateSessionHead(tx, conversationId, sessionId, forkedFrom);
-    let fh: FileHandle;
-    try {
-      fh = await open(filePath, 'r');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || head.byteCount > 0) {
-        throw new SessionDivergedError(sessionId, filePath, `cannot open it: ${(err as Error).message}`);
-      }
+    const fh: FileHandle | undefined = await openAgentFile(agentPathOf(filePath, input.root), input.maxFileBytes ?? Number.MAX_SAFE_INTEGER);
+    if (!fh) {
+      if (head.byteCount > 0) throw new SessionDivergedError(sessionId, filePath, 'it does not exist');
       // Nothing stored and no file yet (a checkpoint before the CLI wrote anything).
       if (input.commit) await commitSessionLines(tx, { conversationId, sessionId, attempt });
       return { linesAdded: 0, bytesAdded: 0, chunksAdded: 0, lineCount: 0, byteCount: 0, partialBytes: 0 };
@@ -177,6 +172,13 @@ export async function persistSession(db: Executor, input: PersistInput): Promise
       await fh.close();
     }
   });
+}
+
+/** `filePath` as a path beneath `root` (default: its own directory). */
+function agentPathOf(filePath: string, root: string | undefined): { root: string; rel: string } {
+  const base = path.resolve(root ?? path.dirname(filePath));
+  const rel = path.relative(base, path.resolve(filePath));
+  return { root: base, rel: rel.split(path.sep).join('/') };
 }
 
 /**

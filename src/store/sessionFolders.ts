@@ -21,14 +21,17 @@ export async function storeSessionFolder(db: Executor, conversationId: string, s
 }
 
 /**
- * Unpacks the stored folder of a session into `dir`; `restored` false when there is none.
- * Entries that could escape `dir` are refused (see unpackWorkspace). Index: session_folders_pk.
+ * Unpacks the stored folder of a session into `dir` (absent, or holding only the names in
+ * `alongside`: the subagent transcripts written before it); `restored` false when there is
+ * none. Entries that could escape `dir` are refused (see unpackWorkspace).
+ * Index: session_folders_pk.
  */
 export async function restoreSessionFolder(
   db: Executor,
   conversationId: string,
   sessionId: string,
   dir: string,
+  alongside: readonly string[] = [],
 ): Promise<{ restored: boolean; sha256: string | null; refused: RefusedEntry[] }> {
   const rows = await db
     .select({ sha256: sessionFolders.sha256, archive: sessionFolders.archive })
@@ -36,6 +39,6 @@ export async function restoreSessionFolder(
     .where(and(eq(sessionFolders.conversationId, conversationId), eq(sessionFolders.sessionId, sessionId)));
   const row = rows[0];
   if (!row) return { restored: false, sha256: null, refused: [] };
-  const { refused } = await unpackWorkspace(row.archive, dir);
+  const { refused } = await unpackWorkspace(row.archive, dir, alongside);
   return { restored: true, sha256: row.sha256, refused };
 }

@@ -234,3 +234,15 @@ export async function discardUncommitted(
     };
   });
 }
+
+/**
+ * Discards the uncommitted tails of a session and of its subagent transcripts (see
+ * discardUncommitted), for an attempt that ends without storing what its run wrote.
+ * Index: sessions_pk (the conversation's rows).
+ */
+export async function discardSessionTails(db: Executor, conversationId: string, sessionId: string): Promise<void> {
+  const { head, subagents } = await getSessionHeads(db, conversationId, sessionId);
+  for (const h of [head, ...subagents]) {
+    if (h && h.lineCount > h.committedLineCount) await discardUncommitted(db, { conversationId, sessionId: h.sessionId });
+  }
+}

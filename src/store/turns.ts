@@ -6,6 +6,7 @@ import { and, asc, eq, getTableColumns, inArray, lt, sql } from 'drizzle-orm';
 import type { Executor, StoreDb } from './db.js';
 import { StaleLeaseError } from '../errors.js';
 import { conversations, turnEvents, turns, type TurnSource } from './schema.js';
+import { pgJson, pgText } from './pgSafe.js';
 import type { ConversationRow } from './conversations.js';
 import { parseConversationId, parseTenantId } from './ids.js';
 
@@ -281,9 +282,25 @@ export async function appendTurnEvents(
   for (let i = 0; i < events.length; i += BATCH) {
     await tx
       .insert(turnEvents)
-      .values(events.slice(i, i + BATCH).map((e) => ({ turnId, attempt, seq: e.seq, type: e.type, payload: e.payload })))
+      // What the CLI printed is the agent's: a NUL (never in valid stream-json) would fail the insert every time.
+      .values(events.slice(i, i + BATCH).map((e) => ({ turnId, attempt, seq: e.seq, type: pgText(e.type), payload: pgText(e.payload) })))
       .onConflictDoNothing();
   }
+}
+
+/** The event an attempt records when it hands its turn back unfinished because its worker stops (a drain). */
+export const HANDED_BACK_SUBTYPE = 'handed_back';
+
+/**
+ * How many attempts of the turn were handed back by a stopping worker: those do not count
+ * against AGENTQ_MAX_ATTEMPTS. Index: turn_events_turn_attempt_seq_uq (the turn's events).
+ */
+export async function countHandBacks(db: Executor, turnId: string): Promise<number> {
+  const rows = await db
+    .select({ n: sql<number>`count(distinct ${turnEvents.attempt})::int` })
+    .from(turnEvents)
+    .where(and(eq(turnEvents.turnId, turnId), eq(turnEvents.type, 'agentq'), sql`${turnEvents.payload} like ${`%"subtype":"${HANDED_BACK_SUBTYPE}"%`}`));
+  return rows[0]?.n ?? 0;
 }
 
 /** The head turn of a conversation (lowest seq still queued), if any. Index: turns_conversation_status_seq_idx. */
@@ -382,10 +399,10 @@ export async function finishTurn(tx: Executor, input: FinishInput): Promise<DueT
     with done as (
       update turns
          set status = ${input.status},
-             result = ${input.result},
-             error = ${jsonParam(input.error)}::jsonb,
+             result = ${pgText(input.result)},
+             error = ${jsonParam(pgJson(input.error))}::jsonb,
              cost_usd = ${String(input.costUsd)}::numeric,
-             usage = ${jsonParam(input.usage)}::jsonb,
+             usage = ${jsonParam(pgJson(input.usage))}::jsonb,
              num_turns = ${input.numTurns}::int,
              session_id_after = ${input.sessionIdAfter},
              run_session_id = coalesce(${input.runSessionId ?? null}::text, run_session_id),
@@ -422,7 +439,7 @@ export async function requeueTurn(
     .update(turns)
     .set({
       status: 'queued',
-      error: input.error,
+      error: pgJson(input.error),
       runAt: sql`now() + make_interval(secs => ${input.delayMs / 1000})`,
     })
     .where(eq(turns.id, input.turnId))

@@ -1,28 +1,40 @@
-// Workspace archives: a gzip tar of the conversation's working directory.
+// Workspace archives: a gzip tar of the conversation's working directory (and, the same
+// way, of a session's folder).
 //
-// Packing walks the tree itself (lstat, never stat): symbolic links are archived as links
-// and never followed, so nothing outside the workspace is read, whatever a link points
-// at. Excluded names are not descended into. The size cap counts the bytes of regular
-// files and is checked during the walk, before anything is compressed. Entries are
-// archived in sorted order with portable headers, so an unchanged tree gives the same
-// bytes and the same sha256.
+// Everything packed was written by the agent, so the tree is read only through
+// src/agentFiles/agentTree.ts: symbolic links are archived as links and never followed at
+// any depth, FIFOs, sockets and devices are skipped unopened, and the walk is refused past
+// its caps (bytes of files, entries, depth) before it reads what lies beyond them. The tar
+// is written here from those reads (headers by node-tar), not by node-tar's packer, which
+// opens files by path and would follow a directory swapped for a link. Excluded names are
+// not descended into. Entries are archived in sorted order with portable headers, so an
+// unchanged tree gives the same bytes and the same sha256.
 //
 // Unpacking refuses, and reports, every entry that could write outside the target: an
 // absolute path, a `..` component, a link (symbolic or hard) whose target is absolute or
 // resolves outside, and anything that is not a file, directory or link. A symbolic link
 // pointing outside is therefore archived (as a link) but not recreated on restore.
 import { createHash } from 'node:crypto';
-import { lstat, mkdir, readdir } from 'node:fs/promises';
+import { mkdir, readdir, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { create as createTar, Unpack, type ReadEntry } from 'tar';
-import { StoreInputError, WorkspaceTooLargeError } from '../errors.js';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGzip } from 'node:zlib';
+import { Header, Pax, Unpack, type ReadEntry } from 'tar';
+import { readAt, walkAgentTree, type AgentPath, type TreeEntry } from '../agentFiles/agentTree.js';
+import { AgentFileRefusedError, StoreInputError, WorkspaceTooLargeError } from '../errors.js';
 
 export interface PackOptions {
   /** AGENTQ_WORKSPACE_MAX_BYTES: cap on the bytes of regular files archived. */
   maxBytes: number;
+  /** AGENTQ_WORKSPACE_MAX_ENTRIES: cap on the entries (files, directories, links) walked. Default 100,000. */
+  maxEntries?: number;
   /** AGENTQ_WORKSPACE_EXCLUDE: names (any depth) or globs with `/` (from the root). */
   exclude: readonly string[];
 }
+
+/** Entries walked when the caller sets no cap. */
+export const DEFAULT_MAX_ENTRIES = 100_000;
 
 export interface PackedWorkspace {
   /** The gzip-compressed tar. */
@@ -71,67 +83,124 @@ export function excludeMatcher(patterns: readonly string[]): (relPath: string) =
   };
 }
 
-interface WalkResult {
-  entries: string[];
+const BLOCK = 512;
+const READ_BYTES = 1024 * 1024;
+
+/** Portable permission bits (as node-tar's portable mode writes them): owner rw, no group/other write, no set-id bits. */
+function portableMode(mode: number, isDir: boolean): number {
+  let m = (mode | 0o600) & 0o755;
+  if (isDir) m |= ((m & 0o444) >> 2) & 0o111;
+  return m;
+}
+
+/** One entry's header block(s): a pax header first when a field does not fit ustar (a long path, say). */
+function headerBlocks(e: TreeEntry, type: 'File' | 'Directory' | 'SymbolicLink', size: number): Buffer[] {
+  const entryPath = type === 'Directory' ? `${e.path}/` : e.path;
+  // Portable: no owner, no atime/ctime; directories carry no mtime (as node-tar's portable mode).
+  const mtime = type === 'Directory' ? undefined : new Date(Math.floor(e.mtimeMs / 1000) * 1000);
+  const fields = { path: entryPath, linkpath: e.linkTarget, mode: portableMode(e.mode, type === 'Directory'), size, mtime, type };
+  const header = new Header(fields);
+  const needPax = header.encode();
+  const blocks = [header.block!];
+  if (needPax) blocks.unshift(new Pax({ path: entryPath, linkpath: e.linkTarget, size, mtime }).encode());
+  return blocks;
+}
+
+/** A regular file's data, exactly `size` bytes (zeros if it shrank meanwhile, cut if it grew), padded to whole blocks. */
+async function* fileBlocks(fh: FileHandle, size: number): AsyncGenerator<Buffer> {
+  let pos = 0;
+  while (pos < size) {
+    const want = Math.min(READ_BYTES, size - pos);
+    let chunk = await readAt(fh, pos, want);
+    if (chunk.length < want) chunk = Buffer.concat([chunk, Buffer.alloc(want - chunk.length)]);
+    pos += want;
+    yield chunk;
+  }
+  const pad = (BLOCK - (size % BLOCK)) % BLOCK;
+  if (pad > 0) yield Buffer.alloc(pad);
+}
+
+interface PackCounts {
+  /** Entries archived (directories included). */
+  entries: number;
   fileCount: number;
   contentBytes: number;
 }
 
-async function walk(root: string, options: PackOptions): Promise<WalkResult> {
-  const excluded = excludeMatcher(options.exclude);
-  const result: WalkResult = { entries: [], fileCount: 0, contentBytes: 0 };
-  const visit = async (rel: string): Promise<void> => {
-    const names = (await readdir(path.join(root, rel))).sort();
-    for (const name of names) {
-      const childRel = rel === '' ? name : `${rel}/${name}`;
-      if (excluded(childRel)) continue;
-      const st = await lstat(path.join(root, childRel));
-      if (st.isDirectory()) {
-        result.entries.push(childRel);
-        await visit(childRel);
-      } else if (st.isFile()) {
-        result.contentBytes += st.size;
-        if (result.contentBytes > options.maxBytes) {
-          throw new WorkspaceTooLargeError(root, result.contentBytes, options.maxBytes);
-        }
-        result.entries.push(childRel);
-        result.fileCount++;
-      } else if (st.isSymbolicLink()) {
-        result.entries.push(childRel);
-        result.fileCount++;
+/** The tar stream of the tree (uncompressed), counting into `counts`. */
+async function* tarStream(p: AgentPath, options: PackOptions, counts: PackCounts): AsyncGenerator<Buffer> {
+  const limits = { maxBytes: options.maxBytes, maxEntries: options.maxEntries ?? DEFAULT_MAX_ENTRIES };
+  for await (const e of walkAgentTree(p, limits, excludeMatcher(options.exclude))) {
+    if (e.kind === 'dir') {
+      counts.entries++;
+      yield* headerBlocks(e, 'Directory', 0);
+    } else if (e.kind === 'symlink') {
+      counts.entries++;
+      counts.fileCount++;
+      yield* headerBlocks(e, 'SymbolicLink', 0);
+    } else if (e.kind === 'file') {
+      const fh = await e.open!().catch((err: unknown) => {
+        // Swapped for something else since it was listed: left out, like a FIFO.
+        if (err instanceof AgentFileRefusedError) return undefined;
+        throw err;
+      });
+      if (!fh) continue;
+      try {
+        counts.entries++;
+        counts.fileCount++;
+        counts.contentBytes += e.size;
+        yield* headerBlocks(e, 'File', e.size);
+        yield* fileBlocks(fh, e.size);
+      } finally {
+        await fh.close();
       }
-      // Sockets, FIFOs and devices are not workspace content: skipped.
     }
-  };
-  await visit('');
-  return result;
+    // Sockets, FIFOs and devices are not workspace content: skipped, never opened.
+  }
+  if (counts.entries > 0) yield Buffer.alloc(BLOCK * 2);
 }
 
 /**
- * Archives `dir` (gzip level 1: packing runs inside the turn's commit). Throws
- * WorkspaceTooLargeError when the files pass `maxBytes`, or the archive passes it by
- * more than 1 MiB.
+ * Archives the tree at `p` (gzip level 1: packing runs inside the turn's commit). Throws
+ * WorkspaceTooLargeError when the files pass `maxBytes` or the entries `maxEntries` (or
+ * the tree is deeper than src/agentFiles's depth cap), or the archive passes `maxBytes`
+ * by more than 1 MiB.
  */
-export async function packWorkspace(dir: string, options: PackOptions): Promise<PackedWorkspace> {
-  const root = path.resolve(dir);
-  const { entries, fileCount, contentBytes } = await walk(root, options);
+export async function packTree(p: AgentPath, options: PackOptions): Promise<PackedWorkspace> {
+  const label = path.join(p.root, p.rel);
+  const counts: PackCounts = { entries: 0, fileCount: 0, contentBytes: 0 };
   const hash = createHash('sha256');
   const parts: Buffer[] = [];
   let size = 0;
-  if (entries.length > 0) {
-    const stream = createTar({ cwd: root, gzip: { level: 1 }, portable: true, follow: false, noDirRecurse: true }, entries);
-    // Headers of many tiny files can outgrow their contents: the archive gets 1 MiB of slack.
-    const archiveCap = options.maxBytes + 1024 * 1024;
-    for await (const part of stream as AsyncIterable<Buffer>) {
-      size += part.length;
-      if (size > archiveCap) throw new WorkspaceTooLargeError(root, size, options.maxBytes);
-      hash.update(part);
-      parts.push(part);
+  // Headers of many tiny files can outgrow their contents: the archive gets 1 MiB of slack.
+  const archiveCap = options.maxBytes + 1024 * 1024;
+  try {
+    // A failure anywhere destroys the whole pipeline, which ends the walk (its open files close).
+    await pipeline(Readable.from(tarStream(p, options, counts)), createGzip({ level: 1 }), async (gz: AsyncIterable<Buffer>) => {
+      for await (const part of gz) {
+        size += part.length;
+        if (size > archiveCap) throw new WorkspaceTooLargeError(label, size, options.maxBytes);
+        hash.update(part);
+        parts.push(part);
+      }
+    });
+  } catch (err) {
+    if (err instanceof AgentFileRefusedError && err.reason === 'too_large') {
+      throw new WorkspaceTooLargeError(label, err.bytes ?? counts.contentBytes, options.maxBytes);
     }
+    if (err instanceof AgentFileRefusedError && (err.reason === 'too_many_entries' || err.reason === 'too_deep')) {
+      throw new WorkspaceTooLargeError(label, counts.contentBytes, options.maxBytes, err.message);
+    }
+    throw err;
   }
-  // An empty workspace is an empty archive (no tar at all).
-  const archive = Buffer.concat(parts, size);
-  return { archive, sha256: hash.digest('hex'), fileCount, contentBytes };
+  // An empty tree is an empty archive (no tar, no gzip header).
+  if (counts.entries === 0) return { archive: Buffer.alloc(0), sha256: createHash('sha256').digest('hex'), fileCount: 0, contentBytes: 0 };
+  return { archive: Buffer.concat(parts, size), sha256: hash.digest('hex'), fileCount: counts.fileCount, contentBytes: counts.contentBytes };
+}
+
+/** Archives the directory `dir` (its own last component must not be a link). See packTree. */
+export function packWorkspace(dir: string, options: PackOptions): Promise<PackedWorkspace> {
+  return packTree({ root: path.resolve(dir), rel: '' }, options);
 }
 
 /** Why an archive entry may not be extracted under the target, or null if it may. */
@@ -161,13 +230,16 @@ function refusal(entry: ReadEntry): string | null {
 }
 
 /**
- * Extracts an archive into `dir`, which must be absent or empty (a restore never mixes
- * with what a previous turn left). Returns the entries it refused.
+ * Extracts an archive into `dir`, which must be absent or empty but for the names in
+ * `alongside` (a restore never mixes with what a previous turn left). Returns the entries
+ * it refused.
  */
-export async function unpackWorkspace(archive: Buffer, dir: string): Promise<{ refused: RefusedEntry[] }> {
+export async function unpackWorkspace(archive: Buffer, dir: string, alongside: readonly string[] = []): Promise<{ refused: RefusedEntry[] }> {
   const root = path.resolve(dir);
   await mkdir(root, { recursive: true });
-  if ((await readdir(root)).length > 0) throw new StoreInputError('dir', `${root} must be empty to restore a workspace into it`);
+  if ((await readdir(root)).some((name) => !alongside.includes(name))) {
+    throw new StoreInputError('dir', `${root} must be empty to restore a workspace into it`);
+  }
   const refused: RefusedEntry[] = [];
   if (archive.length === 0) return { refused };
   await new Promise<void>((resolve, reject) => {

@@ -3,14 +3,12 @@
 // checks the fencing token (assertFence), so an attempt that lost its lease writes
 // nothing. Nothing else in the code base decides when a turn is committed.
 import { randomUUID } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
-import { sessionFilePath } from '../claude/sessionPath.js';
-import { subpathOf } from '../claude/subagentPath.js';
-import { StaleLeaseError, WorkspaceTooLargeError } from '../errors.js';
+import { safeErrorMessage, StaleLeaseError, WorkspaceTooLargeError } from '../errors.js';
+import type { AgentPath } from '../agentFiles/agentTree.js';
 import type { ClaudeEvent } from '../runner/events.js';
 import type { RunOptions } from '../runner/options.js';
 import type { RunOutcome } from '../runner/outcome.js';
@@ -21,11 +19,12 @@ import type { LiveEventSink } from '../live/publisher.js';
 import type { ConversationRow } from '../store/conversations.js';
 import type { StoreDb, StoreTx } from '../store/db.js';
 import { workspaceDirName } from '../store/ids.js';
-import { persistSession } from '../store/persist.js';
-import { commitSessionLines, discardUncommitted } from '../store/sessions.js';
+import { discardUncommitted } from '../store/sessions.js';
 import {
   appendTurnEvents,
+  countHandBacks,
   finishTurn,
+  HANDED_BACK_SUBTYPE,
   listTurns,
   requeueTurn,
   setRunSessionId,
@@ -36,16 +35,16 @@ import {
 import { packWorkspace, type PackedWorkspace } from '../store/workspaceArchive.js';
 import { storeWorkspace } from '../store/workspaces.js';
 import type { LocalCache } from './localCache.js';
-import { withTransientRetry } from './transient.js';
-import { backoffMs, decide } from './retryPolicy.js';
+import { isTransientDbError, withTransientRetry } from './transient.js';
+import { backoffMs, decide, type TurnDecision } from './retryPolicy.js';
 import type { AttemptObserver } from './observer.js';
 import { MultiTurnCli } from './multiTurnCli.js';
-import { LeaseGuard } from './leaseGuard.js';
+import { LeaseGuard, type FencedWork } from './leaseGuard.js';
 import { hydrateConversationSession, prepareWorkspace, type AttemptDisk } from './prepareDisk.js';
 import { fileSize, waitForSessionLine } from './sessionFlush.js';
-import { saveSessionFolder, type FolderState } from './sessionFolder.js';
 import { configLinkPath, pointConfigLink } from './configLink.js';
-import { commitSubagentTranscripts, persistSubagentTranscripts } from './subagentTranscripts.js';
+import { failUnstored, requeueUnstored, type UnstoredEnd } from './endUnstored.js';
+import { RunFiles, SessionFileRefused, type SessionOnDisk } from './runFiles.js';
 import type { WarmHandle, WarmPool } from './warmPool.js';
 
 export interface AttemptDeps {
@@ -125,14 +124,8 @@ export class Attempt implements InputTarget {
   private gotInput = false;
   /** After a commit that kept the lease warm: the process to hand to the pool. */
   private keepHandle: WarmHandle | undefined;
-  /** Stored ids of the subagent transcripts this attempt stored (committed with the session). */
-  private readonly subagentFileIds = new Set<string>();
-  /** The subagent sidecars this attempt stored, by file id. */
-  private readonly storedSidecars = new Map<string, string>();
-  /** Files already reported as not stored (`<subtype>:<file id>`). */
-  private readonly notSaved = new Set<string>();
-  /** The session folder as last stored (src/worker/sessionFolder.ts). */
-  private readonly folder: FolderState = { signature: undefined, sha256: null };
+  /** What the run writes that the attempt stores (the session file, its subagents and folder). */
+  private readonly files: RunFiles;
   /** Milliseconds spent in each phase of the attempt, logged with the commit. */
   private readonly phases: Record<string, number> = {};
   private phaseStart = performance.now();
@@ -164,6 +157,22 @@ export class Attempt implements InputTarget {
     this.runDir = warm?.handle?.runDir ?? path.join(deps.config.worker.runsRoot, `${turn.id}.${attempt}.${randomUUID().slice(0, 8)}`);
     this.configDir = path.join(this.runDir, 'config');
     this.configLink = deps.runner.sandbox ? undefined : configLinkPath(deps.config.worker.runsRoot, this.dirName);
+    const { store } = deps.config;
+    this.files = new RunFiles({
+      conversationId: conversation.id,
+      attempt,
+      configDir: this.configDir,
+      cwd: this.cwd,
+      cliCwd: this.cliCwd(),
+      limits: {
+        maxLineBytes: store.sessionMaxLineBytes,
+        sessionMaxBytes: store.sessionMaxBytes,
+        folderMaxBytes: store.workspaceMaxBytes,
+        maxEntries: store.workspaceMaxEntries,
+      },
+      record: (payload) => this.record(payload),
+      warn: (fields, message) => this.log().warn(fields, message),
+    });
   }
 
   /**
@@ -189,11 +198,20 @@ export class Attempt implements InputTarget {
       // If even that fails (Postgres down), the job fails and the reconciler re-dispatches it.
       this.log().error({ err }, 'the attempt failed inside the worker; handing the turn back');
       const { retryBaseMs, retryMaxMs, maxAttempts } = this.deps.config.worker;
-      const error = { class: 'worker_error', message: err instanceof Error ? err.message : String(err), retryable: true };
-      if (this.attempt >= maxAttempts) {
-        return await this.commit(undefined, 'failed', { ...error, message: `${error.message} (after ${this.attempt} attempts)` });
+      const last = this.attempt >= maxAttempts;
+      const message = safeErrorMessage(err);
+      const error = { class: 'worker_error', message: last ? `${message} (after ${this.attempt} attempts)` : message, retryable: true };
+      const delayMs = backoffMs(this.attempt, retryBaseMs, retryMaxMs);
+      try {
+        return last ? await this.commit(undefined, 'failed', error) : await this.requeue(delayMs, error);
+      } catch (again) {
+        if (again instanceof StaleLeaseError || this.lease.lost) return { kind: 'lease_lost' };
+        // Postgres away: the job fails and the reconciler dispatches the turn again later.
+        if (isTransientDbError(again)) throw again;
+        // Storing failed again for what it holds: end without what the run wrote (./endUnstored.ts).
+        this.log().error({ err: again }, 'storing the attempt failed again; ending it without what the run wrote');
+        return await this.endUnstored(error, last ? undefined : delayMs);
       }
-      return await this.requeue(backoffMs(this.attempt, retryBaseMs, retryMaxMs), error);
     } finally {
       await this.settleProcess();
     }
@@ -213,12 +231,46 @@ export class Attempt implements InputTarget {
     await rm(this.runDir, { recursive: true, force: true }).catch(() => undefined);
   }
 
+  /** Fails the turn (or, with `delayMs`, hands it back) storing nothing the run wrote. */
+  private async endUnstored(error: TurnError, delayMs?: number): Promise<AttemptVerdict> {
+    const end: UnstoredEnd = {
+      turnId: this.turn.id,
+      conversationId: this.conversation.id,
+      attempt: this.attempt,
+      eventSeq: ++this.eventSeq,
+      sessionIds: [this.reportedSessionId, this.baseSessionId, this.runSessionId],
+      conversationSessionId: this.conversation.sessionId,
+      error,
+    };
+    this.events = [];
+    const run = (): Promise<DueTurn | Date | undefined> => (delayMs === undefined ? failUnstored(this.lease, end) : requeueUnstored(this.lease, end, delayMs));
+    const ended = await withTransientRetry(this.log(), run);
+    if (ended instanceof Date) return { kind: 'requeued', runAt: ended };
+    return { kind: 'committed', status: 'failed', next: ended };
+  }
+
+  /**
+   * A fenced transaction (LeaseGuard.fenced) that stores what the run wrote. Refused for
+   * the session file (RunFiles), it is rolled back and run once more without it.
+   */
+  private async fenced<T>(work: FencedWork<T>): Promise<T> {
+    try {
+      return await this.lease.fenced(work);
+    } catch (err) {
+      if (!(err instanceof SessionFileRefused)) throw err;
+      this.files.refuse(err);
+      return this.lease.fenced(work);
+    }
+  }
+
   private log(): Logger {
     return this.deps.log.child({ turnId: this.turn.id, conversationId: this.conversation.externalId, attempt: this.attempt });
   }
 
   private async runInner(): Promise<AttemptVerdict> {
     const { config } = this.deps;
+    const exhausted = await this.attemptsExhausted();
+    if (exhausted) return this.endUnstored(exhausted);
     const taken = this.warm?.handle;
     if (taken) return this.runWarm(taken);
     // A worker frozen between its claim and here (SIGSTOP, a long GC, a stalled VM) may
@@ -265,6 +317,23 @@ export class Attempt implements InputTarget {
     return this.conclude(outcome, session);
   }
 
+  /**
+   * Claimed past AGENTQ_MAX_ATTEMPTS: every earlier attempt ended without a verdict (its
+   * worker died, or could not store what its run wrote), so running the CLI again would
+   * only repeat that. Attempts handed back by a stopping worker do not count.
+   */
+  private async attemptsExhausted(): Promise<TurnError | undefined> {
+    const { maxAttempts } = this.deps.config.worker;
+    if (this.attempt <= maxAttempts) return undefined;
+    const counted = this.attempt - (await countHandBacks(this.deps.db, this.turn.id));
+    if (counted <= maxAttempts) return undefined;
+    return {
+      class: 'attempts_exhausted',
+      message: `claimed ${this.attempt} times (AGENTQ_MAX_ATTEMPTS=${maxAttempts}), and the earlier attempts ended without storing an outcome; not run again`,
+      retryable: false,
+    };
+  }
+
   /** A turn on the conversation's kept process: no workspace or session to prepare, the prompt goes to its stdin. */
   private async runWarm(h: WarmHandle): Promise<AttemptVerdict> {
     this.storedWorkspaceSha = h.workspaceSha;
@@ -288,9 +357,10 @@ export class Attempt implements InputTarget {
     // Only a run the drain actually interrupted is handed back; one that finished first commits.
     if (outcome.type === 'cancelled' && this.controller.signal.reason === 'shutdown') {
       // Drained on shutdown: hand the turn back at once; another worker continues it.
+      this.record({ type: 'agentq', subtype: HANDED_BACK_SUBTYPE, reason: 'shutdown' });
       return this.requeue(0, null);
     }
-    const decision = decide(outcome);
+    const decision = this.refusedSessionDecision(decide(outcome));
     this.log().info({ outcome: outcome.type, decision: decision.kind }, 'attempt finished');
     switch (decision.kind) {
       case 'finish':
@@ -306,6 +376,16 @@ export class Attempt implements InputTarget {
     }
   }
 
+  /**
+   * A run whose session file was refused (./runFiles.ts) cannot succeed: what it did is
+   * not stored, so the turn is retried like a failed attempt (and fails at the last).
+   */
+  private refusedSessionDecision(decision: TurnDecision): TurnDecision {
+    const reason = this.files.sessionRefusal;
+    if (reason === undefined || decision.kind !== 'finish' || decision.status !== 'succeeded') return decision;
+    return { kind: 'retry', error: { class: 'session_not_saved', message: reason, retryable: true } };
+  }
+
   /** A successful turn whose process still waits for input, and took no mid-run message, can stay warm. */
   private mayKeepWarm(outcome: RunOutcome): boolean {
     return (
@@ -314,7 +394,8 @@ export class Attempt implements InputTarget {
       outcome.type === 'success' &&
       this.cli?.isRunning === true &&
       !this.gotInput &&
-      !this.controller.signal.aborted
+      !this.controller.signal.aborted &&
+      this.files.sessionRefusal === undefined
     );
   }
 
@@ -348,7 +429,7 @@ export class Attempt implements InputTarget {
     };
     const h = await hydrateConversationSession(this.disk(), sessionId, startOver ? discard : undefined);
     if (!h) return undefined;
-    if (h.folderSha256 !== null) this.folder.sha256 = h.folderSha256;
+    if (h.folderSha256 !== null) this.files.folder.sha256 = h.folderSha256;
     return { uncommittedLines: h.uncommittedLines };
   }
 
@@ -492,7 +573,7 @@ export class Attempt implements InputTarget {
     }
     if (options.streamInput === true) this.inputRun = cli.run;
     const costBefore = cli.costReported;
-    const fileBefore = await fileSize(this.currentSession()?.file);
+    const fileBefore = await fileSize(this.sessionPath());
     const onEvent = (e: ClaudeEvent) => {
       this.onCliEvent(e);
       // The prompt is answered: no more mid-run input for this turn.
@@ -506,7 +587,7 @@ export class Attempt implements InputTarget {
       // If they do not come, the process is let finish (it writes them at exit) and not kept.
       const flushed =
         turn.outcome.type === 'success' &&
-        (await waitForSessionLine(() => this.currentSession()?.file, fileBefore, this.lastMessageUuid, this.controller.signal));
+        (await waitForSessionLine(() => this.sessionPath(), fileBefore, this.lastMessageUuid, this.controller.signal, undefined, this.deps.config.store.sessionMaxBytes));
       if (flushed) return turn.outcome;
       await cli.finish(onEvent);
       return turn.outcome;
@@ -523,13 +604,21 @@ export class Attempt implements InputTarget {
     this.phaseStart = now;
   }
 
-  /** The session file the CLI is writing (the id it reported, else the one it was given). */
-  private currentSession(): { sessionId: string; file: string; forkedFrom: string | undefined } | undefined {
-    const sessionId = this.reportedSessionId ?? this.baseSessionId;
-    if (!sessionId) return undefined;
-    const file = sessionFilePath(this.configDir, this.cwd, sessionId, this.cliCwd());
-    if (!existsSync(file)) return undefined;
-    return { sessionId, file, forkedFrom: sessionId !== this.baseSessionId ? this.baseSessionId : undefined };
+  /** The session the CLI is writing: the id it reported, else the one it was given. */
+  private sessionId(): string {
+    return this.reportedSessionId ?? this.baseSessionId;
+  }
+
+  /** Where that session's file is, beneath the config dir (undefined before there is a session). */
+  private sessionPath(): AgentPath | undefined {
+    const sessionId = this.sessionId();
+    return sessionId ? { root: this.configDir, rel: this.files.sessionPaths(sessionId).rel } : undefined;
+  }
+
+  /** The session file the CLI is writing, if there is one on disk. */
+  private async currentSession(): Promise<SessionOnDisk | undefined> {
+    const sessionId = this.sessionId();
+    return sessionId ? this.files.find(sessionId, this.baseSessionId) : undefined;
   }
 
   /** Saves new session lines and buffered events (uncommitted); serialized, never overlapping. */
@@ -544,7 +633,7 @@ export class Attempt implements InputTarget {
     this.events = [];
     try {
       const started = performance.now();
-      const runSessionId = await this.lease.fenced((tx, checkFence, _marked, afterCommit) => this.writeProgress(tx, checkFence, events, afterCommit));
+      const runSessionId = await this.fenced((tx, checkFence, _marked, afterCommit) => this.writeProgress(tx, checkFence, events, afterCommit));
       this.runSessionId = runSessionId;
       this.deps.observer?.checkpointed?.(performance.now() - started);
     } catch (err) {
@@ -573,57 +662,19 @@ export class Attempt implements InputTarget {
   }
 
   /** New session lines (uncommitted) and events; returns the session written, if any. */
-  private async saveProgress(tx: StoreTx, events: BufferedEvent[], afterCommit: (f: () => void) => void): Promise<ReturnType<Attempt['currentSession']>> {
-    const current = this.currentSession();
-    if (current) {
-      await persistSession(tx, {
-        conversationId: this.conversation.id,
-        sessionId: current.sessionId,
-        filePath: current.file,
-        attempt: this.attempt,
-        forkedFrom: current.forkedFrom ?? null,
-        maxLineBytes: this.deps.config.store.sessionMaxLineBytes,
-        // Any error rolls the whole fenced transaction back.
-        savepoint: false,
-      });
-      const subagents = await persistSubagentTranscripts(tx, {
-        conversationId: this.conversation.id,
-        sessionId: current.sessionId,
-        sessionFile: current.file,
-        attempt: this.attempt,
-        maxLineBytes: this.deps.config.store.sessionMaxLineBytes,
-        storedSidecars: this.storedSidecars,
-        afterCommit,
-      });
-      for (const id of subagents.stored) this.subagentFileIds.add(id);
-      for (const f of subagents.failed) this.reportNotSaved('subagent_transcript_not_saved', f.fileId, f.message);
-      const folder = await saveSessionFolder(tx, {
-        conversationId: this.conversation.id,
-        sessionId: current.sessionId,
-        sessionFile: current.file,
-        maxBytes: this.deps.config.store.workspaceMaxBytes,
-        state: this.folder,
-        afterCommit,
-      });
-      if (folder.notSaved) this.reportNotSaved('session_folder_not_saved', current.sessionId, folder.notSaved);
-    }
+  private async saveProgress(tx: StoreTx, events: BufferedEvent[], afterCommit: (f: () => void) => void): Promise<SessionOnDisk | undefined> {
+    const current = await this.currentSession();
+    if (current) await this.files.save(tx, current, afterCommit);
     await appendTurnEvents(tx, this.turn.id, this.attempt, events);
     return current;
-  }
-
-  /** Once per file and attempt: an event on the turn and a warning. */
-  private reportNotSaved(subtype: 'subagent_transcript_not_saved' | 'session_folder_not_saved', fileId: string, message: string): void {
-    if (this.notSaved.has(`${subtype}:${fileId}`)) return;
-    this.notSaved.add(`${subtype}:${fileId}`);
-    this.log().warn({ fileId, message }, subtype === 'session_folder_not_saved' ? 'the session folder could not be stored' : 'a subagent transcript could not be stored');
-    this.record({ type: 'agentq', subtype, sessionId: fileId, message });
   }
 
   private async requeue(delayMs: number, error: TurnError | null): Promise<AttemptVerdict> {
     try {
       const row = await withTransientRetry(this.log(), () =>
-        this.lease.fenced(async (tx, checkFence, _marked, afterCommit) => {
+        this.fenced(async (tx, checkFence, _marked, afterCommit) => {
           await this.writeProgress(tx, checkFence, this.events, afterCommit);
+          await this.files.dropRefused(tx);
           return requeueTurn(tx, { turnId: this.turn.id, conversationId: this.conversation.id, delayMs, error });
         }),
       );
@@ -643,8 +694,10 @@ export class Attempt implements InputTarget {
   /** After a commit: keep the session file and note the workspace state for a next turn here. */
   private async keepForNextTurn(packed: PackedWorkspace | undefined): Promise<void> {
     try {
-      const current = this.currentSession();
-      if (current) await this.deps.cache.keepSession(this.conversation.id, current.sessionId, current.file);
+      const current = await this.currentSession();
+      if (current && this.files.sessionRefusal === undefined) {
+        await this.deps.cache.keepSession(this.conversation.id, current.sessionId, { root: this.configDir, rel: current.rel });
+      }
       if (packed) await this.deps.cache.markWorkspace(this.dirName, packed.sha256);
     } catch (err) {
       this.log().warn({ err }, 'could not keep the committed session for the next turn');
@@ -671,30 +724,26 @@ export class Attempt implements InputTarget {
     const usage = outcome?.usage;
     try {
       const next = await withTransientRetry(this.log(), () =>
-        this.lease.fenced(async (tx, _checkFence, markFenceChecked, afterCommit) => {
+        this.fenced(async (tx, _checkFence, markFenceChecked, afterCommit) => {
           if (packed) await storeWorkspace(tx, this.conversation.id, packed, this.storedWorkspaceSha);
           const current = await this.saveProgress(tx, this.events, afterCommit);
           // Every stored line of the session is now the turn's history; the conversation points at it.
-          if (current) {
-            await commitSessionLines(tx, { conversationId: this.conversation.id, sessionId: current.sessionId, attempt: this.attempt, pointConversation: false });
-            const ofThisSession = [...this.subagentFileIds].filter((id) => subpathOf(current.sessionId, id) !== undefined);
-            await commitSubagentTranscripts(tx, this.conversation.id, ofThisSession, this.attempt);
-          }
+          const committedSession = current ? await this.files.commit(tx, current) : undefined;
           // Checks the fence: the conversation row is locked by this update.
           markFenceChecked();
           return finishTurn(tx, {
             turnId: this.turn.id,
             conversationId: this.conversation.id,
             fence: this.lease.fence,
-            conversationSessionId: current?.sessionId,
-            runSessionId: current && current.sessionId !== this.runSessionId ? current.sessionId : undefined,
+            conversationSessionId: committedSession,
+            runSessionId: committedSession !== undefined && committedSession !== this.runSessionId ? committedSession : undefined,
             status,
             result: outcome?.resultText ?? null,
             error,
             costUsd: outcome?.costUsd ?? 0,
             usage: usage ?? null,
             numTurns: outcome?.numTurns ?? 0,
-            sessionIdAfter: current?.sessionId ?? this.conversation.sessionId,
+            sessionIdAfter: committedSession ?? this.conversation.sessionId,
             inputTokens: usage?.input_tokens ?? 0,
             outputTokens: usage?.output_tokens ?? 0,
             keepWarmMs: keepWarm && status === 'succeeded' ? config.worker.leaseMs : undefined,
@@ -708,7 +757,7 @@ export class Attempt implements InputTarget {
           conversationId: this.conversation.id,
           cli: this.cli,
           runDir: this.runDir,
-          sessionId: this.currentSession()?.sessionId ?? this.baseSessionId,
+          sessionId: this.sessionId(),
           fence: this.lease.fence,
           workspaceSha: packed?.sha256 ?? this.storedWorkspaceSha ?? null,
           optionsKey: this.warm!.optionsKey,

@@ -5,8 +5,9 @@
 // and a kept workspace only if the archive digest it was committed with is still the
 // stored one. On any doubt the attempt hydrates and restores as usual.
 import { createHash } from 'node:crypto';
-import { open, mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
+import { moveAgentFile, openAgentFile, readAt, type AgentPath } from '../agentFiles/agentTree.js';
 import { TAIL_DIGEST_BYTES } from '../store/persist.js';
 
 export interface CommittedHead {
@@ -14,16 +15,9 @@ export interface CommittedHead {
   committedTailSha256: string | null;
 }
 
-async function tailDigest(file: string, size: number): Promise<string> {
+async function tailDigest(fh: FileHandle, size: number): Promise<string> {
   const n = Math.min(TAIL_DIGEST_BYTES, size);
-  const fh = await open(file, 'r');
-  try {
-    const buf = Buffer.alloc(n);
-    await fh.read(buf, 0, n, size - n);
-    return createHash('sha256').update(buf).digest('hex');
-  } finally {
-    await fh.close();
-  }
+  return createHash('sha256').update(await readAt(fh, size - n, n)).digest('hex');
 }
 
 export class LocalCache {
@@ -45,12 +39,15 @@ export class LocalCache {
     return path.join(this.sessions, `${conversationId}.${sessionId}.jsonl`);
   }
 
-  /** After a commit: keeps the committed session file (moved, not copied). */
-  async keepSession(conversationId: string, sessionId: string, file: string): Promise<void> {
+  /**
+   * After a commit: keeps the committed session file (moved, not copied). The agent wrote
+   * it: it is moved only as a regular file, reached without following a link.
+   */
+  async keepSession(conversationId: string, sessionId: string, file: AgentPath): Promise<void> {
     if (this.maxSessionBytes === 0) return;
     await mkdir(this.sessions, { recursive: true });
     const target = this.sessionFile(conversationId, sessionId);
-    await rename(file, target);
+    if (!(await moveAgentFile(file, target))) return;
     const size = (await stat(target)).size;
     if (this.keptBytes !== undefined && this.keptBytes + size <= this.maxSessionBytes) {
       this.keptBytes += size;
@@ -65,13 +62,17 @@ export class LocalCache {
    */
   async takeSession(conversationId: string, sessionId: string, head: CommittedHead, target: string): Promise<boolean> {
     const cached = this.sessionFile(conversationId, sessionId);
-    let size: number;
-    try {
-      size = (await stat(cached)).size;
-    } catch {
-      return false;
+    // Opened as what it was, a file of the agent's: never through a link that may have landed here.
+    const fh = await openAgentFile({ root: this.sessions, rel: path.basename(cached) }, head.committedByteCount).catch(() => undefined);
+    let matches = false;
+    if (fh) {
+      try {
+        const { size } = await fh.stat();
+        matches = size === head.committedByteCount && size > 0 && (await tailDigest(fh, size)) === head.committedTailSha256;
+      } finally {
+        await fh.close();
+      }
     }
-    const matches = size === head.committedByteCount && size > 0 && (await tailDigest(cached, size)) === head.committedTailSha256;
     if (!matches) {
       await rm(cached, { force: true });
       return false;

@@ -13,6 +13,7 @@ import { getSessionHeads } from '../store/sessions.js';
 import { getWorkspaceSha, restoreWorkspace } from '../store/workspaces.js';
 import type { LocalCache } from './localCache.js';
 import { hydrateSubagents } from './subagentTranscripts.js';
+import { SUBAGENTS_DIR } from './sessionFolder.js';
 
 /** Where an attempt works, and what it reads from. */
 export interface AttemptDisk {
@@ -87,15 +88,16 @@ export async function hydrateConversationSession(
     const h = await hydrateSession(db, { conversationId, sessionId, cwd: d.cwd, cliCwd: d.cliCwd, configDir: d.configDir, includeUncommitted: true });
     uncommittedLines = h.uncommittedLines;
   }
-  // The session's folder (files the transcript names by path), then its subagents'
-  // transcripts: a later turn may continue one of those agents.
+  // The session's subagent transcripts (a later turn may continue one of those agents),
+  // then the rest of its folder (files the transcript names by path). In that order: the
+  // folder holds what the agent wrote, and nothing is written after it where it could lead.
+  const skipped = await hydrateSubagents(db, { conversationId, sessionId, sessionFile: target, heads: subagents });
+  if (skipped.length > 0) d.log.warn({ skipped }, 'stored subagent transcripts with names unsafe on disk were not written');
   let restoredFolder: string | null = null;
   if (folderSha256 !== null) {
-    const r = await restoreSessionFolder(db, conversationId, sessionId, sessionFolderPath(target, sessionId));
+    const r = await restoreSessionFolder(db, conversationId, sessionId, sessionFolderPath(target, sessionId), [SUBAGENTS_DIR]);
     if (r.refused.length > 0) d.log.warn({ refused: r.refused }, 'stored session folder entries that could escape it were not restored');
     restoredFolder = r.sha256;
   }
-  const skipped = await hydrateSubagents(db, { conversationId, sessionId, sessionFile: target, heads: subagents });
-  if (skipped.length > 0) d.log.warn({ skipped }, 'stored subagent transcripts with names unsafe on disk were not written');
   return { uncommittedLines, folderSha256: restoredFolder };
 }

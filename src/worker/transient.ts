@@ -2,6 +2,7 @@
 // commit succeeds (DESIGN invariant 6), so the worker keeps the local session and tries
 // again; a stale lease or a real error is not retried.
 import type { Logger } from 'pino';
+import { safeErrorMessage } from '../errors.js';
 
 /** Connection-level failures: node socket errors and SQLSTATE classes 08 (connection) and 57 (shutdown). */
 export function isTransientDbError(err: unknown): boolean {
@@ -23,7 +24,7 @@ export async function withTransientRetry<T>(log: Logger, fn: () => Promise<T>, d
       return await fn();
     } catch (err) {
       if (!isTransientDbError(err) || Date.now() > deadline) throw err;
-      log.warn({ err: (err as Error).message, retryInMs: delay }, 'Postgres unreachable; retrying the write');
+      log.warn({ err: safeErrorMessage(err), retryInMs: delay }, 'Postgres unreachable; retrying the write');
       await new Promise((r) => setTimeout(r, delay));
       delay = Math.min(delay * 2, 5000);
     }

@@ -9,6 +9,7 @@ import { Redis } from 'ioredis';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
+import { safeErrorMessage } from '../errors.js';
 import { startWorkerLive, type WorkerLive } from '../live/workerLive.js';
 import { createLogger } from '../logger.js';
 import { cancelChannel, createTurnQueue, dispatchTurn } from '../queue/dispatch.js';
@@ -269,7 +270,7 @@ export function createWorker(config: Config, options: WorkerOptions = {}): TurnW
     runner = runnerSettings(config, await resolveSandbox(config, log), runCgroupHost(config, log));
     // Each running turn needs a connection now and then (heartbeat, checkpoint, hydrate), not all the time.
     pool = createPool(config.databaseUrl, Math.min(40, Math.max(4, (options.concurrency ?? config.concurrency) + 4)), (err) =>
-      log.warn({ err: err.message }, 'Postgres connection error'),
+      log.warn({ err: safeErrorMessage(err) }, 'Postgres connection error'),
     );
     db = createStoreDb(pool);
     queueConn = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
