@@ -341,6 +341,8 @@ export interface Config {
   readonly cli: {
     /** The environment the CLI inherits: the allow-list applied to the worker's environment. */
     readonly env: Readonly<Record<string, string>>;
+    /** AGENTQ_CLI_ENV_ALLOW: the names the operator allowed besides the built-in list. */
+    readonly envAllow: readonly string[];
     readonly maxLineBytes: number;
     readonly killGraceMs: number;
     readonly idleTimeoutMs: number;
@@ -518,6 +520,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
     logLevel: v.AGENTQ_LOG_LEVEL,
     cli: {
       env: cliEnv,
+      envAllow: v.AGENTQ_CLI_ENV_ALLOW,
       maxLineBytes: v.AGENTQ_CLI_MAX_LINE_BYTES,
       killGraceMs: v.AGENTQ_CLI_KILL_GRACE_MS,
       idleTimeoutMs: v.AGENTQ_CLI_IDLE_TIMEOUT_MS,

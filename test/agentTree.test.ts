@@ -5,14 +5,14 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, renameSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { agentPathKind, moveAgentFile, openAgentFile, readAgentFile, walkAgentTree, type TreeEntry } from '../src/agentFiles/agentTree.js';
+import { agentPathKind, moveAgentFile, openAgentFile, readAgentFile, walkAgentTree, type TreeEntry, type WalkLimits } from '../src/agentFiles/agentTree.js';
 import { AgentFileRefusedError } from '../src/errors.js';
 import { tempDirs } from './helpers/files.js';
 
 const dirs = tempDirs();
 afterEach(() => dirs.cleanup());
 
-const BIG = { maxEntries: 1_000_000, maxBytes: Number.MAX_SAFE_INTEGER };
+const BIG: WalkLimits = { maxEntries: 1_000_000, maxBytes: Number.MAX_SAFE_INTEGER };
 
 /** A root the agent wrote, next to a secret it must never get the worker to read. */
 function setup() {
@@ -35,7 +35,7 @@ async function refusal(p: Promise<unknown>): Promise<AgentFileRefusedError> {
   return err as AgentFileRefusedError;
 }
 
-async function walk(root: string, rel = '', limits = BIG): Promise<TreeEntry[]> {
+async function walk(root: string, rel = '', limits: WalkLimits = BIG): Promise<TreeEntry[]> {
   const out: TreeEntry[] = [];
   for await (const e of walkAgentTree({ root, rel }, limits)) out.push(e);
   return out;

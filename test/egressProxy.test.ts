@@ -102,6 +102,7 @@ function viaSocket(socketPath: string, pathName: string, body?: string): Promise
 }
 
 const mockPort = () => new URL(mock.url).port;
+const keyOnly = (apiKey: string | undefined) => ({ apiKey, bearerToken: undefined, headers: {} });
 
 describe('which connections use the proxy', () => {
   it('NO_PROXY names, suffixes, ports and *; loopback always direct; the proxy kind by scheme', () => {
@@ -130,7 +131,7 @@ describe('the model API forwarder through a proxy', () => {
   it('plain HTTP: the request goes to the proxy in absolute form, with the proxy credentials, and the key is still swapped', async () => {
     const socketPath = path.join(root, 'api-http.sock');
     const before = mock.requests.length;
-    const fwd = startApiProxy({ socketPath, upstream: `http://model.agentq.test:${mockPort()}`, apiKey: 'sk-real', egressProxy: proxy.url('agent:s%40cret@') });
+    const fwd = startApiProxy({ socketPath, upstream: `http://model.agentq.test:${mockPort()}`, credentials: keyOnly('sk-real'), egressProxy: proxy.url('agent:s%40cret@') });
     try {
       const body = JSON.stringify({ model: 'claude-test', max_tokens: 10, messages: [{ role: 'user', content: 'via proxy' }] });
       const res = await viaSocket(socketPath, '/v1/messages', body);
@@ -159,16 +160,16 @@ describe('the model API forwarder through a proxy', () => {
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     const port = (server.address() as net.AddressInfo).port;
     const socketPath = path.join(root, 'api-https.sock');
-    const fwd = startApiProxy({ socketPath, upstream: `https://secure.agentq.test:${port}/prefix`, apiKey: 'sk-real', egressProxy: proxy.url(), ca: cert });
+    const fwd = startApiProxy({ socketPath, upstream: `https://secure.agentq.test:${port}/prefix`, credentials: keyOnly('sk-real'), egressProxy: proxy.url(), ca: cert });
     try {
-      const res = await viaSocket(socketPath, '/v1/models');
+      const res = await viaSocket(socketPath, '/v1/messages/count_tokens', '{}');
       expect(res.status, res.text).toBe(200);
-      expect(JSON.parse(res.text)).toEqual({ path: '/prefix/v1/models', key: 'sk-real' });
+      expect(JSON.parse(res.text)).toEqual({ path: '/prefix/v1/messages/count_tokens', key: 'sk-real' });
       expect(proxy.seen.some((s) => s.kind === 'connect' && s.target === `secure.agentq.test:${port}`)).toBe(true);
       // Without the CA the certificate is refused: the tunnel does not weaken TLS.
-      const strict = startApiProxy({ socketPath: path.join(root, 'api-https-strict.sock'), upstream: `https://secure.agentq.test:${port}`, egressProxy: proxy.url() });
+      const strict = startApiProxy({ socketPath: path.join(root, 'api-https-strict.sock'), upstream: `https://secure.agentq.test:${port}`, credentials: keyOnly(undefined), egressProxy: proxy.url() });
       try {
-        const refused = await viaSocket(path.join(root, 'api-https-strict.sock'), '/v1/models');
+        const refused = await viaSocket(path.join(root, 'api-https-strict.sock'), '/v1/messages/count_tokens', '{}');
         expect(refused.status).toBe(502);
         expect(refused.text).toMatch(/self[- ]signed|certificate/i);
       } finally {
@@ -184,9 +185,9 @@ describe('the model API forwarder through a proxy', () => {
   it("a proxy that refuses the tunnel is a 502 naming the proxy's answer", async () => {
     const refusing = await startTestProxy({ refuse: true });
     const socketPath = path.join(root, 'api-refused.sock');
-    const fwd = startApiProxy({ socketPath, upstream: 'https://api.agentq.test', egressProxy: refusing.url() });
+    const fwd = startApiProxy({ socketPath, upstream: 'https://api.agentq.test', credentials: keyOnly(undefined), egressProxy: refusing.url() });
     try {
-      const res = await viaSocket(socketPath, '/v1/models');
+      const res = await viaSocket(socketPath, '/v1/messages/count_tokens', '{}');
       expect(res.status).toBe(502);
       expect(res.text).toMatch(/refused CONNECT api\.agentq\.test:443: HTTP 407/);
     } finally {

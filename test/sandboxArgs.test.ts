@@ -1,6 +1,10 @@
-// bwrap's argv: what is mounted where, and in an order that does not hide a mount.
+// bwrap's argv: what is mounted where, and in an order that does not hide a mount; what of
+// the environment and the host's paths the agent can see; which requests the forwarder passes.
 import { describe, expect, it } from 'vitest';
+import { forwardedTarget } from '../src/sandbox/apiProxy.js';
 import { buildBwrapArgs, innerCommand, API_LISTENER } from '../src/sandbox/bwrapArgs.js';
+import { DUMMY_API_KEY, parseCustomHeaders, SANDBOX_PATH, splitSandboxEnv } from '../src/sandbox/sandboxEnv.js';
+import { wrapInSandbox } from '../src/sandbox/wrapRun.js';
 
 /** The [flag, host, inside] triples of the bind mounts, in argv order. */
 function binds(args: string[]): [string, string, string][] {
@@ -48,5 +52,94 @@ describe('buildBwrapArgs', () => {
     // /proc/net/tcp writes 127.0.0.2:443 as 0200007F:01BB.
     expect(script).toContain(' 0200007F:01BB 00000000:0000 0A');
     expect(cmd.slice(4)).toEqual(['/opt/claude', '-p']);
+  });
+});
+
+describe('what the agent can read of the worker', () => {
+  const env = {
+    PATH: '/srv/agentq/node_modules/.bin:/usr/bin:/bin',
+    ANTHROPIC_API_KEY: 'sk-ant-real-key',
+    ANTHROPIC_AUTH_TOKEN: 'real-bearer',
+    CLAUDE_CODE_OAUTH_TOKEN: 'real-oauth',
+    ANTHROPIC_CUSTOM_HEADERS: 'X-Gateway-Key: gw-secret\nX-Team: red',
+    ANTHROPIC_FOUNDRY_API_KEY: 'foundry-secret',
+    CLAUDE_CODE_MAX_RETRIES: '2',
+    GITHUB_TOKEN: 'gh-meant-for-the-agent',
+    HTTPS_PROXY: 'http://proxy.corp:3128',
+    AGENTQ_RUN_ID: 'run-1',
+  };
+
+  it('credentials go to the forwarder; the sandbox gets placeholders, no headers, no other secret-named variable, its own PATH', () => {
+    const { inside, credentials } = splitSandboxEnv(env, ['GITHUB_TOKEN']);
+    expect(credentials).toEqual({ apiKey: 'sk-ant-real-key', bearerToken: 'real-bearer', headers: { 'x-gateway-key': 'gw-secret', 'x-team': 'red' } });
+    expect(inside).toEqual({
+      PATH: SANDBOX_PATH,
+      ANTHROPIC_API_KEY: DUMMY_API_KEY,
+      ANTHROPIC_AUTH_TOKEN: DUMMY_API_KEY,
+      CLAUDE_CODE_OAUTH_TOKEN: DUMMY_API_KEY,
+      CLAUDE_CODE_MAX_RETRIES: '2',
+      GITHUB_TOKEN: 'gh-meant-for-the-agent',
+      AGENTQ_RUN_ID: 'run-1',
+    });
+    // Without the operator naming it, a token is not the agent's either.
+    expect(splitSandboxEnv(env).inside.GITHUB_TOKEN).toBeUndefined();
+    // An OAuth token alone is the bearer.
+    expect(splitSandboxEnv({ CLAUDE_CODE_OAUTH_TOKEN: 'o' }).credentials.bearerToken).toBe('o');
+    expect(parseCustomHeaders('bad line\n: no name\nOk: 1\r\nSp ace: x')).toEqual({ ok: '1' });
+  });
+
+  it("bwrap's argv holds no host path of the run (they go through fd 3), and no credential", () => {
+    const wrapped = wrapInSandbox(
+      { bwrapPath: '/usr/bin/bwrap', socatPath: '/usr/bin/socat' },
+      {
+        file: process.execPath,
+        args: ['-p'],
+        env,
+        cwd: '/srv/agentq-workspaces/tenant-ticket-1',
+        configDir: '/srv/agentq-runs/turn.1.abc/config',
+        homeDir: undefined,
+        tmpDir: '/srv/agentq-runs/turn.1.abc/tmp',
+        addDirs: [],
+      },
+    );
+    try {
+      const argv = wrapped.args.join(' ');
+      const options = new TextDecoder().decode(wrapped.fd3).split('\0');
+      expect(wrapped.args.slice(0, 3)).toEqual(['--args', '3', '--']);
+      expect(argv).not.toMatch(/agentq-workspaces|agentq-runs|agentq-sbx/);
+      expect(options).toContain('/srv/agentq-workspaces/tenant-ticket-1');
+      expect(options).toContain('/srv/agentq-runs/turn.1.abc/config');
+      const visible = `${argv} ${Object.entries(wrapped.env).join(' ')}`;
+      for (const secret of ['sk-ant-real-key', 'real-bearer', 'real-oauth', 'gw-secret', 'foundry-secret', 'AGENTQ_PARENT_PID', '/srv/']) {
+        expect(visible).not.toContain(secret);
+      }
+    } finally {
+      wrapped.close();
+    }
+  });
+});
+
+describe('the API forwarder', () => {
+  it('passes POST /v1/messages and /v1/messages/count_tokens exactly, and nothing else', () => {
+    expect(forwardedTarget('POST', '/v1/messages?beta=true')).toBe('/v1/messages?beta=true');
+    expect(forwardedTarget('POST', '/v1/messages/count_tokens?beta=true')).toBe('/v1/messages/count_tokens?beta=true');
+    expect(forwardedTarget('POST', '/v1/messages')).toBe('/v1/messages');
+    for (const [method, url] of [
+      ['POST', '/v1/../anything'],
+      ['POST', '/v1/messages/../../admin'],
+      ['POST', '/v1/%2e%2e/anything'],
+      ['POST', '/v1/messages%2f..%2f..%2fx'],
+      ['POST', '/v1//messages'],
+      ['POST', '/v1/messages/'],
+      ['POST', '/v1/./messages'],
+      ['POST', '/V1/messages'],
+      ['POST', '/v1/messages\\..'],
+      ['POST', '/v1/organizations/me'],
+      ['POST', '/v1/messages?x=1#y'],
+      ['GET', '/v1/messages'],
+      ['HEAD', '/'],
+    ] as const) {
+      expect(forwardedTarget(method, url), `${method} ${url}`).toBeUndefined();
+    }
   });
 });

@@ -124,8 +124,10 @@ export function startClaude(options: RunOptions, settings: RunnerSettings, hooks
     };
   }
 
-  const env = { ...buildRunEnv(settings.env, o), [RUN_MARKER_VAR]: runId, [PARENT_PID_VAR]: String(process.pid) };
-  // Sandboxed: the same CLI argv and environment, started by bwrap (src/sandbox).
+  const env: Record<string, string> = { ...buildRunEnv(settings.env, o), [RUN_MARKER_VAR]: runId };
+  // Sandboxed: the same CLI argv and environment, started by bwrap (src/sandbox). The
+  // worker's pid stays out of it (bwrap dies with the worker: --die-with-parent); unsandboxed,
+  // it lets the orphan sweep find runs whose worker died.
   const sandboxed: SandboxedSpawn | undefined = settings.sandbox
     ? wrapInSandbox(settings.sandbox, {
         file: settings.claudePath,
@@ -138,6 +140,7 @@ export function startClaude(options: RunOptions, settings: RunnerSettings, hooks
         addDirs: o.addDirs ?? [],
       })
     : undefined;
+  if (!sandboxed) env[PARENT_PID_VAR] = String(process.pid);
   // With limits: the spawn joins the run's cgroup before it executes (then bwrap or the CLI).
   let group: RunCgroup | undefined;
   let spawnFile = sandboxed?.file ?? settings.claudePath;
@@ -155,9 +158,8 @@ export function startClaude(options: RunOptions, settings: RunnerSettings, hooks
     cwd: o.cwd,
     env: sandboxed?.env ?? env,
     extendEnv: false,
-    stdin: o.streamInput ? 'pipe' : 'ignore',
-    stdout: 'pipe',
-    stderr: 'pipe',
+    // Sandboxed, fd 3 carries bwrap's options (the host paths are not put in its argv).
+    stdio: [o.streamInput ? 'pipe' : 'ignore', 'pipe', 'pipe', ...(sandboxed ? [sandboxed.fd3] : [])],
     // Its own process group, so signals reach tool children too.
     detached: true,
     buffer: false,

@@ -1,21 +1,23 @@
 // The host side of the sandbox's only way out: an HTTP forwarder on a unix socket that
-// passes `/v1/*` requests to the real Messages API and puts the real credentials on
-// them. The sandbox holds a dummy key only, so an agent that reads its own environment
-// learns nothing it could use elsewhere. Everything else gets 404.
+// passes the Messages API requests the CLI makes (POST /v1/messages and
+// /v1/messages/count_tokens, compared byte for byte: no `..`, no encoding, no other path)
+// to the real API and puts the real credentials on them (src/sandbox/sandboxEnv.ts). The
+// sandbox holds placeholders only, so an agent that reads its own environment learns
+// nothing it could use elsewhere, and cannot aim the real key at another endpoint.
+// Everything else gets 404.
 import http from 'node:http';
 import https from 'node:https';
 import tls from 'node:tls';
 import { connectThroughProxy, proxyAuthorization } from './egressProxy.js';
+import type { ForwardedCredentials } from './sandboxEnv.js';
 
 export interface ApiProxyOptions {
   /** The unix socket path to listen on. */
   socketPath: string;
   /** The real API base URL (may carry a path prefix). */
   upstream: string;
-  /** Replaces `x-api-key` on every forwarded request, when set. */
-  apiKey?: string | undefined;
-  /** Replaces `authorization` with `Bearer <token>`, when set. */
-  authToken?: string | undefined;
+  /** Put on every forwarded request: `x-api-key`, `authorization: Bearer`, custom headers (each replacing what the sandbox sent). */
+  credentials: ForwardedCredentials;
   /** The outbound proxy to reach `upstream` through (see egressProxy.ts); undefined: direct. */
   egressProxy?: URL | undefined;
   /** Extra CA certificates trusted for an https upstream (a private CA); default: Node's store. */
@@ -25,6 +27,20 @@ export interface ApiProxyOptions {
 export interface ApiProxy {
   /** Stops listening and cuts open connections (the run is over). */
   close(): void;
+}
+
+/** The paths the CLI calls, exactly as it sends them (before the query). */
+export const FORWARDED_PATHS: readonly string[] = ['/v1/messages', '/v1/messages/count_tokens'];
+
+/** The request's path and query when it is one the forwarder passes, else undefined. */
+export function forwardedTarget(method: string | undefined, url: string): string | undefined {
+  if (method !== 'POST') return undefined;
+  const q = url.indexOf('?');
+  const pathname = q === -1 ? url : url.slice(0, q);
+  if (!FORWARDED_PATHS.includes(pathname)) return undefined;
+  // A query cannot change the path, but keep it to plain characters all the same.
+  const query = q === -1 ? '' : url.slice(q);
+  return /^[\x21-\x7e]*$/.test(query) && !query.includes('#') ? `${pathname}${query}` : undefined;
 }
 
 /** Headers that describe one hop, not the request (RFC 9110 7.6.1). */
@@ -39,16 +55,20 @@ export function startApiProxy(o: ApiProxyOptions): ApiProxy {
   const prefix = base.pathname.replace(/\/+$/, '');
   const client = base.protocol === 'https:' ? https : http;
   const server = http.createServer((req, res) => {
-    const url = req.url ?? '/';
-    if (!url.startsWith('/v1/')) {
-      res.writeHead(404, { 'content-type': 'application/json' }).end('{"type":"error","error":{"type":"not_found_error","message":"only /v1/* is forwarded"}}');
+    const url = forwardedTarget(req.method, req.url ?? '/');
+    if (url === undefined) {
+      res
+        .writeHead(404, { 'content-type': 'application/json' })
+        .end(`{"type":"error","error":{"type":"not_found_error","message":"the agentq forwarder passes only POST ${FORWARDED_PATHS.join(', ')}"}}`);
       req.resume();
       return;
     }
+    const { apiKey, bearerToken, headers: custom } = o.credentials;
     const headers: http.OutgoingHttpHeaders = {};
     for (const [name, value] of Object.entries(req.headers)) if (!HOP_BY_HOP.has(name) && value !== undefined) headers[name] = value;
-    if (o.apiKey !== undefined) headers['x-api-key'] = o.apiKey;
-    if (o.authToken !== undefined) headers.authorization = `Bearer ${o.authToken}`;
+    if (apiKey !== undefined) headers['x-api-key'] = apiKey;
+    if (bearerToken !== undefined) headers.authorization = `Bearer ${bearerToken}`;
+    Object.assign(headers, custom);
     const onResponse = (upstreamRes: http.IncomingMessage) => {
       const out: http.OutgoingHttpHeaders = {};
       for (const [name, value] of Object.entries(upstreamRes.headers)) if (!HOP_BY_HOP.has(name) && value !== undefined) out[name] = value;

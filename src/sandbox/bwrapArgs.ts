@@ -64,7 +64,7 @@ function systemArgs(): string[] {
   return args;
 }
 
-/** The bwrap flags (up to and including `--`) that isolate one run. */
+/** The bwrap options that isolate one run (given to bwrap through `--args <fd>`, so no host path is in its argv). */
 export function buildBwrapArgs(l: BwrapLayout): string[] {
   const args = [
     // An unprivileged user with no capabilities, unable to make namespaces of its own:
@@ -92,7 +92,7 @@ export function buildBwrapArgs(l: BwrapLayout): string[] {
   const depth = (p: string) => p.split('/').filter(Boolean).length;
   for (const m of [...mounts].sort((a, b) => depth(a.inside) - depth(b.inside))) args.push(m.flag, m.host, m.inside);
   // Everything not bound above (the root itself, the mount points bwrap made) is read-only.
-  args.push('--remount-ro', '/', '--chdir', SANDBOX_WORKSPACE, '--');
+  args.push('--remount-ro', '/', '--chdir', SANDBOX_WORKSPACE);
   return args;
 }
 

@@ -42,7 +42,14 @@ async function probe(bwrapPath: string | undefined, socatPath: string | undefine
       homeDir: undefined,
       addDirs: [],
     });
-    const r = await execa(wrapped.file, wrapped.args, { reject: false, timeout: PROBE_TIMEOUT_MS, stdin: 'ignore', extendEnv: false, env: wrapped.env, cwd: dirs.cwd });
+    const r = await execa(wrapped.file, wrapped.args, {
+      reject: false,
+      timeout: PROBE_TIMEOUT_MS,
+      stdio: ['ignore', 'pipe', 'pipe', wrapped.fd3],
+      extendEnv: false,
+      env: wrapped.env,
+      cwd: dirs.cwd,
+    });
     if (r.exitCode !== 0) {
       const why = String(r.stderr || r.shortMessage || `exit code ${r.exitCode ?? '?'}`).trim().split('\n').slice(-2).join(' ');
       return { ok: false, reason: `a test sandbox failed to start: ${why}`, version };

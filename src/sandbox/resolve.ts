@@ -19,7 +19,7 @@ export async function resolveSandbox(config: Config, log: Logger): Promise<Sandb
   const probe = await probeSandbox(bwrapPath, socatPath);
   if (probe.ok) {
     log.info({ bwrap: probe.version, probeMs: probe.ms }, 'CLI runs are sandboxed with bubblewrap');
-    return { ...probe.settings, allowHosts: config.sandbox.allowHosts };
+    return { ...probe.settings, allowHosts: config.sandbox.allowHosts, passEnv: config.cli.envAllow };
   }
   if (mode === 'bwrap') throw new SandboxUnavailableError(probe.reason);
   log.error(

@@ -7,4 +7,6 @@ export interface SandboxSettings {
   socatPath: string;
   /** Hosts a run may reach besides the model API (AGENTQ_SANDBOX_ALLOW_HOSTS), forwarded as raw TCP. */
   allowHosts?: readonly { host: string; port: number }[];
+  /** AGENTQ_CLI_ENV_ALLOW: variables passed into the sandbox even when their names say they are credentials. */
+  passEnv?: readonly string[];
 }

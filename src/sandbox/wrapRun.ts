@@ -17,14 +17,12 @@ import {
   SANDBOX_TMP,
   SANDBOX_USER,
 } from './layout.js';
+import { splitSandboxEnv } from './sandboxEnv.js';
 import type { SandboxSettings } from './settings.js';
 
 /** Where the Messages API is when ANTHROPIC_BASE_URL is unset. */
 export const DEFAULT_API_BASE_URL = 'https://api.anthropic.com';
-/** What the sandbox sees instead of a real credential; the forwarder swaps it. */
-export const DUMMY_API_KEY = 'sk-ant-agentq-sandbox-placeholder';
-/** Proxy settings would point at hosts the sandbox cannot reach: the forwarders use them on the host side instead. */
-const DROPPED_VARS = ['HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'http_proxy', 'https_proxy', 'no_proxy'];
+export { DUMMY_API_KEY } from './sandboxEnv.js';
 
 export interface UnsandboxedSpawn {
   file: string;
@@ -42,7 +40,10 @@ export interface UnsandboxedSpawn {
 
 export interface SandboxedSpawn {
   file: string;
+  /** `bwrap --args 3 -- <command>`: the mounts (host paths) go in through fd 3, not argv, which the agent can read as /proc/1/cmdline. */
   args: string[];
+  /** What to give the spawn as its fd 3 (NUL-separated bwrap options). */
+  fd3: Uint8Array;
   env: Record<string, string>;
   /** Stops the forwarder and removes the run's socket and /etc files. Idempotent. */
   close(): void;
@@ -123,14 +124,12 @@ export function wrapInSandbox(s: SandboxSettings, run: UnsandboxedSpawn): Sandbo
     const hostsFile = path.join(hostDir, 'hosts');
     writeFileSync(hostsFile, [...hostLines, '127.0.0.1 localhost', '::1 localhost', ''].join('\n'));
 
-    const env: Record<string, string> = { ...run.env };
-    for (const v of DROPPED_VARS) delete env[v];
-    const upstream = new URL(env.ANTHROPIC_BASE_URL ?? DEFAULT_API_BASE_URL);
+    const { inside: env, credentials } = splitSandboxEnv(run.env, s.passEnv);
+    const upstream = new URL(run.env.ANTHROPIC_BASE_URL ?? DEFAULT_API_BASE_URL);
     proxy = startApiProxy({
       socketPath: path.join(socketDir, API_SOCKET_NAME),
       upstream: upstream.toString(),
-      apiKey: env.ANTHROPIC_API_KEY,
-      authToken: env.ANTHROPIC_AUTH_TOKEN,
+      credentials,
       egressProxy: egressProxyFor(
         upstream.protocol === 'https:' ? 'https' : 'http',
         upstream.hostname,
@@ -139,8 +138,6 @@ export function wrapInSandbox(s: SandboxSettings, run: UnsandboxedSpawn): Sandbo
       ),
     });
     env.ANTHROPIC_BASE_URL = `http://127.0.0.1:${SANDBOX_API_PORT}`;
-    if (env.ANTHROPIC_API_KEY !== undefined) env.ANTHROPIC_API_KEY = DUMMY_API_KEY;
-    if (env.ANTHROPIC_AUTH_TOKEN !== undefined) env.ANTHROPIC_AUTH_TOKEN = DUMMY_API_KEY;
     const configInside = run.homeDir === undefined ? SANDBOX_HOME : SANDBOX_CONFIG_DIR;
     env.HOME = SANDBOX_HOME;
     env.CLAUDE_CONFIG_DIR = configInside;
@@ -163,11 +160,12 @@ export function wrapInSandbox(s: SandboxSettings, run: UnsandboxedSpawn): Sandbo
     const readOnly = [...new Set([...cliDirs(cliPath, interpreter.length > 0), ...interpreter, path.dirname(s.socatPath)])].filter(
       (d) => !d.startsWith('/usr/'),
     );
-    const args = [
-      ...buildBwrapArgs({ workspace: run.cwd, writable, readOnly, socketDir, passwdFile, groupFile, hostsFile }),
-      ...innerCommand(s.socatPath, cliPath, run.args, listeners),
-    ];
-    return { file: s.bwrapPath, args, env, close };
+    // A script's interpreter (`#!/usr/bin/env node`) is looked up on PATH.
+    env.PATH = [...interpreter.filter((d) => !env.PATH!.split(':').includes(d)), env.PATH].join(':');
+    const options = buildBwrapArgs({ workspace: run.cwd, writable, readOnly, socketDir, passwdFile, groupFile, hostsFile });
+    const fd3 = new TextEncoder().encode(options.map((a) => `${a}\0`).join(''));
+    const args = ['--args', '3', '--', ...innerCommand(s.socatPath, cliPath, run.args, listeners)];
+    return { file: s.bwrapPath, args, fd3, env, close };
   } catch (err) {
     close();
     throw err;
