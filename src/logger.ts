@@ -1,5 +1,5 @@
 // pino logger with secrets redacted wherever they may appear in log objects.
-import { pino, stdSerializers, type Logger } from 'pino';
+import { pino, stdSerializers, type DestinationStream, type Logger } from 'pino';
 import type { Config } from './config.js';
 import { isQueryError, safeErrorMessage } from './errors.js';
 
@@ -39,13 +39,15 @@ export function serializeError(err: unknown): unknown {
   return out;
 }
 
-export function createLogger(config: Pick<Config, 'logLevel'>, name = 'agentq'): Logger {
-  return pino({
+/** The logger every agentq process uses; `destination` (default stdout) for tests. */
+export function createLogger(config: Pick<Config, 'logLevel'>, name = 'agentq', destination?: DestinationStream): Logger {
+  const options = {
     name,
     level: config.logLevel,
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
     serializers: { err: serializeError, error: serializeError },
-  });
+  };
+  return destination ? pino(options, destination) : pino(options);
 }
 
 export type { Logger };

@@ -5,6 +5,7 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, type TestContext } from 'vitest';
+import { countHandBacks } from '../src/store/turns.js';
 import { createClient, type AgentqClient } from '../src/queue/client.js';
 import { hydrateSession } from '../src/store/hydrate.js';
 import { createTestAgentq, type TestAgentq } from './helpers/agentq.js';
@@ -362,6 +363,8 @@ describe('the turn protocol across worker processes', () => {
     expect(done.status).toBe('succeeded');
     expect(done.attempts).toBe(2);
     expect(done.error).toBeNull();
+    // The drained attempt says so: it does not count against AGENTQ_MAX_ATTEMPTS.
+    expect(await countHandBacks(client.db, turnId)).toBe(1);
     const retry = starts().find((r) => r.prompt.endsWith('drained task') && r.pid !== first.pid)!;
     expect(retry.ppid).toBe(other.pid);
     expect(retry.sessionId).toBe(first.sessionId);

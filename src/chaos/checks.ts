@@ -1,7 +1,10 @@
 // The properties the chaos suite checks at the end, read from the private Postgres and
 // from the fake CLI's own log of what each run was given.
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { gunzipSync } from 'node:zlib';
 import type pg from 'pg';
+import { decodeChunk } from '../store/chunks.js';
+import type { ChunkCodec } from '../store/schema.js';
 
 /**
  * The suite's own instrumentation, installed in its private database only: every change
@@ -207,4 +210,38 @@ export function processesWithMarker(marker: string): number[] {
     }
   }
   return found;
+}
+
+/**
+ * The hostile case: what is stored for each hostile conversation (session and subagent
+ * lines, sidecars, session folders, workspace) must hold nothing of another conversation
+ * (no other `chaos c<n> turn` tag) and nothing of `hostFiles` (lines of root-only files).
+ * Returns one violation per conversation that holds any.
+ */
+export async function foreignData(client: pg.Client, hostile: readonly number[], hostFiles: readonly string[]): Promise<Violation[]> {
+  const violations: Violation[] = [];
+  for (const conv of hostile) {
+    const id = (await client.query<{ id: string }>('select id from conversations where external_id = $1', [`chaos-${conv}`])).rows[0]?.id;
+    if (!id) continue;
+    const texts: string[] = [];
+    const chunks = await client.query<{ codec: ChunkCodec; data: Buffer }>('select codec, data from session_chunks where conversation_id = $1', [id]);
+    for (const c of chunks.rows) texts.push((await decodeChunk(c.data, c.codec)).toString('latin1'));
+    const sidecars = await client.query<{ content: string }>('select content from session_sidecars where conversation_id = $1', [id]);
+    texts.push(...sidecars.rows.map((r) => r.content));
+    for (const table of ['session_folders', 'workspaces']) {
+      const archives = await client.query<{ archive: Buffer }>(`select archive from ${table} where conversation_id = $1`, [id]);
+      texts.push(...archives.rows.filter((r) => r.archive.length > 0).map((r) => gunzipSync(r.archive).toString('latin1')));
+    }
+    const all = texts.join('\n');
+    const others = [...all.matchAll(new RegExp(PROMPT_TAG.source, 'g'))].map((m) => Number(m[1])).filter((n) => n !== conv);
+    const host = hostFiles.filter((line) => line !== '' && all.includes(line));
+    if (others.length || host.length) {
+      violations.push({
+        property: 'foreignData',
+        turnIds: [],
+        detail: `chaos-${conv} stored data of ${[...new Set(others)].map((n) => `chaos-${n}`).concat(host.length ? ['host files'] : []).join(', ')}`,
+      });
+    }
+  }
+  return violations;
 }

@@ -16,7 +16,7 @@ import { createPool } from '../store/pool.js';
 import { hydrateSession } from '../store/hydrate.js';
 import { migrate } from '../store/migrate.js';
 import { fakeCliPath } from '../testing/fakeCliPath.js';
-import { AUDIT_SQL, checkRun, duplicateUuids, processesWithMarker, readCliLog, type CheckResult } from './checks.js';
+import { AUDIT_SQL, checkRun, duplicateUuids, foreignData, processesWithMarker, readCliLog, type CheckResult } from './checks.js';
 import { startPrivatePostgres, startPrivateRedis } from './services.js';
 import { WorkerPool } from './workerPool.js';
 
@@ -28,6 +28,7 @@ export const CASES = {
   freeze: 'SIGSTOP a random worker past its job lock and lease every 3 s, then SIGCONT it',
   deploy: 'SIGTERM a random worker every 3 s (it drains) while a third of the CLIs ignore SIGTERM',
   disk: 'fill the disk of the workspace and runs roots (a small tmpfs) every 3 s, free it 1.5 s later',
+  hostile: 'SIGKILL a random worker every 2 s while a quarter of the conversations plant links (into the runs root, the session cache, other workspaces, /etc/shadow), FIFOs and link loops in their session folders',
 } as const;
 type CaseName = keyof typeof CASES;
 
@@ -78,8 +79,8 @@ async function main(argv: string[], parentEnv: Readonly<Record<string, string | 
 
 async function runCase(name: CaseName, quick: boolean, parentEnv: Readonly<Record<string, string | undefined>>): Promise<Record<string, unknown>> {
   const plan: Plan = quick
-    ? { turns: 120, conversations: 12, workers: 3, concurrency: 4, faultEveryMs: name === 'kill' ? 2000 : 3000, deadlineMs: 4 * 60_000 }
-    : { turns: 500, conversations: 50, workers: 3, concurrency: 4, faultEveryMs: name === 'kill' ? 2000 : 3000, deadlineMs: 12 * 60_000 };
+    ? { turns: 120, conversations: 12, workers: 3, concurrency: 4, faultEveryMs: KILLS_EVERY_2S.includes(name) ? 2000 : 3000, deadlineMs: 4 * 60_000 }
+    : { turns: 500, conversations: 50, workers: 3, concurrency: 4, faultEveryMs: KILLS_EVERY_2S.includes(name) ? 2000 : 3000, deadlineMs: 12 * 60_000 };
   const root = mkdtempSync(path.join(os.tmpdir(), 'agentq-chaos-'));
   // The private Postgres runs as the postgres user: it must be able to reach its data dir.
   chmodSync(root, 0o755);
@@ -141,7 +142,11 @@ async function runCase(name: CaseName, quick: boolean, parentEnv: Readonly<Recor
         const delayMs = 50 + Math.floor(Math.random() * 450);
         // In the deploy case a third of the CLIs ignore SIGTERM: the drain must SIGKILL them.
         const stubborn = name === 'deploy' && Math.random() < 1 / 3;
-        const script = stubborn ? { delayMs: delayMs + 1000, extraLines: 2, ignoreSigterm: true } : { delayMs, extraLines: 2 };
+        const script = stubborn
+          ? { delayMs: delayMs + 1000, extraLines: 2, ignoreSigterm: true }
+          : name === 'hostile'
+            ? { delayMs, extraLines: 2, ...hostileScript(c, env) }
+            : { delayMs, extraLines: 2 };
         await client.enqueueTurn({
           conversationId: `chaos-${c}`,
           prompt: `#fake ${JSON.stringify(script)}\nchaos c${c} turn ${turn}`,
@@ -153,6 +158,7 @@ async function runCase(name: CaseName, quick: boolean, parentEnv: Readonly<Recor
 
     const inject: Record<CaseName, () => void> = {
       kill: () => workers.killOneAndReplace(),
+      hostile: () => workers.killOneAndReplace(),
       freeze: () => workers.freezeOne(5000),
       deploy: () => workers.drainOneAndReplace(),
       disk: () => {
@@ -194,13 +200,17 @@ async function runCase(name: CaseName, quick: boolean, parentEnv: Readonly<Recor
     const check = new pg.Client({ connectionString: postgres.url });
     await check.connect();
     const result: CheckResult = await checkRun(check, readCliLog(logFile));
-    await check.end();
     result.duplicateLines = await countDuplicateLines(postgres.url, root);
     if (result.duplicateLines) result.violations.push({ property: 'duplicateLines', turnIds: [], detail: `${result.duplicateLines} session entries stored twice` });
+    if (name === 'hostile') {
+      const shadow = readFileSync('/etc/shadow', 'utf8').split('\n').slice(0, 3);
+      result.violations.push(...(await foreignData(check, hostileConversations(plan.conversations), shadow)));
+    }
     if (workers.unexpectedExits.length) {
       result.violations.push({ property: 'workerCrashes', turnIds: [], detail: `workers ended on their own: ${workers.unexpectedExits.join(', ')}` });
     }
     if (orphans.length) result.violations.push({ property: 'orphans', turnIds: [], detail: `CLI processes left: ${orphans.join(', ')}` });
+    await check.end();
 
     const summary = {
       case: name,
@@ -242,6 +252,40 @@ async function runCase(name: CaseName, quick: boolean, parentEnv: Readonly<Recor
     if (keep) say(`kept ${root} for inspection`);
     else rmSync(root, { recursive: true, force: true });
   }
+}
+
+/** Cases that SIGKILL a worker every 2 s (the others inject their fault every 3 s). */
+const KILLS_EVERY_2S: readonly CaseName[] = ['kill', 'hostile'];
+
+/** In the hostile case, conversations 1, 5, 9, ...: a quarter of them. */
+function hostileConversations(conversations: number): number[] {
+  const out: number[] = [];
+  for (let c = 1; c <= conversations; c += 4) out.push(c);
+  return out;
+}
+
+/**
+ * The fake CLI's script for conversation `c` in the hostile case. A hostile turn plants, in
+ * its session folder, links to every attempt's directory and to the session cache of the
+ * worker (where the other conversations' transcripts and tool outputs are), to the
+ * workspaces and to /etc/shadow, a FIFO and a fan-out of link loops. The others leave a
+ * tool output and a subagent transcript there, each holding their prompt's tag.
+ */
+function hostileScript(c: number, env: Record<string, string>): Record<string, unknown> {
+  if (c % 4 !== 1) return { toolResult: 'out', subagent: 'helper' };
+  const runs = env.AGENTQ_RUNS_ROOT!;
+  return {
+    plant: {
+      links: {
+        'tool-results': runs,
+        subagents: path.join(runs, '.cache', 'sessions'),
+        'stolen/shadow.txt': '/etc/shadow',
+        'stolen/workspaces': env.AGENTQ_WORKSPACE_ROOT!,
+      },
+      fifos: ['stolen/pipe'],
+      loops: 8,
+    },
+  };
 }
 
 /** A 64 MiB tmpfs, so the suite can fill it without touching the machine's disks (needs root). */

@@ -22,7 +22,6 @@ import { workspaceDirName } from '../store/ids.js';
 import { discardUncommitted } from '../store/sessions.js';
 import {
   appendTurnEvents,
-  countHandBacks,
   finishTurn,
   HANDED_BACK_SUBTYPE,
   listTurns,
@@ -43,7 +42,7 @@ import { LeaseGuard, type FencedWork } from './leaseGuard.js';
 import { hydrateConversationSession, prepareWorkspace, type AttemptDisk } from './prepareDisk.js';
 import { fileSize, waitForSessionLine } from './sessionFlush.js';
 import { configLinkPath, pointConfigLink } from './configLink.js';
-import { failUnstored, requeueUnstored, type UnstoredEnd } from './endUnstored.js';
+import { attemptsExhausted, failUnstored, requeueUnstored, type UnstoredEnd } from './endUnstored.js';
 import { RunFiles, SessionFileRefused, type SessionOnDisk } from './runFiles.js';
 import type { WarmHandle, WarmPool } from './warmPool.js';
 
@@ -238,7 +237,7 @@ export class Attempt implements InputTarget {
       conversationId: this.conversation.id,
       attempt: this.attempt,
       eventSeq: ++this.eventSeq,
-      sessionIds: [this.reportedSessionId, this.baseSessionId, this.runSessionId],
+      sessionIds: [this.reportedSessionId, this.baseSessionId, this.runSessionId, this.conversation.sessionId],
       conversationSessionId: this.conversation.sessionId,
       error,
     };
@@ -269,7 +268,7 @@ export class Attempt implements InputTarget {
 
   private async runInner(): Promise<AttemptVerdict> {
     const { config } = this.deps;
-    const exhausted = await this.attemptsExhausted();
+    const exhausted = await attemptsExhausted(this.deps.db, this.turn.id, this.attempt, config.worker.maxAttempts);
     if (exhausted) return this.endUnstored(exhausted);
     const taken = this.warm?.handle;
     if (taken) return this.runWarm(taken);
@@ -317,23 +316,6 @@ export class Attempt implements InputTarget {
     return this.conclude(outcome, session);
   }
 
-  /**
-   * Claimed past AGENTQ_MAX_ATTEMPTS: every earlier attempt ended without a verdict (its
-   * worker died, or could not store what its run wrote), so running the CLI again would
-   * only repeat that. Attempts handed back by a stopping worker do not count.
-   */
-  private async attemptsExhausted(): Promise<TurnError | undefined> {
-    const { maxAttempts } = this.deps.config.worker;
-    if (this.attempt <= maxAttempts) return undefined;
-    const counted = this.attempt - (await countHandBacks(this.deps.db, this.turn.id));
-    if (counted <= maxAttempts) return undefined;
-    return {
-      class: 'attempts_exhausted',
-      message: `claimed ${this.attempt} times (AGENTQ_MAX_ATTEMPTS=${maxAttempts}), and the earlier attempts ended without storing an outcome; not run again`,
-      retryable: false,
-    };
-  }
-
   /** A turn on the conversation's kept process: no workspace or session to prepare, the prompt goes to its stdin. */
   private async runWarm(h: WarmHandle): Promise<AttemptVerdict> {
     this.storedWorkspaceSha = h.workspaceSha;
@@ -350,7 +332,6 @@ export class Attempt implements InputTarget {
   }
 
   private async conclude(outcome: RunOutcome, session: RunOptions['session']): Promise<AttemptVerdict> {
-    const { config } = this.deps;
     this.mark('run');
     await this.checkpointing;
     if (this.lease.lost) return { kind: 'lease_lost' };
@@ -366,14 +347,18 @@ export class Attempt implements InputTarget {
       case 'finish':
         return this.commit(outcome, decision.status, decision.error ?? null, this.mayKeepWarm(outcome));
       case 'retry':
-        if (this.attempt >= config.worker.maxAttempts) {
-          return this.commit(outcome, 'failed', { ...decision.error, message: `${decision.error.message} (after ${this.attempt} attempts)` });
-        }
-        return this.requeue(backoffMs(this.attempt, config.worker.retryBaseMs, config.worker.retryMaxMs), decision.error);
+        return this.retryOrFail(outcome, decision.error);
       case 'session_missing':
         this.record({ type: 'agentq', subtype: 'session_missing', policy: 'fail', sessionId: session.sessionId });
         return this.commit(outcome, 'failed', decision.error);
     }
+  }
+
+  /** A retryable failure: handed back with backoff, or committed as failed once the attempts are used. */
+  private retryOrFail(outcome: RunOutcome, error: TurnError): Promise<AttemptVerdict> {
+    const { maxAttempts, retryBaseMs, retryMaxMs } = this.deps.config.worker;
+    if (this.attempt >= maxAttempts) return this.commit(outcome, 'failed', { ...error, message: `${error.message} (after ${this.attempt} attempts)` });
+    return this.requeue(backoffMs(this.attempt, retryBaseMs, retryMaxMs), error);
   }
 
   /**
@@ -714,7 +699,7 @@ export class Attempt implements InputTarget {
     const { config } = this.deps;
     let packed: PackedWorkspace | undefined;
     try {
-      packed = await packWorkspace(this.cwd, { maxBytes: config.store.workspaceMaxBytes, exclude: config.store.workspaceExclude });
+      packed = await packWorkspace(this.cwd, { maxBytes: config.store.workspaceMaxBytes, maxEntries: config.store.workspaceMaxEntries, exclude: config.store.workspaceExclude });
     } catch (err) {
       if (!(err instanceof WorkspaceTooLargeError)) throw err;
       this.record({ type: 'agentq', subtype: 'workspace_not_saved', message: err.message });
@@ -727,6 +712,8 @@ export class Attempt implements InputTarget {
         this.fenced(async (tx, _checkFence, markFenceChecked, afterCommit) => {
           if (packed) await storeWorkspace(tx, this.conversation.id, packed, this.storedWorkspaceSha);
           const current = await this.saveProgress(tx, this.events, afterCommit);
+          // The session file was refused only now (after the last checkpoint): the turn cannot succeed on it.
+          if (status === 'succeeded' && this.files.sessionRefusal !== undefined) throw new SessionRefusedAtCommit();
           // Every stored line of the session is now the turn's history; the conversation points at it.
           const committedSession = current ? await this.files.commit(tx, current) : undefined;
           // Checks the fence: the conversation row is locked by this update.
@@ -776,7 +763,15 @@ export class Attempt implements InputTarget {
         this.lease.lose();
         return { kind: 'lease_lost' };
       }
+      if (err instanceof SessionRefusedAtCommit && outcome) {
+        return this.retryOrFail(outcome, { class: 'session_not_saved', message: this.files.sessionRefusal!, retryable: true });
+      }
       throw err;
     }
   }
+}
+
+/** Rolls a succeeding commit back when it found the session file refused: the turn is retried instead (Attempt.retryOrFail). */
+class SessionRefusedAtCommit extends Error {
+  override readonly name = 'SessionRefusedAtCommit';
 }

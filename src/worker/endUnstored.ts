@@ -4,8 +4,10 @@
 // for ever, whatever AGENTQ_MAX_ATTEMPTS says. This ends it storing nothing the run wrote:
 // the session's uncommitted lines (of every attempt) are dropped, one event says why, and
 // the turn is handed back, or failed once the attempts are used up. Fenced like any write.
+// The same end awaits a turn claimed past AGENTQ_MAX_ATTEMPTS (attemptsExhausted).
+import type { StoreDb } from '../store/db.js';
 import { discardSessionTails } from '../store/sessions.js';
-import { appendTurnEvents, finishTurn, requeueTurn, type DueTurn, type TurnError } from '../store/turns.js';
+import { appendTurnEvents, countHandBacks, finishTurn, requeueTurn, type DueTurn, type TurnError } from '../store/turns.js';
 import type { LeaseGuard } from './leaseGuard.js';
 
 export interface UnstoredEnd {
@@ -61,4 +63,20 @@ export async function requeueUnstored(lease: LeaseGuard, end: UnstoredEnd, delay
     return requeueTurn(tx, { turnId: end.turnId, conversationId: end.conversationId, delayMs, error: end.error });
   });
   return row.runAt;
+}
+
+/**
+ * Why claim `attempt` of the turn must not run, when it is past `maxAttempts`: every
+ * earlier attempt ended without a verdict (its worker died, or could not store what its
+ * run wrote), so running the CLI again would only repeat that. Attempts handed back by a
+ * stopping worker do not count. No query below the cap.
+ */
+export async function attemptsExhausted(db: StoreDb, turnId: string, attempt: number, maxAttempts: number): Promise<TurnError | undefined> {
+  if (attempt <= maxAttempts) return undefined;
+  if (attempt - (await countHandBacks(db, turnId)) <= maxAttempts) return undefined;
+  return {
+    class: 'attempts_exhausted',
+    message: `claimed ${attempt} times (AGENTQ_MAX_ATTEMPTS=${maxAttempts}), and the earlier attempts ended without storing an outcome; not run again`,
+    retryable: false,
+  };
 }

@@ -7,7 +7,9 @@ import net from 'node:net';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { Redis } from 'ioredis';
-import { pino, type Logger } from 'pino';
+import type { Logger } from 'pino';
+import type { Config } from '../../src/config.js';
+import { createLogger } from '../../src/logger.js';
 import type { RunnerSettings } from '../../src/runner/runClaude.js';
 import { fakeCliPath } from '../../src/testing/fakeCliPath.js';
 import { isAlive, waitUntil } from './processes.js';
@@ -161,7 +163,8 @@ export function captureLogger(level = 'info'): CapturedLog {
       cb();
     },
   });
-  const log = pino({ level }, sink);
+  // The project's own logger (its serializers and redaction), writing here.
+  const log = createLogger({ logLevel: level as Config['logLevel'] }, 'agentq', sink);
   const records = () => lines.map((l) => JSON.parse(l) as Record<string, unknown>);
   return {
     log,

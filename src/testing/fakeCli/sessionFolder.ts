@@ -2,9 +2,11 @@
 // sessionPath.ts have the measured facts): subagent transcripts
 // `<project>/<sessionId>/subagents/agent-<id>.jsonl` with their `.meta.json`, and large
 // tool outputs `<project>/<sessionId>/tool-results/<name>.txt`.
+import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import type { PlantSpec } from './spec.js';
 
 function subagentsDir(sessionFile: string, sessionId: string): string {
   return path.join(path.dirname(sessionFile), sessionId, 'subagents');
@@ -65,4 +67,33 @@ export function readToolResults(sessionFile: string, sessionId: string): Record<
   }
   for (const name of names) if (name.endsWith('.txt')) out[name.slice(0, -4)] = readFileSync(path.join(dir, name), 'utf8');
   return out;
+}
+
+/** What a hostile agent leaves in its session folder for the worker to read: links, FIFOs, loops. */
+export function plantInFolder(sessionFile: string, sessionId: string, plant: PlantSpec): void {
+  const dir = path.join(path.dirname(sessionFile), sessionId);
+  const fresh = (rel: string) => {
+    const at = path.join(dir, rel);
+    mkdirSync(path.dirname(at), { recursive: true });
+    rmSync(at, { recursive: true, force: true });
+    return at;
+  };
+  for (const [rel, target] of Object.entries(plant.links ?? {})) symlinkSync(target, fresh(rel));
+  for (const rel of plant.fifos ?? []) execFileSync('mkfifo', [fresh(rel)]);
+  if (plant.loops) {
+    const loops = path.join(dir, 'loops');
+    mkdirSync(loops, { recursive: true });
+    for (let i = 0; i < plant.loops; i++) {
+      for (const [name, target] of [[`self${i}`, '.'], [`up${i}`, '..']] as const) {
+        rmSync(path.join(loops, name), { force: true });
+        symlinkSync(target, path.join(loops, name));
+      }
+    }
+  }
+}
+
+/** Replaces the session file with a link to `target` (the turn's writes are over). */
+export function linkSessionFile(sessionFile: string, target: string): void {
+  rmSync(sessionFile, { force: true });
+  symlinkSync(target, sessionFile);
 }

@@ -54,6 +54,19 @@ export interface FakeSpec {
    * text to `<session>/tool-results/<name>.txt`.
    */
   toolResult?: string;
+  /** Like a prompt-injected agent: plant links, FIFOs and link loops in the session folder (./sessionFolder.ts). */
+  plant?: PlantSpec;
+}
+
+export interface PlantSpec {
+  /** Path under `<session>/` → the target of a symbolic link made there (replacing what is there). */
+  links?: Record<string, string>;
+  /** Paths under `<session>/` made FIFOs. */
+  fifos?: string[];
+  /** Links to `.` and `..` made in `<session>/loops/`, this many of each. */
+  loops?: number;
+  /** At the end of the turn, after its last write, the session file itself becomes a link to this target. */
+  sessionFileLink?: string;
 }
 
 /** Thrown for a malformed script; the CLI reports it and exits 1. */
@@ -88,6 +101,7 @@ const FIELD_TYPES: Record<keyof FakeSpec, FieldType> = {
   partialDelayMs: 'number',
   subagent: 'string',
   toolResult: 'string',
+  plant: 'object',
 };
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
@@ -111,6 +125,16 @@ function checkCrash(raw: Record<string, unknown>): void {
   if (raw.signal !== undefined) checkType('crash.signal', raw.signal, 'string');
 }
 
+function checkPlant(raw: Record<string, unknown>): void {
+  const safe = (p: unknown) => typeof p === 'string' && p !== '' && !p.startsWith('/') && !p.split('/').includes('..');
+  if (raw.links !== undefined && !(isPlainObject(raw.links) && Object.entries(raw.links).every(([k, v]) => safe(k) && typeof v === 'string'))) {
+    throw new SpecError(`plant.links: expected relative paths to link targets, got ${JSON.stringify(raw.links)}`);
+  }
+  if (raw.fifos !== undefined && !(Array.isArray(raw.fifos) && raw.fifos.every(safe))) throw new SpecError(`plant.fifos: expected relative paths, got ${JSON.stringify(raw.fifos)}`);
+  if (raw.loops !== undefined) checkType('plant.loops', raw.loops, 'number');
+  if (raw.sessionFileLink !== undefined) checkType('plant.sessionFileLink', raw.sessionFileLink, 'string');
+}
+
 /** Validates an already-parsed script object. */
 export function toSpec(raw: unknown, source: string): FakeSpec {
   if (!isPlainObject(raw)) throw new SpecError(`${source}: the script must be a JSON object`);
@@ -121,6 +145,7 @@ export function toSpec(raw: unknown, source: string): FakeSpec {
   }
   if (isPlainObject(raw.apiError)) checkApiError(raw.apiError);
   if (isPlainObject(raw.crash)) checkCrash(raw.crash);
+  if (isPlainObject(raw.plant)) checkPlant(raw.plant);
   return raw as FakeSpec;
 }
 

@@ -22,7 +22,7 @@ import {
 import { readPgid, type Recorder } from './record.js';
 import { promptText, type SessionWriter } from './sessionFile.js';
 import type { CrashSpec, FakeSpec } from './spec.js';
-import { readSubagents, readToolResults, writeSubagentLine, writeToolResult } from './sessionFolder.js';
+import { linkSessionFile, plantInFolder, readSubagents, readToolResults, writeSubagentLine, writeToolResult } from './sessionFolder.js';
 
 export const DEFAULT_COST_USD = 0.0001;
 
@@ -196,6 +196,7 @@ function writeUserLines(env: TurnEnv, session: Session, input: TurnInput): void 
   for (let i = 0; i < (input.spec.extraLines ?? 0); i++) session.writer.attachment(ctx, i);
   if (input.spec.subagent) writeSubagentLine(session.writer.file, session.writer.sessionId, input.spec.subagent, input.text);
   if (input.spec.toolResult) writeToolResult(session.writer.file, session.writer.sessionId, input.spec.toolResult, input.text);
+  if (input.spec.plant) plantInFolder(session.writer.file, session.writer.sessionId, input.spec.plant);
 }
 
 function turnContext(env: TurnEnv, session: Session) {
@@ -342,6 +343,7 @@ export async function runTurn(env: TurnEnv, session: Session, input: TurnInput):
   const timing = { startedAt, apiMs: Date.now() - apiStartedAt };
   const code = spec.apiError ? finishWithApiError(env, session, spec, timing) : await finishWithReply(env, session, input, timing);
   session.prompts.push(promptText(input.content) ?? input.prompt);
+  if (spec.plant?.sessionFileLink) linkSessionFile(session.writer.file, spec.plant.sessionFileLink);
   env.recorder.write({ event: 'end', pid: process.pid, sessionId, turn: input.turn, exitCode: code, endedAt: Date.now() });
   killChildren();
   return code;
