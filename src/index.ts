@@ -33,6 +33,8 @@ export {
   SessionAttemptConflictError,
   SessionConflictError,
   WorkspaceTooLargeError,
+  AgentFileRefusedError,
+  type AgentFileRefusal,
 } from './errors.js';
 export {
   createStoreDb,
