@@ -15,9 +15,8 @@
 // meanwhile; O_NOFOLLOW then refuses a link as the child itself. A path checked first and
 // opened later could be swapped for a link in between (the agent may run while the worker
 // checkpoints); a held descriptor cannot. Linux only (/proc), like the sandbox.
-import { constants, type BigIntStats, type Stats } from 'node:fs';
-import { lstat, open, opendir, readlink, rename, type FileHandle } from 'node:fs/promises';
-import path from 'node:path';
+import { closeSync, constants, fstatSync, lstatSync, openSync, opendirSync, read, readlinkSync, renameSync, type Stats } from 'node:fs';
+import { setImmediate as nextTick } from 'node:timers/promises';
 import { AgentFileRefusedError } from '../errors.js';
 
 const { O_RDONLY, O_DIRECTORY, O_NOFOLLOW, O_NONBLOCK } = constants;
@@ -25,6 +24,8 @@ const DIR_FLAGS = O_RDONLY | O_DIRECTORY | O_NOFOLLOW;
 // O_NONBLOCK: should the entry have been swapped for a FIFO after it was checked, opening
 // it returns at once (and fstat refuses it) instead of waiting for a writer.
 const FILE_FLAGS = O_RDONLY | O_NOFOLLOW | O_NONBLOCK;
+/** A walk lets the event loop run after this many entries (its metadata calls are synchronous). */
+const ENTRIES_PER_TICK = 256;
 
 /** Deepest directory level a walk descends to, when the caller sets none (the root's children are at depth 1). */
 export const DEFAULT_MAX_DEPTH = 64;
@@ -63,10 +64,49 @@ export interface TreeEntry {
    * Files: opens the entry for reading (regular, and the same file that was listed), or
    * undefined when it is gone. Call it before the walk goes on.
    */
-  open?: () => Promise<FileHandle | undefined>;
+  open?: () => AgentFile | undefined;
 }
 
-const via = (dir: FileHandle, name: string) => `/proc/self/fd/${dir.fd}/${name}`;
+/** A regular file the agent wrote, open for reading. Its metadata was read when it was opened. */
+export class AgentFile {
+  private fd: number | undefined;
+
+  constructor(
+    fd: number,
+    /** Bytes when it was opened (it may grow or shrink since: the agent may still run). */
+    readonly size: number,
+  ) {
+    this.fd = fd;
+  }
+
+  /** Up to `length` bytes at `position` (fewer at the end of the file). Off the main thread. */
+  async read(position: number, length: number): Promise<Buffer> {
+    const buf = Buffer.allocUnsafe(length);
+    let filled = 0;
+    while (filled < length) {
+      const n = await new Promise<number>((resolve, reject) =>
+        read(this.handle(), buf, filled, length - filled, position + filled, (err, bytesRead) => (err ? reject(err) : resolve(bytesRead))),
+      );
+      if (n === 0) break;
+      filled += n;
+    }
+    return filled === length ? buf : buf.subarray(0, filled);
+  }
+
+  /** Idempotent. Not while a read is in flight. */
+  close(): void {
+    if (this.fd === undefined) return;
+    closeSync(this.fd);
+    this.fd = undefined;
+  }
+
+  private handle(): number {
+    if (this.fd === undefined) throw new Error('the file is closed');
+    return this.fd;
+  }
+}
+
+const via = (dir: number, name: string) => `/proc/self/fd/${dir}/${name}`;
 
 function splitRel(p: AgentPath): string[] {
   if (p.rel === '') return [];
@@ -80,8 +120,7 @@ function splitRel(p: AgentPath): string[] {
 }
 
 function isMissing(err: unknown): boolean {
-  const code = (err as NodeJS.ErrnoException).code;
-  return code === 'ENOENT';
+  return (err as NodeJS.ErrnoException).code === 'ENOENT';
 }
 
 /** ENOTDIR / ELOOP from an O_NOFOLLOW open: the name is a link (or not what was asked). */
@@ -91,46 +130,50 @@ function refusedOpen(rel: string, err: unknown): AgentFileRefusedError | undefin
   return undefined;
 }
 
+// The metadata calls below are synchronous on purpose: each is a few microseconds of
+// local syscall, where a promise would cost a thread-pool round trip (tens of
+// microseconds under load) for every component of every path, at every checkpoint.
+
 /** Opens the root itself. Its own components are trusted, but not a link as its last one. */
-async function openRoot(root: string): Promise<FileHandle | undefined> {
+function openRoot(root: string): number | undefined {
   try {
-    return await open(path.resolve(root), DIR_FLAGS);
+    return openSync(root, DIR_FLAGS);
   } catch (err) {
     if (isMissing(err)) return undefined;
     throw refusedOpen('', err) ?? err;
   }
 }
 
-/** Opens `names` one directory at a time beneath `dir`; undefined when one is absent. Every handle but the one returned is closed, `dir` included. */
-async function descend(dir: FileHandle, names: readonly string[], rel: string): Promise<FileHandle | undefined> {
+/** Opens `names` one directory at a time beneath `dir`; undefined when one is absent. Every fd but the one returned is closed, `dir` included. */
+function descend(dir: number, names: readonly string[], rel: string): number | undefined {
   let current = dir;
   for (const name of names) {
-    let next: FileHandle;
+    let next: number;
     try {
-      next = await open(via(current, name), DIR_FLAGS);
+      next = openSync(via(current, name), DIR_FLAGS);
     } catch (err) {
-      await current.close();
+      closeSync(current);
       if (isMissing(err)) return undefined;
       throw refusedOpen(rel, err) ?? err;
     }
-    await current.close();
+    closeSync(current);
     current = next;
   }
   return current;
 }
 
 /** The directory that holds `p`, opened without following links, and the last name; undefined when absent. */
-async function openParent(p: AgentPath): Promise<{ dir: FileHandle; name: string } | undefined> {
+function openParent(p: AgentPath): { dir: number; name: string } | undefined {
   const names = splitRel(p);
   const name = names.pop();
   if (name === undefined) throw new AgentFileRefusedError(p.rel, 'outside_root', 'the root itself is not a file');
-  const root = await openRoot(p.root);
-  if (!root) return undefined;
-  const dir = await descend(root, names, p.rel);
-  return dir && { dir, name };
+  const root = openRoot(p.root);
+  if (root === undefined) return undefined;
+  const dir = descend(root, names, p.rel);
+  return dir === undefined ? undefined : { dir, name };
 }
 
-function kindOf(st: Stats | BigIntStats): EntryKind {
+function kindOf(st: Stats): EntryKind {
   if (st.isFile()) return 'file';
   if (st.isDirectory()) return 'dir';
   if (st.isSymbolicLink()) return 'symlink';
@@ -141,10 +184,10 @@ function kindOf(st: Stats | BigIntStats): EntryKind {
  * Opens `name` in `dir` for reading if it is a regular file (the same one `expected`
  * describes, when given); undefined when it is gone. Never opens a link, FIFO or device.
  */
-async function openRegular(dir: FileHandle, name: string, rel: string, expected?: Stats): Promise<FileHandle | undefined> {
+function openRegular(dir: number, name: string, rel: string, expected?: Stats): AgentFile | undefined {
   let st: Stats;
   try {
-    st = expected ?? (await lstat(via(dir, name)));
+    st = expected ?? lstatSync(via(dir, name));
   } catch (err) {
     if (isMissing(err)) return undefined;
     throw err;
@@ -152,19 +195,19 @@ async function openRegular(dir: FileHandle, name: string, rel: string, expected?
   if (!st.isFile()) {
     throw new AgentFileRefusedError(rel, st.isSymbolicLink() ? 'symlink' : 'not_regular', st.isSymbolicLink() ? 'a symbolic link' : `not a regular file (${kindOf(st)})`);
   }
-  let fh: FileHandle;
+  let fd: number;
   try {
-    fh = await open(via(dir, name), FILE_FLAGS);
+    fd = openSync(via(dir, name), FILE_FLAGS);
   } catch (err) {
     if (isMissing(err)) return undefined;
     throw refusedOpen(rel, err) ?? err;
   }
-  const now = await fh.stat();
+  const now = fstatSync(fd);
   if (!now.isFile() || now.ino !== st.ino || now.dev !== st.dev) {
-    await fh.close();
+    closeSync(fd);
     throw new AgentFileRefusedError(rel, 'not_regular', 'it was replaced while being opened');
   }
-  return fh;
+  return new AgentFile(fd, now.size);
 }
 
 /**
@@ -172,63 +215,52 @@ async function openRegular(dir: FileHandle, name: string, rel: string, expected?
  * not exist. Refuses (AgentFileRefusedError) a link at any component beneath the root, a
  * FIFO, socket or device, and a file over `maxBytes`.
  */
-export async function openAgentFile(p: AgentPath, maxBytes: number): Promise<FileHandle | undefined> {
-  const parent = await openParent(p);
+export async function openAgentFile(p: AgentPath, maxBytes: number): Promise<AgentFile | undefined> {
+  const parent = openParent(p);
   if (!parent) return undefined;
   try {
-    const fh = await openRegular(parent.dir, parent.name, p.rel);
-    if (!fh) return undefined;
-    const { size } = await fh.stat();
-    if (size > maxBytes) {
-      await fh.close();
-      throw new AgentFileRefusedError(p.rel, 'too_large', `${size} bytes, over the cap of ${maxBytes}`, size);
+    const file = openRegular(parent.dir, parent.name, p.rel);
+    if (file && file.size > maxBytes) {
+      file.close();
+      throw new AgentFileRefusedError(p.rel, 'too_large', `${file.size} bytes, over the cap of ${maxBytes}`, file.size);
     }
-    return fh;
+    return file;
   } finally {
-    await parent.dir.close();
+    closeSync(parent.dir);
   }
-}
-
-/** Reads up to `length` bytes at `position` (fewer at the end of the file). */
-export async function readAt(fh: FileHandle, position: number, length: number): Promise<Buffer> {
-  const buf = Buffer.allocUnsafe(length);
-  let filled = 0;
-  while (filled < length) {
-    const { bytesRead } = await fh.read(buf, filled, length - filled, position + filled);
-    if (bytesRead === 0) break;
-    filled += bytesRead;
-  }
-  return filled === length ? buf : buf.subarray(0, filled);
 }
 
 /** The whole of a regular file the agent could have written (see openAgentFile); undefined when absent. */
 export async function readAgentFile(p: AgentPath, maxBytes: number): Promise<Buffer | undefined> {
-  const fh = await openAgentFile(p, maxBytes);
-  if (!fh) return undefined;
+  const file = await openAgentFile(p, maxBytes);
+  if (!file) return undefined;
   try {
     // One byte more than allowed tells a file that grew past the cap since it was opened.
-    const data = await readAt(fh, 0, maxBytes + 1);
+    const data = await file.read(0, maxBytes + 1);
     if (data.length > maxBytes) throw new AgentFileRefusedError(p.rel, 'too_large', `over the cap of ${maxBytes} bytes`);
     return data;
   } finally {
-    await fh.close();
+    file.close();
   }
 }
 
 /** What is at `p`, without following a link anywhere beneath the root; undefined when nothing is. */
 export async function agentPathKind(p: AgentPath): Promise<EntryKind | undefined> {
-  const parent = await openParent(p).catch((err: unknown) => {
+  let parent;
+  try {
+    parent = openParent(p);
+  } catch (err) {
     if (err instanceof AgentFileRefusedError) return undefined;
     throw err;
-  });
+  }
   if (!parent) return undefined;
   try {
-    return kindOf(await lstat(via(parent.dir, parent.name)));
+    return kindOf(lstatSync(via(parent.dir, parent.name)));
   } catch (err) {
     if (isMissing(err)) return undefined;
     throw err;
   } finally {
-    await parent.dir.close();
+    closeSync(parent.dir);
   }
 }
 
@@ -238,18 +270,18 @@ export async function agentPathKind(p: AgentPath): Promise<EntryKind | undefined
  * nothing to move; refuses anything but a regular file.
  */
 export async function moveAgentFile(p: AgentPath, dest: string): Promise<boolean> {
-  const parent = await openParent(p);
+  const parent = openParent(p);
   if (!parent) return false;
   try {
-    const fh = await openRegular(parent.dir, parent.name, p.rel);
-    if (!fh) return false;
-    await fh.close();
+    const file = openRegular(parent.dir, parent.name, p.rel);
+    if (!file) return false;
+    file.close();
     // rename(2) moves the name itself and never follows it: at worst (swapped since the
     // check) a link lands at `dest`, and every reader there opens with O_NOFOLLOW.
-    await rename(via(parent.dir, parent.name), dest);
+    renameSync(via(parent.dir, parent.name), dest);
     return true;
   } finally {
-    await parent.dir.close();
+    closeSync(parent.dir);
   }
 }
 
@@ -261,29 +293,40 @@ export async function moveAgentFile(p: AgentPath, dest: string): Promise<boolean
  * walk (AgentFileRefusedError) past `limits`, before reading what lies beyond them.
  */
 export async function* walkAgentTree(p: AgentPath, limits: WalkLimits, exclude?: (relPath: string) => boolean): AsyncGenerator<TreeEntry> {
-  const root = await openRoot(p.root);
-  if (!root) return;
-  const top = await descend(root, splitRel(p), p.rel);
-  if (!top) return;
+  const root = openRoot(p.root);
+  if (root === undefined) return;
+  const top = descend(root, splitRel(p), p.rel);
+  if (top === undefined) return;
   const maxDepth = limits.maxDepth ?? DEFAULT_MAX_DEPTH;
   const counts = { entries: 0, bytes: 0 };
   const label = (rel: string) => (p.rel === '' ? rel : `${p.rel}/${rel}`);
 
-  async function* visit(dir: FileHandle, relDir: string, depth: number): AsyncGenerator<TreeEntry> {
+  /** The names in `dir`, read a few at a time so that a directory of millions is refused at the cap, not read whole. */
+  const list = (dir: number, relDir: string): string[] => {
     const names: string[] = [];
-    // Streamed, so a directory of millions of names is refused at the cap, not read whole.
-    for await (const dirent of await opendir(`/proc/self/fd/${dir.fd}`, { bufferSize: 256 })) {
-      if (++counts.entries > limits.maxEntries) {
-        throw new AgentFileRefusedError(label(relDir), 'too_many_entries', `more than ${limits.maxEntries} entries`);
+    const d = opendirSync(`/proc/self/fd/${dir}`, { bufferSize: 256 });
+    try {
+      for (let dirent = d.readSync(); dirent !== null; dirent = d.readSync()) {
+        if (++counts.entries > limits.maxEntries) {
+          throw new AgentFileRefusedError(label(relDir), 'too_many_entries', `more than ${limits.maxEntries} entries`);
+        }
+        names.push(dirent.name);
       }
-      names.push(dirent.name);
+    } finally {
+      d.closeSync();
     }
-    for (const name of names.sort()) {
+    return names.sort();
+  };
+
+  async function* visit(dir: number, relDir: string, depth: number): AsyncGenerator<TreeEntry> {
+    let seen = 0;
+    for (const name of list(dir, relDir)) {
+      if (++seen % ENTRIES_PER_TICK === 0) await nextTick();
       const rel = relDir === '' ? name : `${relDir}/${name}`;
       if (exclude?.(rel)) continue;
       let st: Stats;
       try {
-        st = await lstat(via(dir, name));
+        st = lstatSync(via(dir, name));
       } catch (err) {
         if (isMissing(err)) continue;
         throw err;
@@ -300,7 +343,7 @@ export async function* walkAgentTree(p: AgentPath, limits: WalkLimits, exclude?:
         case 'symlink': {
           let target: string;
           try {
-            target = await readlink(via(dir, name));
+            target = readlinkSync(via(dir, name));
           } catch (err) {
             if (isMissing(err)) continue;
             throw err;
@@ -310,9 +353,9 @@ export async function* walkAgentTree(p: AgentPath, limits: WalkLimits, exclude?:
         }
         case 'dir': {
           if (depth + 1 > maxDepth) throw new AgentFileRefusedError(label(rel), 'too_deep', `deeper than ${maxDepth} levels`);
-          let child: FileHandle;
+          let child: number;
           try {
-            child = await open(via(dir, name), DIR_FLAGS);
+            child = openSync(via(dir, name), DIR_FLAGS);
           } catch (err) {
             // Gone, or swapped for a link since it was listed: not a directory to enter.
             if (isMissing(err) || refusedOpen(rel, err)) continue;
@@ -322,7 +365,7 @@ export async function* walkAgentTree(p: AgentPath, limits: WalkLimits, exclude?:
             yield { ...base, kind: 'dir' };
             yield* visit(child, rel, depth + 1);
           } finally {
-            await child.close();
+            closeSync(child);
           }
           break;
         }
@@ -335,7 +378,6 @@ export async function* walkAgentTree(p: AgentPath, limits: WalkLimits, exclude?:
   try {
     yield* visit(top, '', 0);
   } finally {
-    await top.close();
+    closeSync(top);
   }
 }
-

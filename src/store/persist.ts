@@ -11,10 +11,9 @@
 // Concurrent persists of one session queue on the head's row lock; the later one reads
 // the head the earlier left and stores only what is still new, often nothing.
 import { createHash } from 'node:crypto';
-import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { sql } from 'drizzle-orm';
-import { openAgentFile, readAt } from '../agentFiles/agentTree.js';
+import { openAgentFile } from '../agentFiles/agentTree.js';
 import { SessionConflictError, SessionDivergedError } from '../errors.js';
 import { DEFAULT_CHUNK_BYTES, DEFAULT_CODEC, encodeChunk, LineChunker, type PendingChunk } from './chunks.js';
 import type { Executor } from './db.js';
@@ -102,7 +101,7 @@ export async function persistSession(db: Executor, input: PersistInput): Promise
   const inTransaction = <T>(fn: (tx: Executor) => Promise<T>): Promise<T> => (input.savepoint === false ? fn(db) : db.transaction(fn));
   return inTransaction(async (tx) => {
     const head = await lockOrCreateSessionHead(tx, conversationId, sessionId, forkedFrom);
-    const fh: FileHandle | undefined = await openAgentFile(agentPathOf(filePath, input.root), input.maxFileBytes ?? Number.MAX_SAFE_INTEGER);
+    const fh = await openAgentFile(agentPathOf(filePath, input.root), input.maxFileBytes ?? Number.MAX_SAFE_INTEGER);
     if (!fh) {
       if (head.byteCount > 0) throw new SessionDivergedError(sessionId, filePath, 'it does not exist');
       // Nothing stored and no file yet (a checkpoint before the CLI wrote anything).
@@ -110,14 +109,14 @@ export async function persistSession(db: Executor, input: PersistInput): Promise
       return { linesAdded: 0, bytesAdded: 0, chunksAdded: 0, lineCount: 0, byteCount: 0, partialBytes: 0 };
     }
     try {
-      const { size } = await fh.stat();
+      const { size } = fh;
       if (size < head.byteCount) {
         throw new SessionDivergedError(sessionId, filePath, `it has ${size} bytes, ${head.byteCount} are stored`);
       }
       let tail: Buffer = Buffer.alloc(0);
       if (head.byteCount > 0) {
         const n = Math.min(TAIL_DIGEST_BYTES, head.byteCount);
-        tail = await readAt(fh, head.byteCount - n, n);
+        tail = await fh.read(head.byteCount - n, n);
         if (sha256(tail) !== head.tailSha256) {
           throw new SessionDivergedError(sessionId, filePath, `its bytes before offset ${head.byteCount} differ from the stored ones`);
         }
@@ -148,7 +147,7 @@ export async function persistSession(db: Executor, input: PersistInput): Promise
       };
 
       for (let pos = head.byteCount; pos < size; ) {
-        const block = await readAt(fh, pos, Math.min(READ_BLOCK_BYTES, size - pos));
+        const block = await fh.read(pos, Math.min(READ_BLOCK_BYTES, size - pos));
         if (block.length === 0) break;
         pos += block.length;
         for (const chunk of chunker.push(block)) {
@@ -169,7 +168,7 @@ export async function persistSession(db: Executor, input: PersistInput): Promise
         partialBytes: chunker.partialBytes,
       };
     } finally {
-      await fh.close();
+      fh.close();
     }
   });
 }

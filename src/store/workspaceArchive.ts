@@ -15,13 +15,14 @@
 // resolves outside, and anything that is not a file, directory or link. A symbolic link
 // pointing outside is therefore archived (as a link) but not recreated on restore.
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, type FileHandle } from 'node:fs/promises';
+import { mkdir, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGzip } from 'node:zlib';
+import { promisify } from 'node:util';
+import { createGzip, gzip } from 'node:zlib';
 import { Header, Pax, Unpack, type ReadEntry } from 'tar';
-import { readAt, walkAgentTree, type AgentPath, type TreeEntry } from '../agentFiles/agentTree.js';
+import { walkAgentTree, type AgentFile, type AgentPath, type TreeEntry } from '../agentFiles/agentTree.js';
 import { AgentFileRefusedError, StoreInputError, WorkspaceTooLargeError } from '../errors.js';
 
 export interface PackOptions {
@@ -84,6 +85,7 @@ export function excludeMatcher(patterns: readonly string[]): (relPath: string) =
 }
 
 const BLOCK = 512;
+const gzipOnce = promisify(gzip);
 const READ_BYTES = 1024 * 1024;
 
 /** Portable permission bits (as node-tar's portable mode writes them): owner rw, no group/other write, no set-id bits. */
@@ -107,11 +109,11 @@ function headerBlocks(e: TreeEntry, type: 'File' | 'Directory' | 'SymbolicLink',
 }
 
 /** A regular file's data, exactly `size` bytes (zeros if it shrank meanwhile, cut if it grew), padded to whole blocks. */
-async function* fileBlocks(fh: FileHandle, size: number): AsyncGenerator<Buffer> {
+async function* fileBlocks(fh: AgentFile, size: number): AsyncGenerator<Buffer> {
   let pos = 0;
   while (pos < size) {
     const want = Math.min(READ_BYTES, size - pos);
-    let chunk = await readAt(fh, pos, want);
+    let chunk = await fh.read(pos, want);
     if (chunk.length < want) chunk = Buffer.concat([chunk, Buffer.alloc(want - chunk.length)]);
     pos += want;
     yield chunk;
@@ -127,37 +129,68 @@ interface PackCounts {
   contentBytes: number;
 }
 
-/** The tar stream of the tree (uncompressed), counting into `counts`. */
+/** Pieces of the tar stream are gathered to about this size: fewer, larger writes to gzip. */
+const PIECE_BYTES = 1024 * 1024;
+
+/** The tar stream of the tree (uncompressed), in pieces of about PIECE_BYTES, counting into `counts`. */
 async function* tarStream(p: AgentPath, options: PackOptions, counts: PackCounts): AsyncGenerator<Buffer> {
   const limits = { maxBytes: options.maxBytes, maxEntries: options.maxEntries ?? DEFAULT_MAX_ENTRIES };
+  let piece: Buffer[] = [];
+  let pieceBytes = 0;
+  const add = (b: Buffer) => {
+    piece.push(b);
+    pieceBytes += b.length;
+  };
+  const take = () => {
+    const out = Buffer.concat(piece, pieceBytes);
+    piece = [];
+    pieceBytes = 0;
+    return out;
+  };
   for await (const e of walkAgentTree(p, limits, excludeMatcher(options.exclude))) {
     if (e.kind === 'dir') {
       counts.entries++;
-      yield* headerBlocks(e, 'Directory', 0);
+      headerBlocks(e, 'Directory', 0).forEach(add);
     } else if (e.kind === 'symlink') {
       counts.entries++;
       counts.fileCount++;
-      yield* headerBlocks(e, 'SymbolicLink', 0);
+      headerBlocks(e, 'SymbolicLink', 0).forEach(add);
     } else if (e.kind === 'file') {
-      const fh = await e.open!().catch((err: unknown) => {
+      let fh: AgentFile | undefined;
+      try {
+        fh = e.open!();
+      } catch (err) {
         // Swapped for something else since it was listed: left out, like a FIFO.
-        if (err instanceof AgentFileRefusedError) return undefined;
-        throw err;
-      });
+        if (!(err instanceof AgentFileRefusedError)) throw err;
+      }
       if (!fh) continue;
       try {
         counts.entries++;
         counts.fileCount++;
         counts.contentBytes += e.size;
-        yield* headerBlocks(e, 'File', e.size);
-        yield* fileBlocks(fh, e.size);
+        headerBlocks(e, 'File', e.size).forEach(add);
+        for await (const chunk of fileBlocks(fh, e.size)) {
+          add(chunk);
+          if (pieceBytes >= PIECE_BYTES) yield take();
+        }
       } finally {
-        await fh.close();
+        fh.close();
       }
     }
     // Sockets, FIFOs and devices are not workspace content: skipped, never opened.
+    if (pieceBytes >= PIECE_BYTES) yield take();
   }
-  if (counts.entries > 0) yield Buffer.alloc(BLOCK * 2);
+  if (counts.entries > 0) {
+    add(Buffer.alloc(BLOCK * 2));
+    yield take();
+  }
+}
+
+/** `first`, `second`, then the rest of `rest`. */
+async function* chain(first: Buffer, second: Buffer, rest: AsyncGenerator<Buffer>): AsyncGenerator<Buffer> {
+  yield first;
+  yield second;
+  yield* rest;
 }
 
 /**
@@ -174,16 +207,27 @@ export async function packTree(p: AgentPath, options: PackOptions): Promise<Pack
   let size = 0;
   // Headers of many tiny files can outgrow their contents: the archive gets 1 MiB of slack.
   const archiveCap = options.maxBytes + 1024 * 1024;
+  const keep = (part: Buffer) => {
+    size += part.length;
+    if (size > archiveCap) throw new WorkspaceTooLargeError(label, size, options.maxBytes);
+    hash.update(part);
+    parts.push(part);
+  };
   try {
-    // A failure anywhere destroys the whole pipeline, which ends the walk (its open files close).
-    await pipeline(Readable.from(tarStream(p, options, counts)), createGzip({ level: 1 }), async (gz: AsyncIterable<Buffer>) => {
-      for await (const part of gz) {
-        size += part.length;
-        if (size > archiveCap) throw new WorkspaceTooLargeError(label, size, options.maxBytes);
-        hash.update(part);
-        parts.push(part);
-      }
-    });
+    const pieces = tarStream(p, options, counts);
+    const first = await pieces.next();
+    // An empty tree is an empty archive (no tar, no gzip header).
+    if (first.done) return { archive: Buffer.alloc(0), sha256: hash.digest('hex'), fileCount: 0, contentBytes: 0 };
+    const second = await pieces.next();
+    if (second.done) {
+      // Most trees fit in one piece: compressed at once, off the main thread.
+      keep(await gzipOnce(first.value, { level: 1 }));
+    } else {
+      // A failure anywhere destroys the whole pipeline, which ends the walk (its open files close).
+      await pipeline(Readable.from(chain(first.value, second.value, pieces)), createGzip({ level: 1 }), async (gz: AsyncIterable<Buffer>) => {
+        for await (const part of gz) keep(part);
+      });
+    }
   } catch (err) {
     if (err instanceof AgentFileRefusedError && err.reason === 'too_large') {
       throw new WorkspaceTooLargeError(label, err.bytes ?? counts.contentBytes, options.maxBytes);
@@ -193,8 +237,6 @@ export async function packTree(p: AgentPath, options: PackOptions): Promise<Pack
     }
     throw err;
   }
-  // An empty tree is an empty archive (no tar, no gzip header).
-  if (counts.entries === 0) return { archive: Buffer.alloc(0), sha256: createHash('sha256').digest('hex'), fileCount: 0, contentBytes: 0 };
   return { archive: Buffer.concat(parts, size), sha256: hash.digest('hex'), fileCount: counts.fileCount, contentBytes: counts.contentBytes };
 }
 

@@ -5,9 +5,9 @@
 // and a kept workspace only if the archive digest it was committed with is still the
 // stored one. On any doubt the attempt hydrates and restores as usual.
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, readdir, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { moveAgentFile, openAgentFile, readAt, type AgentPath } from '../agentFiles/agentTree.js';
+import { moveAgentFile, openAgentFile, type AgentFile, type AgentPath } from '../agentFiles/agentTree.js';
 import { TAIL_DIGEST_BYTES } from '../store/persist.js';
 
 export interface CommittedHead {
@@ -15,9 +15,9 @@ export interface CommittedHead {
   committedTailSha256: string | null;
 }
 
-async function tailDigest(fh: FileHandle, size: number): Promise<string> {
+async function tailDigest(file: AgentFile, size: number): Promise<string> {
   const n = Math.min(TAIL_DIGEST_BYTES, size);
-  return createHash('sha256').update(await readAt(fh, size - n, n)).digest('hex');
+  return createHash('sha256').update(await file.read(size - n, n)).digest('hex');
 }
 
 export class LocalCache {
@@ -67,10 +67,10 @@ export class LocalCache {
     let matches = false;
     if (fh) {
       try {
-        const { size } = await fh.stat();
+        const { size } = fh;
         matches = size === head.committedByteCount && size > 0 && (await tailDigest(fh, size)) === head.committedTailSha256;
       } finally {
-        await fh.close();
+        fh.close();
       }
     }
     if (!matches) {

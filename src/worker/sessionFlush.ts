@@ -4,7 +4,7 @@
 // last message the CLI printed is in the file: stdout and session lines share its `uuid`.
 // The agent can write the file: it is opened only through src/agentFiles/agentTree.ts, and
 // read a block at a time.
-import { openAgentFile, readAt, type AgentPath } from '../agentFiles/agentTree.js';
+import { openAgentFile, type AgentPath } from '../agentFiles/agentTree.js';
 
 /** How long a kept CLI may take to write a turn's session lines after its result. */
 export const SESSION_FLUSH_TIMEOUT_MS = 5000;
@@ -16,11 +16,8 @@ export async function fileSize(file: AgentPath | undefined): Promise<number> {
   try {
     const fh = await openAgentFile(file, Number.MAX_SAFE_INTEGER);
     if (!fh) return 0;
-    try {
-      return (await fh.stat()).size;
-    } finally {
-      await fh.close();
-    }
+    fh.close();
+    return fh.size;
   } catch {
     return 0;
   }
@@ -31,16 +28,16 @@ async function appendedHolds(file: AgentPath, offset: number, needle: Buffer, ma
   const fh = await openAgentFile(file, maxBytes);
   if (!fh) return false;
   try {
-    const { size } = await fh.stat();
+    const { size } = fh;
     // Blocks overlap by the needle's length, so a match across a boundary is found.
     for (let pos = offset; pos < size; pos += BLOCK_BYTES) {
       const start = Math.max(offset, pos - needle.length);
-      const block = await readAt(fh, start, Math.min(size, pos + BLOCK_BYTES) - start);
+      const block = await fh.read(start, Math.min(size, pos + BLOCK_BYTES) - start);
       if (block.includes(needle)) return true;
     }
     return false;
   } finally {
-    await fh.close();
+    fh.close();
   }
 }
 
