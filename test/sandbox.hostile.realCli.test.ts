@@ -30,6 +30,7 @@ const rand = () => randomBytes(6).toString('hex');
 const secret = `s3cret${rand()}`;
 const realKey = `sk-ant-real-${rand()}`;
 const gatewaySecret = `gw-${rand()}`;
+const oauthToken = `oauth-${rand()}`;
 const victimMark = `VICTIM-${rand()}`;
 const victimWord = `kumquat${rand()}`;
 /** The first line of the host's /etc/shadow (the test runs as root): it must never reach the agent or the store. */
@@ -88,12 +89,13 @@ function expectNothingForeign(text: string): void {
   expect(text).not.toContain(secret);
   expect(text).not.toContain(realKey);
   expect(text).not.toContain(gatewaySecret);
+  expect(text).not.toContain(oauthToken);
 }
 
 function expectWorkerWell(): void {
   expect(isAlive(w.pid), 'the worker is alive').toBe(true);
   const log = w.stdout() + w.stderr();
-  for (const s of [secret, realKey, gatewaySecret, t.database.url]) expect(log).not.toContain(s);
+  for (const s of [secret, realKey, gatewaySecret, oauthToken, t.database.url]) expect(log).not.toContain(s);
 }
 
 beforeAll(async () => {
@@ -111,6 +113,7 @@ beforeAll(async () => {
     ...offlineCliEnv(mock.url),
     ANTHROPIC_API_KEY: realKey,
     ANTHROPIC_CUSTOM_HEADERS: `X-Gateway-Key: ${gatewaySecret}`,
+    CLAUDE_CODE_OAUTH_TOKEN: oauthToken,
     AGENTQ_CLI_ENV_ALLOW: '',
     AGENTQ_SANDBOX: 'bwrap',
     AGENTQ_MAX_ATTEMPTS: '1',
@@ -239,6 +242,7 @@ describe('the sandbox shows the agent no way out', () => {
       expect(FORWARDED_PATHS, r.url).toContain(r.path);
       expect(r.headers['x-api-key']).toBe(realKey);
       expect(r.headers['x-gateway-key']).toBe(gatewaySecret);
+      expect(r.headers.authorization).toBe(`Bearer ${oauthToken}`);
     }
     expectWorkerWell();
   }, 120_000);
@@ -255,7 +259,7 @@ describe('the sandbox shows the agent no way out', () => {
     const out = one.toolResults;
     expect(out).toContain('ENV<<');
     expect(out).toMatch(/P1CMD<<\S*bwrap --args 3 -- /);
-    for (const s of [realKey, gatewaySecret, secret, 'AGENTQ_PARENT_PID', `=${w.pid}\\n`, 'X-Gateway-Key', runsRoot(), workspaceRoot(), t.database.url]) {
+    for (const s of [realKey, gatewaySecret, oauthToken, secret, 'AGENTQ_PARENT_PID', `=${w.pid}\\n`, 'X-Gateway-Key', runsRoot(), workspaceRoot(), t.database.url]) {
       expect(out, s).not.toContain(s);
     }
     expectWorkerWell();
