@@ -308,6 +308,10 @@ export const configVariables = {
     schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     doc: 'pino log level.',
   },
+  AGENTQ_MODEL: {
+    schema: z.enum(['api', 'mock']).default('api'),
+    doc: '`api`: CLI runs talk to the Messages API at ANTHROPIC_BASE_URL (default api.anthropic.com) with the configured credentials. `mock`: the worker starts the built-in mock model and points its CLI runs at it: offline, no key, no cost (what `agentq dev` and `npm run demo` use).',
+  },
   ANTHROPIC_API_KEY: {
     schema: z.string().min(1, { error: 'must not be empty when set' }).optional(),
     doc: 'API key passed to the CLI; when unset, `npm run demo` uses the built-in mock model.',
@@ -417,6 +421,8 @@ export interface Config {
     readonly apiKey: string | undefined;
     readonly baseUrl: string | undefined;
   };
+  /** AGENTQ_MODEL: the Messages API, or the built-in mock model. */
+  readonly model: 'api' | 'mock';
 }
 
 /** Prefixes and names of the worker's environment that the CLI may see (DESIGN invariant 9). */
@@ -483,6 +489,30 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
+/** Variables whose values are secrets: an error names them, never shows them. */
+const SECRET_VARIABLES = ['AGENTQ_API_KEYS', 'ANTHROPIC_API_KEY'];
+/** Variables whose values are URLs that may hold a password. */
+const URL_VARIABLES = ['DATABASE_URL', 'REDIS_URL'];
+
+/** A URL with its password replaced by `***` (`***` alone when it does not parse). */
+export function redactUrl(raw: string): string {
+  try {
+    const u = new URL(raw);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '***';
+  }
+}
+
+/** How an invalid value is quoted in an error: secrets are not, URLs without their password. */
+function shownValue(name: string, value: string | undefined): string {
+  if (value === undefined) return 'null';
+  if (SECRET_VARIABLES.includes(name)) return `${value.length} characters, not shown: it holds secrets`;
+  if (URL_VARIABLES.includes(name)) return JSON.stringify(redactUrl(value));
+  return JSON.stringify(value);
+}
+
 /**
  * Validates the environment and returns the frozen configuration. Empty strings count
  * as unset. Throws ConfigError naming every invalid variable and what it allows.
@@ -497,7 +527,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
   if (!parsed.success) {
     const problems = parsed.error.issues.map((issue) => {
       const name = String(issue.path[0] ?? '?');
-      return { name, text: `${name}: ${issue.message} (got ${JSON.stringify(input[name] ?? null)})` };
+      return { name, text: `${name}: ${issue.message} (got ${shownValue(name, input[name])})` };
     });
     throw new ConfigError(
       `Invalid configuration:\n  ${problems.map((p) => p.text).join('\n  ')}`,
@@ -535,6 +565,7 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
       allowHosts: v.AGENTQ_SANDBOX_ALLOW_HOSTS,
     },
     anthropic: { apiKey: v.ANTHROPIC_API_KEY, baseUrl: v.ANTHROPIC_BASE_URL },
+    model: v.AGENTQ_MODEL,
     store: {
       sessionMaxLineBytes: v.AGENTQ_SESSION_MAX_LINE_BYTES,
       sessionMaxBytes: v.AGENTQ_SESSION_MAX_BYTES,

@@ -399,6 +399,7 @@ describe('bad requests', () => {
       ['c1', {}, ['body.prompt']],
       ['c1', { prompt: 5 }, ['body.prompt']],
       ['c1', { prompt: '' }, ['body.prompt']],
+      ['c1', { prompt: ' \n\t ' }, ['body.prompt']],
       ['c1', { prompt: 'x'.repeat(1001) }, ['body.prompt']],
       ['c1', { prompt: 'a\u0000b' }, ['body.prompt']],
       ['c1', { prompt: 'x', options: { maxTurns: 'many' } }, ['body.options.maxTurns']],

@@ -1,5 +1,6 @@
 // `agentq doctor`: every check passes on a good setup (exit 0); each broken piece fails
-// its own named check (exit 1). The Messages API check must send no key and no prompt.
+// its own named check (exit 1). The Messages API check asks whether the key is taken
+// without spending tokens: a GET of /v1/models, no prompt.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -36,14 +37,14 @@ async function doctor(env: Record<string, string>, json = true): Promise<{ code:
   return { code, out, err };
 }
 
-/** A stand-in Messages API that records what reaches it and answers 404. */
-async function fakeApi(): Promise<string> {
+/** A stand-in Messages API that records what reaches it and answers `status` (default 404). */
+async function fakeApi(status = 404): Promise<string> {
   server = http.createServer((req, res) => {
     let bodyBytes = 0;
     req.on('data', (c: Buffer) => (bodyBytes += c.length));
     req.on('end', () => {
       seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, bodyBytes });
-      res.writeHead(404, { 'content-type': 'application/json' }).end('{"type":"error"}');
+      res.writeHead(status, { 'content-type': 'application/json' }).end(status === 200 ? '{"data":[]}' : '{"type":"error"}');
     });
   });
   await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
@@ -67,10 +68,10 @@ function makeRoots(): void {
 const byName = (r: DoctorJson) => Object.fromEntries(r.checks.map((c) => [c.name, c]));
 
 describe('agentq doctor', () => {
-  it('passes every check on a good setup, and asks the API URL without a key or a prompt', async () => {
+  it('passes every check on a good setup, and asks the API about the key without a prompt', async () => {
     makeRoots();
     const baseUrl = await fakeApi();
-    const r = await doctor({ ...t.env, ANTHROPIC_BASE_URL: baseUrl, ANTHROPIC_API_KEY: 'sk-ant-doctor-must-not-send-this' });
+    const r = await doctor({ ...t.env, ANTHROPIC_BASE_URL: baseUrl, ANTHROPIC_API_KEY: 'sk-ant-doctor-key' });
     const report = JSON.parse(r.out.join('')) as DoctorJson;
     expect(report.checks.filter((c) => !c.ok)).toEqual([]);
     expect(r.code).toBe(0);
@@ -81,12 +82,38 @@ describe('agentq doctor', () => {
     expect(checks['claude CLI']!.detail).toMatch(/\(Claude Code\) at /);
     expect(checks.migrations!.detail).toMatch(/^current \(\d+ applied\)$/);
     expect(checks['anthropic API']!.detail).toContain('answered HTTP 404');
+    expect(checks['anthropic API']!.detail).toContain('not verified');
     expect(seen).toHaveLength(1);
-    expect(seen[0]!.method).toBe('GET');
-    expect(seen[0]!.bodyBytes).toBe(0);
-    expect(seen[0]!.headers['x-api-key']).toBeUndefined();
-    expect(seen[0]!.headers.authorization).toBeUndefined();
-    expect(JSON.stringify(seen[0]!.headers)).not.toContain('sk-ant-doctor');
+    expect(seen[0]).toMatchObject({ method: 'GET', url: '/v1/models?limit=1', bodyBytes: 0 });
+    expect(seen[0]!.headers['x-api-key']).toBe('sk-ant-doctor-key');
+  });
+
+  it('fails the API check when the worker could not authenticate: no credentials at all, or a key the API refuses (no tokens spent); passes a key it takes, and the mock model', async () => {
+    makeRoots();
+    const api = async (env: Record<string, string>) => {
+      const r = await doctor({ ...t.env, ...env });
+      return { code: r.code, check: byName(JSON.parse(r.out.join('')) as DoctorJson)['anthropic API']! };
+    };
+    const none = await api({});
+    expect(none.code).toBe(1);
+    expect(none.check).toMatchObject({ ok: false, detail: expect.stringContaining('no credentials') });
+    expect(none.check.detail).toContain('ANTHROPIC_API_KEY');
+    expect(none.check.detail).toContain('AGENTQ_MODEL=mock');
+
+    const refusing = await fakeApi(401);
+    const refused = await api({ ANTHROPIC_BASE_URL: refusing, ANTHROPIC_API_KEY: 'sk-ant-revoked' });
+    expect(refused.code).toBe(1);
+    expect(refused.check).toMatchObject({ ok: false, detail: expect.stringContaining('refused the credentials (HTTP 401') });
+    expect(seen.map((r) => [r.method, r.url, r.bodyBytes])).toEqual([['GET', '/v1/models?limit=1', 0]]);
+    await new Promise<void>((resolve) => server!.close(() => resolve()));
+
+    const taking = await fakeApi(200);
+    const taken = await api({ ANTHROPIC_BASE_URL: taking, CLAUDE_CODE_OAUTH_TOKEN: 'oauth-good' });
+    expect(taken.check).toMatchObject({ ok: true, detail: expect.stringContaining('accepted the credentials') });
+    expect(seen.at(-1)!.headers.authorization).toBe('Bearer oauth-good');
+
+    const mocked = await api({ AGENTQ_MODEL: 'mock' });
+    expect(mocked.check).toMatchObject({ ok: true, detail: expect.stringContaining('mock model') });
   });
 
   it('reports whether the AGENTQ_RUN_* limits can be enforced (as root with writable cgroups: yes; an impossible setup: no)', async () => {
@@ -126,20 +153,11 @@ describe('agentq doctor', () => {
     expect(missing.code).toBe(1);
   });
 
-  it('says the demo mock will be used when neither a key nor a base URL is set', async () => {
-    makeRoots();
-    const r = await doctor(t.env);
-    const api = byName(JSON.parse(r.out.join('')) as DoctorJson)['anthropic API']!;
-    expect(api.ok).toBe(true);
-    expect(api.detail).toMatch(/mock model/);
-    expect(r.code).toBe(0);
-  });
-
   it('exits 1 naming each failed check: unreachable Redis, a workspace root that cannot be created, runs root not a directory', async () => {
     const notADir = path.join(t.root, 'runs-is-a-file');
     writeFileSync(notADir, 'x');
     const uncreatable = path.join(notADir, 'workspaces');
-    const env = { ...t.env, REDIS_URL: `redis://127.0.0.1:${await freePort()}`, AGENTQ_RUNS_ROOT: notADir, AGENTQ_WORKSPACE_ROOT: uncreatable };
+    const env = { ...t.env, AGENTQ_MODEL: 'mock', REDIS_URL: `redis://127.0.0.1:${await freePort()}`, AGENTQ_RUNS_ROOT: notADir, AGENTQ_WORKSPACE_ROOT: uncreatable };
     const r = await doctor(env);
     expect(r.code).toBe(1);
     const report = JSON.parse(r.out.join('')) as DoctorJson;
@@ -166,7 +184,7 @@ describe('agentq doctor', () => {
     await db.connect();
     await db.query('delete from drizzle.__drizzle_migrations where created_at = (select max(created_at) from drizzle.__drizzle_migrations)');
     await db.end();
-    const r = await doctor({ ...t.env, ANTHROPIC_BASE_URL: `http://127.0.0.1:${await freePort()}` });
+    const r = await doctor({ ...t.env, ANTHROPIC_BASE_URL: `http://127.0.0.1:${await freePort()}`, ANTHROPIC_API_KEY: 'sk-ant-any' });
     expect(r.code).toBe(1);
     const checks = byName(JSON.parse(r.out.join('')) as DoctorJson);
     expect(checks.migrations!.ok).toBe(false);

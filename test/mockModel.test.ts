@@ -273,8 +273,12 @@ describe('mock server', () => {
     expect(typeof m.requests[0]?.time).toBe('number');
   });
 
-  it('streams the default reply with realistic usage', async () => {
-    const m = await mock();
+  it('streams the default reply with zero usage (a mock turn costs $0), or with realistic usage when asked', async () => {
+    const zero = await mock();
+    const free = await postStream(zero, mainRequest([cliUser('hello'), systemMsg]));
+    expect(free.message.usage.input_tokens).toBe(0);
+    expect(free.message.usage.output_tokens).toBe(0);
+    const m = await mock({ estimateUsage: true });
     const { message, events } = await postStream(m, mainRequest([cliUser('hello'), systemMsg]));
     expect(message.content).toEqual([{ type: 'text', text: 'mock reply: hello' }]);
     expect(message.stop_reason).toBe('end_turn');

@@ -1,6 +1,6 @@
 // `agentq config`: the effective configuration (secrets redacted) or, with --markdown,
 // the table of every variable that the README carries.
-import { configVariables, type Config } from '../config.js';
+import { configVariables, redactUrl, type Config } from '../config.js';
 
 /** Renders the documentation table from the schema itself, so it cannot drift. */
 export function configMarkdownTable(): string {
@@ -20,16 +20,6 @@ export function configMarkdownTable(): string {
   return ['| Variable | Default | Meaning |', '|---|---|---|', ...rows].join('\n');
 }
 
-function redactUrl(raw: string): string {
-  try {
-    const u = new URL(raw);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return '***';
-  }
-}
-
 /** The effective configuration without secrets. */
 export function describeConfig(config: Config): Record<string, unknown> {
   return {
@@ -45,5 +35,6 @@ export function describeConfig(config: Config): Record<string, unknown> {
     worker: config.worker,
     api: { ...config.api, keys: config.api.keys.map((k) => ({ token: '***', tenant: k.tenant })) },
     anthropic: { apiKey: config.anthropic.apiKey ? '***' : undefined, baseUrl: config.anthropic.baseUrl },
+    model: config.model,
   };
 }

@@ -9,6 +9,7 @@ import { Redis } from 'ioredis';
 import pg from 'pg';
 import type { Config } from '../config.js';
 import { probeSandbox } from '../sandbox/probe.js';
+import { checkCredentials } from '../runner/apiCredentials.js';
 import { hasLimits, probeCgroups } from '../runner/cgroups.js';
 import { schemaStatus } from '../store/migrate.js';
 import type { CliIo } from './main.js';
@@ -22,7 +23,6 @@ export interface Check {
 const TIMEOUT_MS = 10_000;
 /** The Messages API check: any HTTP answer within this counts as reachable. */
 const API_TIMEOUT_MS = 5000;
-const DEFAULT_ANTHROPIC_BASE_URL = 'https://api.anthropic.com';
 
 async function checkCli(config: Config): Promise<Check> {
   const r = await execa(config.claudePath, ['--version'], {
@@ -130,31 +130,9 @@ async function writableAncestor(dir: string): Promise<{ ok: true; dir: string } 
   }
 }
 
-/**
- * Whether the Messages API base URL answers: one GET of the base URL with a short timeout,
- * no API key and no body, so nothing is billed. Any HTTP status counts as reachable.
- */
+/** Whether CLI runs can authenticate: credentials present, and the Messages API takes them (no tokens spent). */
 async function checkAnthropic(config: Config): Promise<Check> {
-  const name = 'anthropic API';
-  const { apiKey, baseUrl } = config.anthropic;
-  if (!apiKey && !baseUrl) {
-    return {
-      name,
-      ok: true,
-      detail: 'ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL are unset: `npm run demo` uses the built-in mock model; set a key (or a base URL) for real turns',
-    };
-  }
-  const url = baseUrl ?? DEFAULT_ANTHROPIC_BASE_URL;
-  const started = performance.now();
-  try {
-    const res = await fetch(url, { method: 'GET', redirect: 'manual', signal: AbortSignal.timeout(API_TIMEOUT_MS) });
-    await res.body?.cancel().catch(() => undefined);
-    return { name, ok: true, detail: `${url} answered HTTP ${res.status} in ${Math.round(performance.now() - started)} ms (no key sent)` };
-  } catch (err) {
-    const e = err as Error & { cause?: { code?: string; message?: string } };
-    const why = e.name === 'TimeoutError' ? `no answer within ${API_TIMEOUT_MS} ms` : (e.cause?.code ?? e.cause?.message ?? e.message);
-    return { name, ok: false, detail: `${url} is unreachable (${why}); check ANTHROPIC_BASE_URL, proxies and egress` };
-  }
+  return { name: 'anthropic API', ...(await checkCredentials(config, API_TIMEOUT_MS)) };
 }
 
 /** Whether CLI runs can be isolated here (AGENTQ_SANDBOX), by starting a test sandbox. */
@@ -166,7 +144,7 @@ async function checkSandbox(config: Config): Promise<Check> {
   if (p.ok) return { name, ok: true, detail: `AGENTQ_SANDBOX=${mode}: ${p.version} isolates runs (test sandbox started in ${p.ms} ms)` };
   const detail = `AGENTQ_SANDBOX=${mode}: ${p.reason}${p.version ? ` (${p.version})` : ''}`;
   // auto still runs turns, unisolated: a failed check, since that is what an operator must fix.
-  return { name, ok: false, detail: `${detail}; ${mode === 'bwrap' ? 'workers will refuse to start' : 'runs are NOT isolated'} — see the README's Sandbox section` };
+  return { name, ok: false, detail: `${detail}; ${mode === 'bwrap' ? 'workers will refuse to start' : 'runs are NOT isolated'} — see docs/sandbox.md` };
 }
 
 /** Whether the AGENTQ_RUN_* limits can be enforced here, by creating and removing a probe group. */

@@ -16,6 +16,8 @@ export interface CliIo {
   env: Readonly<Record<string, string | undefined>>;
   out: (text: string) => void;
   err: (text: string) => void;
+  /** All of standard input as UTF-8, refused past `maxBytes` (`agentq enqueue <conversation> -`); default: process.stdin. */
+  readStdin?: (maxBytes: number) => Promise<string>;
 }
 
 /** `agentq transcript … | head`: a reader that closed the pipe ends the command quietly, as SIGPIPE would. */
@@ -85,6 +87,15 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
     });
 
   program
+    .command('dev')
+    .description('offline, for a first try: migrate, then run a worker against the built-in mock model and the HTTP API (viewer, dashboard); prints what to type next')
+    .option('--port <n>', 'API port (default AGENTQ_API_PORT; 0 picks a free port)')
+    .action(async (opts: { port?: string }) => {
+      const { devCommand } = await import('./devCommand.js');
+      setExit(await devCommand(io, opts));
+    });
+
+  program
     .command('api')
     .description('serve the HTTP API (and /docs) until SIGTERM/SIGINT')
     .option('--port <n>', 'port to listen on (default AGENTQ_API_PORT; 0 picks a free port)')
@@ -97,7 +108,8 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
     .command('enqueue')
     .description('enqueue a turn; prints its id, or with --wait its outcome')
     .argument('<conversation>', 'the conversation id, e.g. ticket-4812')
-    .argument('<prompt>', 'the prompt of the turn')
+    .argument('[prompt]', 'the prompt of the turn; `-` reads it from standard input')
+    .option('--prompt-file <file>', 'read the prompt from this file (for prompts too long for an argument)')
     .option('--wait', 'wait until the turn ends; exit non-zero unless it succeeded')
     .option('--json', 'print one JSON line')
     .option('--timeout-ms <n>', 'with --wait: give up after this long (default 600000)')
@@ -106,7 +118,7 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
     .option('--priority <n>', 'BullMQ priority: 1 is most urgent, 0 (default) plain FIFO')
     .option('--delay-ms <n>', 'run no earlier than this many ms from now')
     .option('--options <json>', 'turn options as JSON, e.g. {"maxTurns":5,"model":"..."}')
-    .action(async (conversation: string, prompt: string, opts: EnqueueFlags) => {
+    .action(async (conversation: string, prompt: string | undefined, opts: EnqueueFlags) => {
       const { enqueueCommand } = await import('./turnCommands.js');
       setExit(await enqueueCommand(config(), io, conversation, prompt, opts));
     });

@@ -1,5 +1,7 @@
 // `agentq enqueue`, `show` and `cancel`: the producer side of the turn protocol.
+import { readFile } from 'node:fs/promises';
 import type { Config } from '../config.js';
+import { TurnInputError } from '../errors.js';
 import { createClient } from '../queue/client.js';
 import type { CliIo } from './main.js';
 
@@ -12,6 +14,40 @@ export interface EnqueueFlags {
   priority?: string;
   delayMs?: string;
   options?: string;
+  promptFile?: string;
+}
+
+/** Reads all of process.stdin as UTF-8, up to `maxBytes`. */
+async function readProcessStdin(maxBytes: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of process.stdin as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > maxBytes) throw new TurnInputError(`prompt: standard input is over ${maxBytes} bytes`, ['prompt']);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks, size).toString('utf8');
+}
+
+/**
+ * The prompt: the argument, `-` for standard input, or `--prompt-file` (a prompt too long
+ * for an argument, ~128 KiB on Linux). Exactly one of them. Read up to the prompt cap (in
+ * UTF-8 bytes, four per character at most); enqueueing then checks the cap itself.
+ */
+async function promptFrom(config: Config, io: CliIo, arg: string | undefined, file: string | undefined): Promise<string> {
+  if (arg !== undefined && file !== undefined) {
+    throw new TurnInputError('prompt: give it as an argument, `-` (standard input) or --prompt-file, not both', ['prompt']);
+  }
+  if (file !== undefined) {
+    try {
+      return await readFile(file, 'utf8');
+    } catch (err) {
+      throw new TurnInputError(`--prompt-file: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, ['prompt']);
+    }
+  }
+  if (arg === '-') return (io.readStdin ?? readProcessStdin)(config.worker.maxPromptChars * 4 + 1);
+  if (arg === undefined) throw new TurnInputError('prompt: missing; give it as an argument, `-` to read standard input, or --prompt-file <file>', ['prompt']);
+  return arg;
 }
 
 function intFlag(name: string, value: string | undefined): number | undefined {
@@ -29,7 +65,8 @@ function jsonFlag(name: string, value: string | undefined): unknown {
   }
 }
 
-export async function enqueueCommand(config: Config, io: CliIo, conversationId: string, prompt: string, flags: EnqueueFlags): Promise<number> {
+export async function enqueueCommand(config: Config, io: CliIo, conversationId: string, promptArg: string | undefined, flags: EnqueueFlags): Promise<number> {
+  const prompt = await promptFrom(config, io, promptArg, flags.promptFile);
   const client = createClient(config);
   try {
     const turn = await client.enqueueTurn({

@@ -63,6 +63,11 @@ export interface MockModelOptions {
   textDelayMs?: number;
   /** Called for each request once it is recorded (before it is answered); e.g. logging. */
   onRequest?: (rec: RecordedRequest) => void;
+  /**
+   * Report estimated token counts in `usage` (as the real API would). Default false: zero
+   * tokens, so the CLI, which prices a turn by its tokens, reports a mock turn as $0.
+   */
+  estimateUsage?: boolean;
 }
 
 export interface MockModel {
@@ -152,8 +157,8 @@ export async function startMockModel(opts: MockModelOptions = {}): Promise<MockM
       stop_reason: tools.length > 0 ? 'tool_use' : 'end_turn',
       stop_sequence: null,
       usage: {
-        input_tokens: estimateInputTokens(body),
-        output_tokens: estimateOutputTokens(content),
+        input_tokens: opts.estimateUsage ? estimateInputTokens(body) : 0,
+        output_tokens: opts.estimateUsage ? estimateOutputTokens(content) : 0,
         cache_creation_input_tokens: 0,
         cache_read_input_tokens: 0,
       },
@@ -317,4 +322,16 @@ export async function startMockModel(opts: MockModelOptions = {}): Promise<MockM
     },
   };
   return model;
+}
+
+/** A placeholder key for CLI runs against the mock (the CLI wants one; the mock ignores it). */
+export const MOCK_API_KEY = 'sk-agentq-mock-model';
+
+/**
+ * A CLI environment pointed at the mock model at `url`: its base URL and a placeholder
+ * key, no other credential, no API retries (the mock answers at once or was told to fail).
+ */
+export function mockCliEnv(env: Readonly<Record<string, string>>, url: string): Record<string, string> {
+  const { ANTHROPIC_AUTH_TOKEN: _token, CLAUDE_CODE_OAUTH_TOKEN: _oauth, ANTHROPIC_CUSTOM_HEADERS: _headers, ...rest } = env;
+  return { ...rest, ANTHROPIC_BASE_URL: url, ANTHROPIC_API_KEY: MOCK_API_KEY, CLAUDE_CODE_MAX_RETRIES: '0' };
 }

@@ -36,12 +36,13 @@ const MAX_DELAY_MS = 366 * 24 * 60 * 60 * 1000;
 /** BullMQ's priority range (its PRIORITY_LIMIT, 2^21 - 1): 1 is the most urgent; 0 (the default) means plain FIFO. */
 const MAX_PRIORITY = 2_097_151;
 
-/** A prompt or a user message: non-empty text up to AGENTQ_MAX_PROMPT_CHARS, no NUL. */
+/** A prompt or a user message: text up to AGENTQ_MAX_PROMPT_CHARS with something besides whitespace, no NUL. */
 export function promptSchema(maxPromptChars: number) {
   return z
     .string({ error: 'must be a string' })
     .min(1, { error: 'must not be empty' })
     .max(maxPromptChars, { error: `must be at most ${maxPromptChars} characters` })
+    .refine((s) => s.trim() !== '', { error: 'must not be only whitespace' })
     .refine((s) => !s.includes('\0'), { error: 'must not contain NUL' });
 }
 

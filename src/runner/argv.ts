@@ -2,6 +2,18 @@
 // no secret is ever placed here: secrets travel in the environment only.
 import type { ValidRunOptions } from './options.js';
 
+/**
+ * The longest prompt passed as an argument, in UTF-8 bytes. Linux refuses any single
+ * argument over 128 KiB (MAX_ARG_STRLEN: the spawn fails with E2BIG); a longer prompt goes
+ * to the CLI's stdin, which `-p` reads as the prompt when there is no prompt argument.
+ */
+export const PROMPT_ARG_MAX_BYTES = 100_000;
+
+/** Whether the prompt goes to the CLI on stdin instead of in argv (see PROMPT_ARG_MAX_BYTES). */
+export function promptOnStdin(o: Pick<ValidRunOptions, 'prompt' | 'streamInput'>): boolean {
+  return !o.streamInput && Buffer.byteLength(o.prompt) > PROMPT_ARG_MAX_BYTES;
+}
+
 /** Flags every run carries: headless, machine-readable, one JSON event per line. */
 export const BASE_FLAGS = ['-p', '--output-format', 'stream-json', '--verbose'] as const;
 
@@ -30,7 +42,7 @@ export function buildArgv(o: ValidRunOptions): string[] {
   if (o.disallowedTools?.length) argv.push('--disallowedTools', ...o.disallowedTools);
   if (o.addDirs?.length) argv.push('--add-dir', ...o.addDirs);
   if (o.mcpConfig?.length) argv.push('--mcp-config', ...o.mcpConfig);
-  // In stream-json input mode the prompt goes to stdin as the first message.
-  if (!o.streamInput) argv.push('--', o.prompt);
+  // In stream-json input mode the prompt goes to stdin as the first message; a long one too.
+  if (!o.streamInput && !promptOnStdin(o)) argv.push('--', o.prompt);
   return argv;
 }

@@ -24,6 +24,8 @@ export type RunOutcome = RunFacts &
     | { type: 'budget_exceeded' }
     /** The Messages API failed after the CLI's own retries. `httpStatus` null = no connection. */
     | { type: 'api_error'; httpStatus: number | null; retryable: boolean; message: string }
+    /** The Messages API (or the CLI, before asking it) refused the worker's credentials: a configuration error, never retried. */
+    | { type: 'auth'; httpStatus: number | null; message: string }
     | { type: 'session_not_found'; requestedSessionId: string }
     | { type: 'cli_not_found'; path: string; message: string }
     | { type: 'timed_out'; timeout: 'idle' | 'wall'; limitMs: number }
@@ -46,6 +48,17 @@ export function isRetryableApiStatus(status: number | null): boolean {
 }
 
 const SESSION_NOT_FOUND = /No conversation found with session ID/i;
+/** What the CLI says when it has no usable credentials (measured with 2.1.197: no key at all, HTTP 401, 403). */
+const AUTH_FAILURE = /Not logged in|Please run \/login|Invalid API key|Failed to authenticate|OAuth token has expired|authentication_error|permission_error/i;
+
+/** What the operator must do about refused credentials: the variables, by name. */
+export function authAdvice(detail: string): string {
+  return (
+    `the model API did not accept the worker's credentials (${detail}). Set ANTHROPIC_API_KEY ` +
+    '(or ANTHROPIC_AUTH_TOKEN / CLAUDE_CODE_OAUTH_TOKEN) in the worker\'s environment, or ANTHROPIC_BASE_URL for a gateway; ' +
+    'to run offline against the built-in mock model, start the worker with AGENTQ_MODEL=mock'
+  );
+}
 
 /** Why the runner itself ended the run, if it did. */
 export type Termination =
@@ -77,7 +90,8 @@ export function classifyRun(input: ClassifyInput): RunOutcome {
         message: `cannot execute the Claude Code CLI at ${input.claudePath} (${code}); set AGENTQ_CLAUDE_PATH or reinstall @anthropic-ai/claude-code`,
       };
     }
-    return { ...facts, type: 'crashed', message: `spawn failed: ${spawnError.message}` };
+    const why = code === 'E2BIG' ? ' (an argument is over the 128 KiB Linux allows one: a system prompt or an option too long)' : '';
+    return { ...facts, type: 'crashed', message: `spawn failed: ${spawnError.message}${why}` };
   }
   if (termination) {
     switch (termination.kind) {
@@ -102,11 +116,15 @@ export function classifyRun(input: ClassifyInput): RunOutcome {
     if (result.subtype === 'error_max_budget_usd') return { ...facts, type: 'budget_exceeded' };
     if (!result.is_error && result.subtype === 'success') return { ...facts, type: 'success' };
     const text = result.result ?? result.errors?.join('; ') ?? '';
+    const status = result.api_error_status ?? null;
+    if (status === 401 || status === 403 || AUTH_FAILURE.test(text)) {
+      return { ...facts, type: 'auth', httpStatus: status, message: authAdvice(status === null ? text : `HTTP ${status}: ${text}`) };
+    }
     if (result.api_error_status !== undefined && (result.api_error_status !== null || /^API Error/.test(text))) {
       const status = result.api_error_status;
       return { ...facts, type: 'api_error', httpStatus: status, retryable: isRetryableApiStatus(status), message: text };
     }
-    return { ...facts, type: 'crashed', message: `the CLI reported an error (${result.subtype}): ${text}`.trim() };
+    return { ...facts, type: 'crashed', message: `the CLI reported an error: ${text || `(${result.subtype}, no text)`}` };
   }
   if (input.oomKilledAtBytes !== undefined && facts.exitCode !== 0) {
     const mib = Math.round(input.oomKilledAtBytes / (1024 * 1024));

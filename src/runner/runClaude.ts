@@ -7,7 +7,7 @@ import { mkdirSync, statSync } from 'node:fs';
 import { execa } from 'execa';
 import type { Config } from '../config.js';
 import { RunOptionsError } from '../errors.js';
-import { buildArgv } from './argv.js';
+import { buildArgv, promptOnStdin } from './argv.js';
 import { RunCgroup, type CgroupHost, type RunLimits } from './cgroups.js';
 import { buildRunEnv } from './env.js';
 import { parseEventLine, type ClaudeEvent, type ResultEvent } from './events.js';
@@ -96,6 +96,7 @@ export function startClaude(options: RunOptions, settings: RunnerSettings, hooks
   const o = parseRunOptions(options);
   prepareDirs(o);
   const argv = buildArgv(o);
+  const longPrompt = promptOnStdin(o);
   const requestedSessionId = o.session.sessionId;
   const startedAt = performance.now();
   // Marks every process of this run, so tool processes in their own sessions are found.
@@ -159,7 +160,7 @@ export function startClaude(options: RunOptions, settings: RunnerSettings, hooks
     env: sandboxed?.env ?? env,
     extendEnv: false,
     // Sandboxed, fd 3 carries bwrap's options (the host paths are not put in its argv).
-    stdio: [o.streamInput ? 'pipe' : 'ignore', 'pipe', 'pipe', ...(sandboxed ? [sandboxed.fd3] : [])],
+    stdio: [o.streamInput || longPrompt ? 'pipe' : 'ignore', 'pipe', 'pipe', ...(sandboxed ? [sandboxed.fd3] : [])],
     // Its own process group, so signals reach tool children too.
     detached: true,
     buffer: false,
@@ -190,6 +191,14 @@ export function startClaude(options: RunOptions, settings: RunnerSettings, hooks
     child.once('error', (error) => {
       if (child.pid === undefined) resolve({ code: null, signal: null, error });
     });
+    // A spawn the kernel refused outright (E2BIG: an argument over 128 KiB) emits no event
+    // at all: execa only settles its own promise, with the error's code.
+    if (child.pid === undefined) {
+      void child.then((r: { code?: string; message?: string; cause?: unknown }) => {
+        const error = r.cause instanceof Error ? r.cause : Object.assign(new Error(r.message ?? 'spawn failed'), { code: r.code });
+        resolve({ code: null, signal: null, error });
+      });
+    }
   });
 
   if (pid !== undefined) hooks.onSpawn?.(pid);
@@ -272,9 +281,13 @@ export function startClaude(options: RunOptions, settings: RunnerSettings, hooks
       stdin.write(userMessageLine(text), (err) => (err ? reject(err) : resolve()));
     });
   };
-  // In stream-json input mode the prompt is the first message on stdin. A write error
-  // (the CLI already gone) shows up in the outcome.
+  // In stream-json input mode the prompt is the first message on stdin; a prompt too long
+  // for argv is all of stdin. A write error (the CLI already gone) shows up in the outcome.
   if (o.streamInput) sendUserMessage(o.prompt).catch(() => undefined);
+  else if (longPrompt) {
+    child.stdin?.on('error', () => undefined);
+    child.stdin?.end(o.prompt);
+  }
 
   const outcome = (async (): Promise<RunOutcome> => {
     const exit = await exited;

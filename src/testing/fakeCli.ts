@@ -80,6 +80,13 @@ function turnEnv(opts: CliOptions, recorder: Recorder): TurnEnv {
   };
 }
 
+async function readAllStdin(): Promise<string | undefined> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin as AsyncIterable<Buffer>) chunks.push(chunk);
+  const text = Buffer.concat(chunks).toString('utf8');
+  return text === '' ? undefined : text;
+}
+
 async function main(argv: readonly string[]): Promise<number> {
   setSigtermPolicy(false);
   const recorder = new Recorder(process.env.FAKE_CLAUDE_LOG || undefined);
@@ -92,6 +99,8 @@ async function main(argv: readonly string[]): Promise<number> {
       process.stdout.write(`${FAKE_CLI_VERSION} (Claude Code)\n`);
       return 0;
     }
+    // Like the real CLI with -p and no prompt argument: the prompt is what stdin holds.
+    if (opts.prompt === undefined && opts.inputFormat === 'text' && !process.stdin.isTTY) opts.prompt = await readAllStdin();
     const invalid = validateOptions(opts, process.env, process.getuid?.());
     if (invalid) return fail(recorder, invalid);
     envSpec = specFromEnv(process.env);

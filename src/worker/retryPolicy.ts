@@ -36,6 +36,9 @@ export function decide(outcome: RunOutcome): TurnDecision {
       const error = { class: 'api_error', message: outcome.message, retryable: outcome.retryable };
       return outcome.retryable ? { kind: 'retry', error } : { kind: 'finish', status: 'failed', error };
     }
+    case 'auth':
+      // A configuration error: every retry would be refused the same way.
+      return { kind: 'finish', status: 'failed', error: { class: 'auth', message: outcome.message, retryable: false } };
     case 'session_not_found':
       return {
         kind: 'session_missing',

@@ -17,6 +17,7 @@ import { parseTurnJob, type TurnJobData } from '../queue/jobs.js';
 import { reconcile } from '../queue/reconciler.js';
 import { sweepOrphanedRuns } from '../runner/processTree.js';
 import { runnerSettings, type RunnerSettings } from '../runner/runClaude.js';
+import { credentialsPresent } from '../runner/apiCredentials.js';
 import { runCgroupHost } from '../runner/runLimits.js';
 import { resolveSandbox } from '../sandbox/resolve.js';
 import { createStoreDb, type StoreDb } from '../store/db.js';
@@ -101,6 +102,8 @@ export function createWorker(config: Config, options: WorkerOptions = {}): TurnW
   let graceTimer: NodeJS.Timeout | undefined;
   /** Set by start(): how CLI runs are started (sandboxed or not). */
   let runner: RunnerSettings | undefined;
+  /** With AGENTQ_MODEL=mock: the built-in mock model this worker's runs talk to. */
+  let mock: { close(): Promise<void> } | undefined;
   /** Conversations kept warm here; none in a worker with a lifetime (--once, maxTurns, idleExitMs). */
   let warmPool: WarmPool | undefined;
   let handoff: WarmHandoff | undefined;
@@ -268,6 +271,17 @@ export function createWorker(config: Config, options: WorkerOptions = {}): TurnW
     // First: with AGENTQ_SANDBOX=bwrap a worker that cannot isolate runs does not start at all.
     // Likewise with AGENTQ_RUN_* limits that this machine's cgroups cannot enforce.
     runner = runnerSettings(config, await resolveSandbox(config, log), runCgroupHost(config, log));
+    if (config.model === 'mock') {
+      // Imported only when asked for: a worker of the real API never loads the mock.
+      const { startMockModel, mockCliEnv } = await import('../mock/mockModel.js');
+      const model = await startMockModel();
+      mock = model;
+      runner = { ...runner, env: mockCliEnv(runner.env, model.url) };
+      log.info({ url: model.url }, 'AGENTQ_MODEL=mock: CLI runs talk to the built-in mock model (offline, no key, no cost)');
+    } else {
+      const credentials = credentialsPresent(config);
+      if (!credentials.ok) log.warn(credentials.detail);
+    }
     // Each running turn needs a connection now and then (heartbeat, checkpoint, hydrate), not all the time.
     pool = createPool(config.databaseUrl, Math.min(40, Math.max(4, (options.concurrency ?? config.concurrency) + 4)), (err) =>
       log.warn({ err: safeErrorMessage(err) }, 'Postgres connection error'),
@@ -362,6 +376,7 @@ export function createWorker(config: Config, options: WorkerOptions = {}): TurnW
       live?.close();
       workerConn?.disconnect();
       await pool?.end().catch(() => undefined);
+      await mock?.close().catch(() => undefined);
       log.info('worker stopped');
     }
   };
