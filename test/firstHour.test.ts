@@ -3,7 +3,8 @@
 // AGENTQ_API_KEYS, and the offline path (`agentq dev`, AGENTQ_MODEL=mock). Real CLI, real
 // Postgres and Redis, the project's mock model.
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEV_NEXT_COMMANDS, devCommand } from '../src/cli/devCommand.js';
@@ -18,7 +19,7 @@ import { decide } from '../src/worker/retryPolicy.js';
 import { createWorker } from '../src/worker/worker.js';
 import { createTestAgentq, type TestAgentq } from './helpers/agentq.js';
 import { captureLogger, fakeCliSettings } from './helpers/infra.js';
-import { waitUntil } from './helpers/processes.js';
+import { isAlive, waitUntil } from './helpers/processes.js';
 import { realCliMachine } from './helpers/realCli.js';
 
 let t: TestAgentq;
@@ -128,6 +129,24 @@ describe('enqueueing', () => {
     expect(await main(['node', 'agentq', 'enqueue', 'piped'], none.io)).toBe(2);
     expect(none.err.join('\n')).toMatch(/prompt: missing/);
   });
+});
+
+describe('npx agentq worker &, then kill $!', () => {
+  it('a worker started by npm stops (drains) when its parent is gone, as it would on the signal npm did not pass on', async () => {
+    const log = path.join(t.root, 'npm-child.log');
+    const bin = path.resolve('bin/agentq.js');
+    // npm exec runs the command through `sh -c`: a shell whose child is the worker.
+    const parent = spawn('/bin/sh', ['-c', `"${process.execPath}" "${bin}" worker > "${log}" 2>&1 & echo $!; wait`], {
+      env: { ...t.env, npm_command: 'exec' },
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    const workerPid = Number(await new Promise<string>((resolve) => parent.stdout!.once('data', (d: Buffer) => resolve(d.toString().trim()))));
+    await waitUntil(() => existsSync(log) && readFileSync(log, 'utf8').includes('started'), 'the worker to start', 30_000);
+    // What `kill $!` does to npx: the parent is gone; the worker is reparented.
+    parent.kill('SIGKILL');
+    await waitUntil(() => !isAlive(workerPid), 'the orphaned worker to stop', 15_000);
+    expect(readFileSync(log, 'utf8')).toContain('SIGTERM: draining');
+  }, 60_000);
 });
 
 describe('the runner and long arguments', () => {

@@ -5,6 +5,7 @@
 import { buildApi } from '../api/server.js';
 import type { Config } from '../config.js';
 import type { CliIo } from './main.js';
+import { stopWithNpmParent } from './parentWatch.js';
 
 /** How long open requests and streams may take to finish after the first signal. */
 const CLOSE_GRACE_MS = 10_000;
@@ -45,6 +46,7 @@ export async function apiCommand(config: Config, io: CliIo, flags: { port?: stri
   const signalled = new Promise<void>((resolve) => (resolveStop = resolve));
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  const unwatch = stopWithNpmParent(io.env);
   try {
     let address: string;
     try {
@@ -69,6 +71,7 @@ export async function apiCommand(config: Config, io: CliIo, flags: { port?: stri
     io.err('agentq api stopped');
     return 0;
   } finally {
+    unwatch();
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
   }

@@ -10,6 +10,7 @@ import { createLogger } from '../logger.js';
 import { migrate } from '../store/migrate.js';
 import { createWorker } from '../worker/worker.js';
 import type { CliIo } from './main.js';
+import { stopWithNpmParent } from './parentWatch.js';
 
 export interface DevOptions {
   port?: string;
@@ -52,6 +53,7 @@ export async function devCommand(io: CliIo, opts: DevOptions = {}): Promise<numb
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  const unwatch = stopWithNpmParent(io.env);
   try {
     await worker.start();
     let address: string;
@@ -77,6 +79,7 @@ export async function devCommand(io: CliIo, opts: DevOptions = {}): Promise<numb
     await Promise.race([signalled, opts.stop ?? new Promise(() => {})]);
     return 0;
   } finally {
+    unwatch();
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
     await worker.stop().catch(() => undefined);

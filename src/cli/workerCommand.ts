@@ -9,6 +9,7 @@ import { createLogger } from '../logger.js';
 import type { WorkerTelemetry } from '../metrics/workerEndpoint.js';
 import { createWorker, type WorkerEnd } from '../worker/worker.js';
 import type { CliIo } from './main.js';
+import { stopWithNpmParent } from './parentWatch.js';
 
 /** Exit codes of `agentq worker --once` (2 stays "bad usage or configuration", 1 "unexpected error"). */
 export const ONCE_EXIT = {
@@ -127,6 +128,7 @@ export async function workerCommand(config: Config, io: CliIo, flags: WorkerFlag
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  const unwatch = stopWithNpmParent(io.env);
   try {
     await worker.start();
     io.err(`worker ${worker.workerId} started`);
@@ -141,6 +143,7 @@ export async function workerCommand(config: Config, io: CliIo, flags: WorkerFlag
     if (end.reason !== 'stopped') io.err(`worker ${worker.workerId} exiting: ${end.reason === 'idle' ? 'idle' : 'turn limit reached'} after ${end.turns.length} turn(s)`);
     return 0;
   } finally {
+    unwatch();
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
   }
