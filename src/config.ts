@@ -310,7 +310,7 @@ export const configVariables = {
   },
   AGENTQ_MODEL: {
     schema: z.enum(['api', 'mock']).default('api'),
-    doc: '`api`: CLI runs talk to the Messages API at ANTHROPIC_BASE_URL (default api.anthropic.com) with the configured credentials. `mock`: the worker starts the built-in mock model and points its CLI runs at it: offline, no key, no cost (what `agentq dev` and `npm run demo` use).',
+    doc: '`api`: CLI runs talk to the Messages API at ANTHROPIC_BASE_URL (default api.anthropic.com) with the configured credentials. `mock`: the worker starts the built-in mock model and points its CLI runs at it: offline, no key, no cost (what `agentq dev` uses).',
   },
   ANTHROPIC_API_KEY: {
     schema: z.string().min(1, { error: 'must not be empty when set' }).optional(),

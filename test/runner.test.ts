@@ -107,7 +107,6 @@ describe('runner outcomes', () => {
     [500, true],
     [529, true],
     [429, true],
-    [401, false],
     [400, false],
   ])('api_error %i is retryable=%s', async (status, retryable) => {
     const { outcome } = await collect(opts(fake({ apiError: { status } })));
@@ -116,6 +115,15 @@ describe('runner outcomes', () => {
     expect(outcome.httpStatus).toBe(status);
     expect(outcome.retryable).toBe(retryable);
     expect(outcome.message).toMatch(/^API Error/);
+  });
+
+  it.each([401, 403])('HTTP %i is an auth failure: not retried, and the message names the variable to set', async (status) => {
+    const { outcome } = await collect(opts(fake({ apiError: { status } })));
+    expect(outcome.type).toBe('auth');
+    if (outcome.type !== 'auth') return;
+    expect(outcome.httpStatus).toBe(status);
+    expect(outcome.message).toMatch(/ANTHROPIC_API_KEY/);
+    expect(outcome.message).not.toMatch(/\(success\)/);
   });
 
   it('session_not_found: resuming a missing session, and the bogus id is not reported', async () => {

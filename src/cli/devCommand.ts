@@ -20,7 +20,7 @@ export interface DevOptions {
 
 /** The commands printed for the next step: what a new user types in another terminal. */
 export const DEV_NEXT_COMMANDS = [
-  'npx agentq enqueue ticket-4812 "Summarise the ticket in notes.md" --wait',
+  'npx agentq enqueue ticket-4812 "The customer says: my printer is on fire" --wait',
   'npx agentq show ticket-4812',
   'npx agentq transcript ticket-4812',
 ];
