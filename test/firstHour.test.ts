@@ -13,7 +13,7 @@ import { loadConfig } from '../src/config.js';
 import { ConfigError } from '../src/errors.js';
 import { startMockModel, type MockModel } from '../src/mock/mockModel.js';
 import { createClient, type AgentqClient } from '../src/queue/client.js';
-import { classifyRun, type RunFacts } from '../src/runner/outcome.js';
+import { classifyRun, emptyFacts, type RunFacts } from '../src/runner/outcome.js';
 import { runClaude } from '../src/runner/runClaude.js';
 import { decide } from '../src/worker/retryPolicy.js';
 import { createWorker } from '../src/worker/worker.js';
@@ -45,7 +45,7 @@ function cli(env: Record<string, string>, stdin = ''): { io: CliIo; out: string[
   return { io: { env, out: (s) => out.push(s), err: (s) => err.push(s), readStdin: async () => stdin }, out, err };
 }
 
-const FACTS: RunFacts = { sessionId: 's', costUsd: 0, usage: undefined, numTurns: 1, durationMs: 100, exitCode: 1, signal: undefined, stderrTail: '', resultText: undefined };
+const FACTS: RunFacts = { ...emptyFacts(100), sessionId: 's', numTurns: 1, exitCode: 1 };
 
 describe('authentication failures are configuration errors', () => {
   it('the three ways the CLI says so (measured with 2.1.197) are `auth`, not retried, and name the variable to set', () => {

@@ -12,6 +12,8 @@ const facts: RunFacts = {
   signal: undefined,
   stderrTail: '',
   resultText: undefined,
+  toolCalls: 0,
+  permissionDenials: [],
 };
 
 const cases: [RunOutcome, string, string | undefined][] = [

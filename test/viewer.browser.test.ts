@@ -61,12 +61,19 @@ describe.skipIf(!hasBrowser)('viewer and dashboard in a browser', () => {
     const pageErrors: string[] = [];
     page.on('pageerror', (err) => pageErrors.push(err.message));
     await page.goto(`${base}/viewer`);
-    // No session yet: the key form.
+    // No session yet: the key form, and nothing else (no links into pages that would refuse).
+    await page.locator('#key').waitFor({ state: 'visible', timeout: 10_000 });
+    expect(await page.locator('header a').evaluateAll((links) => links.filter((a) => (a as HTMLElement).offsetParent !== null).length)).toBe(0);
+    expect(await page.locator('#app').isVisible()).toBe(false);
     await page.locator('#key').fill(KEY);
     await page.locator('#login-form button').click();
+    await page.locator('a[href="/admin/queues"]').waitFor({ state: 'visible', timeout: 10_000 });
     await page.locator('[data-conversation="ticket-viewer"]').click();
     await page.locator(`[data-turn="${first.turnId}"]`).click();
     await expect.poll(() => page.locator('#transcript .event.result').textContent(), { timeout: 15_000 }).toContain('first answer from the agent');
+    // The turn's prompt heads its transcript.
+    await expect.poll(() => page.locator('#transcript .event').first().textContent(), { timeout: 10_000 }).toContain('hello');
+    expect(await page.locator('#transcript .event').first().getAttribute('data-type')).toBe('prompt');
 
     // A slow turn: the init event arrives at once, the result ~4 s later.
     const slow = await client.enqueueTurn({
@@ -90,6 +97,13 @@ describe.skipIf(!hasBrowser)('viewer and dashboard in a browser', () => {
     const shot = path.join(dir, 'viewer.png');
     await page.screenshot({ path: shot, fullPage: true });
     console.info(`viewer screenshot: ${shot}`);
+    // A turn whose tool calls the CLI refused says so, in the list and under the transcript.
+    const denied = await client.enqueueTurn({ conversationId: 'ticket-viewer', prompt: '#fake {"reply":"could not write","deniedTool":"Write"}\nwrite notes' });
+    await client.waitForTurn(denied.turnId, 20_000);
+    await page.locator(`[data-turn="${denied.turnId}"]`).click({ timeout: 10_000 });
+    await expect.poll(() => page.locator(`[data-turn="${denied.turnId}"] .status.denied`).textContent(), { timeout: 10_000 }).toBe('every tool refused');
+    await expect.poll(() => page.locator('#transcript .event.denied').textContent(), { timeout: 15_000 }).toMatch(/Every tool call was refused.*Write.*permissionMode/);
+
     expect(pageErrors).toEqual([]);
     await page.close();
   }, 90_000);
@@ -115,6 +129,19 @@ describe.skipIf(!hasBrowser)('viewer and dashboard in a browser', () => {
     expect(await login(OTHER_KEY)).toBe(204);
     const denied = await page.goto(`${base}/admin/queues`);
     expect(denied?.status()).toBe(403);
+    // A page that says why, not a JSON problem.
+    expect(denied?.headers()['content-type']).toMatch(/^text\/html/);
+    expect(await page.locator('h1').textContent()).toBe('The queue dashboard is for admin tenants');
+    expect(await page.locator('body').textContent()).toContain('AGENTQ_API_ADMIN_TENANTS');
     await page.close();
+
+    // Logged out: a page that says to log in, with the way there.
+    const fresh = await browser.newPage();
+    const loggedOut = await fresh.goto(`${base}/admin/queues`);
+    expect(loggedOut?.status()).toBe(401);
+    expect(await fresh.locator('h1').textContent()).toBe('Log in first');
+    await fresh.locator('a[href="/viewer"]').click();
+    await fresh.locator('#key').waitFor({ state: 'visible', timeout: 10_000 });
+    await fresh.close();
   }, 60_000);
 });

@@ -18,6 +18,7 @@ import { MAX_CONVERSATION_ID_LENGTH } from '../store/ids.js';
 import { schemaStatus } from '../store/migrate.js';
 import { apiKeyTable, sessionCookieAuthorization } from './auth.js';
 import { HttpProblem, sendProblem, toProblem } from './problems.js';
+import { sendRefusedPage, wantsHtml } from './viewer/refusedPage.js';
 import { RouteMethods } from './routeMethods.js';
 import { registerAdminRoutes } from './routes/admin.js';
 import { registerConversationRoutes } from './routes/conversations.js';
@@ -114,6 +115,9 @@ export async function buildApi(config: Config, options: { log?: Logger } = {}): 
     const cookieAllowed = request.method === 'GET' || request.method === 'HEAD' || path.startsWith('/admin/queues');
     const tenant =
       keys.tenantOf(request.headers.authorization) ?? (cookieAllowed ? keys.tenantOf(sessionCookieAuthorization(request.headers.cookie)) : undefined);
+    if (!tenant && path.startsWith('/admin/queues') && wantsHtml(request)) {
+      return sendRefusedPage(reply, 401, 'Log in first', 'The queue dashboard needs an API key of an admin tenant.', '<a href="/viewer">Log in with your key in the viewer</a>, then open this page again.');
+    }
     if (!tenant) return sendProblem(reply, toProblem(new HttpProblem(401, 'Unauthorized', 'a valid API key is required: Authorization: Bearer <key>'), request));
     request.tenant = tenant;
     return undefined;

@@ -1,6 +1,7 @@
 // How `agentq transcript` prints a conversation: a header per turn (its prompt), one line
 // per stored event (assistant text, tool calls, tool results, the result, agentq's own
 // events), a footer with the turn's status and cost. `--json` prints the same as objects.
+import { denialsNote, permissionDenials } from '../queue/denials.js';
 import type { TurnRow } from '../store/turns.js';
 
 /** The longest tool input or tool result printed in text mode; --json has everything. */
@@ -102,6 +103,8 @@ export function attemptLine(attempt: number): string {
 export function turnFooterLines(turn: TurnRow): string[] {
   const cost = turn.costUsd === null ? '' : ` · $${Number(turn.costUsd).toFixed(4)}`;
   const lines = [`── turn ${turn.seq} ${turn.status}${cost} · ${turn.attempts} attempt${turn.attempts === 1 ? '' : 's'}`];
+  const denied = permissionDenials(turn.toolCalls, turn.permissionDenials);
+  if (denied) lines.push(`   ${denialsNote(denied)}`);
   if (turn.error) lines.push(`   error: ${JSON.stringify(turn.error)}`);
   return lines;
 }
@@ -126,6 +129,8 @@ export function turnEndJson(turn: TurnRow): Record<string, unknown> {
     costUsd: turn.costUsd === null ? null : Number(turn.costUsd),
     usage: turn.usage,
     error: turn.error,
+    toolCalls: turn.toolCalls,
+    permissionDenials: permissionDenials(turn.toolCalls, turn.permissionDenials),
     finishedAt: turn.finishedAt?.toISOString() ?? null,
   };
 }

@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import type { Config } from '../config.js';
 import { TurnInputError } from '../errors.js';
 import { createClient } from '../queue/client.js';
+import { denialsNote, type PermissionDenials } from '../queue/denials.js';
 import type { CliIo } from './main.js';
 
 export interface EnqueueFlags {
@@ -65,6 +66,11 @@ function jsonFlag(name: string, value: string | undefined): unknown {
   }
 }
 
+/** A turn's status as printed: a success whose every tool call was refused says so. */
+function statusText(status: string, denials: PermissionDenials | null): string {
+  return denials?.everyToolCall ? `${status}, but every tool call was refused` : status;
+}
+
 export async function enqueueCommand(config: Config, io: CliIo, conversationId: string, promptArg: string | undefined, flags: EnqueueFlags): Promise<number> {
   const prompt = await promptFrom(config, io, promptArg, flags.promptFile);
   const client = createClient(config);
@@ -92,11 +98,13 @@ export async function enqueueCommand(config: Config, io: CliIo, conversationId: 
       result: done.result,
       costUsd: done.costUsd,
       error: done.error ?? null,
+      permissionDenials: done.permissionDenials,
     };
     if (flags.json) io.out(JSON.stringify(report));
     else {
-      io.out(`${report.turnId} ${report.status}${report.sessionId ? ` (session ${report.sessionId})` : ''}`);
+      io.out(`${report.turnId} ${statusText(report.status, report.permissionDenials)}${report.sessionId ? ` (session ${report.sessionId})` : ''}`);
       if (report.result) io.out(report.result);
+      if (report.permissionDenials) io.err(`warning: ${denialsNote(report.permissionDenials)}`);
       if (report.error) io.err(JSON.stringify(report.error));
     }
     return done.status === 'succeeded' ? 0 : 1;
@@ -128,13 +136,16 @@ export async function showCommand(config: Config, io: CliIo, conversationId: str
         finishedAt: t.finishedAt,
         costUsd: t.costUsd,
         error: t.error ?? null,
+        toolCalls: t.toolCalls,
+        permissionDenials: t.permissionDenials,
       })),
     };
     if (flags.json) io.out(JSON.stringify(out));
     else {
       io.out(`${out.tenantId}/${out.conversationId} session ${out.sessionId ?? '(none yet)'}`);
       for (const t of out.turns) {
-        io.out(`  #${t.seq} ${t.turnId} ${t.status} attempts=${t.attempts}${t.costUsd !== null ? ` $${t.costUsd}` : ''}${t.error ? ` ${JSON.stringify(t.error)}` : ''}`);
+        io.out(`  #${t.seq} ${t.turnId} ${statusText(t.status, t.permissionDenials)} attempts=${t.attempts}${t.costUsd !== null ? ` $${t.costUsd}` : ''}${t.error ? ` ${JSON.stringify(t.error)}` : ''}`);
+        if (t.permissionDenials) io.out(`     ${denialsNote(t.permissionDenials)}`);
       }
     }
     return 0;

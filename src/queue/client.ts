@@ -13,6 +13,7 @@ import { cancelChannel, createTurnQueue, dispatchTurn } from './dispatch.js';
 import { enqueueTurn, type EnqueuedTurnInfo } from './enqueue.js';
 import type { TurnJobData } from './jobs.js';
 import type { EnqueueTurnInput } from './turnInput.js';
+import { permissionDenials, type PermissionDenials } from './denials.js';
 
 export type { EnqueuedTurnInfo } from './enqueue.js';
 
@@ -28,6 +29,10 @@ export interface TurnSummary {
   costUsd: number | null;
   result: string | null;
   error: unknown;
+  /** Tool calls the model made in the last attempt; null until the turn has run. */
+  toolCalls: number | null;
+  /** The tool calls the CLI refused (count, tools); null when none were. */
+  permissionDenials: PermissionDenials | null;
 }
 
 export interface ConversationView {
@@ -68,6 +73,8 @@ export function summarizeTurn(t: TurnRow): TurnSummary {
     costUsd: t.costUsd === null ? null : Number(t.costUsd),
     result: t.result,
     error: t.error,
+    toolCalls: t.toolCalls,
+    permissionDenials: permissionDenials(t.toolCalls, t.permissionDenials),
   };
 }
 

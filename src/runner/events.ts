@@ -70,6 +70,8 @@ export const resultEventSchema = z.looseObject({
   usage: usageSchema.optional(),
   errors: z.array(z.string()).optional(),
   terminal_reason: z.string().optional(),
+  /** Tool calls the CLI refused (its permission mode or rules): `[{tool_name, tool_use_id, tool_input}]`. Read with permissionDenialsOf. */
+  permission_denials: z.unknown().optional(),
 });
 
 export type InitEvent = z.infer<typeof initEventSchema>;
@@ -128,4 +130,35 @@ export function parseEventLine(line: string): ClaudeEvent {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) return { kind: 'invalid', line };
   const obj = value as Record<string, unknown>;
   return asKnown(obj, line) ?? { kind: 'other', data: obj, line };
+}
+
+/** A tool call the CLI refused to run. */
+export interface PermissionDenial {
+  tool: string;
+  toolUseId: string | null;
+}
+
+/** The refused tool calls a result event reports (2.1.197: `permission_denials`); malformed entries are skipped. */
+export function permissionDenialsOf(result: ResultEvent | undefined): PermissionDenial[] {
+  const list = result?.permission_denials;
+  if (!Array.isArray(list)) return [];
+  const out: PermissionDenial[] = [];
+  for (const d of list as unknown[]) {
+    if (typeof d !== 'object' || d === null) continue;
+    const { tool_name: tool, tool_use_id: id } = d as { tool_name?: unknown; tool_use_id?: unknown };
+    if (typeof tool === 'string') out.push({ tool, toolUseId: typeof id === 'string' ? id : null });
+  }
+  return out;
+}
+
+/** Adds the ids of the tool calls in an assistant event to `seen` (the CLI may print one message more than once). */
+export function collectToolUses(event: ClaudeEvent, seen: Set<string>): void {
+  if (event.kind !== 'assistant') return;
+  const content = event.data.message.content;
+  if (!Array.isArray(content)) return;
+  for (const block of content) {
+    if (block.type !== 'tool_use') continue;
+    const id = (block as { id?: unknown }).id;
+    seen.add(typeof id === 'string' ? id : `#${seen.size}`);
+  }
 }

@@ -1,6 +1,6 @@
 // The closed set of results of one CLI run. Every way a run can end maps to exactly one
 // of these; callers switch over `type` exhaustively (see assertNever).
-import type { ResultEvent, Usage } from './events.js';
+import type { PermissionDenial, ResultEvent, Usage } from './events.js';
 
 /** What every outcome carries, whatever happened. */
 export interface RunFacts {
@@ -15,6 +15,27 @@ export interface RunFacts {
   stderrTail: string;
   /** The `result` text of the last result event, if any. */
   resultText: string | undefined;
+  /** Tool calls the model made in this run (each tool_use block once). */
+  toolCalls: number;
+  /** The tool calls the CLI refused (permission mode or rules), from the result event. */
+  permissionDenials: PermissionDenial[];
+}
+
+/** The facts of a run that reported nothing (yet). */
+export function emptyFacts(durationMs = 0): RunFacts {
+  return {
+    sessionId: undefined,
+    costUsd: 0,
+    usage: undefined,
+    numTurns: 0,
+    durationMs,
+    exitCode: undefined,
+    signal: undefined,
+    stderrTail: '',
+    resultText: undefined,
+    toolCalls: 0,
+    permissionDenials: [],
+  };
 }
 
 export type RunOutcome = RunFacts &

@@ -10,10 +10,10 @@ import { RunOptionsError } from '../errors.js';
 import { buildArgv, promptOnStdin } from './argv.js';
 import { RunCgroup, type CgroupHost, type RunLimits } from './cgroups.js';
 import { buildRunEnv } from './env.js';
-import { parseEventLine, type ClaudeEvent, type ResultEvent } from './events.js';
+import { collectToolUses, parseEventLine, permissionDenialsOf, type ClaudeEvent, type ResultEvent } from './events.js';
 import { LineSplitter, LineTooLongError, TailBuffer } from './lineSplitter.js';
 import { parseRunOptions, type RunOptions, type ValidRunOptions } from './options.js';
-import { classifyRun, type RunFacts, type RunOutcome, type Termination } from './outcome.js';
+import { classifyRun, emptyFacts, type RunFacts, type RunOutcome, type Termination } from './outcome.js';
 import { PARENT_PID_VAR, processStartTicks, RUN_MARKER_VAR, signalRun } from './processTree.js';
 import type { SandboxSettings } from '../sandbox/settings.js';
 import { wrapInSandbox, type SandboxedSpawn } from '../sandbox/wrapRun.js';
@@ -223,8 +223,10 @@ export function startClaude(options: RunOptions, settings: RunnerSettings, hooks
         )
       : undefined;
 
+  const toolUses = new Set<string>();
   const deliver = async (event: ClaudeEvent) => {
     if (event.kind === 'init') state.initSessionId = event.data.session_id;
+    collectToolUses(event, toolUses);
     if (event.kind === 'result') {
       state.result = event.data;
       if (o.streamInput) {
@@ -319,6 +321,8 @@ export function startClaude(options: RunOptions, settings: RunnerSettings, hooks
       signal: exit.signal ?? undefined,
       stderrTail: stderrTail.toString(),
       resultText: state.result?.result,
+      toolCalls: toolUses.size,
+      permissionDenials: permissionDenialsOf(state.result),
     };
     return classifyRun({
       facts,
@@ -361,19 +365,6 @@ export function runClaude(options: RunOptions, settings: RunnerSettings, hooks?:
   return run.outcome;
 }
 
-function emptyFacts(durationMs: number): RunFacts {
-  return {
-    sessionId: undefined,
-    costUsd: 0,
-    usage: undefined,
-    numTurns: 0,
-    durationMs,
-    exitCode: undefined,
-    signal: undefined,
-    stderrTail: '',
-    resultText: undefined,
-  };
-}
 
 function abortReason(signal: AbortSignal | undefined): string {
   const reason: unknown = signal?.reason;

@@ -95,6 +95,10 @@ export const turns = pgTable(
     costUsd: numeric('cost_usd', { precision: 14, scale: 6 }),
     usage: jsonb('usage'),
     numTurns: integer('num_turns'),
+    /** Tool calls the model made in the last attempt (each tool_use block once). */
+    toolCalls: integer('tool_calls'),
+    /** The tool calls the CLI refused in the last attempt: `[{tool, toolUseId}]` (its `permission_denials`). */
+    permissionDenials: jsonb('permission_denials').$type<{ tool: string; toolUseId: string | null }[]>(),
     source: text('source', { enum: turnSources }).notNull().default('api'),
     priority: integer('priority').notNull().default(0),
     runAt: timestamp('run_at', { withTimezone: true }).notNull().defaultNow(),

@@ -347,6 +347,9 @@ export interface FinishInput {
   costUsd: number;
   usage: unknown;
   numTurns: number;
+  /** Tool calls the model made, and those the CLI refused (empty when none). */
+  toolCalls: number;
+  permissionDenials: { tool: string; toolUseId: string | null }[];
   sessionIdAfter: string | null;
   /** Point the conversation at this session (the one just committed); unchanged when absent. */
   conversationSessionId?: string | undefined;
@@ -404,6 +407,8 @@ export async function finishTurn(tx: Executor, input: FinishInput): Promise<DueT
              cost_usd = ${String(input.costUsd)}::numeric,
              usage = ${jsonParam(pgJson(input.usage))}::jsonb,
              num_turns = ${input.numTurns}::int,
+             tool_calls = ${input.toolCalls}::int,
+             permission_denials = ${input.permissionDenials.length === 0 ? null : JSON.stringify(pgJson(input.permissionDenials))}::jsonb,
              session_id_after = ${input.sessionIdAfter},
              run_session_id = coalesce(${input.runSessionId ?? null}::text, run_session_id),
              finished_at = now()

@@ -730,6 +730,8 @@ export class Attempt implements InputTarget {
             costUsd: outcome?.costUsd ?? 0,
             usage: usage ?? null,
             numTurns: outcome?.numTurns ?? 0,
+            toolCalls: outcome?.toolCalls ?? 0,
+            permissionDenials: outcome?.permissionDenials ?? [],
             sessionIdAfter: committedSession ?? this.conversation.sessionId,
             inputTokens: usage?.input_tokens ?? 0,
             outputTokens: usage?.output_tokens ?? 0,

@@ -47,6 +47,8 @@ export function failUnstored(lease: LeaseGuard, end: UnstoredEnd): Promise<DueTu
       costUsd: 0,
       usage: null,
       numTurns: 0,
+      toolCalls: 0,
+      permissionDenials: [],
       sessionIdAfter: end.conversationSessionId,
       inputTokens: 0,
       outputTokens: 0,

@@ -3,9 +3,9 @@
 // handler and ends at that message's `result` (the CLI then waits for the next message)
 // or when the process ends first. The real CLI reports `total_cost_usd` summed over the
 // whole process: a turn's cost is the difference from the previous result.
-import type { ClaudeEvent, ResultEvent } from '../runner/events.js';
+import { collectToolUses, permissionDenialsOf, type ClaudeEvent, type ResultEvent } from '../runner/events.js';
 import type { RunOptions } from '../runner/options.js';
-import { classifyRun, type RunOutcome } from '../runner/outcome.js';
+import { classifyRun, emptyFacts, type RunOutcome } from '../runner/outcome.js';
 import { startClaude, type ClaudeRun, type RunnerSettings } from '../runner/runClaude.js';
 
 /** How one turn of the process ended. */
@@ -24,6 +24,8 @@ export class MultiTurnCli {
   private onResult: ((r: ResultEvent) => void) | undefined;
   private readonly controller = new AbortController();
   private ended = false;
+  /** The tool calls of the current turn (this process's facts cover every turn it ran). */
+  private readonly toolUses = new Set<string>();
   /** total_cost_usd of the last result: the cost of every turn so far. */
   costReported = 0;
   /** Turns started on this process (1 after the first). */
@@ -36,25 +38,14 @@ export class MultiTurnCli {
     this.run = startClaude({ ...options, streamInput: true }, settings, {
       signal: this.controller.signal,
       onEvent: (e) => {
+        collectToolUses(e, this.toolUses);
         this.sink?.(e);
         if (e.kind === 'result') this.onResult?.(e.data);
       },
     });
     // The handler above never throws, so the outcome does not reject; be safe anyway.
     this.exited = this.run.outcome.catch(
-      (err: unknown): RunOutcome => ({
-        type: 'crashed',
-        message: err instanceof Error ? err.message : String(err),
-        sessionId: undefined,
-        costUsd: 0,
-        usage: undefined,
-        numTurns: 0,
-        durationMs: 0,
-        exitCode: undefined,
-        signal: undefined,
-        stderrTail: '',
-        resultText: undefined,
-      }),
+      (err: unknown): RunOutcome => ({ ...emptyFacts(), type: 'crashed', message: err instanceof Error ? err.message : String(err) }),
     );
     void this.exited.then(() => (this.ended = true));
   }
@@ -70,6 +61,7 @@ export class MultiTurnCli {
    */
   async turn(prompt: string | undefined, onEvent: (e: ClaudeEvent) => void, signal: AbortSignal): Promise<CliTurn> {
     this.turns++;
+    this.toolUses.clear();
     const startedAt = performance.now();
     const onAbort = () => this.kill(typeof signal.reason === 'string' ? signal.reason : 'aborted');
     this.sink = onEvent;
@@ -93,7 +85,8 @@ export class MultiTurnCli {
    * The process ended before this turn's result. Its own outcome is classified from the
    * last result it printed, which belongs to an earlier turn: for this turn that is a crash.
    */
-  private exitOutcome(o: RunOutcome): RunOutcome {
+  private exitOutcome(process: RunOutcome): RunOutcome {
+    const o = { ...process, toolCalls: this.toolUses.size, permissionDenials: [] };
     const costUsd = costDiff(o.costUsd, this.costReported);
     switch (o.type) {
       case 'success':
@@ -130,6 +123,8 @@ export class MultiTurnCli {
         signal: undefined,
         stderrTail: '',
         resultText: r.result,
+        toolCalls: this.toolUses.size,
+        permissionDenials: permissionDenialsOf(r),
       },
       requestedSessionId: r.session_id ?? '',
       claudePath: this.settings.claudePath,

@@ -10,6 +10,7 @@ import { HttpProblem, sendProblem, toProblem } from '../problems.js';
 import type { ApiApp, ApiDeps } from '../server.js';
 import { createScheduleQueue } from '../../schedules/scheduler.js';
 import { viewerHtml } from '../viewer/page.js';
+import { sendRefusedPage, wantsHtml } from '../viewer/refusedPage.js';
 
 const DASHBOARD_PATH = '/admin/queues';
 /** A browser session lasts a working day; the key itself does not expire. */
@@ -62,6 +63,15 @@ export async function registerAdminRoutes(app: ApiApp, { config, client }: ApiDe
     async (scoped) => {
       scoped.addHook('onRequest', async (request, reply) => {
         if (reply.sent || config.api.adminTenants.includes(request.tenant)) return undefined;
+        if (wantsHtml(request)) {
+          return sendRefusedPage(
+            reply,
+            403,
+            'The queue dashboard is for admin tenants',
+            `You are logged in as tenant "${request.tenant}". The dashboard shows every tenant's jobs, so only the tenants in AGENTQ_API_ADMIN_TENANTS may open it.`,
+            '<a href="/viewer">Back to the viewer</a> (your own conversations), or log in there with an admin tenant\'s key.',
+          );
+        }
         const denied = new HttpProblem(403, 'Forbidden', `tenant ${request.tenant} may not open the dashboard (AGENTQ_API_ADMIN_TENANTS)`);
         return sendProblem(reply, toProblem(denied, request));
       });

@@ -24,10 +24,20 @@ export const turnSummarySchema = z.object({
   costUsd: z.number().nullable(),
   result: z.string().nullable().describe('the final answer of the CLI'),
   error: z.unknown().describe('{class, message, retryable} of the last failure, or null'),
+  toolCalls: z.number().int().nullable().describe('tool calls the model made in the last attempt; null until the turn has run'),
+  permissionDenials: z
+    .object({
+      count: z.number().int(),
+      tools: z.array(z.string()),
+      everyToolCall: z.boolean().describe('the model called tools and the CLI refused every one'),
+    })
+    .nullable()
+    .describe("tool calls the CLI refused (its permission mode or rules); null when none were"),
 });
 
 const turnViewSchema = turnSummarySchema.extend({
   conversationId: z.string(),
+  prompt: z.string().describe('what the turn asked'),
   sessionId: z.string().nullable().describe('the session the turn left (null until it commits)'),
 });
 
@@ -49,7 +59,7 @@ export function registerTurnRoutes(app: ApiApp, { client }: ApiDeps): void {
     async (request) => {
       const found = await findTenantTurn(client.db, request.tenant, request.params.id);
       if (!found) throw notFound(`turn ${request.params.id}`);
-      return { ...summarizeTurn(found.turn), status: found.turn.status, conversationId: found.conversationId, sessionId: found.turn.sessionIdAfter };
+      return { ...summarizeTurn(found.turn), status: found.turn.status, conversationId: found.conversationId, prompt: found.turn.prompt, sessionId: found.turn.sessionIdAfter };
     },
   );
 

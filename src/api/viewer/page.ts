@@ -10,6 +10,7 @@ export const viewerHtml = String.raw`<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>
   body { font: 14px/1.4 system-ui, sans-serif; margin: 0; color: #1d1d1f; background: #f6f6f8; }
+  [hidden] { display: none !important; }
   header { background: #20232a; color: #fff; padding: 8px 16px; display: flex; gap: 16px; align-items: center; }
   header a { color: #9cdcfe; }
   main { display: grid; grid-template-columns: 260px 320px 1fr; height: calc(100vh - 40px); }
@@ -21,18 +22,22 @@ export const viewerHtml = String.raw`<!doctype html>
   .status.running, .status.queued { background: #ffe9a8; }
   .status.succeeded, .status.idle { background: #c9f2d0; }
   .status.failed, .status.cancelled { background: #ffd1d1; }
+  .status.denied { background: #ffe0b2; }
   .event { background: #fff; border: 1px solid #e3e3e8; border-radius: 6px; padding: 6px 8px; margin-bottom: 6px; white-space: pre-wrap; word-break: break-word; }
   .event .kind { font-size: 11px; color: #666; display: block; margin-bottom: 2px; }
   .event.assistant { border-left: 3px solid #0a84ff; }
   .event.tool { border-left: 3px solid #bf5af2; font-family: ui-monospace, monospace; font-size: 12px; }
   .event.result { border-left: 3px solid #30d158; }
+  .event.prompt { border-left: 3px solid #8e8e93; }
+  .event.denied { border-left: 3px solid #ff9f0a; background: #fff6e5; }
+  nav a { margin-left: 12px; }
   .muted { color: #888; }
   form { padding: 32px; }
   input { font: inherit; padding: 6px; width: 320px; }
 </style>
 </head>
 <body>
-<header><strong>agentq</strong><span id="live" class="muted"></span><span style="flex:1"></span><a href="/admin/queues">queues</a><a href="/docs">API docs</a><a href="#" id="logout">log out</a></header>
+<header><strong>agentq</strong><span id="live" class="muted"></span><span style="flex:1"></span><nav id="nav" hidden><a href="/admin/queues">queues</a> <a href="/docs">API docs</a> <a href="#" id="logout">log out</a></nav></header>
 <div id="login" hidden>
   <form id="login-form">
     <p>Paste an API key (it is kept in an HttpOnly session cookie).</p>
@@ -58,7 +63,8 @@ async function api(path) {
   return r.json();
 }
 
-function showLogin() { $('app').hidden = true; $('login').hidden = false; }
+// Logged out: the key form and nothing else (no links into pages that would refuse).
+function showLogin() { $('app').hidden = true; $('nav').hidden = true; $('login').hidden = false; }
 
 $('login-form').addEventListener('submit', async (e) => {
   e.preventDefault();
@@ -97,6 +103,7 @@ async function openConversation(id) {
     item.dataset.turn = t.turnId;
     item.append(el('span', '', '#' + t.seq), el('span', 'status ' + t.status, t.status));
     if (t.costUsd) item.append(el('span', 'muted', ' $' + Number(t.costUsd).toFixed(4)));
+    if (t.permissionDenials) item.append(el('span', 'status denied', t.permissionDenials.everyToolCall ? 'every tool refused' : t.permissionDenials.count + ' refused'));
     if (t.turnId === selectedTurn) item.classList.add('selected');
     item.addEventListener('click', () => { select(list, item); openTurn(t.turnId); });
     list.append(item);
@@ -123,6 +130,11 @@ function openTurn(turnId) {
   if (source) source.close();
   const box = $('transcript');
   box.replaceChildren();
+  // The turn's prompt first: the stream has what the CLI said, not what it was asked.
+  const prompt = el('div', 'event prompt');
+  prompt.dataset.type = 'prompt';
+  box.append(prompt);
+  api('/v1/turns/' + encodeURIComponent(turnId)).then((t) => prompt.append(el('span', 'kind', 'prompt'), document.createTextNode(t.prompt))).catch(() => {});
   const seen = new Set();
   $('live').textContent = 'streaming…';
   source = new EventSource('/v1/turns/' + encodeURIComponent(turnId) + '/events');
@@ -148,6 +160,14 @@ function openTurn(turnId) {
     const node = el('div', 'event', 'turn ' + status);
     node.dataset.type = 'end';
     box.append(node);
+    api('/v1/turns/' + encodeURIComponent(turnId)).then((t) => {
+      const d = t.permissionDenials;
+      if (!d) return;
+      const note = el('div', 'event denied', (d.everyToolCall ? 'Every tool call was refused' : d.count + ' tool call(s) were refused') + ' by the CLI\'s permissions: ' + d.tools.join(', ') +
+        '. Allow them with the turn option permissionMode (e.g. acceptEdits) or allowedTools.');
+      note.dataset.type = 'denied';
+      box.append(note);
+    }).catch(() => {});
     $('live').textContent = '';
     loadConversations().catch(() => {});
     if (selectedConversation) openConversation(selectedConversation);
@@ -158,7 +178,9 @@ function openTurn(turnId) {
 async function start() {
   try {
     await loadConversations();
+    $('login').hidden = true;
     $('app').hidden = false;
+    $('nav').hidden = false;
     clearInterval(refreshTimer);
     refreshTimer = setInterval(() => { loadConversations().catch(() => {}); if (selectedConversation) openConversation(selectedConversation).catch(() => {}); }, 3000);
   } catch (err) { if (String(err.message) !== 'unauthorized') console.error(err); }

@@ -214,6 +214,7 @@ export interface ResultInput {
   stopReason?: string | null;
   terminalReason?: string;
   errors?: string[];
+  permissionDenials?: Event[];
 }
 
 export function resultEvent(r: ResultInput): Event {
@@ -233,7 +234,7 @@ export function resultEvent(r: ResultInput): Event {
     total_cost_usd: r.costUsd,
     usage: r.usage,
     modelUsage: r.modelUsage,
-    permission_denials: [],
+    permission_denials: r.permissionDenials ?? [],
   });
   if (r.terminalReason !== undefined) event.terminal_reason = r.terminalReason;
   event.fast_mode_state = 'off';

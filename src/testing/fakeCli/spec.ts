@@ -56,6 +56,8 @@ export interface FakeSpec {
   toolResult?: string;
   /** Like a prompt-injected agent: plant links, FIFOs and link loops in the session folder (./sessionFolder.ts). */
   plant?: PlantSpec;
+  /** Like the real CLI refusing a tool its permission mode does not allow: the result's `permission_denials` names one call of it. */
+  deniedTool?: string;
 }
 
 export interface PlantSpec {
@@ -102,6 +104,7 @@ const FIELD_TYPES: Record<keyof FakeSpec, FieldType> = {
   subagent: 'string',
   toolResult: 'string',
   plant: 'object',
+  deniedTool: 'string',
 };
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {

@@ -308,7 +308,16 @@ async function finishWithReply(env: TurnEnv, session: Session, input: TurnInput,
     return spec.exitCode ?? 1;
   }
   env.emitter.result(
-    resultEvent({ ...common, subtype: 'success', isError: false, result: reply, numTurns: 1, stopReason: 'end_turn', terminalReason: 'completed' }),
+    resultEvent({
+      ...common,
+      subtype: 'success',
+      isError: false,
+      result: reply,
+      numTurns: 1,
+      stopReason: 'end_turn',
+      terminalReason: 'completed',
+      ...(spec.deniedTool !== undefined ? { permissionDenials: [{ tool_name: spec.deniedTool, tool_use_id: 'toolu_fake_denied', tool_input: {} }] } : {}),
+    }),
   );
   return spec.exitCode ?? 0;
 }
