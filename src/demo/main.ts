@@ -11,6 +11,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
+import { createScheduleQueue } from '../schedules/scheduler.js';
 import pg from 'pg';
 import { loadConfig, type Config } from '../config.js';
 import { startMockModel, type MockModel } from '../mock/mockModel.js';
@@ -166,7 +167,11 @@ export async function runDemo(env: Readonly<Record<string, string | undefined>>,
       const conv = await findConversation(client.db, { externalId: conversationId }).catch(() => undefined);
       if (conv) await deleteConversation(client.db, conv.id);
     }
+    // Both of the demo's queues: the turns' and the schedule ticks' (which the worker creates).
     await client.queue.obliterate({ force: true }).catch(() => undefined);
+    const ticks = createScheduleQueue(machines.A.queueName, client.redis, machines.A.queuePrefix);
+    await ticks.obliterate({ force: true }).catch(() => undefined);
+    await ticks.close();
     await client.close();
     await mock?.close();
     rmSync(root, { recursive: true, force: true });
