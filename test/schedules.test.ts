@@ -269,11 +269,45 @@ describe('scheduled agents', () => {
     await waitUntil(async () => (await turnsOf(h, 'sched-stop')).length >= 1, 'a first turn', 15_000);
     expect(await removeSchedule(h.handles, 'default', 'brief')).toMatchObject({ id: s.id });
     expect(await h.queue.getJobScheduler(s.id)).toBeUndefined();
-    // A tick already in flight may still land; after it, nothing more for well over two ticks.
-    await new Promise((r) => setTimeout(r, 300));
+    // Once the removal has returned, no tick enqueues: nothing more for well over two ticks.
     const count = (await turnsOf(h, 'sched-stop')).length;
     await holdsFor(2500, async () => (await turnsOf(h, 'sched-stop')).length === count, 'no turn after the removal');
     expect(await countRows(h, 'schedules')).toBe(0);
+  });
+
+  it('a removal and a tick do not race: a tick under way finishes before the removal returns (which reports its turn), a later one finds nothing', async () => {
+    const h = await harness();
+    const s = await createSchedule(h.handles, { name: 'edge', conversationId: 'sched-edge', prompt: 'tick', cron: '0 9 * * *' });
+    const real = enqueuerFor(h.client.db, h.client.queue, h.config.worker.maxPromptChars);
+    // The tick has locked the schedule's row and is enqueuing its turn when the removal starts.
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    let enqueuing = false;
+    const tick = runTick(h.client.db, async (input) => {
+      enqueuing = true;
+      await held;
+      return real(input);
+    }, s.id, new Date('2026-12-04T09:00:00Z'));
+    await waitUntil(() => enqueuing, 'the tick holds the row');
+    let removed: Awaited<ReturnType<typeof removeSchedule>> | null = null;
+    const removal = removeSchedule(h.handles, 'default', 'edge').then((r) => (removed = r));
+    // The removal waits for the tick's row lock (seen by Postgres), not for a timer.
+    await waitUntil(
+      async () => (await h.client.db.$client.query("select 1 from pg_stat_activity where wait_event_type = 'Lock' and query ilike 'delete from \"schedules\"%'")).rowCount === 1,
+      'the removal waits for the row',
+    );
+    expect(removed).toBeNull();
+    release();
+    const fired = await tick;
+    await removal;
+    expect(fired.kind).toBe('enqueued');
+    // When the removal returns, the tick's turn exists, and the removal says which it is.
+    const turns = await turnsOf(h, 'sched-edge');
+    expect(turns).toHaveLength(1);
+    expect(removed!).toMatchObject({ lastTurnId: turns[0]!.turnId, lastFiredAt: '2026-12-04T09:00:00.000Z' });
+    // The next tick (or one re-delivered) finds no schedule and enqueues nothing.
+    expect((await runTick(h.client.db, real, s.id, new Date('2026-12-05T09:00:00Z'))).kind).toBe('gone');
+    expect(await turnsOf(h, 'sched-edge')).toHaveLength(1);
   });
 
   it('PATCH and `schedule update` change only the given fields; disabling stops the ticks, enabling starts them; bad changes store nothing', async () => {
@@ -393,7 +427,7 @@ describe('scheduled agents', () => {
     expect((await run('schedule', 'list', '--tenant', 'acme')).out).toMatch(/^acme\/weekly /);
     expect(await h.queue.getJobSchedulersCount()).toBe(2);
 
-    expect(await run('schedule', 'remove', 'nightly')).toMatchObject({ code: 0, out: 'removed default/nightly' });
+    expect(await run('schedule', 'remove', 'nightly')).toMatchObject({ code: 0, out: 'removed default/nightly; no tick enqueues after this' });
     expect((await run('schedule', 'remove', 'nightly')).code).toBe(1);
     expect((await run('schedule', 'remove', 'weekly')).code).toBe(1);
     expect((await run('schedule', 'remove', 'weekly', '--tenant', 'acme')).code).toBe(0);

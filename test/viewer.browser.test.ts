@@ -63,7 +63,7 @@ describe.skipIf(!hasBrowser)('viewer and dashboard in a browser', () => {
     await page.goto(`${base}/viewer`);
     // No session yet: the key form, and nothing else (no links into pages that would refuse).
     await page.locator('#key').waitFor({ state: 'visible', timeout: 10_000 });
-    expect(await page.locator('header a').evaluateAll((links) => links.filter((a) => (a as HTMLElement).offsetParent !== null).length)).toBe(0);
+    expect(await page.locator('header a').evaluateAll((links) => links.filter((a) => (a as unknown as { offsetParent: unknown }).offsetParent !== null).length)).toBe(0);
     expect(await page.locator('#app').isVisible()).toBe(false);
     await page.locator('#key').fill(KEY);
     await page.locator('#login-form button').click();

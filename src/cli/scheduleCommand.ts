@@ -173,7 +173,10 @@ export async function scheduleRemoveCommand(config: Config, io: CliIo, name: str
     io.err(`no schedule ${JSON.stringify(name)} for tenant ${tenant}`);
     return 1;
   }
-  io.out(`removed ${removed.tenantId}/${removed.name}`);
+  // A tick that was under way when the removal started finished first (the removal waits
+  // for it): say which turn it left, so a turn at the edge is not a surprise.
+  const last = removed.lastFiredAt ? ` (its last tick, at ${removed.lastFiredAt}, enqueued turn ${removed.lastTurnId ?? '?'})` : '';
+  io.out(`removed ${removed.tenantId}/${removed.name}${last}; no tick enqueues after this`);
   return 0;
 }
 
