@@ -1,5 +1,5 @@
 // The one place that reads the environment. Every variable agentq understands is in
-// `configSchema` with its default and a one-line doc; `loadConfig(env)` validates them
+// `configVariables` with its default and a one-line doc; `loadConfig(env)` validates them
 // all at once and returns a frozen, typed object. Nothing else touches process.env.
 import { accessSync, constants } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -32,7 +32,7 @@ export const NEVER_PASSED_TO_CLI: readonly string[] = ['DATABASE_URL', 'REDIS_UR
 
 /**
  * One entry per environment variable: the schema (with its default) and a one-line doc.
- * The README's configuration table is written from this list (`npm run config:doc`).
+ * docs/configuration.md is written from this list (`npx agentq config --markdown`; test/docs.test.ts checks it).
  */
 export const configVariables = {
   DATABASE_URL: {
@@ -425,7 +425,7 @@ export interface Config {
   readonly model: 'api' | 'mock';
 }
 
-/** Prefixes and names of the worker's environment that the CLI may see (DESIGN invariant 9). */
+/** Prefixes and names of the worker's environment that the CLI may see (invariant 9 of docs/design.md). */
 const CLI_ENV_PREFIXES = ['ANTHROPIC_', 'CLAUDE_CODE_', 'DISABLE_', 'LC_'];
 const CLI_ENV_NAMES = [
   'PATH',

@@ -1,5 +1,5 @@
 // The floor under the turn figures: the least a durable turn can cost on this stack
-// (BullMQ on Redis, Postgres through pg) with nothing of agentq around the run. DESIGN.md
+// (BullMQ on Redis, Postgres through pg) with nothing of agentq around the run. docs/design.md
 // asks three durable steps of every turn: it is recorded in Postgres before it is
 // dispatched, a worker claims it under a lease with a fencing token, and its result is
 // committed before the job is acknowledged. Here each step is one prepared statement in

@@ -3,7 +3,7 @@
 import { Command, CommanderError } from 'commander';
 import { loadConfig, type Config } from '../config.js';
 import { asSchemaNotMigrated, ConfigError, SchemaTooNewError, StoreInputError, TurnInputError } from '../errors.js';
-import { configMarkdownTable, describeConfig } from './configCommand.js';
+import { configMarkdownPage, describeConfig } from './configCommand.js';
 import type { EnqueueFlags } from './turnCommands.js';
 import type { WorkerFlags } from './workerCommand.js';
 import { registerScheduleCommands } from './scheduleCommand.js';
@@ -48,9 +48,9 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
   program
     .command('config')
     .description('print the effective configuration (secrets redacted)')
-    .option('--markdown', 'print the table of every environment variable instead')
+    .option('--markdown', 'print docs/configuration.md (every environment variable) instead')
     .action((opts: { markdown?: boolean }) => {
-      io.out(opts.markdown ? configMarkdownTable() : JSON.stringify(describeConfig(config()), null, 2));
+      io.out(opts.markdown ? configMarkdownPage() : JSON.stringify(describeConfig(config()), null, 2));
     });
 
   program

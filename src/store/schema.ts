@@ -1,4 +1,4 @@
-// The Postgres schema, the system of record (DESIGN.md "Data model"). drizzle-kit reads
+// The Postgres schema, the system of record (docs/design.md). drizzle-kit reads
 // this file to generate the SQL in migrations/; the SQL files are what runs. Every query
 // in src/store names the index it relies on in a comment.
 import { sql } from 'drizzle-orm';

@@ -6,7 +6,7 @@
 //   in flight. Only one attempt of a conversation writes at a time (the worker's lease and
 //   fencing token guarantee it), so the uncommitted tail is always one linear
 //   continuation of the committed prefix.
-// - A retried attempt that continues (DESIGN invariant 7) hydrates with
+// - A retried attempt that continues (invariant 7 of docs/design.md) hydrates with
 //   `includeUncommitted: true`: committed lines plus the interrupted attempt's
 //   checkpoints. Its file then continues the stored bytes, it appends after them, and
 //   its commit commits the whole tail, the earlier attempt's lines included (its own

@@ -689,7 +689,7 @@ export class Attempt implements InputTarget {
     }
   }
 
-  /** The one commit transaction (DESIGN invariant 6). */
+  /** The one commit transaction (invariant 6 of docs/design.md). */
   private async commit(
     outcome: RunOutcome | undefined,
     status: 'succeeded' | 'failed' | 'cancelled',

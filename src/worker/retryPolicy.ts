@@ -1,4 +1,4 @@
-// What a turn's outcome means for the turn (DESIGN invariant 8), as one exhaustive switch.
+// What a turn's outcome means for the turn (invariant 8 of docs/design.md), as one exhaustive switch.
 import { assertNever, type RunOutcome } from '../runner/outcome.js';
 
 export type TurnDecision =

@@ -1,5 +1,5 @@
 // Retrying a commit while Postgres is unreachable. The job is not acknowledged until the
-// commit succeeds (DESIGN invariant 6), so the worker keeps the local session and tries
+// commit succeeds (invariant 6 of docs/design.md), so the worker keeps the local session and tries
 // again; a stale lease or a real error is not retried.
 import type { Logger } from 'pino';
 import { safeErrorMessage } from '../errors.js';
