@@ -268,7 +268,7 @@ export class SandboxUnavailableError extends Error {
   override readonly name = 'SandboxUnavailableError';
   constructor(readonly reason: string) {
     super(
-      `AGENTQ_SANDBOX=bwrap but the sandbox does not work here: ${reason}. Install bubblewrap and socat, allow user namespaces in the container (see the README's Sandbox section; \`agentq doctor\` checks it), or set AGENTQ_SANDBOX=auto.`,
+      `AGENTQ_SANDBOX=bwrap but the sandbox does not work here: ${reason}. Install bubblewrap and socat, allow user namespaces in the container (see docs/sandbox.md; \`agentq doctor\` checks it), or set AGENTQ_SANDBOX=auto.`,
     );
   }
 }
@@ -281,7 +281,7 @@ export class CgroupsUnavailableError extends Error {
     options?: { cause?: unknown },
   ) {
     super(
-      `AGENTQ_RUN_MEMORY_MAX_MB / AGENTQ_RUN_PIDS_MAX / AGENTQ_RUN_CPU_MAX are set but cannot be enforced here: ${reason}. Run the worker where it may create cgroups (root with a writable /sys/fs/cgroup, or a delegated cgroup v2 subtree; see the README's Sandbox section), or unset them.`,
+      `AGENTQ_RUN_MEMORY_MAX_MB / AGENTQ_RUN_PIDS_MAX / AGENTQ_RUN_CPU_MAX are set but cannot be enforced here: ${reason}. Run the worker where it may create cgroups (root with a writable /sys/fs/cgroup, or a delegated cgroup v2 subtree; see docs/sandbox.md), or unset them.`,
       options,
     );
   }

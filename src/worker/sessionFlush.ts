@@ -1,6 +1,6 @@
 // Waiting for a kept CLI's session write. In stream-json input mode the real CLI writes a
 // turn's session lines shortly after it prints the turn's result (a write buffer; see
-// README "Warm conversations"), so a warm turn's commit first waits until the line of the
+// docs/warm-conversations.md), so a warm turn's commit first waits until the line of the
 // last message the CLI printed is in the file: stdout and session lines share its `uuid`.
 // The agent can write the file: it is opened only through src/agentFiles/agentTree.ts, and
 // read a block at a time.
