@@ -1,30 +1,20 @@
-// The public API of agentq, named export by export. Anything not listed here is internal.
-export { loadConfig, configVariables, cliEnvironment, bundledClaudePath, type Config } from './config.js';
-export { ConfigError, RunOptionsError } from './errors.js';
+// The public API of agentq: what users build on (client, worker, HTTP API, config,
+// schedules, the Agent SDK store, errors, types). Lower-level parts have subpaths of their
+// own: `agentq/runner` (one CLI run) and `agentq/store` (sessions and workspaces in
+// Postgres, without the lease checks of the turn protocol). test/publicApi.test.ts lists
+// every export, so a change here is a decision.
+export { loadConfig, configVariables, type Config } from './config.js';
 export { createLogger, type Logger } from './logger.js';
-export { encodeCwd, projectDir, sessionFilePath } from './claude/sessionPath.js';
 export {
-  runClaude,
-  startClaude,
-  runnerSettings,
-  userMessageLine,
-  type ClaudeRun,
-  type RunHooks,
-  type RunnerSettings,
-} from './runner/runClaude.js';
-export { parseRunOptions, permissionModes, type RunOptions, type ValidRunOptions } from './runner/options.js';
-export { buildArgv } from './runner/argv.js';
-export type { ClaudeEvent, ClaudeEventKind, InitEvent, ResultEvent, Usage } from './runner/events.js';
-export {
-  assertNever,
-  isRetryableApiStatus,
-  type RunFacts,
-  type RunOutcome,
-  type RunOutcomeType,
-} from './runner/outcome.js';
-export {
+  ConfigError,
+  RunOptionsError,
+  TurnInputError,
+  StaleLeaseError,
+  SchemaNotMigratedError,
   SchemaTooNewError,
   MigrationHistoryError,
+  SandboxUnavailableError,
+  CgroupsUnavailableError,
   StoreInputError,
   SessionLineTooLongError,
   SessionDivergedError,
@@ -36,37 +26,8 @@ export {
   AgentFileRefusedError,
   type AgentFileRefusal,
 } from './errors.js';
-export {
-  createStoreDb,
-  migrate,
-  schemaStatus,
-  defaultMigrationsFolder,
-  parseConversationId,
-  parseTenantId,
-  parseSessionId,
-  workspaceDirName,
-  ensureConversation,
-  findConversation,
-  deleteConversation,
-  hydrateSession,
-  persistSession,
-  commitSessionLines,
-  discardUncommitted,
-  getSessionHead,
-  packWorkspace,
-  unpackWorkspace,
-  storeWorkspace,
-  restoreWorkspace,
-  pruneTurnEvents,
-  type StoreDb,
-  type Executor,
-  type HydrateInput,
-  type HydrateResult,
-  type PersistInput,
-  type PersistResult,
-  type PackedWorkspace,
-} from './store/index.js';
-export { TurnInputError, StaleLeaseError } from './errors.js';
+export { ScheduleExistsError, ScheduleInputError } from './schedules/errors.js';
+export { migrate, schemaStatus, type MigrateOptions, type SchemaStatus } from './store/migrate.js';
 export {
   createClient,
   TERMINAL_STATUSES,
@@ -76,21 +37,24 @@ export {
   type EnqueuedTurnInfo,
   type TurnSummary,
 } from './queue/client.js';
+export type { PermissionDenials } from './queue/denials.js';
 export { turnOptionsSchema, type EnqueueTurnInput, type TurnOptions } from './queue/turnInput.js';
+export { turnErrorClasses, type TurnError, type TurnErrorClass } from './store/turns.js';
 export { reconcile } from './queue/reconciler.js';
+export { collectStats, type AgentqStats, type StatsSources } from './queue/stats.js';
 export { createWorker, type TurnWorker, type WorkerOptions } from './worker/worker.js';
 export type { AttemptInfo, AttemptObserver, ObserveAttempt, RequeueReason, WarmObserver } from './worker/observer.js';
+export type { RunOutcome, RunOutcomeType } from './runner/outcome.js';
 export { createWorkerMetrics, type WorkerMetrics } from './metrics/workerMetrics.js';
 export { registerQueueDepth } from './metrics/queueDepth.js';
 export { tracingObserver, combineObservers } from './metrics/tracing.js';
 export { startWorkerTelemetry, type WorkerTelemetry } from './metrics/workerEndpoint.js';
-export { decide, backoffMs, type TurnDecision, type TurnError } from './worker/retryPolicy.js';
 export { buildApi, type Api, type ApiApp, type ApiDeps } from './api/server.js';
-export { collectStats, type AgentqStats, type StatsSources } from './queue/stats.js';
 export {
   createSchedule,
   getSchedule,
   getSchedules,
+  updateSchedule,
   removeSchedule,
   type ScheduleHandles,
   type ScheduleView,

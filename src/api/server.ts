@@ -80,7 +80,9 @@ export async function buildApi(config: Config, options: { log?: Logger } = {}): 
     // in a path; the router's default (100) would answer 414 to valid ids.
     routerOptions: { maxParamLength: 3 * MAX_CONVERSATION_ID_LENGTH },
     // The router's own refusals (a malformed or too long path segment) as problems too.
-    frameworkErrors: (err, request, reply) => sendProblem(reply, toProblem(err, request)),
+    frameworkErrors: (err, request, reply) => {
+      void sendProblem(reply, toProblem(err, request));
+    },
   }).withTypeProvider<ZodTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);

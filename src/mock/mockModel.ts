@@ -254,6 +254,9 @@ export async function startMockModel(opts: MockModelOptions = {}): Promise<MockM
       case 'count_tokens':
         sendJson(res, rec, 200, { input_tokens: body ? estimateInputTokens(body) : 0 }, requestId);
         return;
+      case 'main':
+      case 'auxiliary':
+        break; // answered below
     }
     if (!body) return; // unreachable: main and auxiliary requests always have a body
 

@@ -310,7 +310,7 @@ export function startClaude(options: RunOptions, settings: RunnerSettings, hooks
     clearInterval(idleTimer);
     clearTimeout(killTimer);
     hooks.signal?.removeEventListener('abort', onAbort);
-    if (state.handlerError !== undefined) throw state.handlerError;
+    if (state.handlerError !== undefined) throw state.handlerError instanceof Error ? state.handlerError : new Error(String(state.handlerError));
     const facts: RunFacts = {
       ...emptyFacts(performance.now() - startedAt),
       sessionId: state.result?.session_id ?? state.initSessionId,

@@ -210,7 +210,7 @@ async function hydrateInSnapshot(
         if (!chunkCodecs.includes(row.codec)) return Promise.reject(new SessionCorruptError(sessionId, `unknown codec ${row.codec}`));
         return decodeChunk(row.data, row.codec);
       });
-      decoded.forEach((p) => p.catch(() => undefined));
+      for (const p of decoded) p.catch(() => undefined);
       for (const [i, row] of rows.entries()) {
         if (row.firstLine !== line || row.byteOffset !== offset) {
           throw new SessionCorruptError(sessionId, `chunk at line ${row.firstLine} (byte ${row.byteOffset}) follows line ${line} (byte ${offset})`);

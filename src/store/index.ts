@@ -1,4 +1,6 @@
-// The session store's public surface (src/index.ts picks from here). Named, not `export *`.
+// `agentq/store`: the session store (sessions and workspaces in Postgres, byte for byte).
+// These skip the lease checks of the turn protocol: for tools and tests, not for writing a
+// conversation a worker may be running. Named, not `export *`.
 export { createStoreDb, type Executor, type StoreDb, type StoreTx } from './db.js';
 export { defaultMigrationsFolder, migrate, schemaStatus, type MigrateOptions, type SchemaStatus } from './migrate.js';
 export {

@@ -30,7 +30,6 @@ const createdAt = () => timestamp('created_at', { withTimezone: true }).notNull(
 const updatedAt = () => timestamp('updated_at', { withTimezone: true }).notNull().defaultNow();
 
 export const turnStatuses = ['queued', 'running', 'succeeded', 'failed', 'cancelled'] as const;
-export type TurnStatus = (typeof turnStatuses)[number];
 export const turnSources = ['api', 'cli', 'schedule'] as const;
 export type TurnSource = (typeof turnSources)[number];
 /** How a session chunk's bytes are encoded in `data`; readers accept every one of them. */

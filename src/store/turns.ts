@@ -54,8 +54,11 @@ async function hasEarlierPending(tx: Executor, conversationId: string, seq: numb
 }
 
 /** Thrown inside insertTurn's transaction to roll it back and return the turn a key already names. */
-class ExistingTurn {
-  constructor(readonly turn: TurnRow) {}
+/** Thrown inside the transaction to roll it back when the idempotency key names a turn already recorded. */
+class ExistingTurn extends Error {
+  constructor(readonly turn: TurnRow) {
+    super(`turn ${turn.id} already has this idempotency key`);
+  }
 }
 
 /**
@@ -323,8 +326,31 @@ export async function setRunSessionId(tx: Executor, turnId: string, sessionId: s
   await tx.update(turns).set({ runSessionId: sessionId }).where(eq(turns.id, turnId));
 }
 
+/** Every `class` a turn's error can have: stable and machine-readable (docs/runner.md "Outcomes"). */
+export const turnErrorClasses = [
+  'api_error',
+  'attempts_exhausted',
+  'auth',
+  'budget_exceeded',
+  'cancelled',
+  'cli_not_found',
+  'conversation_halted',
+  'crashed',
+  'max_turns',
+  'protocol_error',
+  'resource_limit',
+  'session_missing',
+  'session_not_found',
+  'session_not_saved',
+  'timed_out',
+  'worker_error',
+  'workspace_too_large',
+] as const;
+export type TurnErrorClass = (typeof turnErrorClasses)[number];
+
+/** What is stored in turns.error. */
 export interface TurnError {
-  class: string;
+  class: TurnErrorClass;
   message: string;
   retryable: boolean;
 }
@@ -425,11 +451,6 @@ export async function finishTurn(tx: Executor, input: FinishInput): Promise<DueT
      limit 1`);
   const row = next.rows[0];
   return row ? { id: row.id, runAt: new Date(row.run_at), priority: row.priority } : undefined;
-}
-
-/** Sets whether a failed turn cancels the turns queued after it. */
-export async function setHaltOnFailure(db: Executor, conversationId: string, halt: boolean): Promise<void> {
-  await db.update(conversations).set({ haltOnFailure: halt, updatedAt: sql`now()` }).where(eq(conversations.id, conversationId));
 }
 
 /**

@@ -199,7 +199,7 @@ export class Attempt implements InputTarget {
       const { retryBaseMs, retryMaxMs, maxAttempts } = this.deps.config.worker;
       const last = this.attempt >= maxAttempts;
       const message = safeErrorMessage(err);
-      const error = { class: 'worker_error', message: last ? `${message} (after ${this.attempt} attempts)` : message, retryable: true };
+      const error: TurnError = { class: 'worker_error', message: last ? `${message} (after ${this.attempt} attempts)` : message, retryable: true };
       const delayMs = backoffMs(this.attempt, retryBaseMs, retryMaxMs);
       try {
         return last ? await this.commit(undefined, 'failed', error) : await this.requeue(delayMs, error);
@@ -503,7 +503,10 @@ export class Attempt implements InputTarget {
   private async runCli(prompt: string, session: RunOptions['session']): Promise<RunOutcome> {
     const { config, runner } = this.deps;
     const { continueOnRetry: _ignored, warm: _warm, ...options } = this.turn.options as Record<string, unknown> & { continueOnRetry?: boolean };
-    const checkpointTimer = setInterval(() => this.scheduleCheckpoint(false), config.worker.checkpointIntervalMs);
+    const checkpointTimer = setInterval(() => {
+      // A timed checkpoint logs its own failures; this catches only a chain already broken by a final one.
+      this.scheduleCheckpoint(false).catch((err: unknown) => this.log().warn({ err }, 'checkpoint failed'));
+    }, config.worker.checkpointIntervalMs);
     const heartbeatTimer = setInterval(() => void this.lease.heartbeat(), Math.max(200, Math.floor(config.worker.leaseMs / 3)));
     if (this.warm) {
       try {

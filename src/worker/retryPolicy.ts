@@ -1,5 +1,8 @@
 // What a turn's outcome means for the turn (invariant 8 of docs/design.md), as one exhaustive switch.
 import { assertNever, type RunOutcome } from '../runner/outcome.js';
+import type { TurnError } from '../store/turns.js';
+
+export type { TurnError } from '../store/turns.js';
 
 export type TurnDecision =
   /** Commit the session and finish the turn with this status. */
@@ -9,12 +12,6 @@ export type TurnDecision =
   /** The stored session could not be resumed: apply the missing-session policy. */
   | { kind: 'session_missing'; error: TurnError };
 
-/** What is stored in turns.error. `class` is stable and machine-readable. */
-export interface TurnError {
-  class: string;
-  message: string;
-  retryable: boolean;
-}
 
 export function decide(outcome: RunOutcome): TurnDecision {
   switch (outcome.type) {
@@ -33,7 +30,7 @@ export function decide(outcome: RunOutcome): TurnDecision {
         error: { class: 'budget_exceeded', message: 'the turn reached its max budget', retryable: false },
       };
     case 'api_error': {
-      const error = { class: 'api_error', message: outcome.message, retryable: outcome.retryable };
+      const error: TurnError = { class: 'api_error', message: outcome.message, retryable: outcome.retryable };
       return outcome.retryable ? { kind: 'retry', error } : { kind: 'finish', status: 'failed', error };
     }
     case 'auth':

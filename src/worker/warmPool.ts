@@ -101,11 +101,11 @@ export class WarmPool {
     clearTimeout(entry.timer);
     const h = entry.handle;
     if (warmToken === undefined || h.fence.fencingToken !== warmToken || !h.cli.isRunning) {
-      this.letGo(h, 'stale', false);
+      void this.letGo(h, 'stale', false);
       return undefined;
     }
     if (h.optionsKey !== optionsKey) {
-      this.letGo(h, 'not_reusable', false);
+      void this.letGo(h, 'not_reusable', false);
       return undefined;
     }
     this.inUse.set(conversationId, h);
@@ -117,28 +117,28 @@ export class WarmPool {
   keep(h: WarmHandle): boolean {
     this.inUse.delete(h.conversationId);
     if (this.closed || !h.cli.isRunning) {
-      this.letGo(h, this.closed ? 'shutdown' : 'cli_exited', true);
+      void this.letGo(h, this.closed ? 'shutdown' : 'cli_exited', true);
       return false;
     }
     // Over the cap: the least recently used idle conversation goes first.
     while (this.size >= this.o.max && this.idle.size > 0) {
       const lru = [...this.idle.values()].sort((a, b) => a.lastUsed - b.lastUsed)[0]!;
       this.remove(lru.handle.conversationId);
-      this.letGo(lru.handle, 'evicted', true);
+      void this.letGo(lru.handle, 'evicted', true);
     }
     if (this.size >= this.o.max) {
-      this.letGo(h, 'evicted', true);
+      void this.letGo(h, 'evicted', true);
       return false;
     }
     const timer = setTimeout(() => {
-      if (this.remove(h.conversationId) === h) this.letGo(h, 'idle', true);
+      if (this.remove(h.conversationId) === h) void this.letGo(h, 'idle', true);
     }, h.idleMs);
     timer.unref();
     this.idle.set(h.conversationId, { handle: h, lastUsed: performance.now(), timer });
     void h.cli.exited.then(() => {
       if (this.idle.get(h.conversationId)?.handle === h) {
         this.remove(h.conversationId);
-        this.letGo(h, 'cli_exited', true);
+        void this.letGo(h, 'cli_exited', true);
       }
     });
     this.changed();
@@ -178,7 +178,7 @@ export class WarmPool {
       if (release) await releaseWarmLease(this.o.db, h.fence).catch((err: unknown) => this.o.log.warn({ err }, 'releasing a warm lease failed'));
       await h.cli.close(this.o.killGraceMs);
       await rm(h.runDir, { recursive: true, force: true }).catch(() => undefined);
-    })();
+    })().catch((err: unknown) => this.o.log.warn({ err, conversationId: h.conversationId }, 'letting a warm conversation go failed'));
     this.closing.add(done);
     void done.finally(() => {
       this.closing.delete(done);
