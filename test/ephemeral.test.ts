@@ -2,16 +2,15 @@
 // fake CLI, real Postgres and Redis: a conversation carried by one short-lived process per
 // turn, each on an empty disk; a --once worker killed mid-turn; --idle-exit-ms;
 // --max-turns-per-process; the --once exit codes.
-import { readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ONCE_EXIT } from '../src/cli/workerCommand.js';
 import { createClient, type AgentqClient } from '../src/queue/client.js';
 import { createTestAgentq, type TestAgentq } from './helpers/agentq.js';
+import { readFakeCliLog, type FakeCliRecord } from './helpers/fakeCliLog.js';
 import { waitUntil } from './helpers/processes.js';
 import { killProcessesWithEnv, killWorkerProcesses, startWorkerProcess, type WorkerProcess } from './helpers/workerProcess.js';
 
-type Rec = { event: string; promptText?: string; history?: string[]; sessionId?: string; resumed?: boolean; cwd?: string; pid: number };
 
 let cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -20,19 +19,14 @@ afterEach(async () => {
   cleanups = [];
 });
 
-async function setup(): Promise<{ t: TestAgentq; client: AgentqClient; log: () => Rec[] }> {
+async function setup(): Promise<{ t: TestAgentq; client: AgentqClient; log: () => FakeCliRecord[] }> {
   const t = await createTestAgentq();
   cleanups.push(() => t.cleanup());
   cleanups.push(() => killProcessesWithEnv('FAKE_CLAUDE_LOG', t.logFile));
   const client = createClient(t.config);
   cleanups.push(() => client.close());
   const log = () =>
-    existsSync(t.logFile)
-      ? readFileSync(t.logFile, 'utf8')
-          .split('\n')
-          .filter(Boolean)
-          .map((l) => JSON.parse(l) as Rec)
-      : [];
+    readFakeCliLog(t.logFile)
   return { t, client, log };
 }
 

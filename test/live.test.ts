@@ -1,7 +1,6 @@
 // The live routes over a real Postgres, Redis, worker (fake CLI streaming its reply
 // slowly) and a listening API read by a real HTTP client: GET /v1/turns/:id/events
 // (stored first, then live; Last-Event-ID; the end) and POST /v1/turns/:id/input.
-import { existsSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -10,6 +9,7 @@ import { loadConfig } from '../src/config.js';
 import { createClient, type AgentqClient } from '../src/queue/client.js';
 import { createWorker, type TurnWorker } from '../src/worker/worker.js';
 import { createTestAgentq, REDIS_URL, type TestAgentq } from './helpers/agentq.js';
+import { readFakeCliLog, type FakeCliRecord } from './helpers/fakeCliLog.js';
 import { waitUntil } from './helpers/processes.js';
 
 const KEY_A = 'live-alpha-0123456789abcdef';
@@ -170,9 +170,7 @@ async function post(path: string, body: unknown, key = KEY_A): Promise<{ status:
   return { status: res.status, json: (await res.json().catch(() => ({}))) as ProblemBody };
 }
 
-type FakeRecord = { event: string; promptText?: string; turn?: number };
-const fakeLog = (): FakeRecord[] =>
-  existsSync(t.logFile) ? readFileSync(t.logFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as FakeRecord) : [];
+const fakeLog = (): FakeCliRecord[] => readFakeCliLog(t.logFile);
 
 async function sseReaderConnections(): Promise<number> {
   const list = String(await redis.client('LIST'));

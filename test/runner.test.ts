@@ -12,6 +12,7 @@ import { runClaude, startClaude, type RunnerSettings } from '../src/runner/runCl
 import type { RunOptions } from '../src/runner/options.js';
 import type { RunOutcome } from '../src/runner/outcome.js';
 import { fakeCliSettings } from './helpers/infra.js';
+import { readFakeCliLog, type FakeCliRecord } from './helpers/fakeCliLog.js';
 import { isAlive, waitUntil } from './helpers/processes.js';
 
 let root: string;
@@ -31,14 +32,7 @@ const opts = (prompt: string, over: Partial<RunOptions> = {}): RunOptions => ({
 
 const fake = (script: object, text = 'hello') => `#fake ${JSON.stringify(script)}\n${text}`;
 
-type LogRecord = { event: string; pid: number; childPid?: number; sessionId?: string };
-const readLog = (): LogRecord[] =>
-  existsSync(logFile)
-    ? readFileSync(logFile, 'utf8')
-        .split('\n')
-        .filter(Boolean)
-        .map((l) => JSON.parse(l) as LogRecord)
-    : [];
+const readLog = (): FakeCliRecord[] => readFakeCliLog(logFile);
 
 async function collect(o: RunOptions, s = settings()): Promise<{ outcome: RunOutcome; events: ClaudeEvent[] }> {
   const events: ClaudeEvent[] = [];

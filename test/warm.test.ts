@@ -1,7 +1,7 @@
 // Warm conversations with the fake CLI: a kept CLI process answers turn after turn, the
 // committed session is the same as for cold turns, a dead warm worker loses nothing, an
 // idle conversation is let go, and ordering holds with turns queued behind each other.
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
@@ -11,6 +11,7 @@ import { createWorkerMetrics } from '../src/metrics/workerMetrics.js';
 import { createClient, type AgentqClient } from '../src/queue/client.js';
 import { createWorker, type TurnWorker } from '../src/worker/worker.js';
 import { createTestAgentq, type TestAgentq } from './helpers/agentq.js';
+import { readFakeCliLog, type FakeCliRecord } from './helpers/fakeCliLog.js';
 import { isAlive, waitUntil } from './helpers/processes.js';
 import { killProcessesWithEnv, killWorkerProcesses, startWorkerProcess } from './helpers/workerProcess.js';
 
@@ -18,15 +19,7 @@ let t: TestAgentq;
 let client: AgentqClient;
 let workers: TurnWorker[] = [];
 
-type Rec = { event: string; pid: number; turn?: number; promptText?: string; prompt?: string; history?: string[]; resumed?: boolean };
-const starts = (): Rec[] =>
-  existsSync(t.logFile)
-    ? readFileSync(t.logFile, 'utf8')
-        .split('\n')
-        .filter(Boolean)
-        .map((l) => JSON.parse(l) as Rec)
-        .filter((r) => r.event === 'start')
-    : [];
+const starts = (): FakeCliRecord[] => readFakeCliLog(t.logFile).filter((r) => r.event === 'start');
 const pids = () => new Set(starts().map((r) => r.pid));
 
 beforeEach(async () => {

@@ -7,16 +7,13 @@ import { reconcile } from '../src/queue/reconciler.js';
 import { workspaceDirName } from '../src/store/ids.js';
 import { createWorker, type TurnWorker } from '../src/worker/worker.js';
 import { createTestAgentq, type TestAgentq } from './helpers/agentq.js';
+import { readFakeCliLog, type FakeCliRecord } from './helpers/fakeCliLog.js';
 
 let t: TestAgentq;
 let client: AgentqClient;
 let workers: TurnWorker[] = [];
 
-type Rec = { event: string; prompt?: string; promptText?: string; history?: string[]; sessionId?: string; resumed?: boolean; startedAt?: number; endedAt?: number; pid: number };
-const log = (): Rec[] =>
-  existsSync(t.logFile)
-    ? readFileSync(t.logFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Rec)
-    : [];
+const log = (): FakeCliRecord[] => readFakeCliLog(t.logFile);
 
 beforeEach(async () => {
   t = await createTestAgentq();
