@@ -5,7 +5,7 @@
 // the session's uncommitted lines (of every attempt) are dropped, one event says why, and
 // the turn is handed back, or failed once the attempts are used up. Fenced like any write.
 // The same end awaits a turn claimed past AGENTQ_MAX_ATTEMPTS (attemptsExhausted).
-import type { StoreDb } from '../store/db.js';
+import type { StoreDb, StoreTx } from '../store/db.js';
 import { discardSessionTails } from '../store/sessions.js';
 import { appendTurnEvents, countHandBacks, finishTurn, requeueTurn, type DueTurn, type TurnError } from '../store/turns.js';
 import type { LeaseGuard } from './leaseGuard.js';
@@ -23,7 +23,7 @@ export interface UnstoredEnd {
   error: TurnError;
 }
 
-async function dropAndRecord(tx: Parameters<Parameters<LeaseGuard['fenced']>[0]>[0], end: UnstoredEnd): Promise<void> {
+async function dropAndRecord(tx: StoreTx, end: UnstoredEnd): Promise<void> {
   for (const id of new Set(end.sessionIds)) if (id) await discardSessionTails(tx, end.conversationId, id);
   const payload = JSON.stringify({ type: 'agentq', subtype: 'run_not_stored', message: end.error.message });
   await appendTurnEvents(tx, end.turnId, end.attempt, [{ seq: end.eventSeq, type: 'agentq', payload }]);
@@ -31,7 +31,7 @@ async function dropAndRecord(tx: Parameters<Parameters<LeaseGuard['fenced']>[0]>
 
 /** Fails the turn with `end.error`, storing nothing of the run. Returns the next turn due. */
 export function failUnstored(lease: LeaseGuard, end: UnstoredEnd): Promise<DueTurn | undefined> {
-  return lease.fenced(async (tx, _checkFence, markFenceChecked) => {
+  return lease.fenced(async ({ tx, markFenceChecked }) => {
     await dropAndRecord(tx, end);
     // finishTurn checks the fence itself (it locks the conversation row).
     markFenceChecked();
@@ -59,7 +59,7 @@ export function failUnstored(lease: LeaseGuard, end: UnstoredEnd): Promise<DueTu
 
 /** Hands the turn back to run again after `delayMs`, storing nothing of the run. */
 export async function requeueUnstored(lease: LeaseGuard, end: UnstoredEnd, delayMs: number): Promise<Date> {
-  const row = await lease.fenced(async (tx, checkFence) => {
+  const row = await lease.fenced(async ({ tx, checkFence }) => {
     await dropAndRecord(tx, end);
     await checkFence();
     return requeueTurn(tx, { turnId: end.turnId, conversationId: end.conversationId, delayMs, error: end.error });

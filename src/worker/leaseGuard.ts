@@ -15,33 +15,45 @@ export interface LeaseHooks {
   onRenewError(err: unknown): void;
 }
 
-/** What a fenced transaction's work gets besides the transaction. */
-export type FencedWork<T> = (
-  tx: StoreTx,
+/** What a fenced transaction's work gets. */
+export interface FencedTx {
+  tx: StoreTx;
   /** Checks the fence now (before the first write to the conversation or turn rows). */
-  checkFence: () => Promise<void>,
+  checkFence: () => Promise<void>;
   /** For a statement of the work that checks the fence itself (and throws StaleLeaseError). */
-  markFenceChecked: () => void,
+  markFenceChecked: () => void;
   /** Runs `f` once the transaction committed: what its work learned about the store. */
-  afterCommit: (f: () => void) => void,
-) => Promise<T>;
+  afterCommit: (f: () => void) => void;
+}
+
+export type FencedWork<T> = (fenced: FencedTx) => Promise<T>;
+
+export interface LeaseGuardOptions {
+  db: StoreDb;
+  fence: Fence;
+  turnId: string;
+  leaseMs: number;
+  /** performance.now() taken before the claim that granted the lease. */
+  claimedAt: number;
+  hooks: LeaseHooks;
+}
 
 export class LeaseGuard {
   readonly fence: Fence;
+  private readonly db: StoreDb;
+  private readonly turnId: string;
+  private readonly leaseMs: number;
+  private readonly hooks: LeaseHooks;
   private lostFlag = false;
   /** performance.now() when our lease was last granted or renewed (the request's start). */
   private confirmedAt: number;
 
-  constructor(
-    private readonly db: StoreDb,
-    fence: Fence,
-    private readonly turnId: string,
-    private readonly leaseMs: number,
-    /** performance.now() taken before the claim that granted the lease. */
-    claimedAt: number,
-    private readonly hooks: LeaseHooks,
-  ) {
+  constructor({ db, fence, turnId, leaseMs, claimedAt, hooks }: LeaseGuardOptions) {
+    this.db = db;
     this.fence = fence;
+    this.turnId = turnId;
+    this.leaseMs = leaseMs;
+    this.hooks = hooks;
     this.confirmedAt = claimedAt;
   }
 
@@ -111,7 +123,7 @@ export class LeaseGuard {
       const markFenceChecked = () => {
         checked = true;
       };
-      const value = await work(tx, checkFence, markFenceChecked, (f) => committed.push(f));
+      const value = await work({ tx, checkFence, markFenceChecked, afterCommit: (f) => committed.push(f) });
       await checkFence();
       return value;
     });

@@ -207,7 +207,7 @@ export function createWorker(config: Config, options: WorkerOptions = {}): TurnW
     });
     const warm = handle || keepIdleMs !== undefined ? { handle, keepIdleMs, optionsKey } : undefined;
     const settled = warm ? warmPool?.begin(claim.conversation.id) : undefined;
-    const attempt = new Attempt({ ...deps, observer }, claim.turn, claim.conversation, claim.fencingToken, claim.attempt, claimedAt, warm);
+    const attempt = new Attempt({ deps: { ...deps, observer }, claim, claimedAt, warm });
     claimed();
     attempts.set(turnId, attempt);
     // Shutdown may have begun between the fetch and here: do not start a CLI then.

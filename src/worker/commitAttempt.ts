@@ -1,0 +1,183 @@
+// Commit or requeue: how an attempt ends in Postgres, under its fencing token. The commit
+// is the one transaction that stores the rest of the session, the workspace, the events
+// and the turn's result (invariant 6 of docs/design.md); a requeue stores the run's
+// progress and hands the turn back with a delay. A write the fence refuses means another
+// worker took the turn over: the attempt ends as lease_lost, having written nothing.
+import { StaleLeaseError, WorkspaceTooLargeError } from '../errors.js';
+import type { RunOutcome } from '../runner/outcome.js';
+import { finishTurn, requeueTurn, type DueTurn, type TurnError } from '../store/turns.js';
+import { packWorkspace, type PackedWorkspace } from '../store/workspaceArchive.js';
+import { storeWorkspace } from '../store/workspaces.js';
+import { LEASE_LOST, type AttemptContext, type AttemptVerdict } from './attemptContext.js';
+import { saveProgress, writeProgress } from './checkpoint.js';
+import { failUnstored, requeueUnstored, type UnstoredEnd } from './endUnstored.js';
+import type { RequeueReason } from './observer.js';
+import { backoffMs } from './retryPolicy.js';
+import { withTransientRetry } from './transient.js';
+
+/** How the turn ends: its status, the run's outcome (none when the CLI did not run), its error. */
+export interface TurnEnd {
+  status: 'succeeded' | 'failed' | 'cancelled';
+  outcome?: RunOutcome | undefined;
+  error: TurnError | null;
+  /** The turn may keep its CLI process and lease (a warm-eligible turn that succeeded). */
+  keepWarm?: boolean;
+}
+
+/** The commit (invariant 6 of docs/design.md), retried while Postgres is away. */
+export async function commitTurn(ctx: AttemptContext, end: TurnEnd): Promise<AttemptVerdict> {
+  const { config } = ctx;
+  let { status, error } = end;
+  const { outcome } = end;
+  let packed: PackedWorkspace | undefined;
+  try {
+    packed = await packWorkspace(ctx.cwd, { maxBytes: config.store.workspaceMaxBytes, maxEntries: config.store.workspaceMaxEntries, exclude: config.store.workspaceExclude });
+  } catch (err) {
+    if (!(err instanceof WorkspaceTooLargeError)) throw err;
+    ctx.record({ type: 'agentq', subtype: 'workspace_not_saved', message: err.message });
+    status = 'failed';
+    error = { class: 'workspace_too_large', message: err.message, retryable: false };
+  }
+  const keepWarm = end.keepWarm === true && status === 'succeeded';
+  const usage = outcome?.usage;
+  let next: DueTurn | typeof LOST | undefined;
+  try {
+    next = await whileLeaseHeld(ctx, () =>
+      withTransientRetry(ctx.log(), () =>
+        ctx.fenced(async (f) => {
+          const { tx } = f;
+          if (packed) await storeWorkspace(tx, ctx.conversation.id, packed, ctx.storedWorkspaceSha);
+          const current = await saveProgress(ctx, f, ctx.events);
+          // The session file was refused only now (after the last checkpoint): the turn cannot succeed on it.
+          if (status === 'succeeded' && ctx.files.sessionRefusal !== undefined) throw new SessionRefusedAtCommit();
+          // Every stored line of the session is now the turn's history; the conversation points at it.
+          const committedSession = current ? await ctx.files.commit(tx, current) : undefined;
+          // Checks the fence: the conversation row is locked by this update.
+          f.markFenceChecked();
+          return finishTurn(tx, {
+            turnId: ctx.turn.id,
+            conversationId: ctx.conversation.id,
+            fence: ctx.lease.fence,
+            conversationSessionId: committedSession,
+            runSessionId: committedSession !== undefined && committedSession !== ctx.runSessionId ? committedSession : undefined,
+            status,
+            result: outcome?.resultText ?? null,
+            error,
+            costUsd: outcome?.costUsd ?? 0,
+            usage: usage ?? null,
+            numTurns: outcome?.numTurns ?? 0,
+            toolCalls: outcome?.toolCalls ?? 0,
+            permissionDenials: outcome?.permissionDenials ?? [],
+            sessionIdAfter: committedSession ?? ctx.conversation.sessionId,
+            inputTokens: usage?.input_tokens ?? 0,
+            outputTokens: usage?.output_tokens ?? 0,
+            keepWarmMs: keepWarm ? config.worker.leaseMs : undefined,
+          });
+        }),
+      ),
+    );
+  } catch (err) {
+    if (err instanceof SessionRefusedAtCommit && outcome) {
+      return retryOrFail(ctx, outcome, { class: 'session_not_saved', message: ctx.files.sessionRefusal!, retryable: true });
+    }
+    throw err;
+  }
+  if (next === LOST) return LEASE_LOST;
+  ctx.events = [];
+  if (keepWarm && ctx.cli) await keepWarmProcess(ctx, packed);
+  else await keepForNextTurn(ctx, packed);
+  ctx.mark('commit');
+  ctx.log().info({ status, phasesMs: ctx.phases }, 'turn committed');
+  return { kind: 'committed', status, next };
+}
+
+/** Hands the turn back to run again after `delayMs`, storing the run's progress; `error` null: drained on shutdown. */
+export async function requeueAttempt(ctx: AttemptContext, delayMs: number, error: TurnError | null): Promise<AttemptVerdict> {
+  const row = await whileLeaseHeld(ctx, () =>
+    withTransientRetry(ctx.log(), () =>
+      ctx.fenced(async (f) => {
+        await writeProgress(ctx, f, ctx.events);
+        await ctx.files.dropRefused(f.tx);
+        return requeueTurn(f.tx, { turnId: ctx.turn.id, conversationId: ctx.conversation.id, delayMs, error });
+      }),
+    ),
+  );
+  if (row === LOST) return LEASE_LOST;
+  ctx.events = [];
+  const reason: RequeueReason = error === null ? 'shutdown' : error.class === 'worker_error' ? 'worker_error' : 'retry';
+  ctx.deps.observer?.requeued?.(reason);
+  return { kind: 'requeued', runAt: row.runAt };
+}
+
+/** A retryable failure: handed back with backoff, or committed as failed once the attempts are used. */
+export function retryOrFail(ctx: AttemptContext, outcome: RunOutcome | undefined, error: TurnError): Promise<AttemptVerdict> {
+  const { maxAttempts, retryBaseMs, retryMaxMs } = ctx.config.worker;
+  if (ctx.attempt >= maxAttempts) return commitTurn(ctx, { outcome, status: 'failed', error: { ...error, message: `${error.message} (after ${ctx.attempt} attempts)` } });
+  return requeueAttempt(ctx, backoffMs(ctx.attempt, retryBaseMs, retryMaxMs), error);
+}
+
+/** Fails the turn (or, with `delayMs`, hands it back) storing nothing the run wrote (./endUnstored.ts). */
+export async function endUnstored(ctx: AttemptContext, error: TurnError, delayMs?: number): Promise<AttemptVerdict> {
+  const end: UnstoredEnd = {
+    turnId: ctx.turn.id,
+    conversationId: ctx.conversation.id,
+    attempt: ctx.attempt,
+    eventSeq: ctx.nextEventSeq(),
+    sessionIds: [ctx.reportedSessionId, ctx.baseSessionId, ctx.runSessionId, ctx.conversation.sessionId],
+    conversationSessionId: ctx.conversation.sessionId,
+    error,
+  };
+  ctx.events = [];
+  const run = (): Promise<DueTurn | Date | undefined> => (delayMs === undefined ? failUnstored(ctx.lease, end) : requeueUnstored(ctx.lease, end, delayMs));
+  const ended = await withTransientRetry(ctx.log(), run);
+  if (ended instanceof Date) return { kind: 'requeued', runAt: ended };
+  return { kind: 'committed', status: 'failed', next: ended };
+}
+
+/** What whileLeaseHeld returns when the fence refused the write. */
+const LOST = Symbol('lease lost');
+
+/** Runs a fenced write; refused by the fence, another worker took the turn over: say so, as the heartbeat does. */
+async function whileLeaseHeld<T>(ctx: AttemptContext, write: () => Promise<T>): Promise<T | typeof LOST> {
+  try {
+    return await write();
+  } catch (err) {
+    if (!(err instanceof StaleLeaseError)) throw err;
+    ctx.lease.lose();
+    return LOST;
+  }
+}
+
+/** The lease stays ours, marked warm: the pool renews it until the process is let go (./warmPool.ts). */
+async function keepWarmProcess(ctx: AttemptContext, packed: PackedWorkspace | undefined): Promise<void> {
+  const warm = ctx.warm!;
+  ctx.keepHandle = {
+    conversationId: ctx.conversation.id,
+    cli: ctx.cli!,
+    runDir: ctx.runDir,
+    sessionId: ctx.sessionId(),
+    fence: ctx.lease.fence,
+    workspaceSha: packed?.sha256 ?? ctx.storedWorkspaceSha ?? null,
+    optionsKey: warm.optionsKey,
+    idleMs: warm.keepIdleMs!,
+  };
+  if (packed) await ctx.deps.cache.markWorkspace(ctx.dirName, packed.sha256).catch(() => undefined);
+}
+
+/** After a cold commit: keep the session file and note the workspace state for a next turn here. */
+async function keepForNextTurn(ctx: AttemptContext, packed: PackedWorkspace | undefined): Promise<void> {
+  try {
+    const current = await ctx.currentSession();
+    if (current && ctx.files.sessionRefusal === undefined) {
+      await ctx.deps.cache.keepSession(ctx.conversation.id, current.sessionId, { root: ctx.configDir, rel: current.rel });
+    }
+    if (packed) await ctx.deps.cache.markWorkspace(ctx.dirName, packed.sha256);
+  } catch (err) {
+    ctx.log().warn({ err }, 'could not keep the committed session for the next turn');
+  }
+}
+
+/** Rolls a succeeding commit back when it found the session file refused: the turn is retried instead (retryOrFail). */
+class SessionRefusedAtCommit extends Error {
+  override readonly name = 'SessionRefusedAtCommit';
+}

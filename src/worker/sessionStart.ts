@@ -1,0 +1,165 @@
+// Prepare: what a turn's CLI run starts from. A cold attempt empties and fills the
+// workspace, hydrates the session it resumes (a retry's own, else the conversation's) and
+// chooses the prompt; a warm one uses its kept process as it is. What happens when the
+// stored session cannot be resumed (AGENTQ_MISSING_SESSION_POLICY) is decided here only,
+// in whenSessionMissing, whether the store or the CLI found it missing.
+import { randomUUID } from 'node:crypto';
+import type { RunOptions } from '../runner/options.js';
+import { discardUncommitted } from '../store/sessions.js';
+import { listTurns, setRunSessionId, type TurnError } from '../store/turns.js';
+import type { AttemptContext } from './attemptContext.js';
+import { pointConfigLink } from './configLink.js';
+import { hydrateConversationSession, prepareWorkspace } from './prepareDisk.js';
+import type { WarmHandle } from './warmPool.js';
+
+export type CliSession = RunOptions['session'];
+
+/** What to run: the session and the prompt; or why the turn fails before any run. */
+export type SessionPlan = { kind: 'run'; session: CliSession; prompt: string } | { kind: 'fail'; error: TurnError };
+
+const SUMMARY_MAX_CHARS = 8000;
+
+/**
+ * A cold attempt: the workspace and the session on this worker's disk, the session and
+ * prompt to run. A worker frozen between its claim and here (SIGSTOP, a long GC, a stalled
+ * VM) may have lost the lease: it must not empty the directory another owner is using.
+ */
+export async function prepareCold(ctx: AttemptContext): Promise<SessionPlan> {
+  await ctx.lease.ensure();
+  ctx.mark('lease');
+  ctx.storedWorkspaceSha = await prepareWorkspace(ctx.disk());
+  ctx.mark('workspace');
+  const start = await chooseSession(ctx);
+  ctx.mark('hydrate');
+  const plan = await planFor(ctx, start);
+  if (plan.kind === 'fail') return plan;
+  // The same right before the CLI starts: a stale attempt must not run tools at all.
+  await ctx.lease.ensure();
+  await pointConfigAt(ctx);
+  ctx.mark('prepare');
+  return plan;
+}
+
+async function planFor(ctx: AttemptContext, start: SessionStart): Promise<SessionPlan> {
+  switch (start.kind) {
+    case 'missing':
+      return whenSessionMissing(ctx, { sessionId: start.sessionId, reportedBy: 'store' });
+    case 'new':
+      await useSession(ctx, { mode: 'new', sessionId: start.sessionId });
+      return { kind: 'run', session: { mode: 'new', sessionId: start.sessionId }, prompt: ctx.turn.prompt };
+    case 'resume': {
+      const session: CliSession = { mode: 'resume', sessionId: start.sessionId };
+      await useSession(ctx, session);
+      // A retry that continues its interrupted attempt is told so before the prompt.
+      const prompt = start.continuing && !startsOver(ctx) ? `${ctx.config.worker.continuationPrompt}\n\n${ctx.turn.prompt}` : ctx.turn.prompt;
+      return { kind: 'run', session, prompt };
+    }
+  }
+}
+
+/** A turn on the conversation's kept process: no workspace or session to prepare, the prompt goes to its stdin. */
+export async function prepareWarm(ctx: AttemptContext, handle: WarmHandle): Promise<SessionPlan> {
+  ctx.storedWorkspaceSha = handle.workspaceSha;
+  ctx.baseSessionId = handle.sessionId;
+  ctx.cli = handle.cli;
+  // From here on the run may change the directory.
+  await ctx.deps.cache.unmarkWorkspace(ctx.dirName);
+  ctx.record({ type: 'agentq', subtype: 'warm_turn', sessionId: handle.sessionId });
+  ctx.mark('prepare');
+  return { kind: 'run', session: { mode: 'resume', sessionId: handle.sessionId }, prompt: ctx.turn.prompt };
+}
+
+export interface MissingSession {
+  sessionId: string;
+  /** `store`: nothing stored to resume; `cli`: stored, but the CLI could not resume it. */
+  reportedBy: 'store' | 'cli';
+  /** With `cli`: how the turn fails if it does not start over (the CLI's session_not_found). */
+  cliError?: TurnError;
+  /** With `cli`: the run was resuming and may start once more (false after a fresh start, or once stopped). */
+  mayStartFresh?: boolean;
+}
+
+/**
+ * The missing-session policy, in one place. `fail` (the default): the turn fails.
+ * `fresh`: it runs in a new session whose prompt first summarizes the earlier turns.
+ * When the CLI could not resume a session the store had (the file is not where the worker
+ * put it, a CLI that no longer reads it), `fresh` applies once, within the same attempt.
+ */
+export async function whenSessionMissing(ctx: AttemptContext, missing: MissingSession): Promise<SessionPlan> {
+  const policy = ctx.config.worker.missingSessionPolicy;
+  const fromCli = missing.reportedBy === 'cli';
+  if (policy === 'fresh' && (!fromCli || missing.mayStartFresh === true)) {
+    ctx.record({ type: 'agentq', subtype: 'session_missing', policy, sessionId: missing.sessionId, ...(fromCli ? { reportedBy: 'cli' } : {}) });
+    const session: CliSession = { mode: 'new', sessionId: randomUUID() };
+    ctx.reportedSessionId = undefined;
+    await useSession(ctx, session);
+    if (fromCli) await ctx.lease.ensure();
+    return { kind: 'run', session, prompt: `${await summary(ctx)}\n\n${ctx.turn.prompt}` };
+  }
+  ctx.record({ type: 'agentq', subtype: 'session_missing', policy: 'fail', sessionId: missing.sessionId });
+  if (fromCli && missing.cliError) return { kind: 'fail', error: missing.cliError };
+  return {
+    kind: 'fail',
+    error: { class: 'session_missing', message: `the stored session ${missing.sessionId} has no lines to resume (policy: ${policy})`, retryable: false },
+  };
+}
+
+/** Unsandboxed: the conversation's config path leads to this attempt's directory from now on. */
+async function pointConfigAt(ctx: AttemptContext): Promise<void> {
+  if (!ctx.configLink) return;
+  const killed = await pointConfigLink(ctx.configLink, ctx.configDir);
+  if (killed.length > 0) ctx.log().warn({ pids: killed }, 'killed processes of an earlier attempt of this conversation still running here');
+}
+
+/** A turn that opted out of continuing reruns its prompt from the committed session. */
+function startsOver(ctx: AttemptContext): boolean {
+  return (ctx.turn.options as { continueOnRetry?: boolean }).continueOnRetry === false;
+}
+
+type SessionStart = { kind: 'resume'; sessionId: string; continuing: boolean } | { kind: 'new'; sessionId: string } | { kind: 'missing'; sessionId: string };
+
+async function chooseSession(ctx: AttemptContext): Promise<SessionStart> {
+  // A retry resumes the session its earlier attempt ran in (it may be a fork).
+  for (const candidate of [ctx.turn.runSessionId, ctx.conversation.sessionId]) {
+    if (!candidate) continue;
+    const h = await hydrate(ctx, candidate);
+    if (h) return { kind: 'resume', sessionId: candidate, continuing: h.uncommittedLines > 0 };
+  }
+  if (ctx.conversation.sessionId) return { kind: 'missing', sessionId: ctx.conversation.sessionId };
+  // A new conversation: the id is chosen up front (and kept for retries).
+  return { kind: 'new', sessionId: ctx.turn.runSessionId ?? randomUUID() };
+}
+
+async function hydrate(ctx: AttemptContext, sessionId: string): Promise<{ uncommittedLines: number } | undefined> {
+  const conversationId = ctx.conversation.id;
+  // A turn that starts over does not run on top of the interrupted attempt's checkpoints
+  // (else the session holds its prompt twice): they are discarded.
+  const discard = async (fileIds: string[]) => {
+    await ctx.lease.fenced(async ({ tx }) => {
+      for (const id of fileIds) await discardUncommitted(tx, { conversationId, sessionId: id });
+    });
+  };
+  const h = await hydrateConversationSession(ctx.disk(), sessionId, startsOver(ctx) ? discard : undefined);
+  if (!h) return undefined;
+  if (h.folderSha256 !== null) ctx.files.folder.sha256 = h.folderSha256;
+  return { uncommittedLines: h.uncommittedLines };
+}
+
+/** The session the next CLI run works in; a new one is remembered on the turn, so a retry resumes it. */
+async function useSession(ctx: AttemptContext, session: CliSession): Promise<void> {
+  ctx.baseSessionId = session.sessionId;
+  if (session.mode === 'resume' || session.sessionId === ctx.runSessionId) return;
+  await ctx.lease.fenced(async ({ tx, checkFence }) => {
+    await checkFence();
+    await setRunSessionId(tx, ctx.turn.id, session.sessionId);
+  });
+  ctx.runSessionId = session.sessionId;
+}
+
+/** For the `fresh` missing-session policy: what earlier turns asked and answered. */
+async function summary(ctx: AttemptContext): Promise<string> {
+  const earlier = (await listTurns(ctx.deps.db, ctx.conversation.id)).filter((t) => t.seq < ctx.turn.seq && t.status === 'succeeded');
+  let text = 'The stored session of this conversation could not be restored. Earlier turns, for context:';
+  for (const t of earlier) text += `\n\nUser: ${t.prompt}\nAssistant: ${t.result ?? ''}`;
+  return text.length > SUMMARY_MAX_CHARS ? `${text.slice(0, SUMMARY_MAX_CHARS)}…` : text;
+}
