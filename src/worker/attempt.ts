@@ -18,7 +18,7 @@ import { backoffMs, decide, type TurnDecision } from './retryPolicy.js';
 import { prepareCold, prepareWarm, whenSessionMissing } from './sessionStart.js';
 import { isTransientDbError } from './transient.js';
 
-export type { AttemptDeps, AttemptOptions, AttemptVerdict, AttemptWarm, ClaimedTurn } from './attemptContext.js';
+export type { AttemptDeps, AttemptOptions, AttemptVerdict, MultiTurnPlan, ClaimedTurn } from './attemptContext.js';
 
 /** What the run's end means: the retry policy's decision, or the lease lost, or drained on shutdown. */
 type AfterRun = TurnDecision | { kind: 'lease_lost' } | { kind: 'drained' };
@@ -60,7 +60,7 @@ export class Attempt implements InputTarget {
     const { ctx } = this;
     const exhausted = await attemptsExhausted(ctx.deps.db, ctx.turn.id, ctx.attempt, ctx.config.worker.maxAttempts);
     if (exhausted) return endUnstored(ctx, exhausted);
-    const taken = ctx.warm?.handle;
+    const taken = ctx.multiTurn?.kept;
     let plan = taken ? await prepareWarm(ctx, taken) : await prepareCold(ctx);
     for (;;) {
       if (plan.kind === 'fail') return commitTurn(ctx, { status: 'failed', error: plan.error });
@@ -126,7 +126,7 @@ export class Attempt implements InputTarget {
   private mayKeepWarm(outcome: RunOutcome): boolean {
     const { ctx } = this;
     return (
-      ctx.warm?.keepIdleMs !== undefined &&
+      ctx.multiTurn?.keepIdleMs !== undefined &&
       ctx.deps.warmPool !== undefined &&
       outcome.type === 'success' &&
       ctx.cli?.isRunning === true &&
@@ -169,7 +169,7 @@ export class Attempt implements InputTarget {
       warmPool.keep(ctx.keepHandle);
       return;
     }
-    const taken = ctx.warm?.handle;
+    const taken = ctx.multiTurn?.kept;
     // The lease is not warm any more (committed cold, requeued or lost): nothing to release.
     if (taken && warmPool) return warmPool.discard(taken, 'not_reusable', false);
     await ctx.cli?.close(ctx.config.cli.killGraceMs);

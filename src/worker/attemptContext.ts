@@ -39,10 +39,13 @@ export interface AttemptDeps {
   warmPool?: WarmPool | undefined;
 }
 
-/** How the attempt uses a kept CLI process (src/worker/warmPool.ts). */
-export interface AttemptWarm {
+/**
+ * A warm-eligible or warm turn runs on a multi-turn CLI process (./multiTurnCli.ts):
+ * one kept from the conversation's last turn (`kept`), or a new one that may be kept.
+ */
+export interface MultiTurnPlan {
   /** The conversation's kept process, taken with the claim: the turn is written to its stdin. */
-  handle?: WarmHandle | undefined;
+  kept?: WarmHandle | undefined;
   /** Keep the CLI after a successful commit for this long (the turn is warm-eligible). */
   keepIdleMs?: number | undefined;
   /** What the process is started with, to match later turns (warmOptionsKey). */
@@ -62,8 +65,8 @@ export interface AttemptOptions {
   claim: ClaimedTurn;
   /** performance.now() taken before the claim that granted the lease. */
   claimedAt: number;
-  /** A warm-eligible or warm turn; undefined for a cold one. */
-  warm?: AttemptWarm | undefined;
+  /** A warm-eligible or warm turn; undefined for a cold one (a `claude -p` that exits). */
+  multiTurn?: MultiTurnPlan | undefined;
 }
 
 /** What the job should do once the attempt is over. */
@@ -90,7 +93,7 @@ export class AttemptContext {
   readonly turn: TurnRow;
   readonly conversation: ConversationRow;
   readonly attempt: number;
-  readonly warm: AttemptWarm | undefined;
+  readonly multiTurn: MultiTurnPlan | undefined;
   readonly lease: LeaseGuard;
   /** The conversation's workspace on the host. */
   readonly cwd: string;
@@ -128,13 +131,13 @@ export class AttemptContext {
   readonly phases: Record<string, number> = {};
   private phaseStart = performance.now();
 
-  constructor({ deps, claim, claimedAt, warm }: AttemptOptions) {
+  constructor({ deps, claim, claimedAt, multiTurn }: AttemptOptions) {
     const { turn, conversation, attempt } = claim;
     this.deps = deps;
     this.turn = turn;
     this.conversation = conversation;
     this.attempt = attempt;
-    this.warm = warm;
+    this.multiTurn = multiTurn;
     const fence = { conversationId: conversation.id, fencingToken: claim.fencingToken, workerId: deps.workerId };
     this.lease = new LeaseGuard({
       db: deps.db,
@@ -155,7 +158,7 @@ export class AttemptContext {
     this.runSessionId = turn.runSessionId;
     this.dirName = workspaceDirName(conversation.externalId, conversation.tenantId);
     this.cwd = path.join(deps.config.workspaceRoot, this.dirName);
-    this.runDir = warm?.handle?.runDir ?? path.join(deps.config.worker.runsRoot, `${turn.id}.${attempt}.${randomUUID().slice(0, 8)}`);
+    this.runDir = multiTurn?.kept?.runDir ?? path.join(deps.config.worker.runsRoot, `${turn.id}.${attempt}.${randomUUID().slice(0, 8)}`);
     this.configDir = path.join(this.runDir, 'config');
     this.configLink = deps.runner.sandbox ? undefined : configLinkPath(deps.config.worker.runsRoot, this.dirName);
     this.cliCwd = deps.runner.sandbox ? SANDBOX_WORKSPACE : undefined;

@@ -41,12 +41,12 @@ export class CliTurn {
     }, config.worker.checkpointIntervalMs);
     const heartbeatTimer = setInterval(() => void ctx.lease.heartbeat(), Math.max(200, Math.floor(config.worker.leaseMs / 3)));
     try {
-      const outcome = ctx.warm ? await this.runMultiTurn(prompt, session, options) : await this.runOnce(prompt, session, options);
+      const outcome = ctx.multiTurn ? await this.runMultiTurn(prompt, session, options) : await this.runOnce(prompt, session, options);
       ctx.deps.observer?.cliExited?.(outcome);
       return outcome;
     } finally {
       // A kept process's stdin stays open for its next turn.
-      if (ctx.warm) this.inputRun = undefined;
+      if (ctx.multiTurn) this.inputRun = undefined;
       else this.endInput();
       clearInterval(checkpointTimer);
       clearInterval(heartbeatTimer);
@@ -89,7 +89,7 @@ export class CliTurn {
   private async runMultiTurn(prompt: string, session: CliSession, options: Record<string, unknown>): Promise<RunOutcome> {
     const { ctx } = this;
     // A kept process was given its first prompt when it started; later ones go to its stdin.
-    const taken = ctx.warm?.handle !== undefined && ctx.cli === ctx.warm.handle.cli ? ctx.cli : undefined;
+    const taken = ctx.multiTurn?.kept !== undefined && ctx.cli === ctx.multiTurn.kept.cli ? ctx.cli : undefined;
     const cli =
       taken ??
       new MultiTurnCli(

@@ -150,7 +150,7 @@ async function whileLeaseHeld<T>(ctx: AttemptContext, write: () => Promise<T>): 
 
 /** The lease stays ours, marked warm: the pool renews it until the process is let go (./warmPool.ts). */
 async function keepWarmProcess(ctx: AttemptContext, packed: PackedWorkspace | undefined): Promise<void> {
-  const warm = ctx.warm!;
+  const multiTurn = ctx.multiTurn!;
   ctx.keepHandle = {
     conversationId: ctx.conversation.id,
     cli: ctx.cli!,
@@ -158,8 +158,8 @@ async function keepWarmProcess(ctx: AttemptContext, packed: PackedWorkspace | un
     sessionId: ctx.sessionId(),
     fence: ctx.lease.fence,
     workspaceSha: packed?.sha256 ?? ctx.storedWorkspaceSha ?? null,
-    optionsKey: warm.optionsKey,
-    idleMs: warm.keepIdleMs!,
+    optionsKey: multiTurn.optionsKey,
+    idleMs: multiTurn.keepIdleMs!,
   };
   if (packed) await ctx.deps.cache.markWorkspace(ctx.dirName, packed.sha256).catch(() => undefined);
 }

@@ -138,10 +138,10 @@ export class TurnJobs {
       attempt: claim.attempt,
       claimMs: performance.now() - claimedAt,
     });
-    const warm = handle || keepIdleMs !== undefined ? { handle, keepIdleMs, optionsKey } : undefined;
-    const settled = warm ? warmPool?.begin(claim.conversation.id) : undefined;
+    const multiTurn = handle || keepIdleMs !== undefined ? { kept: handle, keepIdleMs, optionsKey } : undefined;
+    const settled = multiTurn ? warmPool?.begin(claim.conversation.id) : undefined;
     const deps = { config, db: resources.db, cache, runner: resources.runner, log, workerId, live: live.publisher, warmPool, observer };
-    const attempt = new Attempt({ deps, claim, claimedAt, warm });
+    const attempt = new Attempt({ deps, claim, claimedAt, multiTurn });
     claimed();
     attempts.set(turnId, attempt);
     // Shutdown may have begun between the fetch and here: do not start a CLI then.
