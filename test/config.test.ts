@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 import { cliEnvironment, configVariables, loadConfig } from '../src/config.js';
 import { ConfigError } from '../src/errors.js';
@@ -126,5 +128,24 @@ describe('the configuration table', () => {
     const table = configMarkdownTable();
     for (const name of Object.keys(configVariables)) expect(table).toContain(`| \`${name}\` |`);
     expect(table).toContain('| `AGENTQ_CONCURRENCY` | `4` |');
+  });
+});
+
+describe('the config catalog', () => {
+  it('documents each entry (what an editor shows on the Config field) with the variable it reads', () => {
+    const source = ts.createSourceFile('config.ts', readFileSync(new URL('../src/config.ts', import.meta.url), 'utf8'), ts.ScriptTarget.Latest, true);
+    const documented = new Map<string, string>();
+    const visit = (node: ts.Node): void => {
+      if (ts.isPropertyAssignment(node) && ts.isCallExpression(node.initializer) && node.initializer.expression.getText() === 'variable') {
+        const [env] = node.initializer.arguments;
+        const jsDoc = ts.getJSDocCommentsAndTags(node).map((d) => d.getText()).join('');
+        if (env && ts.isStringLiteral(env)) documented.set(env.text, jsDoc);
+      }
+      ts.forEachChild(node, visit);
+    };
+    visit(source);
+    expect([...documented.keys()]).toEqual(Object.keys(configVariables));
+    const wrong = [...documented].filter(([env, jsDoc]) => !jsDoc.includes(`\`${env}\``)).map(([env]) => env);
+    expect(wrong).toEqual([]);
   });
 });
