@@ -502,3 +502,18 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>): C
   };
   return deepFreeze(config);
 }
+
+/**
+ * The effective configuration without secrets, as `agentq config` prints it: every field of
+ * `config`, each variable shown as its catalog entry says (`url`, `secret`).
+ */
+export function describeConfig(config: Config): Record<string, unknown> {
+  const shown = (value: unknown, node: ConfigVariable | CatalogTree | undefined): unknown => {
+    if (node && isVariable(node)) return node.secret ? node.secret(value) : node.url ? redactUrl(value as string) : value;
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) return value;
+    return Object.fromEntries(Object.entries(value).map(([key, inner]) => [key, shown(inner, node?.[key])]));
+  };
+  const described = shown(config, configCatalog) as Record<string, Record<string, unknown>>;
+  // Derived, so not in the catalog: the CLI environment holds the API key, so only its names.
+  return { ...described, cli: { ...described.cli, env: Object.keys(config.cli.env).sort() } };
+}
