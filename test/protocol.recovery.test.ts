@@ -2,25 +2,15 @@
 // commit time, the CLI fails in each of its ways, a stored session disappears. Real Redis
 // (a private server where the test flushes it), real Postgres, in-process workers, the
 // fake CLI.
-import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig, type Config } from '../src/config.js';
 import { createClient, type AgentqClient } from '../src/queue/client.js';
 import { createWorker, type TurnWorker, type WorkerOptions } from '../src/worker/worker.js';
 import { createTestAgentq, type TestAgentq } from './helpers/agentq.js';
+import { readFakeCliLog, type FakeCliRecord } from './helpers/fakeCliLog.js';
 import { captureLogger, scriptedFakeCli, startPrivateRedis, startTcpProxy } from './helpers/infra.js';
 import { waitUntil } from './helpers/processes.js';
-
-type Rec = {
-  event: string;
-  prompt?: string;
-  promptText?: string;
-  history?: string[];
-  sessionId?: string;
-  resumed?: boolean;
-  pid: number;
-};
 
 /** Everything a test started, undone in reverse order after it. */
 let cleanups: (() => Promise<unknown>)[] = [];
@@ -37,7 +27,7 @@ interface Harness {
   /** Starts an in-process worker (stopped after the test), by default on the harness config. */
   startWorker(options?: WorkerOptions & { config?: Config }): Promise<TurnWorker>;
   /** The fake CLI's invocation records. */
-  cliLog(): Rec[];
+  cliLog(): FakeCliRecord[];
   /** The turn row, straight from Postgres. */
   turn(turnId: string): Promise<TurnDbRow>;
   conversationRow(externalId: string): Promise<{ id: string; session_id: string | null; lease_owner: string | null }>;
@@ -72,13 +62,7 @@ async function harness(overrides: Record<string, string> = {}): Promise<Harness>
       await w.start();
       return w;
     },
-    cliLog: () =>
-      existsSync(t.logFile)
-        ? readFileSync(t.logFile, 'utf8')
-            .split('\n')
-            .filter(Boolean)
-            .map((l) => JSON.parse(l) as Rec)
-        : [],
+    cliLog: () => readFakeCliLog(t.logFile),
     async turn(turnId) {
       const r = await q<TurnDbRow>('select status, attempts, error, session_id_after, run_at, finished_at, now() as now from turns where id = $1', [turnId]);
       if (!r.rows[0]) throw new Error(`no turn ${turnId}`);

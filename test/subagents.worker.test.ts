@@ -3,7 +3,6 @@
 // saves a large tool output's text; its log says what it found on disk at start): both
 // cross workers that share nothing on disk, and an interrupted attempt's follow the
 // session's retry rule.
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig, type Config } from '../src/config.js';
@@ -12,9 +11,10 @@ import { getSessionHeads } from '../src/store/sessions.js';
 import { getSidecars } from '../src/store/sidecars.js';
 import { createWorker, type TurnWorker } from '../src/worker/worker.js';
 import { createTestAgentq, type TestAgentq } from './helpers/agentq.js';
+import { readFakeCliLog, type FakeCliRecord } from './helpers/fakeCliLog.js';
 import { scriptedFakeCli } from './helpers/infra.js';
 
-interface StartRecord {
+interface StartRecord extends FakeCliRecord {
   event: 'start';
   promptText: string;
   subagents: Record<string, { texts: string[]; meta: boolean }>;
@@ -38,12 +38,7 @@ afterAll(async () => {
 const machine = (name: string, extra: Record<string, string> = {}): Config =>
   loadConfig({ ...t.env, AGENTQ_WORKSPACE_ROOT: path.join(t.root, name, 'workspaces'), AGENTQ_RUNS_ROOT: path.join(t.root, name, 'runs'), ...extra });
 
-const starts = (): StartRecord[] =>
-  readFileSync(t.logFile, 'utf8')
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as StartRecord)
-    .filter((r) => r.event === 'start');
+const starts = (): StartRecord[] => readFakeCliLog(t.logFile).filter((r): r is StartRecord => r.event === 'start');
 
 async function startWorker(config: Config): Promise<TurnWorker> {
   const w = createWorker(config, { concurrency: 1 });
