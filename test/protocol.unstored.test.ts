@@ -10,13 +10,14 @@ import { loadConfig } from '../src/config.js';
 import { createClient, type AgentqClient } from '../src/queue/client.js';
 import { decodeChunk } from '../src/store/chunks.js';
 import type { ChunkCodec } from '../src/store/schema.js';
-import { createWorker } from '../src/worker/worker.js';
 import { createTestAgentq, type TestAgentq } from './helpers/agentq.js';
 import { readFakeCliLog } from './helpers/fakeCliLog.js';
 import { captureLogger, type CapturedLog } from './helpers/infra.js';
+import { startWorker, stopWorkers } from './helpers/workers.js';
 
 let cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
+  await stopWorkers().catch(() => undefined);
   for (const fn of cleanups.reverse()) await fn().catch(() => undefined);
   cleanups = [];
 });
@@ -29,9 +30,7 @@ async function setup(overrides: Record<string, string>): Promise<{ t: TestAgentq
   cleanups.push(() => client.close());
   const log = captureLogger('debug');
   const start = async () => {
-    const w = createWorker(loadConfig(t.env), { concurrency: 2, log: log.log });
-    cleanups.push(() => w.stop({ graceMs: 0 }));
-    await w.start();
+    await startWorker(loadConfig(t.env), { log: log.log });
   };
   return { t, client, log, start };
 }
