@@ -7,9 +7,9 @@ import type pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { buildApi, type Api } from '../src/api/server.js';
 import { apiCommand } from '../src/cli/apiCommand.js';
-import { createWorker, type TurnWorker } from '../src/worker/worker.js';
 import { createTestAgentq, type TestAgentq } from './helpers/agentq.js';
 import { waitUntil } from './helpers/processes.js';
+import { startWorker, stopWorkers } from './helpers/workers.js';
 
 const KEY_A = 'alpha-key-0123456789abcdef';
 const KEY_B = 'beta-key-0123456789abcdef';
@@ -22,28 +22,17 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 let t: TestAgentq;
 let api: Api;
-let workers: TurnWorker[] = [];
 
 async function start(overrides: Record<string, string> = {}): Promise<void> {
   t = await createTestAgentq({ AGENTQ_API_KEYS: KEYS, AGENTQ_API_RATE_LIMIT: '0', ...overrides });
   api = await buildApi(t.config);
 }
 
-beforeEach(async () => {
-  workers = [];
-});
 afterEach(async () => {
-  await Promise.all(workers.map((w) => w.stop({ graceMs: 0 })));
+  await stopWorkers();
   await api?.close();
   await t?.cleanup();
 });
-
-async function startWorker(): Promise<TurnWorker> {
-  const w = createWorker(t.config, { concurrency: 2 });
-  workers.push(w);
-  await w.start();
-  return w;
-}
 
 interface Req {
   key?: string | null;
@@ -162,7 +151,7 @@ describe('turns over HTTP', () => {
     const res = await enqueue('ticket-1', { prompt: 'hello over http', options: { maxTurns: 3 } });
     expect(res.status).toBe(202);
     expect(res.json).toMatchObject({ conversationId: 'ticket-1', seq: 1, status: 'queued', created: true });
-    await startWorker();
+    await startWorker(t.config);
     const done = await waitForStatus(res.json.turnId, 'succeeded');
     expect(done).toMatchObject({ turnId: res.json.turnId, conversationId: 'ticket-1', seq: 1, attempts: 1, error: null });
     expect(done.sessionId).toEqual(expect.any(String));
@@ -237,7 +226,7 @@ describe('turns over HTTP', () => {
 
   it('DELETE is refused with 409 while a turn runs, works after it, and removes everything the conversation owned', async () => {
     const slow = (await enqueue('busy', { prompt: '#fake {"delayMs":2500}\nslow' })).json;
-    await startWorker();
+    await startWorker(t.config);
     await waitForStatus(slow.turnId, 'running');
     const refused = await call('DELETE', '/v1/conversations/busy');
     expect(refused.status).toBe(409);

@@ -1,5 +1,7 @@
+import { readFileSync } from 'node:fs';
+import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
-import { cliEnvironment, configVariables, loadConfig } from '../src/config.js';
+import { cliEnvironment, configVariables, describeConfig, loadConfig } from '../src/config.js';
 import { ConfigError } from '../src/errors.js';
 import { configMarkdownTable } from '../src/cli/configCommand.js';
 
@@ -126,5 +128,62 @@ describe('the configuration table', () => {
     const table = configMarkdownTable();
     for (const name of Object.keys(configVariables)) expect(table).toContain(`| \`${name}\` |`);
     expect(table).toContain('| `AGENTQ_CONCURRENCY` | `4` |');
+  });
+});
+
+describe('`agentq config` (describeConfig)', () => {
+  const apiKey = 'sk-ant-do-not-show-1';
+  const token = 'key-of-sixteen-chars';
+  const config = loadConfig({
+    PATH: '/usr/bin:/bin',
+    ANTHROPIC_API_KEY: apiKey,
+    DATABASE_URL: 'postgres://u:db-password@db.example/agentq',
+    REDIS_URL: 'redis://:redis-password@redis.example:6379',
+    AGENTQ_API_KEYS: `${token}=acme`,
+  });
+  const described = describeConfig(config);
+
+  it('shows every field of the configuration (a field summarised as a whole, like cli.env, counts)', () => {
+    const missing: string[] = [];
+    const walk = (value: object, shown: unknown, at: string): void => {
+      if (shown === null || typeof shown !== 'object' || Array.isArray(shown)) return; // summarised
+      for (const [key, inner] of Object.entries(value)) {
+        if (!(key in shown)) missing.push(`${at}${key}`);
+        else if (inner !== null && typeof inner === 'object' && !Array.isArray(inner)) walk(inner, (shown as Record<string, unknown>)[key], `${at}${key}.`);
+      }
+    };
+    walk(config, described, '');
+    expect(missing).toEqual([]);
+    expect(described).toMatchObject({ queuePrefix: 'bull', sandbox: { mode: 'auto', allowHosts: [] } });
+  });
+
+  it('redacts the secrets: URL passwords, API keys, the CLI environment', () => {
+    const text = JSON.stringify(described);
+    for (const secret of [apiKey, token, 'db-password', 'redis-password']) expect(text).not.toContain(secret);
+    expect(described).toMatchObject({
+      databaseUrl: 'postgres://u:***@db.example/agentq',
+      api: { keys: [{ token: '***', tenant: 'acme' }] },
+      anthropic: { apiKey: '***' },
+      cli: { env: Object.keys(config.cli.env).sort() },
+    });
+  });
+});
+
+describe('the config catalog', () => {
+  it('documents each entry (what an editor shows on the Config field) with the variable it reads', () => {
+    const source = ts.createSourceFile('config.ts', readFileSync(new URL('../src/config.ts', import.meta.url), 'utf8'), ts.ScriptTarget.Latest, true);
+    const documented = new Map<string, string>();
+    const visit = (node: ts.Node): void => {
+      if (ts.isPropertyAssignment(node) && ts.isCallExpression(node.initializer) && node.initializer.expression.getText() === 'variable') {
+        const [env] = node.initializer.arguments;
+        const jsDoc = ts.getJSDocCommentsAndTags(node).map((d) => d.getText()).join('');
+        if (env && ts.isStringLiteral(env)) documented.set(env.text, jsDoc);
+      }
+      ts.forEachChild(node, visit);
+    };
+    visit(source);
+    expect([...documented.keys()]).toEqual(Object.keys(configVariables));
+    const wrong = [...documented].filter(([env, jsDoc]) => !jsDoc.includes(`\`${env}\``)).map(([env]) => env);
+    expect(wrong).toEqual([]);
   });
 });

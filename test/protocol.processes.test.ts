@@ -9,6 +9,7 @@ import { countHandBacks } from '../src/store/turns.js';
 import { createClient, type AgentqClient } from '../src/queue/client.js';
 import { hydrateSession } from '../src/store/hydrate.js';
 import { createTestAgentq, type TestAgentq } from './helpers/agentq.js';
+import { readFakeCliLog, type FakeCliRecord } from './helpers/fakeCliLog.js';
 import { isAlive, waitUntil } from './helpers/processes.js';
 import {
   killProcessesWithEnv,
@@ -18,7 +19,8 @@ import {
   type WorkerProcess,
 } from './helpers/workerProcess.js';
 
-interface StartRec {
+/** A run's first record: these fields are always there. */
+interface StartRec extends FakeCliRecord {
   event: 'start';
   pid: number;
   ppid: number;
@@ -28,13 +30,12 @@ interface StartRec {
   resumed: boolean;
   startedAt: number;
 }
-interface EndRec {
+interface EndRec extends FakeCliRecord {
   event: 'end';
   pid: number;
   exitCode: number;
   endedAt: number;
 }
-type Rec = StartRec | EndRec | { event: 'error'; pid: number };
 
 let t: TestAgentq;
 let client: AgentqClient;
@@ -76,13 +77,7 @@ async function startWorkers(n: number, concurrency: number, extraEnv: Record<str
   return started;
 }
 
-function records(): Rec[] {
-  if (!existsSync(t.logFile)) return [];
-  return readFileSync(t.logFile, 'utf8')
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as Rec);
-}
+const records = (): FakeCliRecord[] => readFakeCliLog(t.logFile);
 const starts = (): StartRec[] => records().filter((r): r is StartRec => r.event === 'start');
 const endOf = (pid: number): EndRec | undefined => records().find((r): r is EndRec => r.event === 'end' && r.pid === pid);
 

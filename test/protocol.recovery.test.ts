@@ -2,30 +2,22 @@
 // commit time, the CLI fails in each of its ways, a stored session disappears. Real Redis
 // (a private server where the test flushes it), real Postgres, in-process workers, the
 // fake CLI.
-import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig, type Config } from '../src/config.js';
 import { createClient, type AgentqClient } from '../src/queue/client.js';
-import { createWorker, type TurnWorker, type WorkerOptions } from '../src/worker/worker.js';
+import type { TurnWorker, WorkerOptions } from '../src/worker/worker.js';
 import { createTestAgentq, type TestAgentq } from './helpers/agentq.js';
+import { readFakeCliLog, type FakeCliRecord } from './helpers/fakeCliLog.js';
 import { captureLogger, scriptedFakeCli, startPrivateRedis, startTcpProxy } from './helpers/infra.js';
 import { waitUntil } from './helpers/processes.js';
+import * as workers from './helpers/workers.js';
 
-type Rec = {
-  event: string;
-  prompt?: string;
-  promptText?: string;
-  history?: string[];
-  sessionId?: string;
-  resumed?: boolean;
-  pid: number;
-};
-
-/** Everything a test started, undone in reverse order after it. */
+/** Everything a test started, undone after it: its workers first, then the rest in reverse order. */
 let cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
   const errors: unknown[] = [];
+  await workers.stopWorkers().catch((err: unknown) => errors.push(err));
   for (const fn of cleanups.reverse()) await fn().catch((err: unknown) => errors.push(err));
   cleanups = [];
   if (errors.length > 0) throw errors[0];
@@ -34,10 +26,10 @@ afterEach(async () => {
 interface Harness {
   t: TestAgentq;
   client: AgentqClient;
-  /** Starts an in-process worker (stopped after the test), by default on the harness config. */
+  /** Starts an in-process worker (stopped after the test), by default on the harness config, 4 turns at once. */
   startWorker(options?: WorkerOptions & { config?: Config }): Promise<TurnWorker>;
   /** The fake CLI's invocation records. */
-  cliLog(): Rec[];
+  cliLog(): FakeCliRecord[];
   /** The turn row, straight from Postgres. */
   turn(turnId: string): Promise<TurnDbRow>;
   conversationRow(externalId: string): Promise<{ id: string; session_id: string | null; lease_owner: string | null }>;
@@ -65,20 +57,8 @@ async function harness(overrides: Record<string, string> = {}): Promise<Harness>
   return {
     t,
     client,
-    async startWorker(options = {}) {
-      const { config, ...rest } = options;
-      const w = createWorker(config ?? t.config, { concurrency: 4, ...rest });
-      cleanups.push(() => w.stop({ graceMs: 0 }));
-      await w.start();
-      return w;
-    },
-    cliLog: () =>
-      existsSync(t.logFile)
-        ? readFileSync(t.logFile, 'utf8')
-            .split('\n')
-            .filter(Boolean)
-            .map((l) => JSON.parse(l) as Rec)
-        : [],
+    startWorker: ({ config = t.config, ...options } = {}) => workers.startWorker(config, { concurrency: 4, ...options }),
+    cliLog: () => readFakeCliLog(t.logFile),
     async turn(turnId) {
       const r = await q<TurnDbRow>('select status, attempts, error, session_id_after, run_at, finished_at, now() as now from turns where id = $1', [turnId]);
       if (!r.rows[0]) throw new Error(`no turn ${turnId}`);

@@ -3,19 +3,21 @@
 // on each loop, and logging the failed query's parameters. And the backstop: a turn
 // claimed past AGENTQ_MAX_ATTEMPTS without an outcome is not run again. Real Postgres and
 // Redis, in-process workers, the fake CLI.
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.js';
 import { createClient, type AgentqClient } from '../src/queue/client.js';
 import { decodeChunk } from '../src/store/chunks.js';
 import type { ChunkCodec } from '../src/store/schema.js';
-import { createWorker } from '../src/worker/worker.js';
 import { createTestAgentq, type TestAgentq } from './helpers/agentq.js';
+import { readFakeCliLog } from './helpers/fakeCliLog.js';
 import { captureLogger, type CapturedLog } from './helpers/infra.js';
+import { startWorker, stopWorkers } from './helpers/workers.js';
 
 let cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
+  await stopWorkers().catch(() => undefined);
   for (const fn of cleanups.reverse()) await fn().catch(() => undefined);
   cleanups = [];
 });
@@ -28,19 +30,12 @@ async function setup(overrides: Record<string, string>): Promise<{ t: TestAgentq
   cleanups.push(() => client.close());
   const log = captureLogger('debug');
   const start = async () => {
-    const w = createWorker(loadConfig(t.env), { concurrency: 2, log: log.log });
-    cleanups.push(() => w.stop({ graceMs: 0 }));
-    await w.start();
+    await startWorker(loadConfig(t.env), { log: log.log });
   };
   return { t, client, log, start };
 }
 
-const cliStarts = (t: TestAgentq) =>
-  existsSync(t.logFile)
-    ? readFileSync(t.logFile, 'utf8')
-        .split('\n')
-        .filter((l) => l.includes('"event":"start"'))
-    : [];
+const cliStarts = (t: TestAgentq) => readFakeCliLog(t.logFile).filter((r) => r.event === 'start');
 
 describe('what a run wrote is refused by Postgres every time', () => {
   it('the turn fails after AGENTQ_MAX_ATTEMPTS, the CLI ran that often, nothing of the run is stored, and no query parameter reaches the log or the turn', async () => {
@@ -111,7 +106,7 @@ describe('a session file that the agent turns into a link', () => {
     // The next turn resumes the session as it was.
     const next = await client.enqueueTurn({ conversationId: 'relinked', prompt: 'the third turn' });
     expect((await client.waitForTurn(next.turnId, 20_000)).status).toBe('succeeded');
-    const last = JSON.parse(cliStarts(t).at(-1)!) as { sessionId: string; history: string[] };
+    const last = cliStarts(t).at(-1)!;
     expect(last.sessionId).toBe(sessionBefore);
     expect(last.history).toEqual(['the first turn']);
   });
@@ -134,7 +129,7 @@ describe('a turn claimed past AGENTQ_MAX_ATTEMPTS', () => {
     expect(deadDone).toMatchObject({ status: 'failed', attempts: 3, error: { class: 'attempts_exhausted', retryable: false } });
     expect((await client.waitForTurn(drained.turnId, 20_000)).status).toBe('succeeded');
     // Only the drained one ran.
-    const prompts = cliStarts(t).map((l) => (JSON.parse(l) as { prompt: string }).prompt);
+    const prompts = cliStarts(t).map((r) => r.prompt);
     expect(prompts).toEqual(['handed back on deploys']);
   });
 });

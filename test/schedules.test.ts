@@ -10,10 +10,10 @@ import { createClient, type AgentqClient } from '../src/queue/client.js';
 import { createScheduleQueue, scheduleQueueName, syncSchedulers, type TickJobData } from '../src/schedules/scheduler.js';
 import { createSchedule, removeSchedule, type ScheduleHandles, type ScheduleView } from '../src/schedules/service.js';
 import { enqueuerFor, runTick } from '../src/schedules/tick.js';
-import { createWorker, type TurnWorker } from '../src/worker/worker.js';
 import { createTestAgentq, type TestAgentq } from './helpers/agentq.js';
 import { startPrivateRedis, type PrivateRedis } from './helpers/infra.js';
 import { waitUntil } from './helpers/processes.js';
+import { startWorker, stopWorkers } from './helpers/workers.js';
 
 const KEY = 'schedules-test-key-0001';
 const OTHER_KEY = 'schedules-test-key-0002';
@@ -30,7 +30,8 @@ interface Harness {
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
-  // Last registered, first run: workers stop before the queues and databases go.
+  // Workers stop before the queues and databases go; then the rest, last registered first.
+  await stopWorkers().catch((err: unknown) => console.error('cleanup failed', err));
   while (cleanups.length > 0) await cleanups.pop()!().catch((err: unknown) => console.error('cleanup failed', err));
 });
 
@@ -48,13 +49,6 @@ async function harness(overrides: Record<string, string> = {}): Promise<Harness>
     await t.cleanup();
   });
   return { t, config, client, redis, queue, handles: { db: client.db, queue, maxPromptChars: config.worker.maxPromptChars } };
-}
-
-async function startWorker(config: Config): Promise<TurnWorker> {
-  const w = createWorker(config, { concurrency: 2 });
-  cleanups.push(() => w.stop({ graceMs: 0 }));
-  await w.start();
-  return w;
 }
 
 async function turnsOf(h: Harness, conversationId: string, tenant = 'default') {

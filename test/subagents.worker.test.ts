@@ -3,18 +3,18 @@
 // saves a large tool output's text; its log says what it found on disk at start): both
 // cross workers that share nothing on disk, and an interrupted attempt's follow the
 // session's retry rule.
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig, type Config } from '../src/config.js';
 import { createClient, type AgentqClient } from '../src/queue/client.js';
 import { getSessionHeads } from '../src/store/sessions.js';
 import { getSidecars } from '../src/store/sidecars.js';
-import { createWorker, type TurnWorker } from '../src/worker/worker.js';
 import { createTestAgentq, type TestAgentq } from './helpers/agentq.js';
+import { readFakeCliLog, type FakeCliRecord } from './helpers/fakeCliLog.js';
 import { scriptedFakeCli } from './helpers/infra.js';
+import { startWorker, stopWorkers } from './helpers/workers.js';
 
-interface StartRecord {
+interface StartRecord extends FakeCliRecord {
   event: 'start';
   promptText: string;
   subagents: Record<string, { texts: string[]; meta: boolean }>;
@@ -23,14 +23,13 @@ interface StartRecord {
 
 let t: TestAgentq;
 let client: AgentqClient;
-const workers = new Set<TurnWorker>();
 
 beforeAll(async () => {
   t = await createTestAgentq();
   client = createClient(t.config);
 });
 afterAll(async () => {
-  for (const w of workers) await w.stop({ graceMs: 0 });
+  await stopWorkers();
   await client?.close();
   await t?.cleanup();
 });
@@ -38,31 +37,14 @@ afterAll(async () => {
 const machine = (name: string, extra: Record<string, string> = {}): Config =>
   loadConfig({ ...t.env, AGENTQ_WORKSPACE_ROOT: path.join(t.root, name, 'workspaces'), AGENTQ_RUNS_ROOT: path.join(t.root, name, 'runs'), ...extra });
 
-const starts = (): StartRecord[] =>
-  readFileSync(t.logFile, 'utf8')
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as StartRecord)
-    .filter((r) => r.event === 'start');
-
-async function startWorker(config: Config): Promise<TurnWorker> {
-  const w = createWorker(config, { concurrency: 1 });
-  workers.add(w);
-  await w.start();
-  return w;
-}
-
-async function stopWorker(w: TurnWorker): Promise<void> {
-  await w.stop();
-  workers.delete(w);
-}
+const starts = (): StartRecord[] => readFakeCliLog(t.logFile).filter((r): r is StartRecord => r.event === 'start');
 
 /** One turn on a worker of `config` that lives only for it; returns what the fake CLI found at start. */
 async function turnOn(config: Config, conversationId: string, prompt: string): Promise<StartRecord> {
-  const w = await startWorker(config);
+  const w = await startWorker(config, { concurrency: 1 });
   const { turnId } = await client.enqueueTurn({ conversationId, prompt });
   expect((await client.waitForTurn(turnId, 20_000)).status).toBe('succeeded');
-  await stopWorker(w);
+  await w.stop();
   return starts().at(-1)!;
 }
 
@@ -109,7 +91,7 @@ describe('the session folder through the turn protocol', () => {
   it("an interrupted attempt's subagent lines and tool outputs are continued by a retry; with continueOnRetry false the lines are dropped", async () => {
     const crash = { subagent: 'k', toolResult: 'partial', crash: { afterInit: true, exitCode: 3 } };
     const cli = scriptedFakeCli(path.join(t.root, 'scripted'), [crash, undefined, crash, undefined]);
-    const w = await startWorker(machine('c', { AGENTQ_CLAUDE_PATH: cli.path, AGENTQ_MAX_ATTEMPTS: '2' }));
+    const w = await startWorker(machine('c', { AGENTQ_CLAUDE_PATH: cli.path, AGENTQ_MAX_ATTEMPTS: '2' }), { concurrency: 1 });
     const before = starts().length;
 
     const kept = await client.enqueueTurn({ conversationId: 'sub-keep', prompt: 'crash once' });
@@ -127,6 +109,6 @@ describe('the session folder through the turn protocol', () => {
     expect(starts()[before + 3]!.subagents).toEqual({});
     expect((await storedSubagents('sub-drop')).heads).toEqual([['subagents/agent-k', 0, 0]]);
     expect(cli.invocations()).toBe(4);
-    await stopWorker(w);
+    await w.stop();
   });
 });

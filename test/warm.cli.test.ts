@@ -2,7 +2,7 @@
 // runner's limits while such a process waits for its next message; plus the `warm` turn
 // option's validation.
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -10,6 +10,7 @@ import { TurnInputError } from '../src/errors.js';
 import { enqueueInputSchema, parseEnqueueInput } from '../src/queue/turnInput.js';
 import type { ClaudeEvent } from '../src/runner/events.js';
 import type { RunnerSettings } from '../src/runner/runClaude.js';
+import { readFakeCliLog } from './helpers/fakeCliLog.js';
 import { fakeCliSettings } from './helpers/infra.js';
 import { MultiTurnCli } from '../src/worker/multiTurnCli.js';
 import { warmOptionsKey } from '../src/worker/warmPolicy.js';
@@ -31,15 +32,7 @@ function start(prompt: string, s = settings()): MultiTurnCli {
   return cli;
 }
 
-const pids = () =>
-  existsSync(logFile)
-    ? new Set(
-        readFileSync(logFile, 'utf8')
-          .split('\n')
-          .filter(Boolean)
-          .map((l) => (JSON.parse(l) as { pid: number }).pid),
-      )
-    : new Set<number>();
+const pids = () => new Set(readFakeCliLog(logFile).map((r) => r.pid));
 
 beforeEach(() => {
   root = mkdtempSync(path.join(os.tmpdir(), 'agentq-warmcli-'));

@@ -8,15 +8,14 @@ import { startMockModel, type MockModel } from '../src/mock/mockModel.js';
 import { createClient, type AgentqClient } from '../src/queue/client.js';
 import { createStoreDb } from '../src/store/db.js';
 import { getSessionHead } from '../src/store/sessions.js';
-import { createWorker, type TurnWorker } from '../src/worker/worker.js';
 import { createTestAgentq, type TestAgentq } from './helpers/agentq.js';
 import { realCliMachine } from './helpers/realCli.js';
+import { startWorker, stopWorkers } from './helpers/workers.js';
 
 let mock: MockModel;
 let t: TestAgentq;
 let client: AgentqClient;
 let config: Config;
-const running = new Set<TurnWorker>();
 
 beforeAll(async () => {
   mock = await startMockModel();
@@ -25,18 +24,11 @@ beforeAll(async () => {
   client = createClient(t.config);
 });
 afterAll(async () => {
-  for (const w of running) await w.stop({ graceMs: 0 });
+  await stopWorkers();
   await client?.close();
   await t?.cleanup();
   await mock?.close();
 });
-
-async function startWorker(): Promise<TurnWorker> {
-  const w = createWorker(config, { concurrency: 1 });
-  running.add(w);
-  await w.start();
-  return w;
-}
 
 const probes = () => mock.requests.filter((r) => r.kind === 'probe').length;
 const lastMain = () => JSON.stringify(mock.mainRequests().at(-1)?.body?.messages ?? []);
@@ -44,7 +36,7 @@ const lastMain = () => JSON.stringify(mock.mainRequests().at(-1)?.body?.messages
 describe('warm conversations with the real CLI', () => {
   it('three turns run on one CLI process, and the committed session resumes cold with all of them', async () => {
     expect(config.claudePath).toMatch(/claude-code/);
-    const w = await startWorker();
+    const w = await startWorker(config, { concurrency: 1 });
     const prompts = ['warm one: remember pelican', 'warm two: remember walrus', 'warm three: and heron'];
     const sessionIds = new Set<string | null>();
     const db = createStoreDb(t.database.pool);
@@ -73,7 +65,7 @@ describe('warm conversations with the real CLI', () => {
     for (const turn of turns) expect(turn.result).toMatch(/mock reply/);
 
     await w.stop();
-    await startWorker();
+    await startWorker(config, { concurrency: 1 });
     const before = probes();
     const { turnId } = await client.enqueueTurn({ conversationId: 'real-warm', prompt: 'cold four: list the birds', options: { warm: false } });
     expect((await client.waitForTurn(turnId, 60_000)).status).toBe('succeeded');

@@ -9,15 +9,14 @@ import { pino } from 'pino';
 import { InputRequester } from '../src/live/inputs.js';
 import { createWorkerMetrics } from '../src/metrics/workerMetrics.js';
 import { createClient, type AgentqClient } from '../src/queue/client.js';
-import { createWorker, type TurnWorker } from '../src/worker/worker.js';
 import { createTestAgentq, type TestAgentq } from './helpers/agentq.js';
 import { readFakeCliLog, type FakeCliRecord } from './helpers/fakeCliLog.js';
 import { isAlive, waitUntil } from './helpers/processes.js';
 import { killProcessesWithEnv, killWorkerProcesses, startWorkerProcess } from './helpers/workerProcess.js';
+import { startWorker, stopWorkers } from './helpers/workers.js';
 
 let t: TestAgentq;
 let client: AgentqClient;
-let workers: TurnWorker[] = [];
 
 const starts = (): FakeCliRecord[] => readFakeCliLog(t.logFile).filter((r) => r.event === 'start');
 const pids = () => new Set(starts().map((r) => r.pid));
@@ -25,22 +24,14 @@ const pids = () => new Set(starts().map((r) => r.pid));
 beforeEach(async () => {
   t = await createTestAgentq({ AGENTQ_WARM_IDLE_MS: '20000' });
   client = createClient(t.config);
-  workers = [];
 });
 afterEach(async () => {
-  await Promise.all(workers.map((w) => w.stop({ graceMs: 0 })));
+  await stopWorkers();
   await killWorkerProcesses();
   await killProcessesWithEnv('FAKE_CLAUDE_LOG', t.logFile);
   await client.close();
   await t.cleanup();
 });
-
-async function startWorker(opts: Parameters<typeof createWorker>[1] = {}): Promise<TurnWorker> {
-  const w = createWorker(t.config, { concurrency: 2, ...opts });
-  workers.push(w);
-  await w.start();
-  return w;
-}
 
 async function lease(conversation: string) {
   const r = await t.database.pool.query<{ lease_owner: string | null; lease_warm: boolean; fencing_token: string }>(
@@ -59,7 +50,7 @@ async function run(conversation: string, prompt: string, options?: Record<string
 
 describe('warm conversations (fake CLI)', () => {
   it('a conversation of 20 quick turns runs on one CLI process, and its committed session resumes cold with all of them', async () => {
-    const w = await startWorker();
+    const w = await startWorker(t.config);
     const prompts = Array.from({ length: 20 }, (_, i) => `quick ${i + 1}`);
     for (const p of prompts) await run('chat-20', p);
     const s = starts();
@@ -82,7 +73,7 @@ describe('warm conversations (fake CLI)', () => {
     expect(await lease('chat-20')).toMatchObject({ lease_owner: null, lease_warm: false });
 
     // A cold turn hydrated from Postgres sees every warm turn's prompt: they were all committed.
-    await startWorker();
+    await startWorker(t.config);
     await run('chat-20', 'cold again', { warm: false });
     const last = starts().at(-1)!;
     expect(last.resumed).toBe(true);
@@ -102,7 +93,7 @@ describe('warm conversations (fake CLI)', () => {
     expect(await lease('chat-kill')).toMatchObject({ lease_owner: a.workerId, lease_warm: true });
     a.signal('SIGKILL');
     await a.exited;
-    await startWorker();
+    await startWorker(t.config);
     const started = Date.now();
     const turnId = await run('chat-kill', 'three');
     expect(Date.now() - started).toBeLessThan(10_000);
@@ -117,7 +108,7 @@ describe('warm conversations (fake CLI)', () => {
 
   it('an idle conversation is let go after its idleMs: process ended, lease released, gauge back to 0', async () => {
     const metrics = createWorkerMetrics();
-    await startWorker({ observeWarm: metrics.observeWarm });
+    await startWorker(t.config, { observeWarm: metrics.observeWarm });
     const gauge = async () => (await metrics.registry.getSingleMetric('agentq_warm_conversations')!.get()).values[0]?.value;
     await run('chat-idle', 'hello', { warm: { idleMs: 600 } });
     const [pid] = [...pids()];
@@ -131,8 +122,8 @@ describe('warm conversations (fake CLI)', () => {
   });
 
   it('ordering holds when turns arrive faster than they complete, across two workers, on one process', async () => {
-    await startWorker();
-    await startWorker();
+    await startWorker(t.config);
+    await startWorker(t.config);
     await run('chat-burst', 'first');
     const ids: string[] = [];
     const prompts = Array.from({ length: 10 }, (_, i) => `#fake {"delayMs":30}\nburst ${i + 1}`);
@@ -149,13 +140,13 @@ describe('warm conversations (fake CLI)', () => {
   it('a turn fetched by another worker while the warm one is busy with another conversation is handed over and does not wait', async () => {
     const metricsA = createWorkerMetrics();
     const metricsB = createWorkerMetrics();
-    const a = await startWorker({ concurrency: 1, observeWarm: metricsA.observeWarm });
+    const a = await startWorker(t.config, { concurrency: 1, observeWarm: metricsA.observeWarm });
     await run('chat-x', 'one');
     const [pid] = [...pids()];
     // A's only slot is taken by a slow turn of another conversation.
     const slow = await client.enqueueTurn({ conversationId: 'chat-slow', prompt: '#fake {"delayMs":4000}\nslow', options: { warm: false } });
     await waitUntil(() => a.running().includes(slow.turnId), 'the slow turn to run on A', 10_000);
-    await startWorker({ concurrency: 1, observeWarm: metricsB.observeWarm });
+    await startWorker(t.config, { concurrency: 1, observeWarm: metricsB.observeWarm });
     const started = Date.now();
     await run('chat-x', 'two');
     expect(Date.now() - started).toBeLessThan(3000);
@@ -178,7 +169,7 @@ describe('warm conversations (fake CLI)', () => {
     a.signal('SIGSTOP');
     try {
       const metrics = createWorkerMetrics();
-      await startWorker({ observeWarm: metrics.observeWarm });
+      await startWorker(t.config, { observeWarm: metrics.observeWarm });
       const started = Date.now();
       await run('chat-frozen', 'two');
       expect(Date.now() - started).toBeLessThan(10_000);
@@ -199,7 +190,7 @@ describe('warm conversations (fake CLI)', () => {
 
   it('a kept CLI that dies between turns is let go (lease released) and the next turn runs cold with the whole history', async () => {
     const metrics = createWorkerMetrics();
-    await startWorker({ observeWarm: metrics.observeWarm });
+    await startWorker(t.config, { observeWarm: metrics.observeWarm });
     await run('chat-crash', 'one');
     await run('chat-crash', 'two');
     const [pid] = [...pids()];
@@ -220,7 +211,7 @@ describe('warm conversations (fake CLI)', () => {
     t = await createTestAgentq({ AGENTQ_WARM_IDLE_MS: '20000', AGENTQ_WARM_MAX: '2' });
     client = createClient(t.config);
     const metrics = createWorkerMetrics();
-    await startWorker({ observeWarm: metrics.observeWarm });
+    await startWorker(t.config, { observeWarm: metrics.observeWarm });
     const gauge = async () => (await metrics.registry.getSingleMetric('agentq_warm_conversations')!.get()).values[0]?.value;
     await run('lru-a', 'a1');
     await run('lru-b', 'b1');
@@ -237,7 +228,7 @@ describe('warm conversations (fake CLI)', () => {
   });
 
   it('mid-run input goes through the same stdin; a turn that took it lets its CLI finish and is not kept', async () => {
-    await startWorker();
+    await startWorker(t.config);
     const { turnId } = await client.enqueueTurn({
       conversationId: 'chat-input',
       prompt: '#fake {"delayMs":1500}\nfirst question',
@@ -265,7 +256,7 @@ describe('warm conversations (fake CLI)', () => {
   });
 
   it('a turn with other CLI options than the kept process runs on a new process', async () => {
-    await startWorker();
+    await startWorker(t.config);
     await run('chat-opts', 'one');
     await run('chat-opts', 'two', { model: 'claude-other' });
     expect(pids().size).toBe(2);

@@ -5,37 +5,28 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createClient, type AgentqClient } from '../src/queue/client.js';
 import { reconcile } from '../src/queue/reconciler.js';
 import { workspaceDirName } from '../src/store/ids.js';
-import { createWorker, type TurnWorker } from '../src/worker/worker.js';
 import { createTestAgentq, type TestAgentq } from './helpers/agentq.js';
 import { readFakeCliLog, type FakeCliRecord } from './helpers/fakeCliLog.js';
+import { startWorker, stopWorkers } from './helpers/workers.js';
 
 let t: TestAgentq;
 let client: AgentqClient;
-let workers: TurnWorker[] = [];
 
 const log = (): FakeCliRecord[] => readFakeCliLog(t.logFile);
 
 beforeEach(async () => {
   t = await createTestAgentq();
   client = createClient(t.config);
-  workers = [];
 });
 afterEach(async () => {
-  await Promise.all(workers.map((w) => w.stop({ graceMs: 0 })));
+  await stopWorkers();
   await client.close();
   await t.cleanup();
 });
 
-async function startWorker(concurrency = 2): Promise<TurnWorker> {
-  const w = createWorker(t.config, { concurrency });
-  workers.push(w);
-  await w.start();
-  return w;
-}
-
 describe('the turn protocol', () => {
   it('runs a conversation turn by turn, new session first, then resumes with the whole history', async () => {
-    await startWorker();
+    await startWorker(t.config);
     const ids = [];
     for (const p of ['one', 'two', 'three']) ids.push((await client.enqueueTurn({ conversationId: 'ticket-1', prompt: p })).turnId);
     for (const id of ids) expect((await client.waitForTurn(id, 20_000)).status).toBe('succeeded');
@@ -55,7 +46,7 @@ describe('the turn protocol', () => {
   });
 
   it('a starting worker prunes turn events older than AGENTQ_EVENT_RETENTION_MS and keeps newer ones', async () => {
-    await startWorker();
+    await startWorker(t.config);
     const old = await client.enqueueTurn({ conversationId: 'ticket-old', prompt: 'long ago' });
     const recent = await client.enqueueTurn({ conversationId: 'ticket-new', prompt: 'today' });
     for (const id of [old.turnId, recent.turnId]) expect((await client.waitForTurn(id, 20_000)).status).toBe('succeeded');
@@ -65,7 +56,7 @@ describe('the turn protocol', () => {
     // Default retention is 30 days: age one turn's events past it.
     await t.database.pool.query("update turn_events set created_at = now() - interval '31 days' where turn_id = $1", [old.turnId]);
     const kept = await count(recent.turnId);
-    await startWorker();
+    await startWorker(t.config);
     await expect.poll(() => count(old.turnId), { timeout: 10_000 }).toBe(0);
     expect(await count(recent.turnId)).toBe(kept);
   });
@@ -86,7 +77,7 @@ describe('the turn protocol', () => {
     });
     const second = await client.enqueueTurn({ conversationId: 'halting', prompt: 'second' });
     const third = await client.enqueueTurn({ conversationId: 'halting', prompt: 'third' });
-    await startWorker();
+    await startWorker(t.config);
     expect((await client.waitForTurn(failing.turnId, 20_000)).status).toBe('failed');
     for (const t of [second, third]) {
       const done = await client.waitForTurn(t.turnId, 5000);
@@ -120,7 +111,7 @@ describe('the turn protocol', () => {
     };
 
     it('the next turn on the same worker resumes the kept session file without reading the stored chunks', async () => {
-      await startWorker(1);
+      await startWorker(t.config, { concurrency: 1 });
       const one = await client.enqueueTurn({ conversationId: 'warm', prompt: 'one' });
       expect((await client.waitForTurn(one.turnId, 20_000)).status).toBe('succeeded');
       // Without the kept file this turn could not hydrate: the chunks are gone (the head remains).
@@ -132,7 +123,7 @@ describe('the turn protocol', () => {
     });
 
     it('a kept session file that differs from the committed head is not used', async () => {
-      await startWorker(1);
+      await startWorker(t.config, { concurrency: 1 });
       const one = await client.enqueueTurn({ conversationId: 'warm-bad', prompt: 'one' });
       expect((await client.waitForTurn(one.turnId, 20_000)).status).toBe('succeeded');
       const conv = await sessionOf('warm-bad');
@@ -150,7 +141,7 @@ describe('the turn protocol', () => {
     });
 
     it('the workspace is left as committed on the same worker, and restored when the stored archive changed', async () => {
-      await startWorker(1);
+      await startWorker(t.config, { concurrency: 1 });
       const one = await client.enqueueTurn({ conversationId: 'warm-ws', prompt: 'one' });
       expect((await client.waitForTurn(one.turnId, 20_000)).status).toBe('succeeded');
       const conv = await sessionOf('warm-ws');

@@ -1,8 +1,8 @@
-// `agentq config`: the effective configuration (secrets redacted) or, with --markdown,
-// docs/configuration.md: every variable, its default and meaning (a test fails when the
-// committed page differs from what this prints).
+// `agentq config --markdown`: docs/configuration.md, every variable, its default and meaning
+// (a test fails when the committed page differs from what this prints). Without --markdown,
+// `agentq config` prints `describeConfig` of src/config.ts.
 import os from 'node:os';
-import { configVariables, redactUrl, type Config } from '../config.js';
+import { configVariables } from '../config.js';
 
 /** Renders the documentation table from the schema itself, so it cannot drift. */
 export function configMarkdownTable(): string {
@@ -39,23 +39,4 @@ export function configMarkdownPage(): string {
     '',
     configMarkdownTable(),
   ].join('\n');
-}
-
-/** The effective configuration without secrets. */
-export function describeConfig(config: Config): Record<string, unknown> {
-  return {
-    databaseUrl: redactUrl(config.databaseUrl),
-    redisUrl: redactUrl(config.redisUrl),
-    queueName: config.queueName,
-    concurrency: config.concurrency,
-    workspaceRoot: config.workspaceRoot,
-    claudePath: config.claudePath,
-    logLevel: config.logLevel,
-    cli: { ...config.cli, env: Object.keys(config.cli.env).sort() },
-    store: config.store,
-    worker: config.worker,
-    api: { ...config.api, keys: config.api.keys.map((k) => ({ token: '***', tenant: k.tenant })) },
-    anthropic: { apiKey: config.anthropic.apiKey ? '***' : undefined, baseUrl: config.anthropic.baseUrl },
-    model: config.model,
-  };
 }

@@ -1,9 +1,9 @@
 // The `agentq` command. Each action loads the configuration itself, so `--help` works
 // even when the environment is invalid, and an invalid environment is reported by name.
 import { Command, CommanderError } from 'commander';
-import { loadConfig, type Config } from '../config.js';
+import { describeConfig, loadConfig, type Config } from '../config.js';
 import { asSchemaNotMigrated, ConfigError, SchemaTooNewError, StoreInputError, TurnInputError } from '../errors.js';
-import { configMarkdownPage, describeConfig } from './configCommand.js';
+import { configMarkdownPage } from './configCommand.js';
 import type { EnqueueFlags } from './turnCommands.js';
 import type { WorkerFlags } from './workerCommand.js';
 import { registerScheduleCommands } from './scheduleCommand.js';

@@ -6,6 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 export interface FakeCliRecord {
   event: string;
   pid: number;
+  ppid?: number;
   /** The prompt as the CLI received it (argv or stdin), and its text. */
   prompt?: string;
   promptText?: string;
@@ -17,8 +18,12 @@ export interface FakeCliRecord {
   /** The turn number within one process (warm, multi-turn runs). */
   turn?: number;
   childPid?: number;
+  /** What the run found of its session folder at start: each subagent's transcript, and the saved tool outputs. */
+  subagents?: Record<string, { texts: string[]; meta: boolean }>;
+  toolResults?: Record<string, string>;
   startedAt?: number;
   endedAt?: number;
+  exitCode?: number;
 }
 
 /** Every record in `file`, oldest first; none when the file does not exist yet. */
