@@ -110,7 +110,8 @@ describe('the real CLI through the runner', () => {
 
   it('cancellation during a tool call leaves no process behind', async () => {
     const m = machine('m');
-    const marker = `sleep ${600 + Math.floor(Math.random() * 300)}`;
+    // Not a leading `sleep N`: CLI 2.1.332 refuses long sleeps in Bash ("Blocked: sleep ..."), 2.1.197 runs them.
+    const marker = `timeout ${600 + Math.floor(Math.random() * 300)} tail -f /dev/null`;
     mock.enqueue({ toolUse: { name: 'Bash', input: { command: `${marker}; echo never` } } }, { text: 'unreachable' });
     const ac = new AbortController();
     let pgid = 0;

@@ -8,6 +8,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { main, type CliIo } from '../src/cli/main.js';
+import { installedCliPath, PINNED_CLI_VERSION, PREVIOUS_CLI_VERSION } from '../src/runner/cliVersion.js';
 import { createTestAgentq, type TestAgentq } from './helpers/agentq.js';
 
 let t: TestAgentq;
@@ -80,12 +81,21 @@ describe('agentq doctor', () => {
     expect(byName(report)['run limits']!.detail).toMatch(/^no AGENTQ_RUN_\* limits/);
     const checks = byName(report);
     expect(checks['claude CLI']!.detail).toMatch(/\(Claude Code\) at /);
+    // The fake CLI's version is none agentq was tested with.
+    expect(checks['claude CLI']!.detail).toMatch(/: version not recognised$/);
     expect(checks.migrations!.detail).toMatch(/^current \(\d+ applied\)$/);
     expect(checks['anthropic API']!.detail).toContain('answered HTTP 404');
     expect(checks['anthropic API']!.detail).toContain('not verified');
     expect(seen).toHaveLength(1);
     expect(seen[0]).toMatchObject({ method: 'GET', url: '/v1/models?limit=1', bodyBytes: 0 });
     expect(seen[0]!.headers['x-api-key']).toBe('sk-ant-doctor-key');
+  });
+
+  it('reports the CLI version, and whether agentq was tested with it', async () => {
+    makeRoots();
+    const cliCheck = async (claudePath: string) => byName(JSON.parse((await doctor({ ...t.env, AGENTQ_CLAUDE_PATH: claudePath })).out.join('')) as DoctorJson)['claude CLI']!;
+    expect(await cliCheck(installedCliPath(PINNED_CLI_VERSION))).toMatchObject({ ok: true, detail: expect.stringMatching(new RegExp(`^${PINNED_CLI_VERSION} \\(Claude Code\\) at .*: the pinned, tested version$`)) });
+    expect(await cliCheck(installedCliPath(PREVIOUS_CLI_VERSION))).toMatchObject({ ok: true, detail: expect.stringMatching(new RegExp(`^${PREVIOUS_CLI_VERSION} \\(Claude Code\\) at .*: a tested version$`)) });
   });
 
   it('fails the API check when the worker could not authenticate: no credentials at all, or a key the API refuses (no tokens spent); passes a key it takes, and the mock model', async () => {

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startMockModel, type MockModel, type RecordedRequest } from '../src/mock/mockModel.js';
 import { createClient, type AgentqClient } from '../src/queue/client.js';
 import { createTestAgentq, type TestAgentq } from './helpers/agentq.js';
-import { offlineCliEnv } from './helpers/realCli.js';
+import { offlineCliEnv, testCli } from './helpers/realCli.js';
 import { killWorkerProcesses, startWorkerProcess } from './helpers/workerProcess.js';
 
 let mock: MockModel;
@@ -43,9 +43,8 @@ describe('real-CLI turns, one --once process each', () => {
         AGENTQ_WORKSPACE_ROOT: path.join(t.root, name, 'workspaces'),
         AGENTQ_RUNS_ROOT: path.join(t.root, name, 'runs'),
         AGENTQ_CLI_ENV_ALLOW: '',
+        AGENTQ_CLAUDE_PATH: testCli.path,
       };
-      // The real CLI: the config default when AGENTQ_CLAUDE_PATH is unset.
-      delete env.AGENTQ_CLAUDE_PATH;
       delete env.FAKE_CLAUDE_LOG;
       const firstRequest = mock.requests.length;
       const w = await startWorkerProcess(env, { name, dir: t.root, concurrency: 1, args: ['--once', '--wait-ms', '20000'], waitReady: false });

@@ -114,6 +114,8 @@ describe('agentq worker --once', () => {
     expect(await exitOf(idle)).toBe(ONCE_EXIT.noTurn);
     expect(performance.now() - started).toBeGreaterThanOrEqual(800);
     expect(idle.stderr()).toContain('no turn to run within --wait-ms 800');
+    // Once at start: the fake CLI is no version agentq was tested with.
+    expect(idle.stderr().match(/warning: the claude CLI at .* is fake-1 \(Claude Code\): version not recognised/g)).toHaveLength(1);
 
     const bad = await client.enqueueTurn({ conversationId: 'fails-1', prompt: '#fake {"apiError":{"status":400}}\nmalformed' });
     const f = await spawnWorker(t, 'fail', ['--once']);

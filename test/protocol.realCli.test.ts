@@ -11,7 +11,8 @@ import { startMockModel, type MockModel, type RecordedRequest } from '../src/moc
 import { createClient, type AgentqClient } from '../src/queue/client.js';
 import { workspaceDirName } from '../src/store/ids.js';
 import { createWorker, type TurnWorker } from '../src/worker/worker.js';
-import { realCliMachine } from './helpers/realCli.js';
+import { PREVIOUS_CLI_VERSION } from '../src/runner/cliVersion.js';
+import { realCliMachine, testCliIs } from './helpers/realCli.js';
 import { createTestAgentq, type TestAgentq } from './helpers/agentq.js';
 
 let mock: MockModel;
@@ -78,7 +79,10 @@ describe('five real-CLI turns alternating between two workers', () => {
       // It ran in this machine's workspace, not the other's.
       const system = JSON.stringify(last.body?.system ?? '') + textOf(last);
       expect(system).toContain(path.join(config.workspaceRoot, dir));
-      expect(system).not.toContain(machines[(i + 1) % 2]!.workspaceRoot);
+      if (testCliIs(PREVIOUS_CLI_VERSION)) expect(system).not.toContain(machines[(i + 1) % 2]!.workspaceRoot);
+      // 2.1.332 keeps each turn's environment in the history and adds "Environment update ... (was <old cwd>)"
+      // when the cwd changed: the latest one it states is this machine's.
+      else expect([...system.matchAll(/Primary working directory: ([^\s"\\]+)/g)].at(-1)?.[1]).toBe(path.join(config.workspaceRoot, dir));
 
       if (i === 1) {
         // The tool ran on machine B and wrote into its workspace.

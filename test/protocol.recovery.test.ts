@@ -302,6 +302,8 @@ describe('each CLI outcome → its retry decision and stored status', () => {
     const flaky = await h.client.enqueueTurn({ conversationId: 'flaky', prompt: 'try me' });
     await expectRequeued(h, flaky.turnId, 'api_error');
     expect(await h.client.waitForTurn(flaky.turnId, 20_000)).toMatchObject({ status: 'succeeded', attempts: 2, error: null });
+    // Both attempts' CLI versions are on the turn: the failed one's was stored with its hand-back.
+    expect((await h.client.getTurn(flaky.turnId))?.cliVersions).toEqual({ '1': 'fake-1', '2': 'fake-1' });
     // The retry resumed the session the failed attempt checkpointed, with the continuation prompt.
     const [a1, a2] = starts(h);
     expect(a2!.resumed).toBe(true);

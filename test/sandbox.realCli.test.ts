@@ -197,7 +197,8 @@ describe('stopping a sandboxed run', () => {
       if (!probe.ok) throw new Error(probe.reason);
       const dir = path.join(t.root, `stop-${how.replace(' ', '-')}`);
       mkdirSync(path.join(dir, 'w'), { recursive: true });
-      const marker = `sleep ${600 + Math.floor(Math.random() * 300)}`;
+      // Not a leading `sleep N`: CLI 2.1.332 refuses long sleeps in Bash ("Blocked: sleep ..."), 2.1.197 runs them.
+      const marker = `timeout ${600 + Math.floor(Math.random() * 300)} tail -f /dev/null`;
       const before = new Set(sandboxDirs());
       const ac = new AbortController();
       let pgid = 0;
@@ -215,7 +216,7 @@ describe('stopping a sandboxed run', () => {
         settings,
         { signal: ac.signal, onSpawn: (pid) => (pgid = pid) },
       );
-      // The prompt (in bwrap's argv) holds the marker too: the tool's processes are the `sleep`s themselves.
+      // The prompt (in bwrap's argv) holds the marker too: the tool's processes are the `timeout`s themselves.
       const tools = () => liveProcesses().filter((p) => p.cmdline === marker);
       await waitUntil(() => tools().length >= 2, 'the Bash tool started', 30_000);
       const runPids = liveProcesses()

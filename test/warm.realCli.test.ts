@@ -1,5 +1,5 @@
 // Warm conversations with the REAL Claude Code CLI against the mock model: three turns on
-// one kept process (the mock sees one `HEAD /` probe per CLI start), each turn's request
+// one kept process (turns 2 and 3 record `warm_turn`: they ran on the process turn 1 started), each turn's request
 // carries the whole history, and after the worker stops (the process and lease let go) a
 // cold turn on a fresh worker resumes the committed session with every warm turn in it.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -30,7 +30,11 @@ afterAll(async () => {
   await mock?.close();
 });
 
-const probes = () => mock.requests.filter((r) => r.kind === 'probe').length;
+/** Whether the turn ran on a kept process (the attempt records a `warm_turn` event), not on a CLI it started. */
+async function ranWarm(turnId: string): Promise<boolean> {
+  const r = await t.database.pool.query<{ n: string }>(`select count(*) as n from turn_events where turn_id = $1 and type = 'agentq' and payload::jsonb->>'subtype' = 'warm_turn'`, [turnId]);
+  return Number(r.rows[0]!.n) > 0;
+}
 const lastMain = () => JSON.stringify(mock.mainRequests().at(-1)?.body?.messages ?? []);
 
 describe('warm conversations with the real CLI', () => {
@@ -41,8 +45,10 @@ describe('warm conversations with the real CLI', () => {
     const sessionIds = new Set<string | null>();
     const db = createStoreDb(t.database.pool);
     const committed: number[] = [];
+    const turnIds: string[] = [];
     for (const prompt of prompts) {
       const { turnId } = await client.enqueueTurn({ conversationId: 'real-warm', prompt });
+      turnIds.push(turnId);
       const done = await client.waitForTurn(turnId, 60_000);
       expect(done.status, JSON.stringify(done.error)).toBe('succeeded');
       const turn = (await client.getTurn(turnId))!;
@@ -57,7 +63,7 @@ describe('warm conversations with the real CLI', () => {
     expect(committed[1]).toBeGreaterThan(committed[0]!);
     expect(committed[2]).toBeGreaterThan(committed[1]!);
     // One CLI start for three turns.
-    expect(probes()).toBe(1);
+    expect(await Promise.all(turnIds.map(ranWarm))).toEqual([false, true, true]);
     expect([...sessionIds]).toHaveLength(1);
     for (const p of prompts) expect(lastMain()).toContain(p);
     const turns = (await client.getConversation('real-warm'))!.turns;
@@ -66,10 +72,9 @@ describe('warm conversations with the real CLI', () => {
 
     await w.stop();
     await startWorker(config, { concurrency: 1 });
-    const before = probes();
     const { turnId } = await client.enqueueTurn({ conversationId: 'real-warm', prompt: 'cold four: list the birds', options: { warm: false } });
     expect((await client.waitForTurn(turnId, 60_000)).status).toBe('succeeded');
-    expect(probes()).toBe(before + 1);
+    expect(await ranWarm(turnId)).toBe(false);
     for (const p of [...prompts, 'cold four']) expect(lastMain()).toContain(p);
   }, 120_000);
 });

@@ -43,6 +43,8 @@ describe('the turn protocol', () => {
     expect(starts[2]!.history).toEqual(['one', 'two']);
     expect(view?.sessionId).toBe(starts[0]!.sessionId);
     expect(view?.turns[2]!.sessionIdBefore).toBe(view?.sessionId);
+    // Each turn records the CLI version that ran its attempt (from the CLI's init event).
+    expect(view?.turns.map((x) => x.cliVersions)).toEqual([{ '1': 'fake-1' }, { '1': 'fake-1' }, { '1': 'fake-1' }]);
   });
 
   it('a starting worker prunes turn events older than AGENTQ_EVENT_RETENTION_MS and keeps newer ones', async () => {

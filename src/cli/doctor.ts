@@ -4,12 +4,12 @@
 import { randomUUID } from 'node:crypto';
 import { access, constants, stat, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { execa } from 'execa';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import type { Config } from '../config.js';
 import { probeSandbox } from '../sandbox/probe.js';
 import { checkCredentials } from '../runner/apiCredentials.js';
+import { describeCliVersion, probeCliVersion } from '../runner/cliVersion.js';
 import { hasLimits, probeCgroups } from '../runner/cgroups.js';
 import { schemaStatus } from '../store/migrate.js';
 import type { CliIo } from './main.js';
@@ -25,18 +25,12 @@ const TIMEOUT_MS = 10_000;
 const API_TIMEOUT_MS = 5000;
 
 async function checkCli(config: Config): Promise<Check> {
-  const r = await execa(config.claudePath, ['--version'], {
-    reject: false,
-    timeout: TIMEOUT_MS,
-    stdin: 'ignore',
-    env: { ...config.cli.env },
-    extendEnv: false,
-  });
-  if (r.exitCode === 0) return { name: 'claude CLI', ok: true, detail: `${r.stdout.trim()} at ${config.claudePath}` };
+  const r = await probeCliVersion(config.claudePath, config.cli.env, TIMEOUT_MS);
+  if (r.ok) return { name: 'claude CLI', ok: true, detail: `${r.output} at ${config.claudePath}: ${describeCliVersion(r.version).note}` };
   return {
     name: 'claude CLI',
     ok: false,
-    detail: `${config.claudePath} did not run (${r.shortMessage}); set AGENTQ_CLAUDE_PATH or reinstall @anthropic-ai/claude-code`,
+    detail: `${config.claudePath} did not run (${r.message}); set AGENTQ_CLAUDE_PATH or reinstall @anthropic-ai/claude-code`,
   };
 }
 

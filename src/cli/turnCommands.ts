@@ -138,6 +138,7 @@ export async function showCommand(config: Config, io: CliIo, conversationId: str
         error: t.error ?? null,
         toolCalls: t.toolCalls,
         permissionDenials: t.permissionDenials,
+        cliVersions: t.cliVersions,
       })),
     };
     if (flags.json) io.out(JSON.stringify(out));
@@ -146,6 +147,7 @@ export async function showCommand(config: Config, io: CliIo, conversationId: str
       for (const t of out.turns) {
         io.out(`  #${t.seq} ${t.turnId} ${statusText(t.status, t.permissionDenials)} attempts=${t.attempts}${t.costUsd !== null ? ` $${t.costUsd}` : ''}${t.error ? ` ${JSON.stringify(t.error)}` : ''}`);
         if (t.permissionDenials) io.out(`     ${denialsNote(t.permissionDenials)}`);
+        if (t.cliVersions) io.out(`     CLI ${cliVersionsText(t.cliVersions)}`);
       }
     }
     return 0;
@@ -167,4 +169,12 @@ export async function cancelCommand(config: Config, io: CliIo, turnId: string): 
   } finally {
     await client.close();
   }
+}
+
+/** `2.1.332` when every attempt ran one version, else `2.1.197 (attempt 1), 2.1.332 (attempt 2)`. */
+export function cliVersionsText(versions: Record<string, string>): string {
+  const entries = Object.entries(versions).sort(([a], [b]) => Number(a) - Number(b));
+  const distinct = new Set(entries.map(([, v]) => v));
+  if (distinct.size === 1) return [...distinct][0]!;
+  return entries.map(([attempt, v]) => `${v} (attempt ${attempt})`).join(', ');
 }

@@ -6,6 +6,7 @@
 // burst. In every mode the process exits only after its last turn is committed or handed back.
 import type { Config } from '../config.js';
 import { createLogger } from '../logger.js';
+import { describeCliVersion, probeCliVersion } from '../runner/cliVersion.js';
 import type { WorkerTelemetry } from '../metrics/workerEndpoint.js';
 import { createWorker, type WorkerEnd } from '../worker/worker.js';
 import type { CliIo } from './main.js';
@@ -129,6 +130,8 @@ export async function workerCommand(config: Config, io: CliIo, flags: WorkerFlag
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   const unwatch = stopWithNpmParent(io.env);
+  // Once, alongside the start (the first turn does not wait for it): say so when the CLI is not one agentq was tested with.
+  const versionChecked = warnIfUntestedCli(config, io);
   try {
     await worker.start();
     io.err(`worker ${worker.workerId} started`);
@@ -143,8 +146,22 @@ export async function workerCommand(config: Config, io: CliIo, flags: WorkerFlag
     if (end.reason !== 'stopped') io.err(`worker ${worker.workerId} exiting: ${end.reason === 'idle' ? 'idle' : 'turn limit reached'} after ${end.turns.length} turn(s)`);
     return 0;
   } finally {
+    await versionChecked;
     unwatch();
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
+  }
+}
+
+/** Prints one warning when the configured CLI runs but is not a version agentq was tested with. Never rejects. */
+async function warnIfUntestedCli(config: Config, io: CliIo): Promise<void> {
+  try {
+    const r = await probeCliVersion(config.claudePath, config.cli.env);
+    // A CLI that does not run is reported by the first turn (cli_not_found) and by `agentq doctor`.
+    if (!r.ok) return;
+    const { tested, note } = describeCliVersion(r.version);
+    if (!tested) io.err(`warning: the claude CLI at ${config.claudePath} is ${r.output}: ${note}; see docs/cli-versions.md`);
+  } catch {
+    // A check that cannot run must not stop the worker.
   }
 }

@@ -22,9 +22,12 @@ import { encodeSseEvent, messageStartEvent, messageToSseEvents, pingEvent } from
 export type { MockReply, MockScript, ToolUseSpec } from './script.js';
 export type { MessagesRequest, ApiMessage, ContentBlock } from './anthropic.js';
 
+/** Where the CLI checks, once per process start, that the base URL answers. */
+const PROBE_PATHS = new Set(['/', '/api/hello']);
+
 /** What a recorded request was, as the mock routed it. */
 export type RecordedKind =
-  | 'probe' // HEAD / (the CLI checks the base URL is reachable)
+  | 'probe' // the CLI checks the base URL is reachable: HEAD / (2.1.197), HEAD /api/hello (2.1.332)
   | 'main' // a conversation turn: answered from the script
   | 'auxiliary' // a side call of the CLI (see classify.ts): short default answer, script untouched
   | 'count_tokens'
@@ -212,7 +215,7 @@ export async function startMockModel(opts: MockModelOptions = {}): Promise<MockM
 
   /** Route a request: its kind, and for messages requests the parsed body. */
   function route(method: string, path: string, rawBody: string): { kind: RecordedKind; body?: MessagesRequest } {
-    if ((method === 'HEAD' || method === 'GET') && path === '/') return { kind: 'probe' };
+    if ((method === 'HEAD' || method === 'GET') && PROBE_PATHS.has(path)) return { kind: 'probe' };
     if (method !== 'POST' || (path !== '/v1/messages' && path !== '/v1/messages/count_tokens')) return { kind: 'unknown' };
     let parsed: unknown;
     try {

@@ -33,6 +33,8 @@ export interface TurnSummary {
   toolCalls: number | null;
   /** The tool calls the CLI refused (count, tools); null when none were. */
   permissionDenials: PermissionDenials | null;
+  /** The Claude Code CLI version that ran each attempt, by attempt number (`{"1": "2.1.332"}`); null before any ran. */
+  cliVersions: Record<string, string> | null;
 }
 
 export interface ConversationView {
@@ -75,6 +77,7 @@ export function summarizeTurn(t: TurnRow): TurnSummary {
     error: t.error,
     toolCalls: t.toolCalls,
     permissionDenials: permissionDenials(t.toolCalls, t.permissionDenials),
+    cliVersions: t.cliVersions,
   };
 }
 

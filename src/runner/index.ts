@@ -8,3 +8,4 @@ export { permissionDenialsOf, type ClaudeEvent, type ClaudeEventKind, type InitE
 export { assertNever, emptyFacts, isRetryableApiStatus, type RunFacts, type RunOutcome, type RunOutcomeType } from './outcome.js';
 export { encodeCwd, projectDir, sessionFilePath } from '../claude/sessionPath.js';
 export { cliEnvironment, bundledClaudePath } from '../config.js';
+export { describeCliVersion, installedCliPath, isTestedCliVersion, parseCliVersion, PINNED_CLI_VERSION, PREVIOUS_CLI_VERSION, probeCliVersion, TESTED_CLI_VERSIONS, type CliVersionProbe } from './cliVersion.js';

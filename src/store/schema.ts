@@ -98,6 +98,8 @@ export const turns = pgTable(
     toolCalls: integer('tool_calls'),
     /** The tool calls the CLI refused in the last attempt: `[{tool, toolUseId}]` (its `permission_denials`). */
     permissionDenials: jsonb('permission_denials').$type<{ tool: string; toolUseId: string | null }[]>(),
+    /** The Claude Code CLI version that ran each attempt, by attempt number (from its init event): `{"1": "2.1.197", "2": "2.1.332"}`. */
+    cliVersions: jsonb('cli_versions').$type<Record<string, string>>(),
     source: text('source', { enum: turnSources }).notNull().default('api'),
     priority: integer('priority').notNull().default(0),
     runAt: timestamp('run_at', { withTimezone: true }).notNull().defaultNow(),

@@ -385,6 +385,25 @@ export interface FinishInput {
   outputTokens: number;
   /** Keep the lease, marked warm, for this long instead of releasing it: the worker keeps the CLI running for the next turn. */
   keepWarmMs?: number | undefined;
+  /** The CLI version this attempt ran (its init event), added to the turn's `cli_versions`. */
+  cliVersion?: AttemptCliVersion | undefined;
+}
+
+/** The CLI version that ran one attempt of a turn. */
+export interface AttemptCliVersion {
+  attempt: number;
+  version: string;
+}
+
+/** `cli_versions` with `v` added (the column's value when `v` is undefined). */
+function withCliVersion(v: AttemptCliVersion | undefined) {
+  if (v === undefined) return sql`cli_versions`;
+  return sql`coalesce(cli_versions, '{}'::jsonb) || jsonb_build_object(${String(v.attempt)}::text, ${pgText(v.version)}::text)`;
+}
+
+/** Records which CLI version ran an attempt of the turn. Call after the fence check (the turn row comes after the conversation row). */
+export async function recordCliVersion(tx: Executor, turnId: string, v: AttemptCliVersion): Promise<void> {
+  await tx.execute(sql`update turns set cli_versions = ${withCliVersion(v)} where id = ${turnId}::uuid`);
 }
 
 const jsonParam = (value: unknown) => (value === null || value === undefined ? null : JSON.stringify(value));
@@ -437,6 +456,7 @@ export async function finishTurn(tx: Executor, input: FinishInput): Promise<DueT
              permission_denials = ${input.permissionDenials.length === 0 ? null : JSON.stringify(pgJson(input.permissionDenials))}::jsonb,
              session_id_after = ${input.sessionIdAfter},
              run_session_id = coalesce(${input.runSessionId ?? null}::text, run_session_id),
+             cli_versions = ${withCliVersion(input.cliVersion)},
              finished_at = now()
        where id = ${input.turnId}::uuid
     ), halted as (

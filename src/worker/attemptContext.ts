@@ -13,7 +13,7 @@ import type { LiveEventSink } from '../live/publisher.js';
 import type { ConversationRow } from '../store/conversations.js';
 import type { StoreDb } from '../store/db.js';
 import { workspaceDirName } from '../store/ids.js';
-import type { DueTurn, TurnRow } from '../store/turns.js';
+import type { AttemptCliVersion, DueTurn, TurnRow } from '../store/turns.js';
 import type { LocalCache } from './localCache.js';
 import type { AttemptObserver } from './observer.js';
 import type { MultiTurnCli } from './multiTurnCli.js';
@@ -117,6 +117,10 @@ export class AttemptContext {
   baseSessionId = '';
   /** The session id the CLI reported in its init event. */
   reportedSessionId: string | undefined;
+  /** The CLI version this attempt runs (its init event), once known. */
+  cliVersion: string | undefined;
+  /** It is in turns.cli_versions. */
+  cliVersionStored = false;
   /** What turns.run_session_id holds now (written only when it changes). */
   runSessionId: string | null;
   /** The digest of the stored workspace archive as read when preparing (null: none stored; undefined: not read). */
@@ -215,6 +219,11 @@ export class AttemptContext {
 
   nextEventSeq(): number {
     return ++this.eventSeq;
+  }
+
+  /** The CLI version to store for this attempt; undefined when unknown or already stored. */
+  cliVersionToStore(): AttemptCliVersion | undefined {
+    return this.cliVersion !== undefined && !this.cliVersionStored ? { attempt: this.attempt, version: this.cliVersion } : undefined;
   }
 
   /** Where this attempt works on disk (./prepareDisk.ts). */

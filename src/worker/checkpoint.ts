@@ -2,7 +2,7 @@
 // are stored every AGENTQ_CHECKPOINT_INTERVAL_MS under the fencing token, so a retry on
 // any worker continues from them (invariant 5 of docs/design.md). Checkpoints never overlap.
 import { StaleLeaseError } from '../errors.js';
-import { appendTurnEvents, setRunSessionId } from '../store/turns.js';
+import { appendTurnEvents, recordCliVersion, setRunSessionId } from '../store/turns.js';
 import type { AttemptContext, BufferedEvent } from './attemptContext.js';
 import type { FencedTx } from './leaseGuard.js';
 import type { SessionOnDisk } from './runFiles.js';
@@ -50,6 +50,11 @@ export async function writeProgress(ctx: AttemptContext, f: FencedTx, events: Bu
   const current = await saveProgress(ctx, f, events);
   await f.checkFence();
   if (current && current.sessionId !== ctx.runSessionId) await setRunSessionId(f.tx, ctx.turn.id, current.sessionId);
+  const cliVersion = ctx.cliVersionToStore();
+  if (cliVersion) {
+    await recordCliVersion(f.tx, ctx.turn.id, cliVersion);
+    f.afterCommit(() => (ctx.cliVersionStored = true));
+  }
   return current?.sessionId ?? ctx.runSessionId;
 }
 

@@ -135,7 +135,10 @@ export class CliTurn {
   }
 
   private onEvent(e: ClaudeEvent): void {
-    if (e.kind === 'init') this.ctx.reportedSessionId = e.data.session_id;
+    if (e.kind === 'init') {
+      this.ctx.reportedSessionId = e.data.session_id;
+      if (e.data.claude_code_version !== undefined) this.ctx.cliVersion = e.data.claude_code_version;
+    }
     if ((e.kind === 'assistant' || e.kind === 'user') && typeof e.data.uuid === 'string') this.lastMessageUuid = e.data.uuid;
     this.ctx.push(eventType(e), e.line);
   }

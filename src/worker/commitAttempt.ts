@@ -72,6 +72,7 @@ export async function commitTurn(ctx: AttemptContext, end: TurnEnd): Promise<Att
             inputTokens: usage?.input_tokens ?? 0,
             outputTokens: usage?.output_tokens ?? 0,
             keepWarmMs: keepWarm ? config.worker.leaseMs : undefined,
+            cliVersion: ctx.cliVersionToStore(),
           });
         }),
       ),

@@ -1,10 +1,27 @@
-// Running the real, pinned Claude Code CLI offline against the project's mock model.
+// Running the real Claude Code CLI offline against the project's mock model. Which CLI:
+// AGENTQ_TEST_CLI=<version>, one of the tested versions (src/runner/cliVersion.ts);
+// default the pinned one. CI runs the real-CLI tests once with each (docs/cli-versions.md).
 import path from 'node:path';
 import { expect } from 'vitest';
-import { bundledClaudePath, loadConfig, type Config } from '../../src/config.js';
+import { loadConfig, type Config } from '../../src/config.js';
+import { installedCliPath, PINNED_CLI_VERSION, TESTED_CLI_VERSIONS } from '../../src/runner/cliVersion.js';
 import type { AgentqClient } from '../../src/queue/client.js';
 import type { RunnerSettings } from '../../src/runner/runClaude.js';
 import { createWorker } from '../../src/worker/worker.js';
+
+function selectTestCli(asked: string | undefined): { version: string; path: string } {
+  const version = asked === undefined || asked === '' ? PINNED_CLI_VERSION : asked;
+  if (!TESTED_CLI_VERSIONS.includes(version)) throw new Error(`AGENTQ_TEST_CLI=${version}: must be one of ${TESTED_CLI_VERSIONS.join(', ')}`);
+  return { version, path: installedCliPath(version) };
+}
+
+/** The real CLI these tests run (AGENTQ_TEST_CLI). */
+export const testCli = selectTestCli(process.env.AGENTQ_TEST_CLI);
+
+/** Whether the tests run the CLI `version` (for a test that can only hold for one version: say which, by name). */
+export function testCliIs(version: string): boolean {
+  return testCli.version === version;
+}
 
 /** The CLI's environment for offline runs: the mock as the API, no retries, root allowed. */
 export function offlineCliEnv(mockUrl: string): Record<string, string> {
@@ -24,7 +41,7 @@ export function offlineCliEnv(mockUrl: string): Record<string, string> {
 /** Runner settings for the real CLI against the mock model. */
 export function realCliSettings(mockUrl: string, env: Record<string, string> = {}): RunnerSettings {
   return {
-    claudePath: bundledClaudePath(),
+    claudePath: testCli.path,
     env: { ...offlineCliEnv(mockUrl), ...env },
     maxLineBytes: 16 * 1024 * 1024,
     killGraceMs: 2000,
@@ -47,10 +64,9 @@ export function realCliMachine(baseEnv: Record<string, string>, root: string, na
     ...offlineCliEnv(mockUrl),
     AGENTQ_CLI_ENV_ALLOW: '',
     AGENTQ_LOG_LEVEL: 'warn',
+    AGENTQ_CLAUDE_PATH: testCli.path,
     ...extra,
   };
-  // The real CLI: the config default when AGENTQ_CLAUDE_PATH is unset.
-  delete env.AGENTQ_CLAUDE_PATH;
   delete env.FAKE_CLAUDE_LOG;
   return loadConfig(env);
 }

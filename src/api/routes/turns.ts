@@ -33,6 +33,10 @@ export const turnSummarySchema = z.object({
     })
     .nullable()
     .describe("tool calls the CLI refused (its permission mode or rules); null when none were"),
+  cliVersions: z
+    .record(z.string(), z.string())
+    .nullable()
+    .describe('the Claude Code CLI version that ran each attempt, by attempt number, e.g. {"1": "2.1.197", "2": "2.1.332"}; null before any attempt ran the CLI'),
 });
 
 const turnViewSchema = turnSummarySchema.extend({

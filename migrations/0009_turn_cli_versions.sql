@@ -1,0 +1,1 @@
+ALTER TABLE "turns" ADD COLUMN "cli_versions" jsonb;
