@@ -153,12 +153,12 @@ describe('turns over HTTP', () => {
     expect(res.json).toMatchObject({ conversationId: 'ticket-1', seq: 1, status: 'queued', created: true });
     await startWorker(t.config);
     const done = await waitForStatus(res.json.turnId, 'succeeded');
-    expect(done).toMatchObject({ turnId: res.json.turnId, conversationId: 'ticket-1', seq: 1, attempts: 1, error: null });
+    expect(done).toMatchObject({ turnId: res.json.turnId, conversationId: 'ticket-1', seq: 1, attempts: 1, error: null, cliVersions: { '1': 'fake-1' } });
     expect(done.sessionId).toEqual(expect.any(String));
     expect(typeof done.result).toBe('string');
 
     const conv = (await call('GET', '/v1/conversations/ticket-1')).json;
-    expect(conv).toMatchObject({ conversationId: 'ticket-1', tenantId: 'alpha', sessionId: done.sessionId, turns: [{ turnId: res.json.turnId, status: 'succeeded' }] });
+    expect(conv).toMatchObject({ conversationId: 'ticket-1', tenantId: 'alpha', sessionId: done.sessionId, turns: [{ turnId: res.json.turnId, status: 'succeeded', cliVersions: { '1': 'fake-1' } }] });
 
     const transcript = (await call('GET', '/v1/conversations/ticket-1/transcript?limit=500')).json;
     expect(transcript.nextCursor).toBeNull();

@@ -2,6 +2,7 @@
 // and what an operator is told about a version.
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { cliVersionsText } from '../src/cli/turnCommands.js';
 import {
   describeCliVersion,
   installedCliPath,
@@ -43,6 +44,11 @@ describe('CLI versions', () => {
     expect(describeCliVersion(PREVIOUS_CLI_VERSION)).toEqual({ tested: true, note: 'a tested version' });
     expect(describeCliVersion('2.1.400')).toEqual({ tested: false, note: `not a version agentq was tested with (tested: ${TESTED_CLI_VERSIONS.join(', ')})` });
     expect(describeCliVersion(undefined).tested).toBe(false);
+  });
+
+  it('`agentq show` names one version, or each attempt\'s when they differ', () => {
+    expect(cliVersionsText({ '1': '2.1.332', '2': '2.1.332' })).toBe('2.1.332');
+    expect(cliVersionsText({ '2': '2.1.332', '1': '2.1.197', '10': '2.1.332' })).toBe('2.1.197 (attempt 1), 2.1.332 (attempt 2), 2.1.332 (attempt 10)');
   });
 
   it('only the tested versions are installed with agentq', () => {

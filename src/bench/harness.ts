@@ -14,12 +14,16 @@ export interface Benchmark {
   /** Matched by `--filter`; figures are named separately. */
   name: string;
   description: string;
+  /** Runs the real CLI (`ctx.cli`): with `--cli all` it runs once per tested CLI version. */
+  realCli?: boolean;
   run(ctx: BenchContext): Promise<Figure[]>;
 }
 
 export interface BenchContext {
   /** Progress notes (stderr); stdout is reserved for the figures. */
   log(text: string): void;
+  /** The real CLI a `realCli` benchmark runs (`--cli`; default the pinned version). */
+  cli: { version: string; path: string };
 }
 
 export function median(values: readonly number[]): number {

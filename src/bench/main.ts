@@ -1,6 +1,10 @@
-// `npm run bench -- [--filter NAME] [--json]`: runs the benchmarks whose name contains
-// NAME. With --json each figure is one JSON line on stdout; notes go to stderr.
+// `npm run bench -- [--filter NAME] [--json] [--cli VERSION|all]`: runs the benchmarks whose
+// name contains NAME. With --json each figure is one JSON line on stdout; notes go to
+// stderr. `--cli` picks the real CLI of the benchmarks that run it (default: the pinned
+// one); `all` runs each of them once per tested version, one after the other, and names
+// the figures of other versions `<figure>@<version>`, so both sit side by side.
 import { parseArgs } from 'node:util';
+import { installedCliPath, PINNED_CLI_VERSION, TESTED_CLI_VERSIONS } from '../runner/cliVersion.js';
 import { ephemeralBench } from './ephemeral.js';
 import type { Benchmark, Figure } from './harness.js';
 import { runnerOverhead } from './runnerOverhead.js';
@@ -23,7 +27,7 @@ function formatTable(figures: Figure[]): string {
 export async function runBench(argv: string[], env: Readonly<Record<string, string | undefined>>): Promise<number> {
   const { values } = parseArgs({
     args: argv,
-    options: { filter: { type: 'string' }, json: { type: 'boolean', default: false } },
+    options: { filter: { type: 'string' }, json: { type: 'boolean', default: false }, cli: { type: 'string', default: PINNED_CLI_VERSION } },
     strict: true,
   });
   const selected = benchmarks.filter((b) => !values.filter || b.name.includes(values.filter));
@@ -34,13 +38,23 @@ export async function runBench(argv: string[], env: Readonly<Record<string, stri
   if (env.NODE_EXTRA_CA_CERTS) {
     process.stderr.write('note: NODE_EXTRA_CA_CERTS is set; every Node child process starts slower (~2.6x measured here)\n');
   }
+  const versions = values.cli === 'all' ? TESTED_CLI_VERSIONS : [values.cli];
+  const unknown = versions.find((v) => !TESTED_CLI_VERSIONS.includes(v));
+  if (unknown !== undefined) {
+    process.stderr.write(`--cli ${unknown}: must be one of ${TESTED_CLI_VERSIONS.join(', ')} or all\n`);
+    return 2;
+  }
   const log = (text: string) => process.stderr.write(`  ${text}\n`);
   const all: Figure[] = [];
   for (const b of selected) {
-    process.stderr.write(`bench ${b.name}: ${b.description}\n`);
-    const figures = await b.run({ log });
-    all.push(...figures);
-    if (values.json) for (const f of figures) process.stdout.write(`${JSON.stringify(f)}\n`);
+    for (const version of b.realCli ? versions : [PINNED_CLI_VERSION]) {
+      process.stderr.write(`bench ${b.name}${b.realCli ? ` (CLI ${version})` : ''}: ${b.description}\n`);
+      const figures = (await b.run({ log, cli: { version, path: installedCliPath(version) } })).map((f) =>
+        version === PINNED_CLI_VERSION ? f : { ...f, bench: `${f.bench}@${version}` },
+      );
+      all.push(...figures);
+      if (values.json) for (const f of figures) process.stdout.write(`${JSON.stringify(f)}\n`);
+    }
   }
   if (!values.json) process.stdout.write(`${formatTable(all)}\n`);
   return 0;

@@ -65,6 +65,7 @@ async function run(ctx: BenchContext): Promise<Figure[]> {
       AGENTQ_RUNS_ROOT: path.join(root, 'runs'),
       AGENTQ_LOG_LEVEL: 'warn',
       AGENTQ_SANDBOX: 'off',
+      AGENTQ_CLAUDE_PATH: ctx.cli.path,
       // The real CLI against the mock, offline (shared/claude-cli/README.md).
       LANG: 'C.UTF-8',
       ANTHROPIC_BASE_URL: mock.url,
@@ -186,5 +187,6 @@ async function run(ctx: BenchContext): Promise<Figure[]> {
 export const warmBench: Benchmark = {
   name: 'warm',
   description: 'warm conversations: a turn on a kept CLI process vs the same turn cold (real CLI, mock model)',
+  realCli: true,
   run,
 };
