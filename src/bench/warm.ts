@@ -26,7 +26,9 @@ import path from 'node:path';
 import { Queue, QueueEvents } from 'bullmq';
 import { Redis } from 'ioredis';
 import pg from 'pg';
+import { pino } from 'pino';
 import { loadConfig } from '../config.js';
+import { createLogger } from '../logger.js';
 import { startMockModel } from '../mock/mockModel.js';
 import { createClient } from '../queue/client.js';
 import { migrate } from '../store/migrate.js';
@@ -99,7 +101,8 @@ async function run(ctx: BenchContext): Promise<Figure[]> {
         });
       });
     const client = createClient(config);
-    const worker = createWorker(config, { concurrency: 2 });
+    // Its logs go to stderr: stdout holds the figures (--json).
+    const worker = createWorker(config, { concurrency: 2, log: createLogger(config, 'agentq', pino.destination(2)) });
     await worker.start();
     const events_ = new pg.Pool({ connectionString: url, max: 1 });
     const cliMs = async (turnId: string): Promise<number> => {

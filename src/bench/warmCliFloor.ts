@@ -1,4 +1,4 @@
-// The floor under warm_turn_overhead_p50_ms: the same pinned CLI, kept running in
+// The floor under warm_turn_overhead_p50_ms: the same CLI, kept running in
 // stream-json input mode exactly as a warm worker keeps it (same argv, same allow-listed
 // environment, same mock), but driven by a bare loop with no agentq around it: write one
 // user message to stdin, wait for that message's `result` line on stdout. Its time minus
@@ -31,6 +31,14 @@ export function mockTime(mock: MockModel, from: number, to: number): number {
     end = Math.max(end, e);
   }
   return total;
+}
+
+function isResultLine(line: string): boolean {
+  try {
+    return (JSON.parse(line) as { type?: unknown }).type === 'result';
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -72,8 +80,8 @@ export async function cliFloorSamples(
     for (let nl = pending.indexOf('\n'); nl >= 0; nl = pending.indexOf('\n')) {
       const line = pending.slice(0, nl);
       pending = pending.slice(nl + 1);
-      // A result line starts with its type (the CLI prints `{"type":"result",...`).
-      if (line.startsWith('{"type":"result"')) onResult?.(Date.now());
+      // A result line (2.1.197 prints `{"type":"result",...`; 2.1.332 puts `type` later in the object).
+      if (line.includes('"type":"result"') && isResultLine(line)) onResult?.(Date.now());
     }
   });
   const send = (text: string): Promise<number> => {
