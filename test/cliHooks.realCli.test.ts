@@ -5,8 +5,10 @@
 // settings.local.json, the user settings in CLAUDE_CONFIG_DIR, and $HOME/.claude, which
 // the CLI does not read when CLAUDE_CONFIG_DIR is set). Measured: the gate's `defer` or
 // `deny` wins over a planted `allow`, a deferred call does not run, a resume asks the gate
-// again for it, and `--setting-sources ''` keeps every file-based hook from running while
-// `--settings` still applies.
+// again for it, `--setting-sources ''` keeps every file-based hook from running while
+// `--settings` still applies, and a hook's `if` rule narrower than a tool (`Bash(touch:*)`)
+// is matched on the command's text, so `bash -c '...'` passes it: only a whole tool is a
+// boundary.
 import { execFile } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -122,6 +124,21 @@ describe.skipIf(!testCliIs(PINNED_CLI_VERSION)).each(TESTED_CLI_VERSIONS)('PreTo
     expect(c.calls('gate')).toBe(1);
     expect(c.calls('planted-project')).toBe(1);
     expect(c.markerLines()).toBe(0);
+  }, 120_000);
+
+  it("a hook's `if` rule narrower than the tool is matched on the command's text: `bash -c` passes it", async () => {
+    const c = setUp(version, 'if-rule');
+    c.setMode('gate', 'defer');
+    const gated = JSON.stringify({ hooks: { PreToolUse: [{ matcher: 'Bash', hooks: [{ type: 'command', command: path.join(c.dir, 'gate.sh'), if: 'Bash(touch:*)' }] }] } });
+    writeFileSync(path.join(c.dir, 'gate-settings.json'), gated);
+    const direct = await c.claude(['-p', `go <<tool Bash ${JSON.stringify({ command: `touch ${c.dir}/direct` })}>>`, '--setting-sources', '']);
+    expect(direct.result).toMatchObject({ terminal_reason: 'tool_deferred' });
+    expect(existsSync(path.join(c.dir, 'direct'))).toBe(false);
+    // The same command inside `bash -c` is not matched: the hook is not asked and the command runs.
+    const wrapped = await c.claude(['-p', `go <<tool Bash ${JSON.stringify({ command: `bash -c 'touch ${c.dir}/wrapped'` })}>>`, '--setting-sources', '']);
+    expect(wrapped.result).toMatchObject({ terminal_reason: 'completed' });
+    expect(existsSync(path.join(c.dir, 'wrapped'))).toBe(true);
+    expect(c.calls('gate')).toBe(1);
   }, 120_000);
 
   it("--setting-sources '' keeps every file-based hook from running; --settings still applies", async () => {
