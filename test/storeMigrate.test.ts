@@ -51,6 +51,7 @@ describe('migrate', () => {
     expect(await schemaStatus(url)).toMatchObject({ current: false, pending: all });
     expect(await migrate(url)).toEqual({ applied: all });
     expect(await tables(url)).toEqual([
+      'approvals',
       'conversations',
       'schedules',
       'sdk_sessions',

@@ -145,6 +145,52 @@ export const turnEvents = pgTable(
   ],
 );
 
+export const approvalStatuses = ['pending', 'allowed', 'denied', 'expired'] as const;
+export type ApprovalStatus = (typeof approvalStatuses)[number];
+
+/**
+ * A gated tool call waiting for, or decided by, a person (issue 21's durable approvals):
+ * one row per deferred `tool_use_id` of a turn. Only the store's conditional UPDATE moves
+ * it out of `pending`, once (src/store/approvals.ts).
+ */
+export const approvals = pgTable(
+  'approvals',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    tenantId: text('tenant_id').notNull(),
+    conversationId: uuid('conversation_id')
+      .notNull()
+      .references(() => conversations.id, { onDelete: 'cascade' }),
+    turnId: uuid('turn_id')
+      .notNull()
+      .references(() => turns.id, { onDelete: 'cascade' }),
+    /** The CLI's id of the deferred call (`deferred_tool_use.id`). */
+    toolUseId: text('tool_use_id').notNull(),
+    toolName: text('tool_name').notNull(),
+    input: jsonb('input').notNull(),
+    status: text('status', { enum: approvalStatuses }).notNull().default('pending'),
+    requestedAt: timestamp('requested_at', { withTimezone: true }).notNull().defaultNow(),
+    /** Past this, a pending approval is answered `deny` (expired); null: it waits for ever. */
+    expiresAt: timestamp('expires_at', { withTimezone: true }),
+    decidedAt: timestamp('decided_at', { withTimezone: true }),
+    /** Who decided: the API key's tenant, a CLI user, or `expiry`. */
+    decidedBy: text('decided_by'),
+    /** With a deny: what the model is told; with an allow: an optional note. */
+    message: text('message'),
+    /** With an allow: the tool input to run instead of `input`. */
+    updatedInput: jsonb('updated_input'),
+  },
+  (t) => [
+    // One approval per deferred call; also serves the foreign key on turn_id.
+    unique('approvals_turn_tool_use_uq').on(t.turnId, t.toolUseId),
+    // "Pending approvals of a tenant", newest first.
+    index('approvals_tenant_status_requested_idx').on(t.tenantId, t.status, t.requestedAt),
+    // Expiry: pending rows by expires_at.
+    index('approvals_pending_expiry_idx').on(t.expiresAt).where(sql`status = 'pending'`),
+    index('approvals_conversation_idx').on(t.conversationId),
+  ],
+);
+
 /**
  * One row per CLI session of a conversation: the head of its append-only log of chunks.
  * `line_count`/`byte_count` cover every stored line (committed and checkpointed);
