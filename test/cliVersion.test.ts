@@ -10,6 +10,7 @@ import {
   PINNED_CLI_VERSION,
   PREVIOUS_CLI_VERSION,
   probeCliVersion,
+  reportedCliVersion,
   TESTED_CLI_VERSIONS,
 } from '../src/runner/cliVersion.js';
 
@@ -49,6 +50,15 @@ describe('CLI versions', () => {
   it('`agentq show` names one version, or each attempt\'s when they differ', () => {
     expect(cliVersionsText({ '1': '2.1.332', '2': '2.1.332' })).toBe('2.1.332');
     expect(cliVersionsText({ '2': '2.1.332', '1': '2.1.197', '10': '2.1.332' })).toBe('2.1.197 (attempt 1), 2.1.332 (attempt 2), 2.1.332 (attempt 10)');
+  });
+
+  it('a version reported in an init event is stored only when it looks like one', () => {
+    expect(reportedCliVersion('2.1.332')).toBe('2.1.332');
+    expect(reportedCliVersion('fake-1')).toBe('fake-1');
+    expect(reportedCliVersion('2.1.332\u001b]0;pwned\u0007')).toBeUndefined();
+    expect(reportedCliVersion('9'.repeat(65))).toBeUndefined();
+    expect(reportedCliVersion('')).toBeUndefined();
+    expect(reportedCliVersion(2)).toBeUndefined();
   });
 
   it('only the tested versions are installed with agentq', () => {

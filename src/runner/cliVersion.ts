@@ -18,6 +18,16 @@ export function isTestedCliVersion(version: string): boolean {
   return TESTED_CLI_VERSIONS.includes(version);
 }
 
+/**
+ * A version as the CLI's init event reports it, if it looks like one. The line comes from a
+ * process the worker does not control (AGENTQ_CLAUDE_PATH may be any binary), and the value
+ * is stored on the turn and printed by `agentq show`: nothing long, nothing that is not
+ * letters, digits, `.`, `+`, `-`.
+ */
+export function reportedCliVersion(value: unknown): string | undefined {
+  return typeof value === 'string' && /^[0-9A-Za-z.+-]{1,64}$/.test(value) ? value : undefined;
+}
+
 /** The version in `claude --version` output (`2.1.332 (Claude Code)`), or undefined. */
 export function parseCliVersion(output: string): string | undefined {
   return /\b(\d+\.\d+\.\d+)\b/.exec(output)?.[1];

@@ -6,6 +6,7 @@ import path from 'node:path';
 import type { InputOutcome } from '../live/inputs.js';
 import type { ClaudeEvent } from '../runner/events.js';
 import type { RunOptions } from '../runner/options.js';
+import { reportedCliVersion } from '../runner/cliVersion.js';
 import type { RunOutcome } from '../runner/outcome.js';
 import { startClaude, type ClaudeRun } from '../runner/runClaude.js';
 import type { AttemptContext } from './attemptContext.js';
@@ -137,7 +138,8 @@ export class CliTurn {
   private onEvent(e: ClaudeEvent): void {
     if (e.kind === 'init') {
       this.ctx.reportedSessionId = e.data.session_id;
-      if (e.data.claude_code_version !== undefined) this.ctx.cliVersion = e.data.claude_code_version;
+      const version = reportedCliVersion(e.data.claude_code_version);
+      if (version !== undefined) this.ctx.cliVersion = version;
     }
     if ((e.kind === 'assistant' || e.kind === 'user') && typeof e.data.uuid === 'string') this.lastMessageUuid = e.data.uuid;
     this.ctx.push(eventType(e), e.line);
