@@ -237,6 +237,17 @@ export class TurnInputError extends Error {
   }
 }
 
+/** A decision on an approval that is not valid (docs/approvals.md "Deciding"); `fields` names what is wrong. */
+export class ApprovalInputError extends Error {
+  override readonly name = 'ApprovalInputError';
+  constructor(
+    message: string,
+    readonly fields: readonly string[],
+  ) {
+    super(message);
+  }
+}
+
 /**
  * Postgres has no table or column a query needed: the database was never migrated, or
  * is behind this agentq. `cause` is the database error.

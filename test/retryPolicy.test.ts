@@ -14,6 +14,7 @@ const facts: RunFacts = {
   resultText: undefined,
   toolCalls: 0,
   permissionDenials: [],
+  deferredToolUse: undefined,
 };
 
 const cases: [RunOutcome, string, string | undefined][] = [

@@ -3,7 +3,7 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { RunOptionsError, StoreInputError, TurnInputError } from '../errors.js';
+import { ApprovalInputError, RunOptionsError, StoreInputError, TurnInputError } from '../errors.js';
 
 export interface FieldProblem {
   /** Dotted path of the field, prefixed by where it came from: `body.prompt`, `params.id`, `headers.idempotency-key`. */
@@ -85,7 +85,7 @@ export function toProblem(err: unknown, request: FastifyRequest): Problem {
     });
     return problem(400, 'Bad Request', `invalid ${where}: ${errors.map((e) => `${e.field} ${e.message}`).join('; ')}`, errors);
   }
-  if (err instanceof TurnInputError || err instanceof RunOptionsError) {
+  if (err instanceof TurnInputError || err instanceof RunOptionsError || err instanceof ApprovalInputError) {
     const prefix = err instanceof RunOptionsError ? 'body.options.' : 'body.';
     return problem(400, 'Bad Request', err.message, err.fields.map((f) => ({ field: TURN_INPUT_FIELDS[f] ?? `${prefix}${f}`, message: 'is invalid' })));
   }

@@ -21,6 +21,7 @@ import { HttpProblem, sendProblem, toProblem } from './problems.js';
 import { sendRefusedPage, wantsHtml } from './viewer/refusedPage.js';
 import { RouteMethods } from './routeMethods.js';
 import { registerAdminRoutes } from './routes/admin.js';
+import { registerApprovalRoutes } from './routes/approvals.js';
 import { registerConversationRoutes } from './routes/conversations.js';
 import { registerLiveRoutes } from './routes/live.js';
 import { registerMetricsRoutes } from './routes/metrics.js';
@@ -156,6 +157,7 @@ export async function buildApi(config: Config, options: { log?: Logger } = {}): 
   // Route modules register here.
   registerConversationRoutes(app, deps);
   registerTurnRoutes(app, deps);
+  registerApprovalRoutes(app, deps);
   registerLiveRoutes(app, deps);
   registerMetricsRoutes(app, deps);
   await registerAdminRoutes(app, deps);

@@ -94,7 +94,7 @@ export async function cliFloorSamples(
     return Promise.race([result, exited, timeout]).finally(() => clearTimeout(timer));
   };
   try {
-    await send(o.prompt);
+    await send(o.prompt ?? '');
     const samples: number[] = [];
     for (let i = 0; i < messages; i++) {
       const t0 = Date.now();

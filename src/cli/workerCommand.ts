@@ -21,6 +21,8 @@ export const ONCE_EXIT = {
   cancelled: 4,
   /** No turn could be claimed within --wait-ms (or a signal came first). */
   noTurn: 5,
+  /** The turn stopped at a gated tool call and waits for a person (docs/approvals.md); a decision queues it again. */
+  awaitingApproval: 6,
   /** The turn was handed back to the queue (retryable failure, drained by a signal, lease lost): another worker continues it. */
   handedBack: 75,
   /** The attempt failed inside the worker and could not even hand the turn back; the reconciler re-dispatches it. */
@@ -63,6 +65,8 @@ export function onceOutcome(end: WorkerEnd, waitMs: number): { code: number; mes
       return { code: ONCE_EXIT.failed, message: `${turn} FAILED and is committed as failed; see \`agentq show\` for its error` };
     case 'cancelled':
       return { code: ONCE_EXIT.cancelled, message: `${turn} was CANCELLED and is committed as cancelled` };
+    case 'awaiting_approval':
+      return { code: ONCE_EXIT.awaitingApproval, message: `${turn} stopped at a gated tool call and is committed; it waits for a decision (agentq approvals)` };
     case 'requeued':
       return { code: ONCE_EXIT.handedBack, message: `${turn} was handed back to the queue (retryable failure or drain); another worker continues it` };
     case 'lease_lost':

@@ -9,13 +9,17 @@ import { createPool } from '../store/pool.js';
 import { findConversation } from '../store/conversations.js';
 import { parseConversationId, parseTenantId } from '../store/ids.js';
 import { cancelTurnRecord, getTurn, listTurns, type TurnRow } from '../store/turns.js';
-import { cancelChannel, createTurnQueue, dispatchTurn } from './dispatch.js';
+import { cancelChannel, createTurnQueue, dispatchTurn, turnJobId } from './dispatch.js';
+import { approvalsOfTurn, decideApproval, getApproval, listApprovals } from '../store/approvals.js';
+import type { ApprovalStatus } from '../store/schema.js';
+import { approvalView, decisionInput, isUuid, parseApprovalDecision, publishDecision, type ApprovalDecisionInput, type ApprovalDecisionResult, type ApprovalView } from './approvalViews.js';
 import { enqueueTurn, type EnqueuedTurnInfo } from './enqueue.js';
 import type { TurnJobData } from './jobs.js';
 import type { EnqueueTurnInput } from './turnInput.js';
 import { permissionDenials, type PermissionDenials } from './denials.js';
 
 export type { EnqueuedTurnInfo } from './enqueue.js';
+export type { ApprovalDecisionInput, ApprovalDecisionResult, ApprovalView } from './approvalViews.js';
 
 export interface TurnSummary {
   turnId: string;
@@ -46,6 +50,11 @@ export interface ConversationView {
 
 export type CancelOutcome = 'cancelled' | 'cancel_requested' | 'already_finished' | 'not_found';
 
+export interface WaitOptions {
+  /** Also return when the turn stops to wait for a person (`status: "awaiting_approval"`, with `approvalId`). */
+  untilApproval?: boolean;
+}
+
 export const TERMINAL_STATUSES = ['succeeded', 'failed', 'cancelled'] as const;
 
 export interface AgentqClient {
@@ -53,8 +62,13 @@ export interface AgentqClient {
   cancelTurn(turnId: string): Promise<CancelOutcome>;
   getConversation(conversationId: string, tenantId?: string): Promise<ConversationView | undefined>;
   getTurn(turnId: string): Promise<TurnSummary & { conversationId: string; sessionId: string | null } | undefined>;
-  /** Polls Postgres until the turn is terminal; rejects after `timeoutMs`. */
-  waitForTurn(turnId: string, timeoutMs: number): Promise<TurnSummary>;
+  /** Polls Postgres until the turn is terminal (or, with `untilApproval`, awaits an approval); rejects after `timeoutMs`. */
+  waitForTurn(turnId: string, timeoutMs: number, options?: WaitOptions): Promise<TurnSummary & { approvalId?: string }>;
+  /** A tenant's approvals, newest first (docs/approvals.md). */
+  listApprovals(query?: { tenantId?: string; status?: ApprovalStatus; limit?: number }): Promise<ApprovalView[]>;
+  getApproval(id: string, tenantId?: string): Promise<ApprovalView | undefined>;
+  /** Decides a pending approval once; the turn then runs on (docs/approvals.md "Deciding"). */
+  decideApproval(input: ApprovalDecisionInput): Promise<ApprovalDecisionResult>;
   readonly db: StoreDb;
   readonly queue: Queue<TurnJobData>;
   /** The client's Redis connection (commands only; subscribers need their own). */
@@ -103,7 +117,7 @@ export function createClient(config: Config): AgentqClient {
         case 'already_finished':
           return 'already_finished';
         case 'cancelled': {
-          const job = await queue.getJob(turnId);
+          const job = await queue.getJob(turnJobId({ id: turnId, approvalRounds: r.turn.approvalRounds }));
           await job?.remove().catch(() => undefined);
           if (r.next) await dispatchTurn(queue, r.next);
           return 'cancelled';
@@ -131,7 +145,30 @@ export function createClient(config: Config): AgentqClient {
       );
       return { ...summarizeTurn(t), conversationId: r.rows[0]?.external_id ?? '', sessionId: t.sessionIdAfter };
     },
-    async waitForTurn(turnId, timeoutMs) {
+    async listApprovals(query = {}) {
+      const rows = await listApprovals(db, { tenantId: parseTenantId(query.tenantId ?? 'default'), status: query.status, limit: query.limit });
+      return rows.map(approvalView);
+    },
+    async getApproval(id, tenantId) {
+      if (!isUuid(id)) return undefined;
+      const row = await getApproval(db, parseTenantId(tenantId ?? 'default'), id);
+      return row ? approvalView(row) : undefined;
+    },
+    async decideApproval(raw) {
+      const input = parseApprovalDecision(raw);
+      if (!isUuid(input.id)) return { outcome: 'not_found' };
+      const tenantId = parseTenantId(input.tenantId ?? 'default');
+      const current = await getApproval(db, tenantId, input.id);
+      if (!current) return { outcome: 'not_found' };
+      const updatedInput = decisionInput(input, current);
+      const r = await decideApproval(db, { tenantId, id: input.id, decision: input.decision, message: input.message, updatedInput, decidedBy: input.decidedBy ?? tenantId });
+      if (r.kind === 'not_found') return { outcome: 'not_found' };
+      // The live feed of the turn, then its job (a lost add is repaired by the reconciler).
+      if (r.event) await publishDecision(redis, { queueName: config.queueName, queuePrefix: config.queuePrefix }, r.event).catch(() => undefined);
+      if (r.dispatch) await dispatchTurn(queue, r.dispatch).catch(() => undefined);
+      return { outcome: r.kind, approval: approvalView(r.approval) };
+    },
+    async waitForTurn(turnId, timeoutMs, options = {}) {
       const deadline = Date.now() + timeoutMs;
       // Short polls first (a turn may end within milliseconds), then back off.
       let pollMs = 5;
@@ -139,6 +176,10 @@ export function createClient(config: Config): AgentqClient {
         const t = await getTurn(db, turnId);
         if (!t) throw new Error(`turn ${turnId} does not exist`);
         if ((TERMINAL_STATUSES as readonly string[]).includes(t.status)) return summarizeTurn(t);
+        if (options.untilApproval === true && t.status === 'awaiting_approval') {
+          const pending = (await approvalsOfTurn(db, t.id)).filter((a) => a.status === 'pending');
+          if (pending.length > 0) return { ...summarizeTurn(t), approvalId: pending[pending.length - 1]!.id };
+        }
         if (Date.now() > deadline) throw new Error(`turn ${turnId} did not finish within ${timeoutMs} ms (status ${t.status})`);
         await new Promise((r) => setTimeout(r, pollMs));
         pollMs = Math.min(200, pollMs * 2);

@@ -29,6 +29,7 @@ export async function enqueueTurn(
     externalId: input.conversationId,
     tenantId: input.tenantId,
     haltOnFailure: input.haltOnFailure,
+    approvals: input.approvals,
     prompt: input.prompt,
     options: input.options ?? {},
     idempotencyKey: input.idempotencyKey,

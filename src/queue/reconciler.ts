@@ -6,7 +6,7 @@
 import type { Queue } from 'bullmq';
 import type { StoreDb } from '../store/db.js';
 import { pendingHeads } from '../store/turns.js';
-import { dispatchTurn } from './dispatch.js';
+import { dispatchTurn, turnJobId } from './dispatch.js';
 import type { TurnJobData } from './jobs.js';
 
 /** BullMQ states in which a job will still run; anything else needs a new job. */
@@ -35,9 +35,9 @@ export async function reconcile(
 
 async function reconcileHead(
   queue: Queue<TurnJobData>,
-  head: { id: string; runAt: Date; priority: number; leaseExpiresAt: Date | null },
+  head: { id: string; runAt: Date; priority: number; leaseExpiresAt: Date | null; approvalRounds: number },
 ): Promise<boolean> {
-  const job = await queue.getJob(head.id);
+  const job = await queue.getJob(turnJobId(head));
   if (job) {
     const state = await job.getState();
     if (LIVE_STATES.has(state)) return false;
@@ -46,6 +46,6 @@ async function reconcileHead(
   }
   // A running turn whose worker lives keeps its lease; the new job waits it out.
   const notBefore = head.leaseExpiresAt && head.leaseExpiresAt > head.runAt ? head.leaseExpiresAt : head.runAt;
-  await dispatchTurn(queue, { id: head.id, runAt: notBefore, priority: head.priority });
+  await dispatchTurn(queue, { id: head.id, runAt: notBefore, priority: head.priority, approvalRounds: head.approvalRounds });
   return true;
 }

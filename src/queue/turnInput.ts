@@ -3,12 +3,13 @@
 // it runs (cwd, dirs, session) is the worker's business.
 import { z } from 'zod';
 import { TurnInputError } from '../errors.js';
-import { runOptionsSchema } from '../runner/options.js';
+import { runOptionsFields } from '../runner/options.js';
+import { approvalPolicySchema } from '../runner/approvalGate.js';
 import { conversationIdSchema, tenantIdSchema } from '../store/ids.js';
 import { turnSources } from '../store/schema.js';
 import { describeIssues } from '../validation.js';
 
-export const turnOptionsSchema = runOptionsSchema
+export const turnOptionsSchema = runOptionsFields
   .pick({
     model: true,
     systemPrompt: true,
@@ -27,6 +28,8 @@ export const turnOptionsSchema = runOptionsSchema
     continueOnRetry: z.boolean().optional(),
     /** Keep the CLI process after this turn for the conversation's next one (`false`: never; default AGENTQ_WARM_IDLE_MS). */
     warm: z.union([z.literal(false), z.strictObject({ idleMs: z.number().int().min(100).max(24 * 60 * 60 * 1000) })]).optional(),
+    /** Tool calls that wait for a person's allow before they run (docs/approvals.md); overrides the conversation's. */
+    approvals: approvalPolicySchema.optional(),
   })
   .strict();
 
@@ -63,6 +66,8 @@ export function enqueueInputSchema(maxPromptChars: number) {
     source: z.enum(turnSources).optional(),
     /** Sets the conversation's policy: a failed turn cancels the turns queued after it. Default: leave as is (off for a new conversation). */
     haltOnFailure: z.boolean().optional(),
+    /** Sets the conversation's approval policy for its turns (docs/approvals.md); null removes it. Default: leave as is. */
+    approvals: approvalPolicySchema.nullable().optional(),
   });
 }
 

@@ -1,5 +1,6 @@
 // argv for one CLI invocation, built from typed options. No shell is ever involved and
 // no secret is ever placed here: secrets travel in the environment only.
+import { gateFlags } from './approvalGate.js';
 import type { ValidRunOptions } from './options.js';
 
 /**
@@ -11,7 +12,7 @@ export const PROMPT_ARG_MAX_BYTES = 100_000;
 
 /** Whether the prompt goes to the CLI on stdin instead of in argv (see PROMPT_ARG_MAX_BYTES). */
 export function promptOnStdin(o: Pick<ValidRunOptions, 'prompt' | 'streamInput'>): boolean {
-  return !o.streamInput && Buffer.byteLength(o.prompt) > PROMPT_ARG_MAX_BYTES;
+  return !o.streamInput && o.prompt !== undefined && Buffer.byteLength(o.prompt) > PROMPT_ARG_MAX_BYTES;
 }
 
 /** Flags every run carries: headless, machine-readable, one JSON event per line. */
@@ -42,7 +43,9 @@ export function buildArgv(o: ValidRunOptions): string[] {
   if (o.disallowedTools?.length) argv.push('--disallowedTools', ...o.disallowedTools);
   if (o.addDirs?.length) argv.push('--add-dir', ...o.addDirs);
   if (o.mcpConfig?.length) argv.push('--mcp-config', ...o.mcpConfig);
+  if (o.gate) argv.push(...gateFlags(o.gate));
   // In stream-json input mode the prompt goes to stdin as the first message; a long one too.
-  if (!o.streamInput && !promptOnStdin(o)) argv.push('--', o.prompt);
+  // Resuming a deferred tool call sends none: the CLI asks the gate about that call again.
+  if (!o.streamInput && !promptOnStdin(o) && o.prompt !== undefined) argv.push('--', o.prompt);
   return argv;
 }

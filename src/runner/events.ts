@@ -72,6 +72,8 @@ export const resultEventSchema = z.looseObject({
   terminal_reason: z.string().optional(),
   /** Tool calls the CLI refused (its permission mode or rules): `[{tool_name, tool_use_id, tool_input}]`. Read with permissionDenialsOf. */
   permission_denials: z.unknown().optional(),
+  /** With `terminal_reason: "tool_deferred"`: the call a PreToolUse hook deferred, `{id, name, input}`. Read with deferredToolUseOf. */
+  deferred_tool_use: z.unknown().optional(),
 });
 
 export type InitEvent = z.infer<typeof initEventSchema>;
@@ -149,6 +151,24 @@ export function permissionDenialsOf(result: ResultEvent | undefined): Permission
     if (typeof tool === 'string') out.push({ tool, toolUseId: typeof id === 'string' ? id : null });
   }
   return out;
+}
+
+/** A tool call a hook deferred: the CLI stopped before running it (docs/approvals.md). */
+export interface DeferredToolUse {
+  id: string;
+  name: string;
+  input: Record<string, unknown>;
+}
+
+/** The deferred call a result reports, when the run stopped for one (`terminal_reason: "tool_deferred"`). */
+export function deferredToolUseOf(result: ResultEvent | undefined): DeferredToolUse | undefined {
+  if (result?.terminal_reason !== 'tool_deferred') return undefined;
+  const d = result.deferred_tool_use;
+  if (typeof d !== 'object' || d === null) return undefined;
+  const { id, name, input } = d as { id?: unknown; name?: unknown; input?: unknown };
+  if (typeof id !== 'string' || id === '' || typeof name !== 'string') return undefined;
+  const inputObject = typeof input === 'object' && input !== null && !Array.isArray(input) ? (input as Record<string, unknown>) : {};
+  return { id, name, input: inputObject };
 }
 
 /** Adds the ids of the tool calls in an assistant event to `seen` (the CLI may print one message more than once). */

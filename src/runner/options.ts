@@ -4,6 +4,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { RunOptionsError } from '../errors.js';
 import { describeIssues } from '../validation.js';
+import { approvalRuleSchema } from './approvalGate.js';
 
 const uuid = z.uuid({ error: 'must be a UUID' });
 const absolutePath = z.string().refine((p) => path.isAbsolute(p), { error: 'must be an absolute path' });
@@ -29,9 +30,27 @@ export const sessionSchema = z.discriminatedUnion('mode', [
   }),
 ]);
 
-export const runOptionsSchema = z.strictObject({
-  /** The user prompt of this turn (with `streamInput`, the first message). */
-  prompt: z.string().min(1, { error: 'must not be empty' }).max(1_000_000, { error: 'must be at most 1,000,000 characters' }),
+const gateDecisionSchema = z.strictObject({
+  decision: z.enum(['allow', 'deny']),
+  tool: z.string().min(1).max(200),
+  message: z.string().max(10_000).optional(),
+  updatedInput: z.record(z.string(), z.unknown()).optional(),
+});
+
+/** The fields of run options, each checked alone (runOptionsSchema adds the checks across fields). */
+export const runOptionsFields = z.strictObject({
+  /** The user prompt of this turn (with `streamInput`, the first message); none with `resumeDeferred`. */
+  prompt: z.string().min(1, { error: 'must not be empty' }).max(1_000_000, { error: 'must be at most 1,000,000 characters' }).optional(),
+  /** Resume the session to answer its deferred tool call: no prompt is sent (docs/approvals.md). */
+  resumeDeferred: z.boolean().optional(),
+  /** Approval gate: tool calls matching `rules` need a decision (src/runner/approvalGate.ts). */
+  gate: z
+    .strictObject({
+      rules: z.array(z.union([approvalRuleSchema, z.literal('*')])).max(50),
+      decisions: z.record(z.string().min(1).max(200), gateDecisionSchema),
+      runKey: z.string().regex(/^[A-Za-z0-9-]{1,64}$/),
+    })
+    .optional(),
   /** Working directory the CLI runs in (must exist). */
   cwd: absolutePath,
   /** Per-run `CLAUDE_CONFIG_DIR`; also the run's `HOME` unless `homeDir` is set. */
@@ -58,6 +77,14 @@ export const runOptionsSchema = z.strictObject({
   streamInput: z.boolean().optional(),
   /** Extra environment for this run only, on top of the allow-listed base. */
   env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string()).optional(),
+});
+
+export const runOptionsSchema = runOptionsFields.superRefine((o, ctx) => {
+  if (o.resumeDeferred === true) {
+    if (o.prompt !== undefined) ctx.addIssue({ code: 'custom', path: ['prompt'], message: 'must not be given with resumeDeferred' });
+    if (o.session.mode !== 'resume') ctx.addIssue({ code: 'custom', path: ['resumeDeferred'], message: 'needs a session to resume' });
+    if (o.streamInput === true) ctx.addIssue({ code: 'custom', path: ['resumeDeferred'], message: 'cannot be used with streamInput' });
+  } else if (o.prompt === undefined) ctx.addIssue({ code: 'custom', path: ['prompt'], message: 'is required' });
 });
 
 export type RunOptions = z.input<typeof runOptionsSchema>;

@@ -1,6 +1,6 @@
 // The closed set of results of one CLI run. Every way a run can end maps to exactly one
 // of these; callers switch over `type` exhaustively (see assertNever).
-import type { PermissionDenial, ResultEvent, Usage } from './events.js';
+import type { DeferredToolUse, PermissionDenial, ResultEvent, Usage } from './events.js';
 
 /** What every outcome carries, whatever happened. */
 export interface RunFacts {
@@ -19,6 +19,8 @@ export interface RunFacts {
   toolCalls: number;
   /** The tool calls the CLI refused (permission mode or rules), from the result event. */
   permissionDenials: PermissionDenial[];
+  /** The tool call the run stopped before, deferred by the approval gate; undefined when it did not stop for one. */
+  deferredToolUse: DeferredToolUse | undefined;
 }
 
 /** The facts of a run that reported nothing (yet). */
@@ -35,6 +37,7 @@ export function emptyFacts(durationMs = 0): RunFacts {
     resultText: undefined,
     toolCalls: 0,
     permissionDenials: [],
+    deferredToolUse: undefined,
   };
 }
 

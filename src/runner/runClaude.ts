@@ -10,7 +10,7 @@ import { RunOptionsError } from '../errors.js';
 import { buildArgv, promptOnStdin } from './argv.js';
 import { RunCgroup, type CgroupHost, type RunLimits } from './cgroups.js';
 import { buildRunEnv } from './env.js';
-import { collectToolUses, parseEventLine, permissionDenialsOf, type ClaudeEvent, type ResultEvent } from './events.js';
+import { collectToolUses, deferredToolUseOf, parseEventLine, permissionDenialsOf, type ClaudeEvent, type ResultEvent } from './events.js';
 import { LineSplitter, LineTooLongError, TailBuffer } from './lineSplitter.js';
 import { parseRunOptions, type RunOptions, type ValidRunOptions } from './options.js';
 import { classifyRun, emptyFacts, type RunFacts, type RunOutcome, type Termination } from './outcome.js';
@@ -285,7 +285,7 @@ export function startClaude(options: RunOptions, settings: RunnerSettings, hooks
   };
   // In stream-json input mode the prompt is the first message on stdin; a prompt too long
   // for argv is all of stdin. A write error (the CLI already gone) shows up in the outcome.
-  if (o.streamInput) sendUserMessage(o.prompt).catch(() => undefined);
+  if (o.streamInput) sendUserMessage(o.prompt ?? '').catch(() => undefined);
   else if (longPrompt) {
     child.stdin?.on('error', () => undefined);
     child.stdin?.end(o.prompt);
@@ -323,6 +323,7 @@ export function startClaude(options: RunOptions, settings: RunnerSettings, hooks
       resultText: state.result?.result,
       toolCalls: toolUses.size,
       permissionDenials: permissionDenialsOf(state.result),
+      deferredToolUse: deferredToolUseOf(state.result),
     };
     return classifyRun({
       facts,

@@ -157,7 +157,9 @@ export function wrapInSandbox(s: SandboxSettings, run: UnsandboxedSpawn): Sandbo
     ];
     // The CLI's first bytes are read once: a script needs its interpreter and package too.
     const interpreter = interpreterDirs(cliPath);
-    const readOnly = [...new Set([...cliDirs(cliPath, interpreter.length > 0), ...interpreter, path.dirname(s.socatPath)])].filter(
+    // Node, for the approval gate's hook (src/runner/approvalGate.ts), which the CLI starts inside.
+    const gateRuntime = path.dirname(process.execPath);
+    const readOnly = [...new Set([...cliDirs(cliPath, interpreter.length > 0), ...interpreter, path.dirname(s.socatPath), gateRuntime])].filter(
       (d) => !d.startsWith('/usr/'),
     );
     // A script's interpreter (`#!/usr/bin/env node`) is looked up on PATH.

@@ -29,7 +29,9 @@ const bytea = customType<{ data: Buffer; driverData: Buffer }>({
 const createdAt = () => timestamp('created_at', { withTimezone: true }).notNull().defaultNow();
 const updatedAt = () => timestamp('updated_at', { withTimezone: true }).notNull().defaultNow();
 
-export const turnStatuses = ['queued', 'running', 'succeeded', 'failed', 'cancelled'] as const;
+export const turnStatuses = ['queued', 'running', 'awaiting_approval', 'succeeded', 'failed', 'cancelled'] as const;
+/** Statuses of a turn that is not finished: it holds back the turns after it. */
+export const unfinishedTurnStatuses = ['queued', 'running', 'awaiting_approval'] as const;
 export const turnSources = ['api', 'cli', 'schedule'] as const;
 export type TurnSource = (typeof turnSources)[number];
 /** How a session chunk's bytes are encoded in `data`; readers accept every one of them. */
@@ -106,6 +108,8 @@ export const turns = pgTable(
     queuedAt: timestamp('queued_at', { withTimezone: true }).notNull().defaultNow(),
     startedAt: timestamp('started_at', { withTimezone: true }),
     finishedAt: timestamp('finished_at', { withTimezone: true }),
+    /** How many times the turn stopped at a gated tool call to wait for a person (docs/approvals.md); > 0: it continues its session instead of sending its prompt. */
+    approvalRounds: integer('approval_rounds').notNull().default(0),
   },
   (t) => [
     // Also serves the foreign key (cascade deletes by conversation_id).
@@ -116,7 +120,7 @@ export const turns = pgTable(
     index('turns_conversation_status_seq_idx').on(t.conversationId, t.status, t.seq),
     // The reconciler: every turn in a status that is due by run_at.
     index('turns_status_run_at_idx').on(t.status, t.runAt),
-    check('turns_status_ck', sql`${t.status} in ('queued', 'running', 'succeeded', 'failed', 'cancelled')`),
+    check('turns_status_ck', sql`${t.status} in ('queued', 'running', 'awaiting_approval', 'succeeded', 'failed', 'cancelled')`),
     check('turns_source_ck', sql`${t.source} in ('api', 'cli', 'schedule')`),
     check('turns_seq_ck', sql`${t.seq} >= 1`),
     check('turns_attempts_ck', sql`${t.attempts} >= 0`),
@@ -179,6 +183,12 @@ export const approvals = pgTable(
     message: text('message'),
     /** With an allow: the tool input to run instead of `input`. */
     updatedInput: jsonb('updated_input'),
+    /**
+     * The attempt of the turn that was first given this decision to answer the CLI with.
+     * A later attempt does not allow the call again: the first may have run it before it
+     * was lost (docs/approvals.md "At most once").
+     */
+    answeredInAttempt: integer('answered_in_attempt'),
   },
   (t) => [
     // One approval per deferred call; also serves the foreign key on turn_id.

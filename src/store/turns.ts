@@ -5,12 +5,16 @@
 import { and, asc, eq, getTableColumns, inArray, lt, sql } from 'drizzle-orm';
 import type { Executor, StoreDb } from './db.js';
 import { StaleLeaseError } from '../errors.js';
-import { conversations, turnEvents, turns, type TurnSource } from './schema.js';
+import { conversations, turnEvents, turns, unfinishedTurnStatuses, type TurnSource } from './schema.js';
 import { pgJson, pgText } from './pgSafe.js';
 import type { ConversationRow } from './conversations.js';
 import { parseConversationId, parseTenantId } from './ids.js';
+import { denyPendingOfCancelledTurn } from './approvals.js';
 
 export type TurnRow = typeof turns.$inferSelect;
+
+/** The statuses of an unfinished turn as an SQL list: such a turn holds back every later turn of its conversation. */
+const UNFINISHED = sql.raw(`(${unfinishedTurnStatuses.map((st) => `'${st}'`).join(', ')})`);
 
 export interface NewTurn {
   /** The producer's conversation id; the conversation is created on first use. */
@@ -18,6 +22,8 @@ export interface NewTurn {
   tenantId?: string | undefined;
   /** When given, sets whether a failed turn cancels the turns queued after it. */
   haltOnFailure?: boolean | undefined;
+  /** When given, sets (null: removes) the conversation's approval policy (docs/approvals.md). */
+  approvals?: unknown;
   prompt: string;
   options: Record<string, unknown>;
   idempotencyKey?: string | undefined;
@@ -34,6 +40,13 @@ export interface EnqueuedTurn {
   isHead: boolean;
 }
 
+/** The conversation's default options with its approval policy set (null: removed). */
+function approvalsDefault(policy: unknown) {
+  return policy === null
+    ? sql`${conversations.defaultOptions} - 'approvals'`
+    : sql`coalesce(${conversations.defaultOptions}, '{}'::jsonb) || jsonb_build_object('approvals', ${JSON.stringify(policy)}::jsonb)`;
+}
+
 /** Locks the conversation row: every change of its turns' order or lease goes through it. */
 async function lockConversation(tx: Executor, conversationId: string): Promise<ConversationRow> {
   // Index: conversations_pkey.
@@ -43,17 +56,16 @@ async function lockConversation(tx: Executor, conversationId: string): Promise<C
   return row;
 }
 
-/** True when an earlier turn than `seq` is still queued or running. Index: turns_conversation_status_seq_idx. */
+/** True when an earlier turn than `seq` is not finished (queued, running or awaiting approval). Index: turns_conversation_status_seq_idx. */
 async function hasEarlierPending(tx: Executor, conversationId: string, seq: number): Promise<boolean> {
   const rows = await tx
     .select({ id: turns.id })
     .from(turns)
-    .where(and(eq(turns.conversationId, conversationId), inArray(turns.status, ['queued', 'running']), lt(turns.seq, seq)))
+    .where(and(eq(turns.conversationId, conversationId), inArray(turns.status, [...unfinishedTurnStatuses]), lt(turns.seq, seq)))
     .limit(1);
   return rows.length > 0;
 }
 
-/** Thrown inside insertTurn's transaction to roll it back and return the turn a key already names. */
 /** Thrown inside the transaction to roll it back when the idempotency key names a turn already recorded. */
 class ExistingTurn extends Error {
   constructor(readonly turn: TurnRow) {
@@ -73,15 +85,18 @@ export async function insertTurn(db: StoreDb, input: NewTurn): Promise<EnqueuedT
   const externalId = parseConversationId(input.externalId, 'externalId');
   const tenantId = parseTenantId(input.tenantId ?? 'default');
   const halt = input.haltOnFailure === undefined ? {} : { haltOnFailure: input.haltOnFailure };
+  // A new conversation starts with the policy; an existing one gets it set (or removed).
+  const newDefaults = input.approvals === undefined || input.approvals === null ? {} : { defaultOptions: { approvals: input.approvals } };
+  const setDefaults = input.approvals === undefined ? {} : { defaultOptions: approvalsDefault(input.approvals) };
   try {
     return await db.transaction(async (tx) => {
       // Index: conversations_tenant_external_uq. A new conversation's first turn gets seq 1.
       const [conv] = await tx
         .insert(conversations)
-        .values({ tenantId, externalId, nextSeq: 2, ...halt })
+        .values({ tenantId, externalId, nextSeq: 2, ...halt, ...newDefaults })
         .onConflictDoUpdate({
           target: [conversations.tenantId, conversations.externalId],
-          set: { nextSeq: sql`${conversations.nextSeq} + 1`, updatedAt: sql`now()`, ...halt },
+          set: { nextSeq: sql`${conversations.nextSeq} + 1`, updatedAt: sql`now()`, ...halt, ...setDefaults },
         })
         .returning({ id: conversations.id, nextSeq: conversations.nextSeq });
       if (input.idempotencyKey !== undefined) {
@@ -110,7 +125,7 @@ export async function insertTurn(db: StoreDb, input: NewTurn): Promise<EnqueuedT
           // (Qualified by hand: drizzle writes bare column names in RETURNING, which inside
           // the subquery would name e's own columns.)
           isHead: sql<boolean>`not exists (select 1 from turns e where e.conversation_id = turns.conversation_id
-            and e.status in ('queued', 'running') and e.seq < turns.seq)`,
+            and e.status in ${UNFINISHED} and e.seq < turns.seq)`,
         });
       const { isHead, ...turn } = inserted!;
       return { turn, created: true, isHead };
@@ -174,7 +189,7 @@ export async function claimTurn(db: StoreDb, input: ClaimInput): Promise<ClaimRe
       .select({
         turn: getTableColumns(turns),
         earlierPending: sql<boolean>`exists (select 1 from ${turns} e where e.conversation_id = ${turns.conversationId}
-          and e.status in ('queued', 'running') and e.seq < ${turns.seq})`.as('earlier_pending'),
+          and e.status in ${UNFINISHED} and e.seq < ${turns.seq})`.as('earlier_pending'),
       })
       .from(turns)
       .where(eq(turns.id, input.turnId))
@@ -360,6 +375,8 @@ export interface DueTurn {
   id: string;
   runAt: Date;
   priority: number;
+  /** After the turn waited for an approval: how many times (its job id says the round). */
+  approvalRounds?: number | undefined;
 }
 
 export interface FinishInput {
@@ -367,7 +384,12 @@ export interface FinishInput {
   conversationId: string;
   /** The attempt's lease: the turn ends only if it is still current. */
   fence: Fence;
-  status: 'succeeded' | 'failed' | 'cancelled';
+  /**
+   * `awaiting_approval`: the turn stopped at a gated tool call. Everything is committed as
+   * at its end, the lease is released, but the turn is not finished: it holds back the
+   * turns after it until a decision queues it again (src/store/approvals.ts).
+   */
+  status: 'succeeded' | 'failed' | 'cancelled' | 'awaiting_approval';
   result: string | null;
   error: TurnError | null;
   costUsd: number;
@@ -418,6 +440,7 @@ const jsonParam = (value: unknown) => (value === null || value === undefined ? n
 export async function finishTurn(tx: Executor, input: FinishInput): Promise<DueTurn | undefined> {
   const { fence } = input;
   const warm = input.keepWarmMs !== undefined;
+  const parked = input.status === 'awaiting_approval';
   // Index: conversations_pkey. The fence check, the lease release (or warm hold) and the totals at once.
   const conv = await tx.execute<{ halt_on_failure: boolean }>(sql`
     update conversations
@@ -425,7 +448,9 @@ export async function finishTurn(tx: Executor, input: FinishInput): Promise<DueT
            lease_expires_at = case when ${warm}::boolean then now() + make_interval(secs => ${(input.keepWarmMs ?? 0) / 1000}) else null end,
            lease_warm = ${warm}::boolean,
            session_id = coalesce(${input.conversationSessionId ?? null}::text, session_id),
-           turns_total = turns_total + 1,
+           -- A turn that ran to success under the gate answered every call left open before it.
+           default_options = case when ${input.status === 'succeeded'}::boolean then default_options - 'openGatedCalls' else default_options end,
+           turns_total = turns_total + case when ${parked}::boolean then 0 else 1 end,
            cost_usd = cost_usd + ${String(input.costUsd)}::numeric,
            input_tokens = input_tokens + ${input.inputTokens}::bigint,
            output_tokens = output_tokens + ${input.outputTokens}::bigint,
@@ -449,15 +474,17 @@ export async function finishTurn(tx: Executor, input: FinishInput): Promise<DueT
          set status = ${input.status},
              result = ${pgText(input.result)},
              error = ${jsonParam(pgJson(input.error))}::jsonb,
-             cost_usd = ${String(input.costUsd)}::numeric,
+             -- A turn that waited for approvals adds each round's run to the ones before.
+             cost_usd = coalesce(cost_usd, 0) + ${String(input.costUsd)}::numeric,
              usage = ${jsonParam(pgJson(input.usage))}::jsonb,
-             num_turns = ${input.numTurns}::int,
-             tool_calls = ${input.toolCalls}::int,
+             num_turns = coalesce(num_turns, 0) + ${input.numTurns}::int,
+             tool_calls = coalesce(tool_calls, 0) + ${input.toolCalls}::int,
+             approval_rounds = approval_rounds + case when ${parked}::boolean then 1 else 0 end,
              permission_denials = ${input.permissionDenials.length === 0 ? null : JSON.stringify(pgJson(input.permissionDenials))}::jsonb,
              session_id_after = ${input.sessionIdAfter},
              run_session_id = coalesce(${input.runSessionId ?? null}::text, run_session_id),
              cli_versions = ${withCliVersion(input.cliVersion)},
-             finished_at = now()
+             finished_at = case when ${parked}::boolean then null else now() end
        where id = ${input.turnId}::uuid
     ), halted as (
       update turns
@@ -466,7 +493,7 @@ export async function finishTurn(tx: Executor, input: FinishInput): Promise<DueT
     )
     select id, run_at, priority
       from turns
-     where conversation_id = ${input.conversationId}::uuid and status = 'queued' and not ${halt}::boolean
+     where conversation_id = ${input.conversationId}::uuid and status = 'queued' and not ${halt}::boolean and not ${parked}::boolean
      order by seq
      limit 1`);
   const row = next.rows[0];
@@ -529,6 +556,23 @@ export async function cancelTurnRecord(db: StoreDb, turnId: string): Promise<Can
       const wasHead = !(await hasEarlierPending(tx, turn.conversationId, turn.seq));
       return { kind: 'cancelled', turn: rows[0]!, next: wasHead ? await headTurn(tx, turn.conversationId) : undefined };
     }
+    if (turn.status === 'awaiting_approval') {
+      // No worker holds it: it ends here, its pending approvals are answered deny, and the
+      // next turn resumes the session with the gated call still unanswered: the gate
+      // denies it then (docs/approvals.md "Cancel").
+      const rows = await tx
+        .update(turns)
+        .set({ status: 'cancelled', finishedAt: sql`now()`, cancelRequestedAt: sql`now()`, error: { class: 'cancelled', message: 'cancelled while it waited for an approval', retryable: false } })
+        .where(eq(turns.id, turnId))
+        .returning();
+      // The next turn's gate must answer the calls left open in the session (src/worker/gate.ts).
+      await tx.execute(sql`update conversations
+         set turns_total = turns_total + 1, updated_at = now(),
+             default_options = coalesce(default_options, '{}'::jsonb) || '{"openGatedCalls": true}'::jsonb
+       where id = ${turn.conversationId}::uuid`);
+      await denyPendingOfCancelledTurn(tx, turnId);
+      return { kind: 'cancelled', turn: rows[0]!, next: await headTurn(tx, turn.conversationId) };
+    }
     if (turn.status === 'running') {
       const rows = await tx.update(turns).set({ cancelRequestedAt: sql`now()` }).where(eq(turns.id, turnId)).returning();
       return { kind: 'requested', turn: rows[0]! };
@@ -542,16 +586,19 @@ export async function cancelTurnRecord(db: StoreDb, turnId: string): Promise<Can
  * running. The reconciler checks each has a job. Index: turns_status_run_at_idx, then
  * turns_conversation_status_seq_idx for the NOT EXISTS.
  */
-export async function pendingHeads(db: Executor, limit: number): Promise<{ id: string; status: string; runAt: Date; priority: number; leaseExpiresAt: Date | null }[]> {
-  const r = await db.execute<{ id: string; status: string; run_at: Date; priority: number; lease_expires_at: Date | null }>(sql`
-    select t.id, t.status, t.run_at, t.priority,
+export async function pendingHeads(
+  db: Executor,
+  limit: number,
+): Promise<{ id: string; status: string; runAt: Date; priority: number; leaseExpiresAt: Date | null; approvalRounds: number }[]> {
+  const r = await db.execute<{ id: string; status: string; run_at: Date; priority: number; lease_expires_at: Date | null; approval_rounds: number }>(sql`
+    select t.id, t.status, t.run_at, t.priority, t.approval_rounds,
            -- A warm lease (its owner idle, waiting for this turn) does not hold the turn back.
            case when c.lease_warm then null else c.lease_expires_at end as lease_expires_at
       from turns t join conversations c on c.id = t.conversation_id
      where t.status in ('queued', 'running')
        and not exists (select 1 from turns e
                         where e.conversation_id = t.conversation_id
-                          and e.status in ('queued', 'running') and e.seq < t.seq)
+                          and e.status in ${UNFINISHED} and e.seq < t.seq)
      order by t.run_at
      limit ${limit}`);
   return r.rows.map((row) => ({
@@ -560,6 +607,7 @@ export async function pendingHeads(db: Executor, limit: number): Promise<{ id: s
     runAt: new Date(row.run_at),
     priority: row.priority,
     leaseExpiresAt: row.lease_expires_at ? new Date(row.lease_expires_at) : null,
+    approvalRounds: row.approval_rounds,
   }));
 }
 

@@ -14,6 +14,7 @@ import { Checkpoints } from './checkpoint.js';
 import { CliTurn } from './cliTurn.js';
 import { commitTurn, endUnstored, requeueAttempt, retryOrFail } from './commitAttempt.js';
 import { attemptsExhausted } from './endUnstored.js';
+import { deferredCall } from './gate.js';
 import { backoffMs, decide, type TurnDecision } from './retryPolicy.js';
 import { prepareCold, prepareWarm, whenSessionMissing } from './sessionStart.js';
 import { isTransientDbError } from './transient.js';
@@ -105,8 +106,12 @@ export class Attempt implements InputTarget {
         // Drained on shutdown: hand the turn back at once; another worker continues it.
         ctx.record({ type: 'agentq', subtype: HANDED_BACK_SUBTYPE, reason: 'shutdown' });
         return requeueAttempt(ctx, 0, null);
-      case 'finish':
+      case 'finish': {
+        // Stopped before a gated call: commit what ran and wait for a person (./gate.ts).
+        const deferred = deferredCall(ctx, outcome);
+        if (deferred) return commitTurn(ctx, { outcome, status: 'awaiting_approval', error: null, deferred });
         return commitTurn(ctx, { outcome, status: decision.status, error: decision.error ?? null, keepWarm: this.mayKeepWarm(outcome) });
+      }
       case 'retry':
         return retryOrFail(ctx, outcome, decision.error);
     }

@@ -4,6 +4,7 @@
 // ./commitAttempt.ts) are functions of this context; ./attempt.ts tells them in order.
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
+import type { GateSpec } from '../runner/approvalGate.js';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import type { AgentPath } from '../agentFiles/agentTree.js';
@@ -131,6 +132,8 @@ export class AttemptContext {
   keepHandle: WarmHandle | undefined;
   /** The turn took a mid-run message: its CLI may still answer it, so it is not kept. */
   gotInput = false;
+  /** The approval gate of this attempt's runs (./gate.ts); undefined: nothing is gated. */
+  gate: GateSpec | undefined;
   /** Milliseconds spent in each phase of the attempt, logged with the commit. */
   readonly phases: Record<string, number> = {};
   private phaseStart = performance.now();

@@ -2,6 +2,7 @@
 // process in stream-json input mode, kept open after its result), with a timed checkpoint
 // and lease heartbeat while it runs. Its events are buffered on the context and published
 // live; with `streamInput`, user messages reach its stdin until its first result.
+import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import type { InputOutcome } from '../live/inputs.js';
 import type { ClaudeEvent } from '../runner/events.js';
@@ -32,17 +33,17 @@ export class CliTurn {
   ) {}
 
   /** Runs the CLI on `prompt` in `session` to the turn's result. */
-  async run(session: CliSession, prompt: string): Promise<RunOutcome> {
+  async run(session: CliSession, prompt: string | undefined): Promise<RunOutcome> {
     const { ctx } = this;
     const { config } = ctx;
-    const { continueOnRetry: _ignored, warm: _warm, ...options } = ctx.turn.options as Record<string, unknown> & { continueOnRetry?: boolean };
+    const { continueOnRetry: _ignored, warm: _warm, approvals: _approvals, ...options } = ctx.turn.options as Record<string, unknown> & { continueOnRetry?: boolean };
     const checkpointTimer = setInterval(() => {
       // A timed checkpoint logs its own failures; this catches only a chain already broken by a final one.
       this.checkpoints.schedule(false).catch((err: unknown) => ctx.log().warn({ err }, 'checkpoint failed'));
     }, config.worker.checkpointIntervalMs);
     const heartbeatTimer = setInterval(() => void ctx.lease.heartbeat(), Math.max(200, Math.floor(config.worker.leaseMs / 3)));
     try {
-      const outcome = ctx.multiTurn ? await this.runMultiTurn(prompt, session, options) : await this.runOnce(prompt, session, options);
+      const outcome = ctx.multiTurn && prompt !== undefined ? await this.runMultiTurn(prompt, session, options) : await this.runOnce(prompt, session, options);
       ctx.deps.observer?.cliExited?.(outcome);
       return outcome;
     } finally {
@@ -69,7 +70,7 @@ export class CliTurn {
   }
 
   /** A cold run: the CLI exits after the turn. */
-  private async runOnce(prompt: string, session: CliSession, options: Record<string, unknown>): Promise<RunOutcome> {
+  private async runOnce(prompt: string | undefined, session: CliSession, options: Record<string, unknown>): Promise<RunOutcome> {
     const run = startClaude(this.runOptions(prompt, session, options), this.ctx.deps.runner, {
       signal: this.ctx.controller.signal,
       onEvent: (e) => {
@@ -78,7 +79,7 @@ export class CliTurn {
         if (e.kind === 'result') this.endInput();
       },
     });
-    if (options.streamInput === true) this.inputRun = run;
+    if (options.streamInput === true && prompt !== undefined) this.inputRun = run;
     return run.outcome;
   }
 
@@ -146,9 +147,12 @@ export class CliTurn {
   }
 
   /** The turn's CLI options in this attempt's directories. */
-  private runOptions(prompt: string, session: CliSession, options: Record<string, unknown>): RunOptions {
+  private runOptions(prompt: string | undefined, session: CliSession, options: Record<string, unknown>): RunOptions {
     const { ctx } = this;
     const configDir = ctx.configLink ?? ctx.configDir;
-    return { ...(options as Partial<RunOptions>), prompt, cwd: ctx.cwd, configDir, tmpDir: path.join(ctx.runDir, 'tmp'), session };
+    const gate = ctx.gate === undefined ? {} : { gate: { ...ctx.gate, runKey: randomUUID() } };
+    // No prompt: resume the deferred call (one message, so no stdin to keep open).
+    const resume = prompt === undefined ? { resumeDeferred: true, streamInput: false } : { prompt };
+    return { ...(options as Partial<RunOptions>), ...resume, ...gate, cwd: ctx.cwd, configDir, tmpDir: path.join(ctx.runDir, 'tmp'), session };
   }
 }

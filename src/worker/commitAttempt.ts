@@ -4,6 +4,10 @@
 // progress and hands the turn back with a delay. A write the fence refuses means another
 // worker took the turn over: the attempt ends as lease_lost, having written nothing.
 import { StaleLeaseError, WorkspaceTooLargeError } from '../errors.js';
+import type { DeferredToolUse } from '../runner/events.js';
+import { APPROVAL_REQUESTED, requestApproval } from '../store/approvals.js';
+import type { Executor } from '../store/db.js';
+import { approvalPolicyOf } from './gate.js';
 import type { RunOutcome } from '../runner/outcome.js';
 import { finishTurn, requeueTurn, type DueTurn, type TurnError } from '../store/turns.js';
 import { packWorkspace, type PackedWorkspace } from '../store/workspaceArchive.js';
@@ -17,7 +21,9 @@ import { withTransientRetry } from './transient.js';
 
 /** How the turn ends: its status, the run's outcome (none when the CLI did not run), its error. */
 export interface TurnEnd {
-  status: 'succeeded' | 'failed' | 'cancelled';
+  /** `awaiting_approval`: the run stopped at `deferred`; all is committed, the turn waits for a person. */
+  status: 'succeeded' | 'failed' | 'cancelled' | 'awaiting_approval';
+  deferred?: DeferredToolUse | undefined;
   outcome?: RunOutcome | undefined;
   error: TurnError | null;
   /** The turn may keep its CLI process and lease (a warm-eligible turn that succeeded). */
@@ -47,6 +53,7 @@ export async function commitTurn(ctx: AttemptContext, end: TurnEnd): Promise<Att
         ctx.fenced(async (f) => {
           const { tx } = f;
           if (packed) await storeWorkspace(tx, ctx.conversation.id, packed, ctx.storedWorkspaceSha);
+          if (status === 'awaiting_approval' && end.deferred) await recordApprovalRequest(ctx, tx, end.deferred);
           const current = await saveProgress(ctx, f, ctx.events);
           // The session file was refused only now (after the last checkpoint): the turn cannot succeed on it.
           if (status === 'succeeded' && ctx.files.sessionRefusal !== undefined) throw new SessionRefusedAtCommit();
@@ -133,6 +140,24 @@ export async function endUnstored(ctx: AttemptContext, error: TurnError, delayMs
   const ended = await withTransientRetry(ctx.log(), run);
   if (ended instanceof Date) return { kind: 'requeued', runAt: ended };
   return { kind: 'committed', status: 'failed', next: ended };
+}
+
+/** The pending approval of the call the run stopped at, and its event (rolled back with the commit if the fence refuses it). */
+async function recordApprovalRequest(ctx: AttemptContext, tx: Executor, call: DeferredToolUse): Promise<void> {
+  const policy = approvalPolicyOf(ctx.turn, ctx.conversation);
+  const approval = await requestApproval(tx, {
+    tenantId: ctx.conversation.tenantId,
+    conversationId: ctx.conversation.id,
+    turnId: ctx.turn.id,
+    toolUseId: call.id,
+    toolName: call.name,
+    input: call.input,
+    timeoutMs: policy?.timeoutMs,
+  });
+  // A retried commit finds the row already there: the event is recorded once per attempt.
+  if (!ctx.events.some((e) => e.type === 'agentq' && e.payload.includes(`"approvalId":"${approval.id}"`))) {
+    ctx.record({ type: 'agentq', subtype: APPROVAL_REQUESTED, approvalId: approval.id, toolUseId: call.id, toolName: call.name, input: call.input, expiresAt: approval.expiresAt?.toISOString() ?? null });
+  }
 }
 
 /** What whileLeaseHeld returns when the fence refused the write. */

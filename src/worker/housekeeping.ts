@@ -11,6 +11,20 @@ import { sweepOrphanedRuns } from '../runner/processTree.js';
 import type { ScheduleRunner } from '../schedules/runtime.js';
 import type { StoreDb } from '../store/db.js';
 import { pruneTurnEvents } from '../store/retention.js';
+import { expireAndQueue } from '../store/approvals.js';
+import { dispatchTurn } from '../queue/dispatch.js';
+
+/** Approvals past their time are answered deny: their turns run again (the gate denies those calls). */
+async function expireApprovalsAndDispatch(db: StoreDb, queue: Queue<TurnJobData>, log: Logger): Promise<void> {
+  try {
+    const { expired, dispatch } = await expireAndQueue(db);
+    if (expired.length > 0) log.info({ approvals: expired.map((a) => a.id) }, 'approvals expired: their calls are answered deny');
+    // A lost add is repaired by the reconciler below (the turn is queued in Postgres).
+    for (const due of dispatch) await dispatchTurn(queue, due).catch((err: unknown) => log.warn({ err, turnId: due.id }, 'dispatch after expiry failed'));
+  } catch (err) {
+    log.warn({ err }, 'expiring approvals failed');
+  }
+}
 
 /** How often a worker deletes turn events past AGENTQ_EVENT_RETENTION_MS (and once at start). */
 const PRUNE_EVERY_MS = 60 * 60 * 1000;
@@ -30,6 +44,7 @@ export function createHousekeeping({ config, db, queue, schedules, log }: Housek
     const swept = sweepOrphanedRuns();
     if (swept.length) log.warn({ pids: swept }, 'killed CLI processes left by a worker that died');
     await schedules()?.sync().catch((err: unknown) => log.warn({ err }, 'schedule sync failed'));
+    await expireApprovalsAndDispatch(db, queue, log);
     await reconcile(db, queue, 1000, (turnId, err) => log.warn({ err, turnId }, 'could not dispatch a due turn')).catch((err: unknown) =>
       log.warn({ err }, 'reconcile failed'),
     );

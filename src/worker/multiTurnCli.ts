@@ -3,7 +3,7 @@
 // handler and ends at that message's `result` (the CLI then waits for the next message)
 // or when the process ends first. The real CLI reports `total_cost_usd` summed over the
 // whole process: a turn's cost is the difference from the previous result.
-import { collectToolUses, permissionDenialsOf, type ClaudeEvent, type ResultEvent } from '../runner/events.js';
+import { collectToolUses, deferredToolUseOf, permissionDenialsOf, type ClaudeEvent, type ResultEvent } from '../runner/events.js';
 import type { RunOptions } from '../runner/options.js';
 import { classifyRun, emptyFacts, type RunOutcome } from '../runner/outcome.js';
 import { startClaude, type ClaudeRun, type RunnerSettings } from '../runner/runClaude.js';
@@ -125,6 +125,7 @@ export class MultiTurnCli {
         resultText: r.result,
         toolCalls: this.toolUses.size,
         permissionDenials: permissionDenialsOf(r),
+        deferredToolUse: deferredToolUseOf(r),
       },
       requestedSessionId: r.session_id ?? '',
       claudePath: this.settings.claudePath,

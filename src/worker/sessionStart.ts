@@ -9,13 +9,18 @@ import { discardUncommitted } from '../store/sessions.js';
 import { listTurns, setRunSessionId, type TurnError } from '../store/turns.js';
 import type { AttemptContext } from './attemptContext.js';
 import { pointConfigLink } from './configLink.js';
+import { prepareGate } from './gate.js';
 import { hydrateConversationSession, prepareWorkspace } from './prepareDisk.js';
 import type { WarmHandle } from './warmPool.js';
 
 export type CliSession = RunOptions['session'];
 
-/** What to run: the session and the prompt; or why the turn fails before any run. */
-export type SessionPlan = { kind: 'run'; session: CliSession; prompt: string } | { kind: 'fail'; error: TurnError };
+/**
+ * What to run: the session and the prompt; or why the turn fails before any run. No
+ * prompt: the run resumes the session to answer the tool call it stopped at (a turn that
+ * waited for an approval, docs/approvals.md).
+ */
+export type SessionPlan = { kind: 'run'; session: CliSession; prompt: string | undefined } | { kind: 'fail'; error: TurnError };
 
 const SUMMARY_MAX_CHARS = 8000;
 
@@ -30,6 +35,7 @@ export async function prepareCold(ctx: AttemptContext): Promise<SessionPlan> {
   ctx.storedWorkspaceSha = await prepareWorkspace(ctx.disk());
   ctx.mark('workspace');
   const start = await chooseSession(ctx);
+  ctx.gate = await prepareGate(ctx);
   ctx.mark('hydrate');
   const plan = await planFor(ctx, start);
   if (plan.kind === 'fail') return plan;
@@ -50,6 +56,9 @@ async function planFor(ctx: AttemptContext, start: SessionStart): Promise<Sessio
     case 'resume': {
       const session: CliSession = { mode: 'resume', sessionId: start.sessionId };
       await useSession(ctx, session);
+      // A turn that waited for an approval continues its session: the CLI asks the gate
+      // about the call it stopped at. An interrupted attempt of it is told to go on.
+      if (ctx.turn.approvalRounds > 0) return { kind: 'run', session, prompt: start.continuing ? ctx.config.worker.continuationPrompt : undefined };
       // A retry that continues its interrupted attempt is told so before the prompt.
       const prompt = start.continuing && !startsOver(ctx) ? `${ctx.config.worker.continuationPrompt}\n\n${ctx.turn.prompt}` : ctx.turn.prompt;
       return { kind: 'run', session, prompt };

@@ -15,6 +15,7 @@ import type { LocalCache } from './localCache.js';
 import type { WorkerResources } from './resources.js';
 import { warmIdleMsFor, warmOptionsKey } from './warmPolicy.js';
 import type { TurnEnding, WorkerEnd, WorkerOptions } from './workerTypes.js';
+import { approvalPolicyOf } from './gate.js';
 
 export interface TurnJobsDeps {
   config: Config;
@@ -129,7 +130,9 @@ export class TurnJobs {
     const optionsKey = warmOptionsKey(turnOptions);
     // A process kept here is used only if it is still current (claimed from our own warm lease).
     const handle = await warmPool?.take(claim.conversation.id, claim.warmToken, optionsKey);
-    const keepIdleMs = warmPool && !this.deps.stopping() ? warmIdleMsFor(turnOptions, config) : undefined;
+    // A gated turn runs cold: its gate's decisions are given to each CLI process when it starts (./gate.ts).
+    const gated = approvalPolicyOf(claim.turn, claim.conversation) !== undefined || claim.turn.approvalRounds > 0;
+    const keepIdleMs = warmPool && !this.deps.stopping() && !gated ? warmIdleMsFor(turnOptions, config) : undefined;
     if (handle || keepIdleMs !== undefined) options.observeWarm?.turn?.(handle ? 'hit' : 'miss');
     const observer = options.observeAttempt?.({
       turnId,
@@ -156,7 +159,8 @@ export class TurnJobs {
       endings.push({ turnId, ending: verdict === undefined ? 'error' : verdict.kind === 'committed' ? (verdict.status as TurnEnding) : verdict.kind });
       lifetime.attemptEnded();
     }
-    if (verdict.kind === 'committed') {
+    // A turn that waits for an approval is not over: its live stream goes on when it runs again.
+    if (verdict.kind === 'committed' && verdict.status !== 'awaiting_approval') {
       // SSE readers of the turn stop here (src/live/feed.ts).
       live.publisher.finished(turnId, verdict.status);
       const next = verdict.next;

@@ -20,7 +20,7 @@ export interface WorkerOptions {
 }
 
 /** How one claimed turn ended in this worker: its committed status, or why it was not committed here. */
-export type TurnEnding = 'succeeded' | 'failed' | 'cancelled' | 'requeued' | 'lease_lost' | 'error';
+export type TurnEnding = 'succeeded' | 'failed' | 'cancelled' | 'awaiting_approval' | 'requeued' | 'lease_lost' | 'error';
 
 /** Why and how a worker stopped. */
 export interface WorkerEnd {

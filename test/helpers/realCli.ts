@@ -57,6 +57,11 @@ export function realCliSettings(mockUrl: string, env: Record<string, string> = {
  * under `root/name`, so two "machines" share nothing on disk.
  */
 export function realCliMachine(baseEnv: Record<string, string>, root: string, name: string, mockUrl: string, extra: Record<string, string> = {}): Config {
+  return loadConfig(realCliMachineEnv(baseEnv, root, name, mockUrl, extra));
+}
+
+/** The environment of realCliMachine (for a worker started as its own process). */
+export function realCliMachineEnv(baseEnv: Record<string, string>, root: string, name: string, mockUrl: string, extra: Record<string, string> = {}): Record<string, string> {
   const env: Record<string, string> = {
     ...baseEnv,
     AGENTQ_WORKSPACE_ROOT: path.join(root, name, 'workspaces'),
@@ -68,7 +73,7 @@ export function realCliMachine(baseEnv: Record<string, string>, root: string, na
     ...extra,
   };
   delete env.FAKE_CLAUDE_LOG;
-  return loadConfig(env);
+  return env;
 }
 
 /**

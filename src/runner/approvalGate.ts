@@ -1,0 +1,132 @@
+// The approval gate (docs/approvals.md): a PreToolUse command hook, given to the CLI with
+// `--settings`, that answers for every tool call a turn's approval rules name. A call with
+// a decision recorded for its tool_use_id gets that decision (allow, with the input a
+// person may have changed; or deny, with what the model is told); any other gated call is
+// deferred, which stops `claude -p` before the tool runs (shared/claude-cli README
+// "Deferring a tool call"). The hook is `node -e <code> <spec>`: no file the agent could
+// write, and the decisions travel in argv, which the agent can read but not change. It
+// fails closed: anything it cannot do ends in exit code 2, which the CLI treats as a block.
+import { z } from 'zod';
+
+/** A tool name as a rule names it: the CLI's tools and `mcp__server__tool`. */
+const TOOL_NAME = /^[A-Za-z0-9_-]{1,200}$/;
+const RULE = /^([A-Za-z0-9_-]{1,200})(?:\((.{1,400})\))?$/su;
+
+/** One of the CLI's rule syntax (`Bash`, `Bash(git push:*)`, `mcp__crm__send_reply`): a gated tool call. */
+export const approvalRuleSchema = z
+  .string()
+  .regex(RULE, { error: 'must be a tool name, optionally with a pattern in parentheses: Bash, Bash(git push:*), mcp__crm__send_reply' })
+  .refine((r) => !/[\p{Cc}]/u.test(r), { error: 'must not contain control characters' });
+
+/** What a turn (or its conversation) says about approvals. */
+export const approvalPolicySchema = z.strictObject({
+  /** Tool calls that need a person's allow before they run. */
+  tools: z.array(approvalRuleSchema).min(1, { error: 'must name at least one tool' }).max(50),
+  /** A pending approval is answered deny after this long; default: it waits for ever. */
+  timeoutMs: z.number().int().min(1000).max(366 * 24 * 60 * 60 * 1000).optional(),
+});
+export type ApprovalPolicy = z.infer<typeof approvalPolicySchema>;
+
+/** What the gate answers for one tool_use_id. */
+export interface GateDecision {
+  decision: 'allow' | 'deny';
+  /** The call's tool (so the hook is started for it). */
+  tool: string;
+  /** With deny: what the model is told. */
+  message?: string | undefined;
+  /** With allow: the input the tool runs with instead of the model's. */
+  updatedInput?: Record<string, unknown> | undefined;
+}
+
+/** Everything the gate of one CLI run knows. */
+export interface GateSpec {
+  rules: string[];
+  decisions: Record<string, GateDecision>;
+  /** Unique per run: the name of the marker the first deferral of the run takes (see GATE_CODE). */
+  runKey: string;
+}
+
+/** The tool name a rule is about. */
+export function ruleTool(rule: string): string {
+  return RULE.exec(rule)?.[1] ?? rule;
+}
+
+/** Message the model gets for a gated call that was not deferred because another call of the same message was. */
+export const SIBLING_NOT_RUN =
+  'agentq: not run. Another tool call in this message is waiting for a person to approve it, and only one call waits at a time. ' +
+  'If this call is still needed, ask for it again, in a message of its own, after that one is decided.';
+
+// The hook itself, plain JavaScript for `node -e` (no single quotes: it is put in single
+// quotes for the shell). argv[1] is the spec, base64 JSON. Matching: a rule's tool name
+// equals the call's; a pattern narrows only Bash, on the command's text (any occurrence,
+// whitespace collapsed: a convenience, not a boundary, docs/approvals.md); a pattern on
+// another tool gates the whole tool. The first gated call without a decision in a run is
+// deferred; later ones of the same message are denied with SIBLING_NOT_RUN (measured: the
+// CLI reports only one deferred call and drops the others from the session).
+const GATE_CODE = `
+const fs = require("fs"), path = require("path"), os = require("os");
+const fail = (why) => { process.stderr.write("agentq approval gate: " + why + "; the call is blocked\\n"); process.exit(2); };
+try {
+  const spec = JSON.parse(Buffer.from(process.argv[1], "base64").toString("utf8"));
+  const call = JSON.parse(fs.readFileSync(0, "utf8"));
+  const name = call.tool_name, input = call.tool_input || {};
+  const norm = (s) => String(s).replace(/\\s+/g, " ").trim();
+  const answer = (decision, reason, updatedInput) => {
+    const out = { hookEventName: "PreToolUse", permissionDecision: decision, permissionDecisionReason: reason };
+    if (updatedInput) out.updatedInput = updatedInput;
+    process.stdout.write(JSON.stringify({ hookSpecificOutput: out }) + "\\n");
+    process.exit(0);
+  };
+  const d = Object.prototype.hasOwnProperty.call(spec.decisions, call.tool_use_id) ? spec.decisions[call.tool_use_id] : undefined;
+  if (d && d.decision === "allow" && d.tool === name) answer("allow", "approved by a person (agentq)", d.updatedInput);
+  if (d) answer("deny", d.message || "agentq: a person denied this tool call.");
+  const gated = spec.rules.some((r) => {
+    if (r === "*") return true;
+    const m = /^([A-Za-z0-9_-]+)(?:\\((.*)\\))?$/s.exec(r);
+    if (!m || m[1] !== name) return false;
+    if (m[2] === undefined || name !== "Bash") return true;
+    const needle = norm(m[2].replace(/:?\\*$/, ""));
+    return needle === "" || norm(input.command || "").includes(needle);
+  });
+  if (!gated) process.exit(0);
+  const marker = path.join(process.env.CLAUDE_CODE_TMPDIR || os.tmpdir(), ".agentq-gate-" + spec.runKey);
+  try { fs.mkdirSync(marker); } catch (e) {
+    if (e && e.code === "EEXIST") answer("deny", spec.sibling);
+    throw e;
+  }
+  answer("defer", "agentq: waiting for a person to approve this tool call");
+} catch (e) { fail(e && e.message ? e.message : String(e)); }
+`;
+
+/** How long the CLI lets the hook run; it takes milliseconds, and a hook the CLI gave up on would not block the call. */
+const HOOK_TIMEOUT_S = 600;
+
+/**
+ * The `--settings` JSON of a gated run: one PreToolUse hook for the rules' tools. The
+ * matcher only saves starting the hook for other tools; the hook checks the name itself.
+ */
+export function gateSettings(spec: GateSpec, nodePath: string = process.execPath): string {
+  const payload = Buffer.from(JSON.stringify({ rules: spec.rules, decisions: spec.decisions, runKey: spec.runKey, sibling: SIBLING_NOT_RUN })).toString('base64');
+  const code = GATE_CODE.replace(/\n\s*/g, ' ').trim();
+  if (code.includes("'") || nodePath.includes("'")) throw new Error('the approval gate cannot be quoted for the shell');
+  const command = `'${nodePath}' -e '${code}' '${payload}' || exit 2`;
+  const tools = [...spec.rules.map(ruleTool), ...Object.values(spec.decisions).map((d) => d.tool)];
+  // `*`: every tool (a stored policy that no longer parses gates everything).
+  const matcher = spec.rules.includes('*') ? '*' : [...new Set(tools)].filter((t) => TOOL_NAME.test(t)).join('|');
+  return JSON.stringify({ hooks: { PreToolUse: [{ matcher, hooks: [{ type: 'command', command, timeout: HOOK_TIMEOUT_S }] }] } });
+}
+
+/** The CLI flags of a gated run (see buildArgv). */
+export function gateFlags(spec: GateSpec, nodePath?: string): string[] {
+  const flags = [
+    // No settings file is read: a hook the agent planted in one could run commands of its
+    // own on any tool call, or rewrite an allowed call's input (docs/approvals.md).
+    '--setting-sources',
+    '',
+    '--settings',
+    gateSettings(spec, nodePath),
+  ];
+  // In -p mode the CLI offers AskUserQuestion only with a permission prompt tool (measured, both versions).
+  if (spec.rules.some((r) => ruleTool(r) === 'AskUserQuestion')) flags.push('--permission-prompt-tool', 'stdio');
+  return flags;
+}
