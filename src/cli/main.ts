@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { describeConfig, loadConfig, type Config } from '../config.js';
 import { asSchemaNotMigrated, ConfigError, SchemaTooNewError, StoreInputError, TurnInputError } from '../errors.js';
 import { configMarkdownPage } from './configCommand.js';
+import type { ApprovalsFlags, DecideFlags } from './approvalCommands.js';
 import type { EnqueueFlags } from './turnCommands.js';
 import type { WorkerFlags } from './workerCommand.js';
 import { registerScheduleCommands } from './scheduleCommand.js';
@@ -110,7 +111,7 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
     .argument('<conversation>', 'the conversation id, e.g. ticket-4812')
     .argument('[prompt]', 'the prompt of the turn; `-` reads it from standard input')
     .option('--prompt-file <file>', 'read the prompt from this file (for prompts too long for an argument)')
-    .option('--wait', 'wait until the turn ends; exit non-zero unless it succeeded')
+    .option('--wait', 'wait until the turn ends (exit 0 succeeded, 1 otherwise) or waits for an approval (exit 3, prints the approval id)')
     .option('--json', 'print one JSON line')
     .option('--timeout-ms <n>', 'with --wait: give up after this long (default 600000)')
     .option('--tenant <id>', 'tenant of the conversation (default "default")')
@@ -161,6 +162,44 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
     .action(async (turn: string) => {
       const { cancelCommand } = await import('./turnCommands.js');
       setExit(await cancelCommand(config(), io, turn));
+    });
+
+  program
+    .command('approvals')
+    .description('tool calls that wait for a person (docs/approvals.md): id, status, tool, input, turn')
+    .option('--tenant <id>', 'tenant (default "default")')
+    .option('--status <s>', 'pending (default), allowed, denied, expired or all')
+    .option('--json', 'print {approvals: [...]} as JSON')
+    .action(async (opts: ApprovalsFlags) => {
+      const { approvalsCommand } = await import('./approvalCommands.js');
+      setExit(await approvalsCommand(config(), io, opts));
+    });
+
+  const collect = (value: string, previous: string[] = []) => [...previous, value];
+  program
+    .command('approve')
+    .description('allow a gated tool call; the turn runs on, on any worker. Exit 0 decided, 2 bad input, 4 not found, 5 decided before')
+    .argument('<approval>', 'the approval id')
+    .option('--tenant <id>', 'tenant (default "default")')
+    .option('--input <json>', 'run the tool with this input instead of the model\'s (a JSON object)')
+    .option('--answer <text>', 'for AskUserQuestion: the answer to the next question (or "Question text=answer"); repeat for several', collect)
+    .option('--message <text>', 'a note kept with the decision')
+    .option('--json', 'print {outcome, approval} as JSON')
+    .action(async (id: string, opts: DecideFlags) => {
+      const { decideCommand } = await import('./approvalCommands.js');
+      setExit(await decideCommand(config(), io, 'allow', id, opts));
+    });
+
+  program
+    .command('deny')
+    .description('refuse a gated tool call; the model is told (with --message, what you say). Exit codes as approve')
+    .argument('<approval>', 'the approval id')
+    .option('--tenant <id>', 'tenant (default "default")')
+    .option('--message <text>', 'what the model is told')
+    .option('--json', 'print {outcome, approval} as JSON')
+    .action(async (id: string, opts: DecideFlags) => {
+      const { decideCommand } = await import('./approvalCommands.js');
+      setExit(await decideCommand(config(), io, 'deny', id, opts));
     });
 
   program

@@ -71,6 +71,15 @@ function statusText(status: string, denials: PermissionDenials | null): string {
   return denials?.everyToolCall ? `${status}, but every tool call was refused` : status;
 }
 
+/** Exit codes of `agentq enqueue --wait`. */
+export const ENQUEUE_EXIT = {
+  succeeded: 0,
+  /** Failed, cancelled, or the wait timed out. */
+  notSucceeded: 1,
+  /** The turn stopped at a gated tool call and waits for a decision (docs/approvals.md). */
+  awaitingApproval: 3,
+} as const;
+
 export async function enqueueCommand(config: Config, io: CliIo, conversationId: string, promptArg: string | undefined, flags: EnqueueFlags): Promise<number> {
   const prompt = await promptFrom(config, io, promptArg, flags.promptFile);
   const client = createClient(config);
@@ -89,7 +98,13 @@ export async function enqueueCommand(config: Config, io: CliIo, conversationId: 
       io.out(flags.json ? JSON.stringify({ turnId: turn.turnId, conversationId, seq: turn.seq, created: turn.created }) : turn.turnId);
       return 0;
     }
-    const done = await client.waitForTurn(turn.turnId, intFlag('timeout-ms', flags.timeoutMs) ?? 10 * 60 * 1000);
+    const done = await client.waitForTurn(turn.turnId, intFlag('timeout-ms', flags.timeoutMs) ?? 10 * 60 * 1000, { untilApproval: true });
+    if (done.status === 'awaiting_approval') {
+      // Stopped at a gated tool call: a person decides (agentq approve / deny), then the turn runs on.
+      if (flags.json) io.out(JSON.stringify({ turnId: turn.turnId, conversationId, status: done.status, approvalId: done.approvalId }));
+      else io.out(`${turn.turnId} awaiting_approval (approval ${done.approvalId}: agentq approve ${done.approvalId}, or agentq deny ${done.approvalId})`);
+      return ENQUEUE_EXIT.awaitingApproval;
+    }
     const report = {
       turnId: turn.turnId,
       conversationId,
@@ -107,7 +122,7 @@ export async function enqueueCommand(config: Config, io: CliIo, conversationId: 
       if (report.permissionDenials) io.err(`warning: ${denialsNote(report.permissionDenials)}`);
       if (report.error) io.err(JSON.stringify(report.error));
     }
-    return done.status === 'succeeded' ? 0 : 1;
+    return done.status === 'succeeded' ? ENQUEUE_EXIT.succeeded : ENQUEUE_EXIT.notSucceeded;
   } finally {
     await client.close();
   }

@@ -1,0 +1,84 @@
+// The approval gate's hook as the CLI runs it (`sh -c <command>`, the call's JSON on stdin):
+// what it answers for each kind of call, and that everything it cannot do blocks the call
+// (exit code 2) instead of letting it through.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { gateFlags, gateSettings, SIBLING_NOT_RUN, type GateSpec } from '../src/runner/approvalGate.js';
+import { parseEnqueueInput } from '../src/queue/turnInput.js';
+
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'agentq-gate-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+interface HookSettings {
+  hooks: { PreToolUse: { matcher: string; hooks: { command: string; timeout: number }[] }[] };
+}
+
+function runHook(spec: GateSpec, call: unknown, nodePath?: string) {
+  const settings = JSON.parse(gateSettings(spec, nodePath)) as HookSettings;
+  const { command } = settings.hooks.PreToolUse[0]!.hooks[0]!;
+  const r = spawnSync('/bin/sh', ['-c', command], { input: typeof call === 'string' ? call : JSON.stringify(call), env: { PATH: '/usr/bin:/bin', CLAUDE_CODE_TMPDIR: tmp }, encoding: 'utf8' });
+  const out = r.stdout.trim() === '' ? undefined : (JSON.parse(r.stdout) as { hookSpecificOutput: { permissionDecision: string; permissionDecisionReason: string; updatedInput?: unknown } }).hookSpecificOutput;
+  return { code: r.status, out, stderr: r.stderr };
+}
+
+let keys = 0;
+const spec = (rules: string[], decisions: GateSpec['decisions'] = {}): GateSpec => ({ rules, decisions, runKey: `k${++keys}` });
+const bashCall = (id: string, command: string) => ({ tool_name: 'Bash', tool_use_id: id, tool_input: { command } });
+
+describe('the approval gate hook', () => {
+  it('defers the first gated call of a run and refuses later ones with a reason; leaves other tools alone', () => {
+    const s = spec(['Bash']);
+    expect(runHook(s, bashCall('t1', 'ls')).out).toMatchObject({ permissionDecision: 'defer' });
+    expect(runHook(s, bashCall('t2', 'ls')).out).toMatchObject({ permissionDecision: 'deny', permissionDecisionReason: SIBLING_NOT_RUN });
+    expect(runHook(s, { tool_name: 'Read', tool_use_id: 't3', tool_input: {} })).toMatchObject({ code: 0, out: undefined });
+  });
+
+  it('answers a recorded decision by tool_use_id: allow (with the input a person gave), deny with its message', () => {
+    const s = spec(['Bash'], {
+      a: { decision: 'allow', tool: 'Bash', updatedInput: { command: 'echo safer' } },
+      d: { decision: 'deny', tool: 'Bash', message: 'not now' },
+      w: { decision: 'allow', tool: 'Write' },
+    });
+    expect(runHook(s, bashCall('a', 'rm -rf /')).out).toEqual({ hookEventName: 'PreToolUse', permissionDecision: 'allow', permissionDecisionReason: expect.any(String), updatedInput: { command: 'echo safer' } });
+    expect(runHook(s, bashCall('d', 'ls')).out).toMatchObject({ permissionDecision: 'deny', permissionDecisionReason: 'not now' });
+    // An allow recorded for another tool does not open this one.
+    expect(runHook(s, bashCall('w', 'ls')).out).toMatchObject({ permissionDecision: 'deny' });
+  });
+
+  it('a Bash pattern matches the command text anywhere (bash -c, &&, extra spaces); other tools with a pattern are gated whole', () => {
+    const s = spec(['Bash(git push:*)', 'Write(/etc/*)']);
+    expect(runHook(s, bashCall('p1', 'git status')).out).toBeUndefined();
+    expect(runHook(spec(['Bash(git push:*)']), bashCall('p2', "bash -c 'cd repo &&  git   push origin'")).out).toMatchObject({ permissionDecision: 'defer' });
+    expect(runHook(spec(['Write(/etc/*)']), { tool_name: 'Write', tool_use_id: 'w1', tool_input: { file_path: '/tmp/x' } }).out).toMatchObject({ permissionDecision: 'defer' });
+    expect(runHook(spec(['*']), { tool_name: 'mcp__crm__send_reply', tool_use_id: 'm1', tool_input: {} }).out).toMatchObject({ permissionDecision: 'defer' });
+  });
+
+  it('fails closed: unreadable input, no node, or no place for its marker block the call (exit 2)', () => {
+    expect(runHook(spec(['Bash']), 'not json')).toMatchObject({ code: 2, out: undefined });
+    expect(runHook(spec(['Bash']), bashCall('n1', 'ls'), '/nonexistent/node')).toMatchObject({ code: 2, out: undefined });
+    const s = spec(['Bash']);
+    const settings = JSON.parse(gateSettings(s)) as HookSettings;
+    const r = spawnSync('/bin/sh', ['-c', settings.hooks.PreToolUse[0]!.hooks[0]!.command], { input: JSON.stringify(bashCall('x', 'ls')), env: { PATH: '/usr/bin:/bin', CLAUDE_CODE_TMPDIR: path.join(tmp, 'missing', 'dir') }, encoding: 'utf8' });
+    expect(r.status).toBe(2);
+    expect(existsSync(path.join(tmp, 'missing'))).toBe(false);
+  });
+
+  it('the CLI reads no settings file in a gated run, and gets the permission prompt tool only for AskUserQuestion', () => {
+    const flags = gateFlags(spec(['Bash']));
+    expect(flags.slice(0, 3)).toEqual(['--setting-sources', '', '--settings']);
+    expect(flags).not.toContain('--permission-prompt-tool');
+    expect(gateFlags(spec(['AskUserQuestion']))).toEqual(expect.arrayContaining(['--permission-prompt-tool', 'stdio']));
+    const settings = JSON.parse(gateSettings(spec(['Bash(git push:*)', 'mcp__crm__send_reply']))) as HookSettings;
+    expect(settings.hooks.PreToolUse[0]!.matcher).toBe('Bash|mcp__crm__send_reply');
+  });
+
+  it('a policy that is not valid is refused at enqueue, naming the field', () => {
+    expect(() => parseEnqueueInput({ conversationId: 'c', prompt: 'p', options: { approvals: { tools: ['Bash; rm'] } } }, 1000)).toThrow(/options\.approvals\.tools\.0/);
+    expect(() => parseEnqueueInput({ conversationId: 'c', prompt: 'p', options: { approvals: { tools: [] } } }, 1000)).toThrow(/options\.approvals\.tools/);
+    expect(() => parseEnqueueInput({ conversationId: 'c', prompt: 'p', approvals: { tools: ['Bash'], timeoutMs: 5 } }, 1000)).toThrow(/approvals\.timeoutMs/);
+    expect(parseEnqueueInput({ conversationId: 'c', prompt: 'p', approvals: null }, 1000).approvals).toBeNull();
+  });
+});
