@@ -1,8 +1,11 @@
-// The approvals store (issue 21, the store only so far): a pending approval per deferred
-// tool call, decided once, scoped to its tenant, expired past its time.
+// The approvals store (docs/approvals.md): a pending approval per deferred tool call,
+// decided once, scoped to its tenant, expired past its time; a decided turn queued again;
+// the decisions a gate is given (an allow once per attempt); the metrics read from it.
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decideApproval, expireApprovals, getApproval, listApprovals, requestApproval, type ApprovalRequest } from '../src/store/approvals.js';
+import { Registry } from 'prom-client';
+import { registerApprovalMetrics } from '../src/metrics/approvals.js';
+import { ALLOWED_BEFORE, decideApproval, expireAndQueue, expireApprovals, gateDecisions, getApproval, listApprovals, requestApproval, type ApprovalRequest } from '../src/store/approvals.js';
 import { insertTurn } from '../src/store/turns.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 
@@ -70,5 +73,54 @@ describe('approvals store', () => {
     const late = await decideApproval(t.db, { tenantId: 'acme', id: approval.id, decision: 'allow', decidedBy: 'acme' });
     expect(late).toMatchObject({ kind: 'already_decided', approval: { status: 'expired', decidedBy: 'expiry', message: 'no decision came in time' } });
     expect(await expireApprovals(t.db)).toEqual([]);
+  });
+
+  it('the last decision of a waiting turn queues it again (to dispatch); one still pending keeps it waiting', async () => {
+    const { turn, request, approval } = await pending('acme');
+    const second = await requestApproval(t.db, { ...request, toolUseId: 'toolu_second' });
+    await t.db.execute(sql`update turns set status = 'awaiting_approval', approval_rounds = 1 where id = ${turn.id}::uuid`);
+    const first = await decideApproval(t.db, { tenantId: 'acme', id: approval.id, decision: 'allow', decidedBy: 'acme' });
+    expect(first).toMatchObject({ kind: 'decided', dispatch: undefined });
+    const last = await decideApproval(t.db, { tenantId: 'acme', id: second.id, decision: 'deny', decidedBy: 'acme' });
+    expect(last).toMatchObject({ kind: 'decided', dispatch: { id: turn.id, approvalRounds: 1 }, event: { turnId: turn.id } });
+    const [row] = (await t.db.execute<{ status: string }>(sql`select status from turns where id = ${turn.id}::uuid`)).rows;
+    expect(row!.status).toBe('queued');
+  });
+
+  it('an expired approval queues its waiting turn; the gate is told deny', async () => {
+    const { turn, approval } = await pending('acme', { timeoutMs: 1 });
+    await t.db.execute(sql`update turns set status = 'awaiting_approval', approval_rounds = 1 where id = ${turn.id}::uuid`);
+    await t.db.execute(sql`select pg_sleep(0.01)`);
+    const { expired, dispatch } = await expireAndQueue(t.db);
+    expect(expired.map((a) => a.id)).toContain(approval.id);
+    expect(dispatch.map((d) => d.id)).toContain(turn.id);
+    const decisions = await gateDecisions(t.db, { turnId: turn.id, conversationId: turn.conversationId, attempt: 2 });
+    expect(decisions[approval.toolUseId]).toMatchObject({ decision: 'deny', tool: 'Bash' });
+  });
+
+  it('an allow is given to one attempt: the attempt after it is told deny (the call may have run)', async () => {
+    const { turn, approval } = await pending('acme');
+    await decideApproval(t.db, { tenantId: 'acme', id: approval.id, decision: 'allow', updatedInput: { command: 'refund 42 --dry-run' }, decidedBy: 'acme' });
+    const q = { turnId: turn.id, conversationId: turn.conversationId };
+    expect((await gateDecisions(t.db, { ...q, attempt: 2 }))[approval.toolUseId]).toEqual({ decision: 'allow', tool: 'Bash', updatedInput: { command: 'refund 42 --dry-run' } });
+    // The same attempt asking again (its CLI re-run in the same attempt) still gets the allow.
+    expect((await gateDecisions(t.db, { ...q, attempt: 2 }))[approval.toolUseId]?.decision).toBe('allow');
+    expect((await gateDecisions(t.db, { ...q, attempt: 3 }))[approval.toolUseId]).toEqual({ decision: 'deny', tool: 'Bash', message: ALLOWED_BEFORE });
+  });
+
+  it('metrics: the pending count and the wait histogram by outcome', async () => {
+    const registry = new Registry();
+    registerApprovalMetrics(registry, t.pool);
+    const before = await registry.metrics();
+    const pendingNow = Number(/^agentq_approvals_pending (\d+)$/m.exec(before)![1]);
+    const allowedBefore = Number(/^agentq_approval_wait_seconds_count\{outcome="allowed"\} (\d+)$/m.exec(before)![1]);
+    const { approval } = await pending('metrics');
+    expect(Number(/^agentq_approvals_pending (\d+)$/m.exec(await registry.metrics())![1])).toBe(pendingNow + 1);
+    await decideApproval(t.db, { tenantId: 'metrics', id: approval.id, decision: 'allow', decidedBy: 'metrics' });
+    const after = await registry.metrics();
+    expect(Number(/^agentq_approvals_pending (\d+)$/m.exec(after)![1])).toBe(pendingNow);
+    expect(Number(/^agentq_approval_wait_seconds_count\{outcome="allowed"\} (\d+)$/m.exec(after)![1])).toBe(allowedBefore + 1);
+    expect(after).toMatch(/^agentq_approval_wait_seconds_bucket\{outcome="allowed",le="60"\} \d+$/m);
+    expect(after).toContain('# TYPE agentq_approval_wait_seconds histogram');
   });
 });

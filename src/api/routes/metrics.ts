@@ -3,6 +3,7 @@
 // oldest due turn from Postgres; kept as it goes: request counts and latency by route.
 // Public like /healthz (no API key): expose it only where Prometheus can reach it.
 import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
+import { registerApprovalMetrics } from '../../metrics/approvals.js';
 import { registerQueueDepth } from '../../metrics/queueDepth.js';
 import { registerTurnBacklog, registerWorkersSeen } from '../../metrics/turnBacklog.js';
 import type { ApiApp, ApiDeps } from '../server.js';
@@ -15,6 +16,7 @@ export function registerMetricsRoutes(app: ApiApp, { config, client, log }: ApiD
   registerQueueDepth(registry, client.queue, { log });
   registerTurnBacklog(registry, client.db.$client, { log });
   registerWorkersSeen(registry, client.redis, config, { log });
+  registerApprovalMetrics(registry, client.db.$client, { log });
   const requests = new Counter({
     name: 'agentq_http_requests_total',
     help: 'API requests by method, route template and status code.',
