@@ -19,6 +19,8 @@ import { createTestAgentq, type TestAgentq } from './helpers/agentq.js';
 import { realCliMachine, realCliMachineEnv, testCliIs } from './helpers/realCli.js';
 import { startWorker, stopWorkers } from './helpers/workers.js';
 import { workspaceDirName } from '../src/store/ids.js';
+import { liveStreamKey } from '../src/live/keys.js';
+import { sql } from 'drizzle-orm';
 import { killWorkerProcesses, startWorkerProcess } from './helpers/workerProcess.js';
 
 const KEY = 'approvals-key-0123456789abcdef';
@@ -116,6 +118,31 @@ describe('durable approvals with the real CLI', () => {
     expect(done.status, JSON.stringify(done.error)).toBe('succeeded');
     expect(markerLines('deny')).toBe(0);
     expect(requestsSince(from)[0]).toContain('NOT-THIS-CUSTOMER');
+    // Both ends of the wait are events of the turn: stored, and on its live stream.
+    const stored = await client.db.execute<{ payload: string }>(sql`select payload from turn_events where turn_id = ${turnId}::uuid and type = 'agentq' order by attempt, seq`);
+    const subtypes = stored.rows.map((r) => (JSON.parse(r.payload) as { subtype: string }).subtype);
+    expect(subtypes).toEqual(expect.arrayContaining(['approval_requested', 'approval_decided']));
+    expect(subtypes.indexOf('approval_requested')).toBeLessThan(subtypes.indexOf('approval_decided'));
+    const live = await client.redis.xrange(liveStreamKey(t.config, turnId), '-', '+');
+    const liveText = JSON.stringify(live);
+    expect(liveText).toContain('approval_requested');
+    expect(liveText).toContain('approval_decided');
+  }, 120_000);
+
+  it("the conversation's policy gates turns that set none; null removes it", async () => {
+    await startWorker(machine('l'));
+    const plain = { permissionMode: 'bypassPermissions' as const, maxTurns: 4 };
+    const first = await client.enqueueTurn({ conversationId: 'ticket-policy', tenantId: 'acme', prompt: `one ${bash('policy')}`, options: plain, approvals: { tools: ['Bash'] } });
+    const approvalId = await awaitApproval(first.turnId);
+    await client.decideApproval({ id: approvalId, tenantId: 'acme', decision: 'deny' });
+    expect((await client.waitForTurn(first.turnId, 60_000)).status).toBe('succeeded');
+    const second = await client.enqueueTurn({ conversationId: 'ticket-policy', tenantId: 'acme', prompt: `two ${bash('policy')}`, options: plain });
+    await client.decideApproval({ id: await awaitApproval(second.turnId), tenantId: 'acme', decision: 'deny' });
+    expect((await client.waitForTurn(second.turnId, 60_000)).status).toBe('succeeded');
+    expect(markerLines('policy')).toBe(0);
+    const third = await client.enqueueTurn({ conversationId: 'ticket-policy', tenantId: 'acme', prompt: `three ${bash('policy')}`, options: plain, approvals: null });
+    expect((await client.waitForTurn(third.turnId, 60_000)).status).toBe('succeeded');
+    expect(markerLines('policy')).toBe(1);
   }, 120_000);
 
   it('two gated calls in one message: one waits, the other is refused with a reason; only the allowed one runs, once', async () => {

@@ -94,13 +94,13 @@ export async function lockSchedule(tx: StoreTx, id: string): Promise<ScheduleRow
 }
 
 /**
- * Whether the conversation has a turn queued or running. Indexes:
+ * Whether the conversation has a turn queued, running or waiting for an approval. Indexes:
  * conversations_tenant_external_uq, then turns_conversation_status_seq_idx.
  */
 export async function hasActiveTurn(db: Executor, tenantId: string, externalId: string): Promise<boolean> {
   const r = await db.execute<{ active: boolean }>(sql`select exists (
       select 1 from conversations c join turns t on t.conversation_id = c.id
-      where c.tenant_id = ${tenantId} and c.external_id = ${externalId} and t.status in ('queued', 'running')
+      where c.tenant_id = ${tenantId} and c.external_id = ${externalId} and t.status in ('queued', 'running', 'awaiting_approval')
     ) as active`);
   return r.rows[0]?.active === true;
 }

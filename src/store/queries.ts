@@ -9,7 +9,7 @@ import { deleteConversation, type ConversationRow } from './conversations.js';
 import { conversations, turns, type ChunkCodec } from './schema.js';
 import type { TurnRow } from './turns.js';
 
-export const conversationStatuses = ['idle', 'queued', 'running'] as const;
+export const conversationStatuses = ['idle', 'queued', 'running', 'awaiting_approval'] as const;
 /** running: a turn runs; queued: none runs but one waits; idle: neither. */
 export type ConversationStatus = (typeof conversationStatuses)[number];
 
@@ -34,11 +34,14 @@ export interface ListConversationsInput {
 // (conversation_id, status, ...): at most one row read per probe.
 const runningProbe = sql`exists (select 1 from turns t where t.conversation_id = c.id and t.status = 'running')`;
 const queuedProbe = sql`exists (select 1 from turns t where t.conversation_id = c.id and t.status = 'queued')`;
+const awaitingProbe = sql`exists (select 1 from turns t where t.conversation_id = c.id and t.status = 'awaiting_approval')`;
 
 const statusFilter: Record<ConversationStatus, ReturnType<typeof sql>> = {
   running: runningProbe,
-  queued: sql`(not ${runningProbe} and ${queuedProbe})`,
-  idle: sql`not exists (select 1 from turns t where t.conversation_id = c.id and t.status in ('queued', 'running'))`,
+  // A turn waiting for a person holds the ones queued behind it: the conversation waits for the person.
+  awaiting_approval: sql`(not ${runningProbe} and ${awaitingProbe})`,
+  queued: sql`(not ${runningProbe} and not ${awaitingProbe} and ${queuedProbe})`,
+  idle: sql`not exists (select 1 from turns t where t.conversation_id = c.id and t.status in ('queued', 'running', 'awaiting_approval'))`,
 };
 
 /**
@@ -60,7 +63,7 @@ export async function listConversations(db: Executor, input: ListConversationsIn
     status: ConversationStatus;
   }>(sql`
     select c.external_id, c.session_id, c.turns_total, c.cost_usd, c.updated_at,
-           case when ${runningProbe} then 'running' when ${queuedProbe} then 'queued' else 'idle' end as status
+           case when ${runningProbe} then 'running' when ${awaitingProbe} then 'awaiting_approval' when ${queuedProbe} then 'queued' else 'idle' end as status
       from conversations c
      where c.tenant_id = ${input.tenantId} ${after} ${filter}
      order by c.external_id

@@ -149,7 +149,7 @@ export function registerConversationRoutes(app: ApiApp, { config, client, log }:
         tags: ['conversations'],
         summary: "List the tenant's conversations",
         description:
-          'In conversation-id order; `status` is derived from the turns: `running` (a turn runs), `queued` (one waits), `idle`. Pass `nextCursor` back as `cursor` for the next page; null at the end.',
+          'In conversation-id order; `status` is derived from the turns: `running` (a turn runs), `awaiting_approval` (a turn waits for a person to approve a tool call), `queued` (one waits), `idle`. Pass `nextCursor` back as `cursor` for the next page; null at the end.',
         querystring: z.strictObject({
           status: z.enum(conversationStatuses).optional(),
           limit: limitSchema,
