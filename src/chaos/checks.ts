@@ -245,3 +245,32 @@ export async function foreignData(client: pg.Client, hostile: readonly number[],
   }
   return violations;
 }
+
+/** What happened to the gated calls (docs/approvals.md): the approvals by status, and the calls that ran. */
+export interface GatedCallFacts {
+  approvals: Record<string, number>;
+  ran: number;
+  violations: Violation[];
+}
+
+/**
+ * Every gated call that ran (a line with its tool_use_id in `gatedLog`) ran once, and only
+ * after a person allowed it; no approval is left pending at the end.
+ */
+export async function checkGatedCalls(client: pg.Client, gatedLog: string): Promise<GatedCallFacts> {
+  const rows = await client.query<{ tool_use_id: string; status: string; turn_id: string }>('select tool_use_id, status, turn_id from approvals');
+  const approvals: Record<string, number> = {};
+  for (const r of rows.rows) approvals[r.status] = (approvals[r.status] ?? 0) + 1;
+  const ran = existsSync(gatedLog) ? readFileSync(gatedLog, 'utf8').split('\n').filter(Boolean) : [];
+  const violations: Violation[] = [];
+  const byId = new Map(rows.rows.map((r) => [r.tool_use_id, r]));
+  const counts = new Map<string, number>();
+  for (const id of ran) counts.set(id, (counts.get(id) ?? 0) + 1);
+  const twice = [...counts].filter(([, n]) => n > 1).map(([id]) => id);
+  if (twice.length) violations.push({ property: 'gatedRanTwice', turnIds: twice.map((id) => byId.get(id)?.turn_id ?? id), detail: `gated calls that ran more than once: ${twice.join(', ')}` });
+  const unallowed = [...counts.keys()].filter((id) => byId.get(id)?.status !== 'allowed');
+  if (unallowed.length) violations.push({ property: 'gatedRanUnallowed', turnIds: unallowed.map((id) => byId.get(id)?.turn_id ?? id), detail: `gated calls that ran without an allow: ${unallowed.join(', ')}` });
+  const pending = rows.rows.filter((r) => r.status === 'pending');
+  if (pending.length) violations.push({ property: 'approvalsPending', turnIds: pending.map((r) => r.turn_id), detail: `${pending.length} approvals still pending at the end` });
+  return { approvals, ran: ran.length, violations };
+}

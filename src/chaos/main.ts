@@ -2,7 +2,9 @@
 // SIGKILLed at random and replaced, Redis is flushed and Postgres restarted midway, all
 // on private servers the suite starts itself; at the end it checks that no accepted turn
 // was lost, none was committed twice, each ran in order with its whole history, the
-// stored sessions have no gap or duplicate, and no CLI process or lease is left.
+// stored sessions have no gap or duplicate, and no CLI process or lease is left. A third
+// of the conversations gate a tool call each turn (docs/approvals.md): a decider allows or
+// denies them while the faults go on, and no gated call may run twice or without an allow.
 import { chmodSync, closeSync, mkdirSync, mkdtempSync, openSync, writeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -10,13 +12,13 @@ import { parseArgs } from 'node:util';
 import { execa } from 'execa';
 import pg from 'pg';
 import { loadConfig } from '../config.js';
-import { createClient } from '../queue/client.js';
+import { createClient, type AgentqClient } from '../queue/client.js';
 import { createStoreDb } from '../store/db.js';
 import { createPool } from '../store/pool.js';
 import { hydrateSession } from '../store/hydrate.js';
 import { migrate } from '../store/migrate.js';
 import { fakeCliPath } from '../testing/fakeCliPath.js';
-import { AUDIT_SQL, checkRun, duplicateUuids, foreignData, processesWithMarker, readCliLog, type CheckResult } from './checks.js';
+import { AUDIT_SQL, checkGatedCalls, checkRun, duplicateUuids, foreignData, processesWithMarker, readCliLog, type CheckResult } from './checks.js';
 import { startPrivatePostgres, startPrivateRedis } from './services.js';
 import { WorkerPool } from './workerPool.js';
 
@@ -85,6 +87,8 @@ async function runCase(name: CaseName, quick: boolean, parentEnv: Readonly<Recor
   // The private Postgres runs as the postgres user: it must be able to reach its data dir.
   chmodSync(root, 0o755);
   const logFile = path.join(root, 'fake-cli.log');
+  const gatedLog = path.join(root, 'gated-calls.log');
+  let stopDecider: (() => Promise<void>) | undefined;
   say(`chaos case ${name} (${CASES[name]}): ${plan.turns} turns over ${plan.conversations} conversations, ${plan.workers} workers x ${plan.concurrency}; scratch ${root}`);
 
   const postgres = await startPrivatePostgres(path.join(root, 'pg'));
@@ -140,17 +144,19 @@ async function runCase(name: CaseName, quick: boolean, parentEnv: Readonly<Recor
       for (let c = 1; c <= plan.conversations; c++) {
         if ((turn - 1) * plan.conversations + c > plan.turns) break;
         const delayMs = 50 + Math.floor(Math.random() * 450);
+        const gate = gatedConversation(c) ? { gatedCall: gatedLog } : {};
         // In the deploy case a third of the CLIs ignore SIGTERM: the drain must SIGKILL them.
         const stubborn = name === 'deploy' && Math.random() < 1 / 3;
         const script = stubborn
           ? { delayMs: delayMs + 1000, extraLines: 2, ignoreSigterm: true }
           : name === 'hostile'
-            ? { delayMs, extraLines: 2, ...hostileScript(c, env) }
-            : { delayMs, extraLines: 2 };
+            ? { delayMs, extraLines: 2, ...hostileScript(c, env), ...gate }
+            : { delayMs, extraLines: 2, ...gate };
         await client.enqueueTurn({
           conversationId: `chaos-${c}`,
           prompt: `#fake ${JSON.stringify(script)}\nchaos c${c} turn ${turn}`,
           idempotencyKey: `t${turn}`,
+          ...(gatedConversation(c) ? { options: { approvals: { tools: ['Bash'] } } } : {}),
         });
       }
     }
@@ -168,6 +174,8 @@ async function runCase(name: CaseName, quick: boolean, parentEnv: Readonly<Recor
       },
     };
     killer = setInterval(inject[name], plan.faultEveryMs);
+    const decider = startDecider(client);
+    stopDecider = decider.stop;
     let flushed = false;
     let restarted = false;
     const deadline = Date.now() + plan.deadlineMs;
@@ -191,6 +199,7 @@ async function runCase(name: CaseName, quick: boolean, parentEnv: Readonly<Recor
     }
     clearInterval(killer);
     killer = undefined;
+    await decider.stop();
     await workers.stopAll(5000);
     await client.close().catch(() => undefined);
     // Give orphaned CLIs of killed workers their last moments, then count them.
@@ -206,6 +215,8 @@ async function runCase(name: CaseName, quick: boolean, parentEnv: Readonly<Recor
       const shadow = readFileSync('/etc/shadow', 'utf8').split('\n').slice(0, 3);
       result.violations.push(...(await foreignData(check, hostileConversations(plan.conversations), shadow)));
     }
+    const gated = await checkGatedCalls(check, gatedLog);
+    result.violations.push(...gated.violations);
     if (workers.unexpectedExits.length) {
       result.violations.push({ property: 'workerCrashes', turnIds: [], detail: `workers ended on their own: ${workers.unexpectedExits.join(', ')}` });
     }
@@ -229,6 +240,8 @@ async function runCase(name: CaseName, quick: boolean, parentEnv: Readonly<Recor
       orphans: orphans.length,
       leasesHeld: result.leasesHeld,
       succeeded: result.succeeded,
+      approvals: JSON.stringify(gated.approvals),
+      gatedCallsRan: gated.ran,
       failed: result.failed,
       retries: result.retries,
       workersStarted: workers.started,
@@ -244,6 +257,7 @@ async function runCase(name: CaseName, quick: boolean, parentEnv: Readonly<Recor
     return summary;
   } finally {
     if (killer) clearInterval(killer);
+    await stopDecider?.();
     await pool?.stopAll(2000);
     await unmount?.();
     await redis.stop();
@@ -252,6 +266,34 @@ async function runCase(name: CaseName, quick: boolean, parentEnv: Readonly<Recor
     if (keep) say(`kept ${root} for inspection`);
     else rmSync(root, { recursive: true, force: true });
   }
+}
+
+/** Conversations 3, 6, 9, ...: each of their turns asks for a gated call. */
+function gatedConversation(c: number): boolean {
+  return c % 3 === 0;
+}
+
+/**
+ * A person, decidedly impatient: every 300 ms each pending approval is allowed (three in
+ * four) or denied. Failures while Postgres restarts are skipped; the next round retries.
+ */
+function startDecider(client: AgentqClient): { stop: () => Promise<void> } {
+  let running: Promise<void> = Promise.resolve();
+  const round = async () => {
+    const pending = await client.db.$client.query<{ id: string; tenant_id: string }>("select id, tenant_id from approvals where status = 'pending'");
+    for (const a of pending.rows) {
+      await client.decideApproval({ id: a.id, tenantId: a.tenant_id, decision: Math.random() < 0.75 ? 'allow' : 'deny', decidedBy: 'chaos' });
+    }
+  };
+  const timer = setInterval(() => {
+    running = running.then(round).catch(() => undefined);
+  }, 300);
+  return {
+    stop: async () => {
+      clearInterval(timer);
+      await running;
+    },
+  };
 }
 
 /** Cases that SIGKILL a worker every 2 s (the others inject their fault every 3 s). */

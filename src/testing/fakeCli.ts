@@ -12,7 +12,8 @@ import { configDir, planSession } from './fakeCli/plan.js';
 import { Recorder } from './fakeCli/record.js';
 import { promptText, SessionWriter } from './fakeCli/sessionFile.js';
 import { type FakeSpec, mergeSpecs, SpecError, specFromEnv, splitDirective } from './fakeCli/spec.js';
-import { runTurn, type Session, setSigtermPolicy, type TurnEnv, type TurnInput } from './fakeCli/turn.js';
+import { continueOpenCall, runTurn, type Session, setSigtermPolicy, type TurnEnv, type TurnInput } from './fakeCli/turn.js';
+import { openCall } from './fakeCli/gate.js';
 
 function fail(recorder: Recorder, message: string): number {
   process.stderr.write(`${message}\n`);
@@ -130,7 +131,12 @@ async function main(argv: readonly string[]): Promise<number> {
     prompts: [...(plan.history?.prompts ?? [])],
   };
   if (opts.inputFormat === 'stream-json') return runStreamInput(env, session, envSpec, first);
-  if (!first) return fail(recorder, 'Error: no prompt'); // validateOptions already rules this out
+  if (!first) {
+    // No prompt: only a resume of a session with a tool call left open (a deferral) goes on.
+    const open = plan.resumed ? openCall(plan.file) : undefined;
+    if (open) return continueOpenCall(env, session, open, envSpec);
+    return fail(recorder, 'Error: Input must be provided either through stdin or as a prompt argument when using --print');
+  }
   return runTurn(env, session, first);
 }
 

@@ -29,6 +29,8 @@ export interface CliOptions {
   addDirs: string[];
   mcpConfigs: string[];
   dangerouslySkipPermissions: boolean;
+  /** `--settings <file-or-json>`: only inline JSON is read (its PreToolUse hook, ./gate.ts). */
+  settings: string | undefined;
 }
 
 /** A usage error: printed to stderr, exit code 1 (what commander does). */
@@ -118,6 +120,9 @@ const FLAGS: readonly FlagSpec[] = [
     usage: '--disallowedTools, --disallowed-tools <tools...>',
     set: (o, vs) => void o.disallowedTools.push(...splitToolList(vs)),
   },
+  { kind: 'value', names: ['--settings'], usage: '--settings <file-or-json>', set: (o, v) => void (o.settings = v) },
+  { kind: 'value', names: ['--setting-sources'], usage: '--setting-sources <sources>', set: () => undefined },
+  { kind: 'value', names: ['--permission-prompt-tool'], usage: '--permission-prompt-tool <tool>', set: () => undefined },
   { kind: 'variadic', names: ['--add-dir'], usage: '--add-dir <directories...>', set: (o, vs) => void o.addDirs.push(...vs) },
   {
     kind: 'variadic',
@@ -150,6 +155,7 @@ function defaults(): CliOptions {
     addDirs: [],
     mcpConfigs: [],
     dangerouslySkipPermissions: false,
+    settings: undefined,
   };
 }
 
@@ -276,7 +282,8 @@ export function validateOptions(opts: CliOptions, env: NodeJS.ProcessEnv, uid: n
   if (bypass && uid === 0 && env.IS_SANDBOX !== '1') {
     return '--dangerously-skip-permissions cannot be used with root/sudo privileges for security reasons';
   }
-  if (opts.inputFormat === 'text' && (opts.prompt === undefined || opts.prompt === '')) {
+  // A resume without a prompt continues the tool call the session left open (./gate.ts).
+  if (opts.inputFormat === 'text' && (opts.prompt === undefined || opts.prompt === '') && opts.resume === undefined) {
     return 'Error: Input must be provided either through stdin or as a prompt argument when using --print';
   }
   return undefined;

@@ -54,6 +54,8 @@ export interface FakeSpec {
    * text to `<session>/tool-results/<name>.txt`.
    */
   toolResult?: string;
+  /** Ask for one Bash call that appends its tool_use_id to this file, asking the `--settings` hook first (./gate.ts). */
+  gatedCall?: string;
   /** Like a prompt-injected agent: plant links, FIFOs and link loops in the session folder (./sessionFolder.ts). */
   plant?: PlantSpec;
   /** Like the real CLI refusing a tool its permission mode does not allow: the result's `permission_denials` names one call of it. */
@@ -105,6 +107,7 @@ const FIELD_TYPES: Record<keyof FakeSpec, FieldType> = {
   toolResult: 'string',
   plant: 'object',
   deniedTool: 'string',
+  gatedCall: 'string',
 };
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {

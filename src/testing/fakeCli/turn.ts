@@ -22,6 +22,7 @@ import {
 import { readPgid, type Recorder } from './record.js';
 import { promptText, type SessionWriter } from './sessionFile.js';
 import type { CrashSpec, FakeSpec } from './spec.js';
+import { askHook, hookCommand, newGatedCall, runGatedCall, type GatedCall } from './gate.js';
 import { linkSessionFile, plantInFolder, readSubagents, readToolResults, writeSubagentLine, writeToolResult } from './sessionFolder.js';
 
 export const DEFAULT_COST_USD = 0.0001;
@@ -323,6 +324,48 @@ async function finishWithReply(env: TurnEnv, session: Session, input: TurnInput,
 }
 
 /** Runs one turn and returns the exit code it asks for (crash/hang never return). */
+/** `-p --resume <id>` without a prompt: the hook is asked again about the call the session left open (./gate.ts). */
+export async function continueOpenCall(env: TurnEnv, session: Session, call: GatedCall, spec: FakeSpec): Promise<number> {
+  const startedAt = Date.now();
+  const sessionId = session.writer.sessionId;
+  const input: TurnInput = { content: '', prompt: '', text: `continued ${call.id}`, spec, turn: 1 };
+  recordStart(env, session, input, undefined);
+  env.emitter.event(initEvent({ ...env, sessionId, disallowedTools: env.opts.disallowedTools }));
+  const timing = { startedAt, apiMs: 0 };
+  const code = answerCall(env, session, call, timing) === 'deferred' ? 0 : await finishWithReply(env, session, input, timing);
+  env.recorder.write({ event: 'end', pid: process.pid, sessionId, turn: 1, exitCode: code, endedAt: Date.now() });
+  return code;
+}
+
+/** Asks the gate about `call`: deferred (the result says so; the run ends), or run / refused and recorded as its tool result. */
+function answerCall(env: TurnEnv, session: Session, call: GatedCall, timing: Timing): 'deferred' | 'answered' {
+  const sessionId = session.writer.sessionId;
+  const answer = askHook(hookCommand(env.opts.settings), call, sessionId);
+  if (answer.decision === 'defer') {
+    const event = resultEvent({
+      subtype: 'success',
+      isError: false,
+      durationMs: Date.now() - timing.startedAt,
+      durationApiMs: timing.apiMs,
+      numTurns: 1,
+      result: '',
+      stopReason: 'tool_deferred',
+      sessionId,
+      costUsd: session.costUsdSoFar ?? 0,
+      usage: resultUsage({ input: 0, output: 0 }),
+      modelUsage: {},
+      terminalReason: 'tool_deferred',
+    });
+    env.emitter.result({ ...event, deferred_tool_use: call });
+    return 'deferred';
+  }
+  const allowed = answer.decision === 'allow' || answer.decision === 'none';
+  if (allowed) runGatedCall(call);
+  const content = [{ type: 'tool_result', tool_use_id: call.id, content: allowed ? 'ran' : (answer.reason ?? 'denied'), is_error: !allowed }];
+  session.writer.user(turnContext(env, session), content);
+  return 'answered';
+}
+
 export async function runTurn(env: TurnEnv, session: Session, input: TurnInput): Promise<number> {
   const { spec } = input;
   const sessionId = session.writer.sessionId;
@@ -350,6 +393,16 @@ export async function runTurn(env: TurnEnv, session: Session, input: TurnInput):
   if (!linesBeforeDelay) writeUserLines(env, session, input);
 
   const timing = { startedAt, apiMs: Date.now() - apiStartedAt };
+  if (spec.gatedCall && !spec.apiError) {
+    const call = newGatedCall(spec.gatedCall);
+    session.writer.assistant(turnContext(env, session), { id: `msg_fake_${call.id}`, type: 'message', role: 'assistant', model: env.model, content: [{ type: 'tool_use', ...call }], stop_reason: 'tool_use' });
+    if (answerCall(env, session, call, timing) === 'deferred') {
+      session.prompts.push(promptText(input.content) ?? input.prompt);
+      env.recorder.write({ event: 'end', pid: process.pid, sessionId, turn: input.turn, exitCode: 0, endedAt: Date.now() });
+      killChildren();
+      return 0;
+    }
+  }
   const code = spec.apiError ? finishWithApiError(env, session, spec, timing) : await finishWithReply(env, session, input, timing);
   session.prompts.push(promptText(input.content) ?? input.prompt);
   if (spec.plant?.sessionFileLink) linkSessionFile(session.writer.file, spec.plant.sessionFileLink);

@@ -1,0 +1,66 @@
+// The fake CLI's side of a PreToolUse gate (for the chaos suite and fast tests of
+// approvals, docs/approvals.md): with `gatedCall` in its script a turn asks for one Bash
+// call that appends its tool_use_id to a marker file, and asks the hook given with
+// `--settings` first, like the real CLI: `defer` stops the run with `tool_deferred`;
+// `allow` runs the call; `deny` or a blocking exit (2) refuses it. A later
+// `-p --resume <id>` without a prompt asks the hook again about the call left open.
+import { spawnSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { appendFileSync, readFileSync } from 'node:fs';
+
+export interface GatedCall {
+  id: string;
+  name: string;
+  input: { command: string };
+}
+
+export type HookAnswer = { decision: 'allow' | 'deny' | 'defer' | 'none'; reason?: string };
+
+/** The PreToolUse hook command of `--settings <json>`, if any. */
+export function hookCommand(settings: string | undefined): string | undefined {
+  if (settings === undefined) return undefined;
+  const parsed = JSON.parse(settings) as { hooks?: { PreToolUse?: { hooks?: { command?: string }[] }[] } };
+  return parsed.hooks?.PreToolUse?.[0]?.hooks?.[0]?.command;
+}
+
+export function newGatedCall(marker: string): GatedCall {
+  const id = `toolu_fake_${randomUUID().replace(/-/g, '').slice(0, 20)}`;
+  return { id, name: 'Bash', input: { command: `echo ${id} >> ${marker}` } };
+}
+
+/** Asks the hook about `call`; no hook: no opinion. */
+export function askHook(command: string | undefined, call: GatedCall, sessionId: string): HookAnswer {
+  if (command === undefined) return { decision: 'none' };
+  const input = JSON.stringify({ session_id: sessionId, hook_event_name: 'PreToolUse', tool_name: call.name, tool_input: call.input, tool_use_id: call.id });
+  const r = spawnSync('/bin/sh', ['-c', command], { input, encoding: 'utf8', env: process.env });
+  if (r.status === 2) return { decision: 'deny', reason: r.stderr.trim() };
+  if (r.status !== 0 || r.stdout.trim() === '') return { decision: 'none' };
+  const out = (JSON.parse(r.stdout) as { hookSpecificOutput?: { permissionDecision?: HookAnswer['decision']; permissionDecisionReason?: string } }).hookSpecificOutput;
+  return { decision: out?.permissionDecision ?? 'none', reason: out?.permissionDecisionReason };
+}
+
+/** Runs the call the way the fake's Bash tool would: only the marker line (no shell). */
+export function runGatedCall(call: GatedCall): void {
+  const m = /^echo (\S+) >> (.+)$/.exec(call.input.command);
+  if (m) appendFileSync(m[2]!, `${m[1]}\n`);
+}
+
+/** The last tool call of the session file without a result: what a prompt-less resume continues. */
+export function openCall(file: string): GatedCall | undefined {
+  let open: GatedCall | undefined;
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    if (line.trim() === '') continue;
+    let entry: { type?: string; message?: { content?: unknown } };
+    try {
+      entry = JSON.parse(line) as typeof entry;
+    } catch {
+      continue;
+    }
+    const content = Array.isArray(entry.message?.content) ? (entry.message.content as Record<string, unknown>[]) : [];
+    for (const block of content) {
+      if (entry.type === 'assistant' && block.type === 'tool_use') open = { id: String(block.id), name: String(block.name), input: block.input as GatedCall['input'] };
+      if (entry.type === 'user' && block.type === 'tool_result' && open && block.tool_use_id === open.id) open = undefined;
+    }
+  }
+  return open;
+}
