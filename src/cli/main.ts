@@ -78,7 +78,7 @@ export function buildProgram(io: CliIo, setExit: (code: number) => void): Comman
     .description('run turns until SIGTERM/SIGINT (first signal drains, second interrupts), or ephemerally: --once, --max-turns-per-process, --idle-exit-ms')
     .option('--concurrency <n>', 'turns run at once (default AGENTQ_CONCURRENCY)')
     .option('--metrics-port <n>', 'serve Prometheus metrics at :<n>/metrics (default AGENTQ_METRICS_PORT; 0 picks a free port)')
-    .option('--once', 'run one turn, then exit: 0 succeeded, 3 failed, 4 cancelled, 5 no turn within --wait-ms, 75 handed back to the queue')
+    .option('--once', 'run one turn, then exit: 0 succeeded, 3 failed, 4 cancelled, 5 no turn within --wait-ms, 6 awaiting an approval, 75 handed back to the queue')
     .option('--wait-ms <n>', 'with --once: how long to wait for a turn to claim (default 10000)')
     .option('--max-turns-per-process <n>', 'exit 0 after this many turns (each committed or handed back)')
     .option('--idle-exit-ms <n>', 'exit 0 after this long with no turn running')

@@ -69,7 +69,7 @@ export function createWorkerMetrics(registry: Registry = new Registry()): Worker
   });
   const attempts = new Counter({
     name: 'agentq_attempts_total',
-    help: 'Attempts ended, by result: committed, retry (handed back with backoff), shutdown (handed back on drain), worker_error (handed back after a failure inside the worker), lease_lost, error (threw; the reconciler re-dispatches).',
+    help: 'Attempts ended, by result: committed, awaiting_approval (committed, stopped at a gated tool call), retry (handed back with backoff), shutdown (handed back on drain), worker_error (handed back after a failure inside the worker), lease_lost, error (threw; the reconciler re-dispatches).',
     labelNames: ['result'] as const,
     registers,
   });
@@ -149,6 +149,8 @@ export function createWorkerMetrics(registry: Registry = new Registry()): Worker
         ended = true;
         inFlight.dec();
         if (!verdict) attempts.inc({ result: 'error' });
+        // Stopped for a person: committed, but the turn is not over (docs/approvals.md).
+        else if (verdict.kind === 'committed' && verdict.status === 'awaiting_approval') attempts.inc({ result: 'awaiting_approval' });
         else if (verdict.kind === 'committed') {
           attempts.inc({ result: 'committed' });
           turns.inc({ status: verdict.status });
