@@ -82,3 +82,24 @@ describe('the approval gate hook', () => {
     expect(parseEnqueueInput({ conversationId: 'c', prompt: 'p', approvals: null }, 1000).approvals).toBeNull();
   });
 });
+
+describe('the approval gate hook under a stopping run', () => {
+  it('SIGTERM to its process group mid-answer never leaves the call unanswered (an answer, or exit 2)', async () => {
+    const { spawn } = await import('node:child_process');
+    for (let i = 0; i < 6; i++) {
+      const settings = JSON.parse(gateSettings(spec(['Bash']))) as HookSettings;
+      const child = spawn('/bin/sh', ['-c', settings.hooks.PreToolUse[0]!.hooks[0]!.command], { detached: true, env: { PATH: '/usr/bin:/bin', CLAUDE_CODE_TMPDIR: tmp } });
+      let stdout = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
+      child.stdin.end(JSON.stringify(bashCall(`sig${i}`, 'ls')));
+      // Early in its answer: the shell, then node starting.
+      await new Promise((r) => setTimeout(r, i * 8));
+      process.kill(-child.pid!, 'SIGTERM');
+      const end = await exited;
+      expect(end.signal).toBeNull();
+      if (end.code === 0) expect(JSON.parse(stdout)).toMatchObject({ hookSpecificOutput: { permissionDecision: 'defer' } });
+      else expect(end.code).toBe(2);
+    }
+  });
+});

@@ -204,6 +204,26 @@ describe('durable approvals with the real CLI', () => {
     expect(markerLines('cancel')).toBe(0);
   }, 120_000);
 
+  it('one turn stops at three gated calls in turn, one approval at a time; AGENTQ_MAX_ATTEMPTS=1 bounds retries per round, not the rounds', async () => {
+    await startWorker(realCliMachine(t.env, t.root, 'm', mock.url, { ...machineExtra, AGENTQ_MAX_ATTEMPTS: '1' }));
+    const call = (tag: string) => ({ name: 'Bash', input: { command: `echo ${tag} >> ${markers}/${tag}; echo OUTPUT-${tag}` } });
+    const { turnId } = await client.enqueueTurn({ conversationId: 'ticket-rounds', tenantId: 'acme', prompt: 'three steps', options: gated });
+    mock.enqueue({ toolUse: call('round1') }, { toolUse: call('round2') }, { toolUse: call('round3') }, { text: 'all three done' });
+    const decided: string[] = [];
+    for (let round = 1; round <= 3; round++) {
+      const approvalId = await awaitApproval(turnId);
+      expect(decided).not.toContain(approvalId);
+      decided.push(approvalId);
+      expect((await client.getApproval(approvalId, 'acme'))?.input).toMatchObject({ command: expect.stringContaining(`round${round}`) });
+      await client.decideApproval({ id: approvalId, tenantId: 'acme', decision: 'allow' });
+    }
+    const done = await client.waitForTurn(turnId, 60_000);
+    expect(done.status, JSON.stringify(done.error)).toBe('succeeded');
+    expect(done.result).toBe('all three done');
+    expect(done.attempts).toBe(4);
+    expect([markerLines('round1'), markerLines('round2'), markerLines('round3')]).toEqual([1, 1, 1]);
+  }, 180_000);
+
   it('racing decisions: exactly one wins, the other gets 409', async () => {
     await startWorker(machine('h'));
     const { turnId } = await client.enqueueTurn({ conversationId: 'ticket-race', tenantId: 'acme', prompt: `race ${bash('race')}`, options: gated });

@@ -109,7 +109,11 @@ export function gateSettings(spec: GateSpec, nodePath: string = process.execPath
   const payload = Buffer.from(JSON.stringify({ rules: spec.rules, decisions: spec.decisions, runKey: spec.runKey, sibling: SIBLING_NOT_RUN })).toString('base64');
   const code = GATE_CODE.replace(/\n\s*/g, ' ').trim();
   if (code.includes("'") || nodePath.includes("'")) throw new Error('the approval gate cannot be quoted for the shell');
-  const command = `'${nodePath}' -e '${code}' '${payload}' || exit 2`;
+  // The shell ignores the signals a stopping run sends its process group (and so does the
+  // gate, which inherits that): killed half-way, a hook would be a non-blocking error, and
+  // the CLI would go on and run the call. The gate finishes its answer instead (it takes
+  // milliseconds); only SIGKILL stops it, and that stops the CLI too.
+  const command = `trap '' TERM INT HUP; '${nodePath}' -e '${code}' '${payload}' || exit 2`;
   const tools = [...spec.rules.map(ruleTool), ...Object.values(spec.decisions).map((d) => d.tool)];
   // `*`: every tool (a stored policy that no longer parses gates everything).
   const matcher = spec.rules.includes('*') ? '*' : [...new Set(tools)].filter((t) => TOOL_NAME.test(t)).join('|');

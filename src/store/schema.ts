@@ -110,6 +110,8 @@ export const turns = pgTable(
     finishedAt: timestamp('finished_at', { withTimezone: true }),
     /** How many times the turn stopped at a gated tool call to wait for a person (docs/approvals.md); > 0: it continues its session instead of sending its prompt. */
     approvalRounds: integer('approval_rounds').notNull().default(0),
+    /** `attempts` when the turn last stopped for an approval: the attempts of the round after it count from here (AGENTQ_MAX_ATTEMPTS is per round). */
+    attemptsBeforeRound: integer('attempts_before_round').notNull().default(0),
   },
   (t) => [
     // Also serves the foreign key (cascade deletes by conversation_id).

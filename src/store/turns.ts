@@ -480,6 +480,7 @@ export async function finishTurn(tx: Executor, input: FinishInput): Promise<DueT
              num_turns = coalesce(num_turns, 0) + ${input.numTurns}::int,
              tool_calls = coalesce(tool_calls, 0) + ${input.toolCalls}::int,
              approval_rounds = approval_rounds + case when ${parked}::boolean then 1 else 0 end,
+             attempts_before_round = case when ${parked}::boolean then attempts else attempts_before_round end,
              permission_denials = ${input.permissionDenials.length === 0 ? null : JSON.stringify(pgJson(input.permissionDenials))}::jsonb,
              session_id_after = ${input.sessionIdAfter},
              run_session_id = coalesce(${input.runSessionId ?? null}::text, run_session_id),

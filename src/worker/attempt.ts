@@ -59,7 +59,7 @@ export class Attempt implements InputTarget {
 
   private async runTurn(): Promise<AttemptVerdict> {
     const { ctx } = this;
-    const exhausted = await attemptsExhausted(ctx.deps.db, ctx.turn.id, ctx.attempt, ctx.config.worker.maxAttempts);
+    const exhausted = await attemptsExhausted(ctx.deps.db, ctx.turn.id, ctx.roundAttempt, ctx.config.worker.maxAttempts);
     if (exhausted) return endUnstored(ctx, exhausted);
     const taken = ctx.multiTurn?.kept;
     let plan = taken ? await prepareWarm(ctx, taken) : await prepareCold(ctx);
@@ -150,10 +150,10 @@ export class Attempt implements InputTarget {
     const { ctx } = this;
     ctx.log().error({ err }, 'the attempt failed inside the worker; handing the turn back');
     const { retryBaseMs, retryMaxMs, maxAttempts } = ctx.config.worker;
-    const last = ctx.attempt >= maxAttempts;
+    const last = ctx.roundAttempt >= maxAttempts;
     const message = safeErrorMessage(err);
-    const error: TurnError = { class: 'worker_error', message: last ? `${message} (after ${ctx.attempt} attempts)` : message, retryable: true };
-    const delayMs = backoffMs(ctx.attempt, retryBaseMs, retryMaxMs);
+    const error: TurnError = { class: 'worker_error', message: last ? `${message} (after ${ctx.roundAttempt} attempts)` : message, retryable: true };
+    const delayMs = backoffMs(ctx.roundAttempt, retryBaseMs, retryMaxMs);
     try {
       return last ? await commitTurn(ctx, { status: 'failed', error }) : await requeueAttempt(ctx, delayMs, error);
     } catch (again) {

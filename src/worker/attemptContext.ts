@@ -187,6 +187,15 @@ export class AttemptContext {
     });
   }
 
+  /**
+   * The attempt's number within its round: a turn that stopped for approvals starts
+   * counting again after each stop (each ended in a commit), so AGENTQ_MAX_ATTEMPTS bounds
+   * the retries of one round, not the approvals of a turn.
+   */
+  get roundAttempt(): number {
+    return this.attempt - this.turn.attemptsBeforeRound;
+  }
+
   get config(): Config {
     return this.deps.config;
   }

@@ -120,8 +120,8 @@ export async function requeueAttempt(ctx: AttemptContext, delayMs: number, error
 /** A retryable failure: handed back with backoff, or committed as failed once the attempts are used. */
 export function retryOrFail(ctx: AttemptContext, outcome: RunOutcome | undefined, error: TurnError): Promise<AttemptVerdict> {
   const { maxAttempts, retryBaseMs, retryMaxMs } = ctx.config.worker;
-  if (ctx.attempt >= maxAttempts) return commitTurn(ctx, { outcome, status: 'failed', error: { ...error, message: `${error.message} (after ${ctx.attempt} attempts)` } });
-  return requeueAttempt(ctx, backoffMs(ctx.attempt, retryBaseMs, retryMaxMs), error);
+  if (ctx.roundAttempt >= maxAttempts) return commitTurn(ctx, { outcome, status: 'failed', error: { ...error, message: `${error.message} (after ${ctx.roundAttempt} attempts)` } });
+  return requeueAttempt(ctx, backoffMs(ctx.roundAttempt, retryBaseMs, retryMaxMs), error);
 }
 
 /** Fails the turn (or, with `delayMs`, hands it back) storing nothing the run wrote (./endUnstored.ts). */
