@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { buildApi, type Api } from '../src/api/server.js';
+import { SESSION_COOKIE } from '../src/api/auth.js';
 import { apiCommand } from '../src/cli/apiCommand.js';
 import { createTestAgentq, type TestAgentq } from './helpers/agentq.js';
 import { waitUntil } from './helpers/processes.js';
@@ -102,7 +103,25 @@ describe('auth', () => {
     ['DELETE', '/v1/conversations/c1'],
     ['GET', '/v1/turns/00000000-0000-4000-8000-000000000000'],
     ['POST', '/v1/turns/00000000-0000-4000-8000-000000000000/cancel'],
+    ['GET', '/v1/approvals'],
+    ['GET', '/v1/approvals/00000000-0000-4000-8000-000000000000'],
+    ['POST', '/v1/approvals/00000000-0000-4000-8000-000000000000', { decision: 'allow' }],
   ];
+
+  it("the viewer's session cookie counts for reads and for approval decisions sent as JSON, never for other writes", async () => {
+    const cookie = `${SESSION_COOKIE}=${encodeURIComponent(KEY_A)}`;
+    const approval = '/v1/approvals/00000000-0000-4000-8000-000000000000';
+    const inject = (method: 'GET' | 'POST', url: string, contentType?: string, payload?: string) =>
+      api.app.inject({ method, url, headers: { cookie, ...(contentType ? { 'content-type': contentType } : {}) }, ...(payload !== undefined ? { payload } : {}) });
+    expect((await inject('GET', '/v1/approvals')).statusCode).toBe(200);
+    // Authenticated, then not found: the decision route takes the cookie with a JSON body.
+    expect((await inject('POST', approval, 'application/json', JSON.stringify({ decision: 'allow' }))).statusCode).toBe(404);
+    // What a cross-site form can send is refused before anything is read.
+    expect((await inject('POST', approval, 'text/plain', '{"decision":"allow"}')).statusCode).toBe(401);
+    expect((await inject('POST', approval, 'application/x-www-form-urlencoded', 'decision=allow')).statusCode).toBe(401);
+    expect((await inject('POST', '/v1/conversations/c1/turns', 'application/json', JSON.stringify({ prompt: 'hi' }))).statusCode).toBe(401);
+    expect((await inject('POST', '/v1/turns/00000000-0000-4000-8000-000000000000/cancel', 'application/json', '{}')).statusCode).toBe(401);
+  });
 
   it('every route answers 401 without a key, with a wrong key, or with a malformed header, and stores nothing', async () => {
     const before = await rowCounts();

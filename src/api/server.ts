@@ -114,8 +114,11 @@ export async function buildApi(config: Config, options: { log?: Logger } = {}): 
     if (PUBLIC_PREFIXES.some((p) => path === p || path.startsWith(`${p}/`))) return;
     // Browsers (the viewer's event stream, the dashboard) carry the key in the session
     // cookie that POST /admin/login sets; it counts for reads and for the dashboard only,
-    // so a forged cross-site form cannot enqueue or cancel with it.
-    const cookieAllowed = request.method === 'GET' || request.method === 'HEAD' || path.startsWith('/admin/queues');
+    // so a forged cross-site form cannot enqueue or cancel with it. The viewer's approval
+    // decisions also count, sent as JSON: a form cannot send that, and a cross-site script
+    // only after a CORS preflight this API never answers.
+    const viewerDecision = request.method === 'POST' && /^\/v1\/approvals\/[^/]+$/.test(path) && (request.headers['content-type'] ?? '').startsWith('application/json');
+    const cookieAllowed = request.method === 'GET' || request.method === 'HEAD' || path.startsWith('/admin/queues') || viewerDecision;
     const tenant =
       keys.tenantOf(request.headers.authorization) ?? (cookieAllowed ? keys.tenantOf(sessionCookieAuthorization(request.headers.cookie)) : undefined);
     if (!tenant && path.startsWith('/admin/queues') && wantsHtml(request)) {

@@ -1,7 +1,10 @@
 // The transcript viewer: one static page (no build step, no framework) that reads the
 // /v1 API with the session cookie. Conversations → turns → the turn's events, which come
 // from the turn's event stream, so a running turn fills in live. Every value from the API
-// is put into the page with textContent, never as HTML.
+// is put into the page with textContent, never as HTML. Above them, the tenant's pending
+// approvals (approvalsPanel.ts).
+import { approvalsPanelScript } from './approvalsPanel.js';
+
 export const viewerHtml = String.raw`<!doctype html>
 <html lang="en">
 <head>
@@ -13,7 +16,7 @@ export const viewerHtml = String.raw`<!doctype html>
   [hidden] { display: none !important; }
   header { background: #20232a; color: #fff; padding: 8px 16px; display: flex; gap: 16px; align-items: center; }
   header a { color: #9cdcfe; }
-  main { display: grid; grid-template-columns: 260px 320px 1fr; height: calc(100vh - 40px); }
+  main { display: grid; grid-template-columns: 260px 320px 1fr; grid-template-rows: auto minmax(0, 1fr); height: calc(100vh - 40px); }
   section { overflow: auto; border-right: 1px solid #ddd; padding: 8px; }
   h2 { font-size: 13px; text-transform: uppercase; color: #666; margin: 4px 0 8px; }
   .item { padding: 6px 8px; border-radius: 6px; cursor: pointer; margin-bottom: 4px; background: #fff; border: 1px solid #e3e3e8; }
@@ -34,6 +37,12 @@ export const viewerHtml = String.raw`<!doctype html>
   .muted { color: #888; }
   form { padding: 32px; }
   input { font: inherit; padding: 6px; width: 320px; }
+  #approvals-panel { grid-column: 1 / -1; max-height: 40vh; border-right: 0; border-bottom: 1px solid #ddd; }
+  .approval { cursor: default; }
+  .approval pre { margin: 4px 0; white-space: pre-wrap; word-break: break-word; font-size: 12px; }
+  .approval fieldset { margin: 4px 0; border: 1px solid #e3e3e8; border-radius: 6px; }
+  .approval label { display: block; }
+  .approval input[type=radio], .approval input[type=checkbox] { width: auto; }
 </style>
 </head>
 <body>
@@ -47,6 +56,7 @@ export const viewerHtml = String.raw`<!doctype html>
   </form>
 </div>
 <main id="app" hidden>
+  <section id="approvals-panel"><h2>Pending approvals</h2><p id="approvals-note" class="muted" role="status"></p><div id="approvals" data-testid="approvals"></div></section>
   <section><h2>Conversations</h2><div id="conversations" data-testid="conversations"></div></section>
   <section><h2>Turns</h2><div id="turns" data-testid="turns"></div></section>
   <section><h2>Transcript</h2><div id="transcript" data-testid="transcript"></div></section>
@@ -175,14 +185,17 @@ function openTurn(turnId) {
   source.onerror = () => { $('live').textContent = ''; };
 }
 
+${approvalsPanelScript}
+
 async function start() {
   try {
     await loadConversations();
     $('login').hidden = true;
     $('app').hidden = false;
     $('nav').hidden = false;
+    loadApprovals().catch(() => {});
     clearInterval(refreshTimer);
-    refreshTimer = setInterval(() => { loadConversations().catch(() => {}); if (selectedConversation) openConversation(selectedConversation).catch(() => {}); }, 3000);
+    refreshTimer = setInterval(() => { loadConversations().catch(() => {}); loadApprovals().catch(() => {}); if (selectedConversation) openConversation(selectedConversation).catch(() => {}); }, 3000);
   } catch (err) { if (String(err.message) !== 'unauthorized') console.error(err); }
 }
 start();
