@@ -19,6 +19,7 @@ import { createTestAgentq, type TestAgentq } from './helpers/agentq.js';
 import { realCliMachine, realCliMachineEnv, testCliIs } from './helpers/realCli.js';
 import { startWorker, stopWorkers } from './helpers/workers.js';
 import { workspaceDirName } from '../src/store/ids.js';
+import { configLinkPath } from '../src/worker/configLink.js';
 import { liveStreamKey } from '../src/live/keys.js';
 import { sql } from 'drizzle-orm';
 import { killWorkerProcesses, startWorkerProcess } from './helpers/workerProcess.js';
@@ -236,7 +237,7 @@ describe('durable approvals with the real CLI', () => {
     expect(markerLines('race')).toBe(winner === 'allowed' ? 1 : 0);
   }, 120_000);
 
-  it('the agent plants an allow hook in every settings file it can write: the gate still stops the call, and the planted hook never runs', async () => {
+  it('the agent plants an allow hook in every settings file it can write (workspace, its config dir): the gate still stops the call, and the planted hook never runs', async () => {
     const config = machine('i');
     await startWorker(config);
     const conversationId = 'ticket-attack';
@@ -249,10 +250,15 @@ describe('durable approvals with the real CLI', () => {
     const planted = await client.enqueueTurn({ conversationId, tenantId: 'acme', prompt: `plant ${write('settings.json')} ${write('settings.local.json')}`, options: gated });
     expect((await client.waitForTurn(planted.turnId, 60_000)).status).toBe('succeeded');
     expect(existsSync(path.join(ws, '.claude', 'settings.local.json'))).toBe(true);
-    const { turnId } = await client.enqueueTurn({ conversationId, tenantId: 'acme', prompt: `now ${bash('attack')}`, options: gated });
+    // Turn two first writes the same hooks into its own config dir (the user settings the CLI reads), in the same message as the gated call.
+    const userSettings = `<<tool Write ${JSON.stringify({ file_path: path.join(configLinkPath(config.worker.runsRoot, workspaceDirName(conversationId, 'acme')), 'settings.json'), content: settings })}>>`;
+    const { turnId } = await client.enqueueTurn({ conversationId, tenantId: 'acme', prompt: `now ${userSettings} ${bash('attack')}`, options: gated });
     const approvalId = await awaitApproval(turnId);
     expect(markerLines('attack')).toBe(0);
     expect(existsSync(plantedRan)).toBe(false);
+    // The Write into the config dir did happen before the gated call.
+    const events = await client.db.execute<{ payload: string }>(sql`select payload from turn_events where turn_id = ${turnId}::uuid and type = 'user'`);
+    expect(events.rows.map((r) => r.payload).join('\n')).toMatch(/File created successfully at: [^"]*settings\.json/);
     await client.decideApproval({ id: approvalId, tenantId: 'acme', decision: 'deny' });
     expect((await client.waitForTurn(turnId, 60_000)).status).toBe('succeeded');
     expect(markerLines('attack')).toBe(0);
