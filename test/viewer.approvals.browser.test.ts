@@ -4,32 +4,21 @@
 // "already decided". The approvals are stored directly (no worker runs the turns). The
 // page's clock is paused, so its refresh runs only when the test moves the clock on.
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { buildApi, type Api } from '../src/api/server.js';
 import { requestApproval } from '../src/store/approvals.js';
 import { getTurn } from '../src/store/turns.js';
 import { createTestAgentq, type TestAgentq } from './helpers/agentq.js';
 import { waitUntil } from './helpers/processes.js';
+import { browserAvailable, launchBrowser } from './helpers/browser.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const KEY = 'viewer-test-key-0123456789';
 const OTHER_KEY = 'other-tenant-key-0123456789';
-const FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
-const hasBrowser = existsSync(CHROMIUM);
-if (!hasBrowser) console.warn(`viewer.approvals.browser.test: ${CHROMIUM} is missing (apt-get install chromium); skipping the browser tests`);
+const hasBrowser = browserAvailable('viewer.approvals.browser.test');
 
 describe.skipIf(!hasBrowser)('the approvals panel in a browser', () => {
   let t: TestAgentq;
@@ -38,7 +27,7 @@ describe.skipIf(!hasBrowser)('the approvals panel in a browser', () => {
   let base: string;
 
   beforeAll(async () => {
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS, headless: true });
+    browser = await launchBrowser();
   }, 60_000);
   afterAll(async () => {
     await browser?.close();

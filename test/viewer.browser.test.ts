@@ -2,32 +2,20 @@
 // `chromium` package, driven by playwright-core): log in with a key, open a conversation,
 // watch a running turn fill in live, open the dashboard. Skips, saying so, where no
 // browser is installed (.ci/run installs it).
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApi, type Api } from '../src/api/server.js';
 import { createWorker, type TurnWorker } from '../src/worker/worker.js';
 import { createTestAgentq, type TestAgentq } from './helpers/agentq.js';
 import { waitUntil } from './helpers/processes.js';
+import { browserAvailable, launchBrowser } from './helpers/browser.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const KEY = 'viewer-test-key-0123456789';
 const OTHER_KEY = 'other-tenant-key-0123456789';
-// Without the networking flags Chromium tries to reach hosts this machine cannot.
-const FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
-const hasBrowser = existsSync(CHROMIUM);
-if (!hasBrowser) console.warn(`viewer.browser.test: ${CHROMIUM} is missing (apt-get install chromium); skipping the browser tests`);
+const hasBrowser = browserAvailable('viewer.browser.test');
 
 describe.skipIf(!hasBrowser)('viewer and dashboard in a browser', () => {
   let t: TestAgentq;
@@ -42,7 +30,7 @@ describe.skipIf(!hasBrowser)('viewer and dashboard in a browser', () => {
     base = await api.app.listen({ host: '127.0.0.1', port: 0 });
     worker = createWorker(t.config, { concurrency: 2 });
     await worker.start();
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS, headless: true });
+    browser = await launchBrowser();
   }, 60_000);
 
   afterAll(async () => {

@@ -204,6 +204,9 @@ export async function denyPendingOfCancelledTurn(tx: Executor, turnId: string): 
     .where(and(eq(approvals.turnId, turnId), eq(approvals.status, 'pending')));
 }
 
+/** At most this many decisions go to one gate: the turn's latest and a few of cancelled turns. */
+const GATE_DECISIONS_MAX = 6;
+
 /** `decided_by` of an approval denied because its turn was cancelled. */
 const CANCEL_DECIDER = 'cancel';
 
@@ -217,11 +220,12 @@ export const EXPIRED_MESSAGE = 'agentq: not run; no decision came in time (the a
 export const DENIED_MESSAGE = 'agentq: a person denied this tool call.';
 
 /**
- * The decisions the gate of `attempt` of a turn answers with, by tool_use_id: this turn's
- * decided approvals, and the calls of cancelled turns of the conversation (still
- * unanswered in the session the next turn resumes). An allow an earlier attempt was given
- * is answered deny. The allows are marked as given to `attempt` in the same statement
- * order, under the caller's fence.
+ * The decisions the gate of `attempt` of a turn answers with, by tool_use_id: the turn's
+ * latest approval (the one call a resume asks about again: earlier rounds are answered in
+ * the session), and the calls of cancelled turns of the conversation (still unanswered in
+ * the session the next turn resumes). An allow an earlier attempt was given is answered
+ * deny. The allows are marked as given to `attempt` first, under the caller's fence. Few
+ * rows, so the gate's argv stays far below Linux's 128 KiB for one argument.
  */
 export async function gateDecisions(tx: Executor, q: { turnId: string; conversationId: string; attempt: number }): Promise<Record<string, GateDecision>> {
   await tx
@@ -236,11 +240,14 @@ export async function gateDecisions(tx: Executor, q: { turnId: string; conversat
       and(
         eq(approvals.conversationId, q.conversationId),
         inArray(approvals.status, ['allowed', 'denied', 'expired']),
-        or(eq(approvals.turnId, q.turnId), eq(approvals.decidedBy, CANCEL_DECIDER)),
+        or(
+          eq(approvals.id, sql`(select l.id from approvals l where l.turn_id = ${q.turnId}::uuid order by l.requested_at desc, l.id limit 1)`),
+          eq(approvals.decidedBy, CANCEL_DECIDER),
+        ),
       ),
     )
     .orderBy(desc(approvals.requestedAt))
-    .limit(50);
+    .limit(GATE_DECISIONS_MAX);
   const out: Record<string, GateDecision> = {};
   for (const a of rows) out[a.toolUseId] = gateDecisionOf(a, q.attempt);
   return out;
