@@ -201,7 +201,8 @@ async function runCase(name: CaseName, quick: boolean, parentEnv: Readonly<Recor
     killer = undefined;
     await decider.stop();
     await workers.stopAll(5000);
-    await client.close().catch(() => undefined);
+    // A client whose connections died with the Postgres restart must not hold the checks up.
+    await boundedWait(client.close(), 10_000, 'closing the client');
     // Give orphaned CLIs of killed workers their last moments, then count them.
     await new Promise((res) => setTimeout(res, 1500));
     const orphans = processesWithMarker(logFile);
@@ -291,9 +292,20 @@ function startDecider(client: AgentqClient): { stop: () => Promise<void> } {
   return {
     stop: async () => {
       clearInterval(timer);
-      await running;
+      await boundedWait(running, 10_000, 'the last round of decisions');
     },
   };
+}
+
+/** Waits for `work` at most `ms`; says so when it gave up (once seen in CI: a pool stuck after the Postgres restart). */
+async function boundedWait(work: Promise<unknown>, ms: number, what: string): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const gaveUp = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), ms);
+  });
+  const r = await Promise.race([work.then(() => 'done' as const, () => 'done' as const), gaveUp]);
+  clearTimeout(timer);
+  if (r === 'timeout') say(`gave up waiting for ${what} after ${ms} ms`);
 }
 
 /** Cases that SIGKILL a worker every 2 s (the others inject their fault every 3 s). */
@@ -377,6 +389,8 @@ async function countDuplicateLines(url: string, root: string): Promise<number> {
 main(process.argv.slice(2), process.env).then(
   (code) => {
     process.exitCode = code;
+    // A connection left open (see boundedWait) must not keep the suite from ending.
+    setTimeout(() => process.exit(), 5000).unref();
   },
   (err: unknown) => {
     process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
