@@ -275,7 +275,7 @@ function gatedConversation(c: number): boolean {
 }
 
 /**
- * A person, decidedly impatient: every 300 ms each pending approval is allowed (three in
+ * A person, decidedly impatient: every 100 ms each pending approval is allowed (three in
  * four) or denied. Failures while Postgres restarts are skipped; the next round retries.
  */
 function startDecider(client: AgentqClient): { stop: () => Promise<void> } {
@@ -288,7 +288,7 @@ function startDecider(client: AgentqClient): { stop: () => Promise<void> } {
   };
   const timer = setInterval(() => {
     running = running.then(round).catch(() => undefined);
-  }, 300);
+  }, 100);
   return {
     stop: async () => {
       clearInterval(timer);
