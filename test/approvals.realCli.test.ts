@@ -231,6 +231,19 @@ describe('durable approvals with the real CLI', () => {
     expect([markerLines('round1'), markerLines('round2'), markerLines('round3')]).toEqual([1, 1, 1]);
   }, 180_000);
 
+  workerLogic("a conversation policy set after a warm turn: the kept CLI process (which has no gate) is not used, the call waits", async () => {
+    await startWorker(realCliMachine(t.env, t.root, 'n', mock.url, { ...machineExtra, AGENTQ_WARM_IDLE_MS: '60000' }));
+    const plain = { permissionMode: 'bypassPermissions' as const, maxTurns: 4 };
+    const first = await client.enqueueTurn({ conversationId: 'ticket-warm', tenantId: 'acme', prompt: 'hello, no tools', options: plain });
+    expect((await client.waitForTurn(first.turnId, 60_000)).status).toBe('succeeded');
+    const second = await client.enqueueTurn({ conversationId: 'ticket-warm', tenantId: 'acme', prompt: `now ${bash('warm')}`, options: plain, approvals: { tools: ['Bash'] } });
+    const approvalId = await awaitApproval(second.turnId);
+    expect(markerLines('warm')).toBe(0);
+    await client.decideApproval({ id: approvalId, tenantId: 'acme', decision: 'deny' });
+    expect((await client.waitForTurn(second.turnId, 60_000)).status).toBe('succeeded');
+    expect(markerLines('warm')).toBe(0);
+  }, 120_000);
+
   workerLogic('racing decisions: exactly one wins, the other gets 409', async () => {
     await startWorker(machine('h'));
     const { turnId } = await client.enqueueTurn({ conversationId: 'ticket-race', tenantId: 'acme', prompt: `race ${bash('race')}`, options: gated });

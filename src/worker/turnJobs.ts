@@ -17,6 +17,9 @@ import { warmIdleMsFor, warmOptionsKey } from './warmPolicy.js';
 import type { TurnEnding, WorkerEnd, WorkerOptions } from './workerTypes.js';
 import { approvalPolicyOf } from './gate.js';
 
+/** An options key no kept process has (warmOptionsKey gives JSON arrays): the kept process is let go. */
+const NEVER_REUSED = 'gated';
+
 export interface TurnJobsDeps {
   config: Config;
   log: Logger;
@@ -128,10 +131,12 @@ export class TurnJobs {
     const turnId = claim.turn.id;
     const turnOptions = (claim.turn.options ?? {}) as Record<string, unknown>;
     const optionsKey = warmOptionsKey(turnOptions);
-    // A process kept here is used only if it is still current (claimed from our own warm lease).
-    const handle = await warmPool?.take(claim.conversation.id, claim.warmToken, optionsKey);
-    // A gated turn runs cold: its gate's decisions are given to each CLI process when it starts (./gate.ts).
+    // A gated turn runs cold: its gate's decisions are given to each CLI process when it
+    // starts (./gate.ts), and a process kept from an ungated turn has no gate at all (the
+    // policy may be the conversation's, set after that turn): it is let go, never used.
     const gated = approvalPolicyOf(claim.turn, claim.conversation) !== undefined || claim.turn.approvalRounds > 0;
+    // A process kept here is used only if it is still current (claimed from our own warm lease).
+    const handle = await warmPool?.take(claim.conversation.id, claim.warmToken, gated ? NEVER_REUSED : optionsKey);
     const keepIdleMs = warmPool && !this.deps.stopping() && !gated ? warmIdleMsFor(turnOptions, config) : undefined;
     if (handle || keepIdleMs !== undefined) options.observeWarm?.turn?.(handle ? 'hit' : 'miss');
     const observer = options.observeAttempt?.({
