@@ -32,6 +32,9 @@ describe('approvals store', () => {
     expect(approval).toMatchObject({ status: 'pending', toolName: 'Bash', input: { command: 'refund 42' }, expiresAt: null, decidedAt: null });
     const again = await requestApproval(t.db, request);
     expect(again.id).toBe(approval.id);
+    // A NUL in the model's input (jsonb refuses it) is stored replaced, not refused.
+    const nul = await requestApproval(t.db, { ...request, toolUseId: 'toolu_nul', input: { command: 'a\u0000b' } });
+    expect(nul.input).toEqual({ command: 'a\uFFFDb' });
     expect((await listApprovals(t.db, { tenantId: 'acme', status: 'pending' })).map((a) => a.id)).toContain(approval.id);
   });
 

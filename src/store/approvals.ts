@@ -8,6 +8,7 @@
 import { and, desc, eq, inArray, or, sql } from 'drizzle-orm';
 import type { GateDecision } from '../runner/approvalGate.js';
 import type { Executor, StoreDb } from './db.js';
+import { pgJson, pgText } from './pgSafe.js';
 import { approvals, conversations, type ApprovalStatus } from './schema.js';
 import type { DueTurn } from './turns.js';
 
@@ -37,7 +38,8 @@ export async function requestApproval(db: Executor, r: ApprovalRequest): Promise
   const expiresAt = r.timeoutMs === undefined ? null : sql`now() + make_interval(secs => ${r.timeoutMs / 1000})`;
   const inserted = await db
     .insert(approvals)
-    .values({ tenantId: r.tenantId, conversationId: r.conversationId, turnId: r.turnId, toolUseId: r.toolUseId, toolName: r.toolName, input: r.input ?? {}, expiresAt })
+    // The call is the model's: a NUL (which jsonb and text refuse) must not make the commit fail every time.
+    .values({ tenantId: r.tenantId, conversationId: r.conversationId, turnId: r.turnId, toolUseId: pgText(r.toolUseId), toolName: pgText(r.toolName), input: pgJson(r.input ?? {}), expiresAt })
     .onConflictDoNothing({ target: [approvals.turnId, approvals.toolUseId] })
     .returning();
   if (inserted[0]) return inserted[0];
