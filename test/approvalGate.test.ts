@@ -2,11 +2,13 @@
 // what it answers for each kind of call, and that everything it cannot do blocks the call
 // (exit code 2) instead of letting it through.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { gateFlags, gateSettings, SIBLING_NOT_RUN, type GateSpec } from '../src/runner/approvalGate.js';
+import { GATE_PROCESS_TAG, gateFlags, gateSettings, SIBLING_NOT_RUN, type GateSpec } from '../src/runner/approvalGate.js';
+import { signalRun } from '../src/runner/processTree.js';
+import { isAlive, waitUntil } from './helpers/processes.js';
 import { parseEnqueueInput } from '../src/queue/turnInput.js';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'agentq-gate-'));
@@ -102,4 +104,36 @@ describe('the approval gate hook under a stopping run', () => {
       else expect(end.code).toBe(2);
     }
   });
+
+  it('a stopping run never sends the gate SIGTERM (its shell could get it before its trap runs), and SIGKILL still ends it', async () => {
+    const { spawn } = await import('node:child_process');
+    expect(gateSettings(spec(['Bash']))).toContain(GATE_PROCESS_TAG);
+    // A run's process group: a leader (the CLI), an untagged child (a tool) and a tagged one
+    // (a hook) that, unlike the gate, does not ignore SIGTERM, so a SIGTERM sent to it shows.
+    const stay = "setInterval(() => {}, 1000)";
+    const leader = spawn('/bin/sh', ['-c', `node -e '${stay}' & node -e '${stay}' ${GATE_PROCESS_TAG} & exec sleep 60`], { detached: true, stdio: 'ignore' });
+    const root = leader.pid!;
+    const inGroup = () => readdirSync('/proc').filter((n) => /^\d+$/.test(n)).map(Number).filter((pid) => isAlive(pid) && pgidOf(pid) === root);
+    const tagged = () => inGroup().filter((pid) => readFileSync(`/proc/${pid}/cmdline`).includes(GATE_PROCESS_TAG));
+    try {
+      await waitUntil(() => inGroup().length === 3 && tagged().length === 1 && readFileSync(`/proc/${root}/cmdline`, 'latin1').startsWith('sleep'), 'the group to start');
+      const hook = tagged()[0]!;
+      signalRun(root, 'no-such-run', 'SIGTERM', { spareTagged: GATE_PROCESS_TAG });
+      await waitUntil(() => inGroup().length === 1, 'the leader and the tool to end');
+      expect(inGroup()).toEqual([hook]);
+      signalRun(root, 'no-such-run', 'SIGKILL', { spareTagged: GATE_PROCESS_TAG });
+      await waitUntil(() => !isAlive(hook), 'SIGKILL to end the hook');
+    } finally {
+      for (const pid of inGroup()) process.kill(pid, 'SIGKILL');
+    }
+  });
 });
+
+function pgidOf(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]);
+  } catch {
+    return undefined;
+  }
+}

@@ -56,6 +56,12 @@ export const SIBLING_NOT_RUN =
   'agentq: not run. Another tool call in this message is waiting for a person to approve it, and only one call waits at a time. ' +
   'If this call is still needed, ask for it again, in a message of its own, after that one is decided.';
 
+/**
+ * A word in the gate's command line (the shell's and node's): a stopping run spares the
+ * processes carrying it its SIGTERM (see gateSettings), and SIGKILLs them with the CLI.
+ */
+export const GATE_PROCESS_TAG = 'agentq-approval-gate';
+
 // The hook itself, plain JavaScript for `node -e` (no single quotes: it is put in single
 // quotes for the shell). argv[1] is the spec, base64 JSON. Matching: a rule's tool name
 // equals the call's; a pattern narrows only Bash, on the command's text (any occurrence,
@@ -64,6 +70,7 @@ export const SIBLING_NOT_RUN =
 // deferred; later ones of the same message are denied with SIBLING_NOT_RUN (measured: the
 // CLI reports only one deferred call and drops the others from the session).
 const GATE_CODE = `
+/* ${GATE_PROCESS_TAG} */
 const fs = require("fs"), path = require("path"), os = require("os");
 const fail = (why) => { process.stderr.write("agentq approval gate: " + why + "; the call is blocked\\n"); process.exit(2); };
 try {
@@ -109,10 +116,12 @@ export function gateSettings(spec: GateSpec, nodePath: string = process.execPath
   const payload = Buffer.from(JSON.stringify({ rules: spec.rules, decisions: spec.decisions, runKey: spec.runKey, sibling: SIBLING_NOT_RUN })).toString('base64');
   const code = GATE_CODE.replace(/\n\s*/g, ' ').trim();
   if (code.includes("'") || nodePath.includes("'")) throw new Error('the approval gate cannot be quoted for the shell');
-  // The shell ignores the signals a stopping run sends its process group (and so does the
-  // gate, which inherits that): killed half-way, a hook would be a non-blocking error, and
-  // the CLI would go on and run the call. The gate finishes its answer instead (it takes
-  // milliseconds); only SIGKILL stops it, and that stops the CLI too.
+  // Killed half-way, a hook is a non-blocking error, and the CLI goes on and runs the call.
+  // So a stopping run never sends the gate SIGTERM (GATE_PROCESS_TAG): it finishes its
+  // answer (it takes milliseconds), and only SIGKILL, which stops the CLI too, ends it. The
+  // shell also ignores the signals (and so does node, which inherits that) for whatever
+  // else may send them; a signal that lands before the trap runs is what the tag is for
+  // (seen in the chaos suite: a drained worker's SIGTERM let a call run unapproved).
   const command = `trap '' TERM INT HUP; '${nodePath}' -e '${code}' '${payload}' || exit 2`;
   const tools = [...spec.rules.map(ruleTool), ...Object.values(spec.decisions).map((d) => d.tool)];
   // `*`: every tool (a stored policy that no longer parses gates everything).

@@ -97,6 +97,19 @@ export interface FindRunOptions {
   spawnedAtMs?: number;
   /** signalRun only: leave the root and its process group out (a sandbox's bwrap). */
   spareRoot?: boolean;
+  /**
+   * signalRun only, not for SIGKILL: leave out every process whose command line holds this
+   * word (the approval gate's hooks, GATE_PROCESS_TAG), so no group-wide signal is sent.
+   */
+  spareTagged?: string;
+}
+
+function commandLineHas(pid: number, word: Buffer): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`).indexOf(word) !== -1;
+  } catch {
+    return false;
+  }
 }
 
 /** The pids of every live process of the run (see the header for what counts). */
@@ -145,9 +158,10 @@ function kill(target: number, signal: NodeJS.Signals): void {
  */
 export function signalRun(rootPid: number, runId: string, signal: NodeJS.Signals, options: FindRunOptions = {}): number {
   const pids = findRunProcesses(rootPid, runId, options);
-  if (options.spareRoot) {
-    const group = new Set(pids.filter((p) => readStat(p)?.pgid === rootPid));
-    const targets = pids.filter((p) => p !== rootPid && !group.has(p));
+  const tag = options.spareTagged !== undefined && signal !== 'SIGKILL' ? Buffer.from(options.spareTagged) : undefined;
+  if (options.spareRoot || tag) {
+    const group = options.spareRoot ? new Set(pids.filter((p) => readStat(p)?.pgid === rootPid)) : new Set<number>();
+    const targets = pids.filter((p) => !(options.spareRoot && (p === rootPid || group.has(p))) && !(tag && commandLineHas(p, tag)));
     for (const pid of targets) kill(pid, signal);
     return targets.length;
   }

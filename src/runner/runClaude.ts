@@ -7,6 +7,7 @@ import { mkdirSync, statSync } from 'node:fs';
 import { execa } from 'execa';
 import type { Config } from '../config.js';
 import { RunOptionsError } from '../errors.js';
+import { GATE_PROCESS_TAG } from './approvalGate.js';
 import { buildArgv, promptOnStdin } from './argv.js';
 import { RunCgroup, type CgroupHost, type RunLimits } from './cgroups.js';
 import { buildRunEnv } from './env.js';
@@ -182,7 +183,8 @@ export function startClaude(options: RunOptions, settings: RunnerSettings, hooks
     // Sandboxed, the group is bwrap itself: SIGTERM there would kill the whole sandbox at
     // once (--die-with-parent); the CLI and its tools get it instead, as unsandboxed, and
     // bwrap exits with the CLI's status.
-    signalRun(pid, runId, 'SIGTERM', { ...scan, spareRoot: sandboxed !== undefined });
+    // A gated run's hooks are spared: see gateSettings.
+    signalRun(pid, runId, 'SIGTERM', { ...scan, spareRoot: sandboxed !== undefined, ...(o.gate ? { spareTagged: GATE_PROCESS_TAG } : {}) });
     killTimer = setTimeout(() => signalRun(pid, runId, 'SIGKILL', scan), settings.killGraceMs);
   };
 
