@@ -10,11 +10,12 @@ import type { Benchmark, Figure } from './harness.js';
 import { runnerOverhead } from './runnerOverhead.js';
 import { sandboxOverhead } from './sandboxOverhead.js';
 import { sdkStoreBench } from './sdkStore.js';
+import { realCliTaxBench } from './realCliTax.js';
 import { storeBench } from './store.js';
 import { turnBench } from './turn.js';
 import { warmBench } from './warm.js';
 
-export const benchmarks: readonly Benchmark[] = [runnerOverhead, sandboxOverhead, storeBench, turnBench, ephemeralBench, sdkStoreBench, warmBench];
+export const benchmarks: readonly Benchmark[] = [runnerOverhead, sandboxOverhead, storeBench, turnBench, realCliTaxBench, ephemeralBench, sdkStoreBench, warmBench];
 
 function formatTable(figures: Figure[]): string {
   const rows = figures.map((f) => [f.bench, `${f.value} ${f.unit}`, f.baseline === null ? '-' : `${f.baseline}`, f.target]);

@@ -19,91 +19,16 @@
 //   agentq (./warmCliFloor.ts): per message, stdin write → its result line, minus the
 //   mock's time. Half its messages run before the agentq turns and half after. A warm
 //   turn cannot cost less than this; its baseline is the warm overhead of the same run.
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { Queue, QueueEvents } from 'bullmq';
-import { Redis } from 'ioredis';
 import pg from 'pg';
-import { pino } from 'pino';
-import { loadConfig } from '../config.js';
-import { createLogger } from '../logger.js';
-import { startMockModel } from '../mock/mockModel.js';
-import { createClient } from '../queue/client.js';
-import { migrate } from '../store/migrate.js';
-import { createWorker } from '../worker/worker.js';
-import { withDb } from './database.js';
 import { cliFloorSamples, mockTime } from './warmCliFloor.js';
 import { median, round, type BenchContext, type Benchmark, type Figure } from './harness.js';
+import { withRealCliRig } from './realCliRig.js';
 
 const MEASURED_TURNS = 15;
-const TURN_TIMEOUT_MS = 60_000;
 
 async function run(ctx: BenchContext): Promise<Figure[]> {
-  const base = loadConfig(process.env);
-  const suffix = randomBytes(6).toString('hex');
-  const dbName = `agentq_bench_warm_${suffix}`;
-  const queueName = `bench-warm-${suffix}`;
-  const adminUrl = base.databaseUrl;
-  const u = new URL(adminUrl);
-  u.pathname = `/${dbName}`;
-  const url = u.toString();
-  const root = mkdtempSync(path.join(os.tmpdir(), 'agentq-bench-warm-'));
-  const mock = await startMockModel();
-  await withDb(adminUrl, (c) => c.query(`create database "${dbName}"`));
-  const conn = new Redis(base.redisUrl, { maxRetriesPerRequest: null });
-  // QueueEvents does not close a connection it was handed: ours to disconnect.
-  const eventsConn = new Redis(base.redisUrl, { maxRetriesPerRequest: null });
-  let events: QueueEvents | undefined;
-  try {
-    await migrate(url);
-    const config = loadConfig({
-      PATH: process.env.PATH ?? '/usr/bin:/bin',
-      DATABASE_URL: url,
-      REDIS_URL: base.redisUrl,
-      AGENTQ_QUEUE: queueName,
-      AGENTQ_WORKSPACE_ROOT: path.join(root, 'workspaces'),
-      AGENTQ_RUNS_ROOT: path.join(root, 'runs'),
-      AGENTQ_LOG_LEVEL: 'warn',
-      AGENTQ_SANDBOX: 'off',
-      AGENTQ_CLAUDE_PATH: ctx.cli.path,
-      // The real CLI against the mock, offline (shared/claude-cli/README.md).
-      LANG: 'C.UTF-8',
-      ANTHROPIC_BASE_URL: mock.url,
-      ANTHROPIC_API_KEY: 'sk-test',
-      CLAUDE_CODE_MAX_RETRIES: '0',
-      DISABLE_TELEMETRY: '1',
-      DISABLE_ERROR_REPORTING: '1',
-      IS_SANDBOX: '1',
-    });
-    ctx.log(`CLI ${config.claudePath}`);
-    events = new QueueEvents(queueName, { connection: eventsConn, blockingTimeout: 1000 });
-    await events.waitUntilReady();
-    // Arrival time of each job's 'completed' event (an event may arrive before its waiter).
-    const arrived = new Map<string, number>();
-    const waiters = new Map<string, (at: number) => void>();
-    events.on('completed', ({ jobId }) => {
-      const at = Date.now();
-      const w = waiters.get(jobId);
-      if (w) w(at);
-      else arrived.set(jobId, at);
-    });
-    const completedAt = (jobId: string) =>
-      new Promise<number>((resolve, reject) => {
-        const early = arrived.get(jobId);
-        if (early !== undefined) return resolve(early);
-        const timer = setTimeout(() => reject(new Error(`turn ${jobId} did not complete within ${TURN_TIMEOUT_MS} ms`)), TURN_TIMEOUT_MS);
-        waiters.set(jobId, (at) => {
-          clearTimeout(timer);
-          waiters.delete(jobId);
-          resolve(at);
-        });
-      });
-    const client = createClient(config);
-    // Its logs go to stderr: stdout holds the figures (--json).
-    const worker = createWorker(config, { concurrency: 2, log: createLogger(config, 'agentq', pino.destination(2)) });
-    await worker.start();
+  return withRealCliRig(ctx, { name: 'warm', concurrency: 2 }, async ({ config, url, mock, client, root, completedAt }) => {
     const events_ = new pg.Pool({ connectionString: url, max: 1 });
     const cliMs = async (turnId: string): Promise<number> => {
       const r = await events_.query<{ payload: string }>("select payload from turn_events where turn_id = $1 and type = 'result' order by seq desc limit 1", [turnId]);
@@ -169,22 +94,10 @@ async function run(ctx: BenchContext): Promise<Figure[]> {
         },
         { bench: 'warm_turn_latency_p50_ms', value: round(median(warmRaw), 1), unit: 'ms', baseline: round(median(coldRaw), 1), target: 'none (mock time included)' },
       ];
-    } finally {
-      await worker.stop({ graceMs: 0 });
-      await client.close();
+      } finally {
       await events_.end();
     }
-  } finally {
-    await events?.close().catch(() => undefined);
-    eventsConn.disconnect();
-    const q = new Queue(queueName, { connection: conn });
-    await q.obliterate({ force: true }).catch(() => undefined);
-    await q.close();
-    conn.disconnect();
-    await withDb(adminUrl, (c) => c.query(`drop database if exists "${dbName}" with (force)`)).catch(() => undefined);
-    await mock.close();
-    rmSync(root, { recursive: true, force: true });
-  }
+  });
 }
 
 export const warmBench: Benchmark = {
