@@ -2,10 +2,11 @@
 // idempotency under the conversation's row lock), claim with a lease and a fencing
 // token, lease renewal, the fence check every write of an attempt makes, finishing and
 // requeueing, and the queries the reconciler and dispatcher need.
-import { and, asc, eq, getTableColumns, inArray, lt, sql } from 'drizzle-orm';
+import { and, asc, eq, inArray, lt, sql } from 'drizzle-orm';
 import type { Executor, StoreDb } from './db.js';
 import { StaleLeaseError } from '../errors.js';
 import { conversations, turnEvents, turns, unfinishedTurnStatuses, type TurnSource } from './schema.js';
+import { rowFromJson } from './jsonRow.js';
 import { pgJson, pgText } from './pgSafe.js';
 import type { ConversationRow } from './conversations.js';
 import { parseConversationId, parseTenantId } from './ids.js';
@@ -40,13 +41,6 @@ export interface EnqueuedTurn {
   isHead: boolean;
 }
 
-/** The conversation's default options with its approval policy set (null: removed). */
-function approvalsDefault(policy: unknown) {
-  return policy === null
-    ? sql`${conversations.defaultOptions} - 'approvals'`
-    : sql`coalesce(${conversations.defaultOptions}, '{}'::jsonb) || jsonb_build_object('approvals', ${JSON.stringify(policy)}::jsonb)`;
-}
-
 /** Locks the conversation row: every change of its turns' order or lease goes through it. */
 async function lockConversation(tx: Executor, conversationId: string): Promise<ConversationRow> {
   // Index: conversations_pkey.
@@ -66,74 +60,23 @@ async function hasEarlierPending(tx: Executor, conversationId: string, seq: numb
   return rows.length > 0;
 }
 
-/** Thrown inside the transaction to roll it back when the idempotency key names a turn already recorded. */
-class ExistingTurn extends Error {
-  constructor(readonly turn: TurnRow) {
-    super(`turn ${turn.id} already has this idempotency key`);
-  }
-}
-
 /**
- * Records a turn in one transaction; the same idempotency key returns the same turn and
- * changes nothing. Three statements, as every turn goes through here: one upsert creates
- * the conversation if needed, locks its row (every change of its turns' order goes
- * through that lock) and takes the next seq; then (with a key) the lookup of an existing
- * turn; then the insert, which also says whether an earlier turn is pending.
- * Validates both ids (StoreInputError naming the field).
+ * Records a turn in one round trip (agentq_enqueue_turn, migrations/0012): the
+ * conversation is created if needed and its row locked (every change of its turns' order
+ * goes through that lock); the same idempotency key returns the same turn and changes
+ * nothing; else the turn takes the next seq, and the call says whether an earlier turn is
+ * pending. Validates both ids (StoreInputError naming the field).
  */
 export async function insertTurn(db: StoreDb, input: NewTurn): Promise<EnqueuedTurn> {
   const externalId = parseConversationId(input.externalId, 'externalId');
   const tenantId = parseTenantId(input.tenantId ?? 'default');
-  const halt = input.haltOnFailure === undefined ? {} : { haltOnFailure: input.haltOnFailure };
-  // A new conversation starts with the policy; an existing one gets it set (or removed).
-  const newDefaults = input.approvals === undefined || input.approvals === null ? {} : { defaultOptions: { approvals: input.approvals } };
-  const setDefaults = input.approvals === undefined ? {} : { defaultOptions: approvalsDefault(input.approvals) };
-  try {
-    return await db.transaction(async (tx) => {
-      // Index: conversations_tenant_external_uq. A new conversation's first turn gets seq 1.
-      const [conv] = await tx
-        .insert(conversations)
-        .values({ tenantId, externalId, nextSeq: 2, ...halt, ...newDefaults })
-        .onConflictDoUpdate({
-          target: [conversations.tenantId, conversations.externalId],
-          set: { nextSeq: sql`${conversations.nextSeq} + 1`, updatedAt: sql`now()`, ...halt, ...setDefaults },
-        })
-        .returning({ id: conversations.id, nextSeq: conversations.nextSeq });
-      if (input.idempotencyKey !== undefined) {
-        // Index: turns_conversation_idempotency_uq.
-        const existing = await tx
-          .select()
-          .from(turns)
-          .where(and(eq(turns.conversationId, conv!.id), eq(turns.idempotencyKey, input.idempotencyKey)));
-        if (existing[0]) throw new ExistingTurn(existing[0]);
-      }
-      const [inserted] = await tx
-        .insert(turns)
-        .values({
-          conversationId: conv!.id,
-          seq: conv!.nextSeq - 1,
-          prompt: input.prompt,
-          options: input.options,
-          idempotencyKey: input.idempotencyKey ?? null,
-          priority: input.priority,
-          source: input.source,
-          runAt: sql`now() + make_interval(secs => ${input.delayMs / 1000})`,
-        })
-        .returning({
-          ...getTableColumns(turns),
-          // Index: turns_conversation_status_seq_idx. The statement's snapshot does not hold the new row.
-          // (Qualified by hand: drizzle writes bare column names in RETURNING, which inside
-          // the subquery would name e's own columns.)
-          isHead: sql<boolean>`not exists (select 1 from turns e where e.conversation_id = turns.conversation_id
-            and e.status in ${UNFINISHED} and e.seq < turns.seq)`,
-        });
-      const { isHead, ...turn } = inserted!;
-      return { turn, created: true, isHead };
-    });
-  } catch (err) {
-    if (err instanceof ExistingTurn) return { turn: err.turn, created: false, isHead: false };
-    throw err;
-  }
+  const approvals = input.approvals === undefined || input.approvals === null ? null : JSON.stringify(input.approvals);
+  const r = await db.execute<{ created: boolean; is_head: boolean; turn: Record<string, unknown> }>(sql`
+    select * from agentq_enqueue_turn(${tenantId}, ${externalId}, ${input.haltOnFailure ?? null}::boolean,
+      ${input.approvals !== undefined}::boolean, ${approvals}::jsonb, ${input.prompt}, ${JSON.stringify(input.options)}::jsonb,
+      ${input.idempotencyKey ?? null}::text, ${input.priority}::int, ${input.source}, ${input.delayMs}::float8)`);
+  const row = r.rows[0]!;
+  return { turn: rowFromJson(turns, row.turn), created: row.created, isHead: row.is_head };
 }
 
 export type ClaimResult =
@@ -147,6 +90,8 @@ export type ClaimResult =
       takeover: boolean;
       /** Claimed from this worker's own warm lease: the token it held between turns (its CLI process is still current). */
       warmToken: number | undefined;
+      /** The digest of the stored workspace at the claim (null: none), read under the lease so it stays true for the attempt. */
+      workspaceSha256: string | null;
     }
   /** Another worker holds the conversation warm (its CLI idle, waiting for this turn): ask it, or steal the lease (`stealWarmFrom`). */
   | { kind: 'warm'; owner: string; conversationId: string; retryAt: Date }
@@ -171,80 +116,41 @@ export interface ClaimInput {
  * owner's later writes are refused.
  */
 export async function claimTurn(db: StoreDb, input: ClaimInput): Promise<ClaimResult> {
-  return db.transaction(async (tx) => {
-    // Lock the conversation the turn belongs to (and read the database's clock with it).
-    // Index: turns_pkey for the subquery, conversations_pkey for the lock.
-    const locked = await tx
-      .select({ conv: getTableColumns(conversations), now: sql<string>`now()`.as('now') })
-      .from(conversations)
-      .where(eq(conversations.id, sql`(select ${turns.conversationId} from ${turns} where ${turns.id} = ${input.turnId})`))
-      .for('update');
-    const row = locked[0];
-    if (!row) return { kind: 'done' };
-    const conv = row.conv;
-    const now = new Date(row.now);
-    // Read the turn under the conversation lock: its status may have changed meanwhile.
-    // Index: turns_pkey; the EXISTS uses turns_conversation_status_seq_idx.
-    const found = await tx
-      .select({
-        turn: getTableColumns(turns),
-        earlierPending: sql<boolean>`exists (select 1 from ${turns} e where e.conversation_id = ${turns.conversationId}
-          and e.status in ${UNFINISHED} and e.seq < ${turns.seq})`.as('earlier_pending'),
-      })
-      .from(turns)
-      .where(eq(turns.id, input.turnId))
-      .for('update');
-    const turn = found[0]?.turn;
-    if (!turn || (turn.status !== 'queued' && turn.status !== 'running')) return { kind: 'done' };
-    const leaseLive = conv.leaseOwner !== null && conv.leaseExpiresAt !== null && conv.leaseExpiresAt > now;
-    // A warm lease (held between turns, no turn running) may be taken by its owner, or
-    // stolen by a worker whose request to the owner went unanswered; a running one never.
-    const warmHeld = leaseLive && conv.leaseWarm;
-    const ownWarm = warmHeld && conv.leaseOwner === input.workerId;
-    const mayTake = !leaseLive || ownWarm || (warmHeld && input.stealWarmFrom !== undefined && conv.leaseOwner === input.stealWarmFrom);
-    if (leaseLive && !warmHeld) {
-      return { kind: 'later', retryAt: conv.leaseExpiresAt!, reason: `conversation leased by ${conv.leaseOwner}` };
+  const r = await db.execute<{
+    kind: 'claimed' | 'done' | 'not_head' | 'later' | 'warm';
+    retry_at: string | Date | null;
+    reason: string | null;
+    owner: string | null;
+    takeover: boolean | null;
+    warm_token: string | number | null;
+    turn: Record<string, unknown> | null;
+    conversation: Record<string, unknown> | null;
+    workspace_sha256: string | null;
+  }>(sql`select * from agentq_claim_turn(${input.turnId}::uuid, ${input.workerId}, ${input.leaseMs}::float8, ${input.stealWarmFrom ?? null}::text)`);
+  const row = r.rows[0]!;
+  switch (row.kind) {
+    case 'done':
+    case 'not_head':
+      return { kind: row.kind };
+    case 'later':
+      return { kind: 'later', retryAt: new Date(row.retry_at!), reason: row.reason! };
+    case 'warm':
+      return { kind: 'warm', owner: row.owner!, conversationId: rowFromJson(conversations, row.conversation!).id, retryAt: new Date(row.retry_at!) };
+    case 'claimed': {
+      const turn = rowFromJson(turns, row.turn!);
+      const conversation = rowFromJson(conversations, row.conversation!);
+      return {
+        kind: 'claimed',
+        turn,
+        conversation,
+        fencingToken: conversation.fencingToken,
+        attempt: turn.attempts,
+        takeover: row.takeover!,
+        warmToken: row.warm_token === null ? undefined : Number(row.warm_token),
+        workspaceSha256: row.workspace_sha256,
+      };
     }
-    if (found[0]!.earlierPending) return { kind: 'not_head' };
-    if (turn.status === 'queued' && turn.runAt > now) return { kind: 'later', retryAt: turn.runAt, reason: 'not due yet' };
-    if (!mayTake) return { kind: 'warm', owner: conv.leaseOwner!, conversationId: conv.id, retryAt: conv.leaseExpiresAt! };
-    const takeover = turn.status === 'running';
-    const token = conv.fencingToken + 1;
-    const claimed: TurnRow = {
-      ...turn,
-      status: 'running',
-      attempts: turn.attempts + 1,
-      // now() is the transaction's start, the same instant `now` was read at.
-      startedAt: turn.startedAt ?? now,
-      sessionIdBefore: turn.attempts === 0 ? conv.sessionId : turn.sessionIdBefore,
-    };
-    // Both rows are locked already (conversation, then turn); one statement updates both.
-    await tx.execute(sql`
-      with lease as (
-        update conversations
-           set lease_owner = ${input.workerId},
-               lease_expires_at = now() + make_interval(secs => ${input.leaseMs / 1000}),
-               fencing_token = ${token}::bigint,
-               lease_warm = false,
-               updated_at = now()
-         where id = ${conv.id}::uuid
-      )
-      update turns
-         set status = 'running',
-             attempts = ${claimed.attempts}::int,
-             started_at = coalesce(started_at, now()),
-             session_id_before = ${claimed.sessionIdBefore}
-       where id = ${turn.id}::uuid`);
-    return {
-      kind: 'claimed',
-      turn: claimed,
-      conversation: { ...conv, leaseOwner: input.workerId, fencingToken: token, leaseWarm: false },
-      fencingToken: token,
-      attempt: turn.attempts + 1,
-      takeover,
-      warmToken: ownWarm ? conv.fencingToken : undefined,
-    };
-  });
+  }
 }
 
 export interface Fence {
@@ -435,70 +341,29 @@ const jsonParam = (value: unknown) => (value === null || value === undefined ? n
  * the lease (else StaleLeaseError, and the caller's transaction must roll back); returns
  * the next due turn to dispatch. Call inside the commit transaction, after the session
  * writes: the conversation row is locked here, by its update, then the turn row (the lock
- * order every transaction keeps). Two statements, as this runs on every turn.
+ * order every transaction keeps). One round trip, as this runs on every turn.
  */
 export async function finishTurn(tx: Executor, input: FinishInput): Promise<DueTurn | undefined> {
   const { fence } = input;
-  const warm = input.keepWarmMs !== undefined;
-  const parked = input.status === 'awaiting_approval';
-  // Index: conversations_pkey. The fence check, the lease release (or warm hold) and the totals at once.
-  const conv = await tx.execute<{ halt_on_failure: boolean }>(sql`
-    update conversations
-       set lease_owner = case when ${warm}::boolean then lease_owner else null end,
-           lease_expires_at = case when ${warm}::boolean then now() + make_interval(secs => ${(input.keepWarmMs ?? 0) / 1000}) else null end,
-           lease_warm = ${warm}::boolean,
-           session_id = coalesce(${input.conversationSessionId ?? null}::text, session_id),
-           -- A turn that ran to success under the gate answered every call left open before it.
-           default_options = case when ${input.status === 'succeeded'}::boolean then default_options - 'openGatedCalls' else default_options end,
-           turns_total = turns_total + case when ${parked}::boolean then 0 else 1 end,
-           cost_usd = cost_usd + ${String(input.costUsd)}::numeric,
-           input_tokens = input_tokens + ${input.inputTokens}::bigint,
-           output_tokens = output_tokens + ${input.outputTokens}::bigint,
-           updated_at = now()
-     where id = ${input.conversationId}::uuid
-       and fencing_token = ${fence.fencingToken}::bigint
-       and lease_owner = ${fence.workerId}
-    returning halt_on_failure`);
-  if (conv.rows.length === 0) throw new StaleLeaseError(fence.conversationId, fence.fencingToken, -1);
-  // A conversation that halts on failure cancels what was queued behind the failed turn.
-  const halt = input.status === 'failed' && conv.rows[0]!.halt_on_failure;
   const haltError: TurnError = {
     class: 'conversation_halted',
     message: `an earlier turn (${input.turnId}) failed and the conversation halts on failure`,
     retryable: false,
   };
-  // Index: turns_pkey for the update, turns_conversation_status_seq_idx for the rest.
-  const next = await tx.execute<{ id: string; run_at: string | Date; priority: number }>(sql`
-    with done as (
-      update turns
-         set status = ${input.status},
-             result = ${pgText(input.result)},
-             error = ${jsonParam(pgJson(input.error))}::jsonb,
-             -- A turn that waited for approvals adds each round's run to the ones before.
-             cost_usd = coalesce(cost_usd, 0) + ${String(input.costUsd)}::numeric,
-             usage = ${jsonParam(pgJson(input.usage))}::jsonb,
-             num_turns = coalesce(num_turns, 0) + ${input.numTurns}::int,
-             tool_calls = coalesce(tool_calls, 0) + ${input.toolCalls}::int,
-             approval_rounds = approval_rounds + case when ${parked}::boolean then 1 else 0 end,
-             attempts_before_round = case when ${parked}::boolean then attempts else attempts_before_round end,
-             permission_denials = ${input.permissionDenials.length === 0 ? null : JSON.stringify(pgJson(input.permissionDenials))}::jsonb,
-             session_id_after = ${input.sessionIdAfter},
-             run_session_id = coalesce(${input.runSessionId ?? null}::text, run_session_id),
-             cli_versions = ${withCliVersion(input.cliVersion)},
-             finished_at = case when ${parked}::boolean then null else now() end
-       where id = ${input.turnId}::uuid
-    ), halted as (
-      update turns
-         set status = 'cancelled', finished_at = now(), error = ${JSON.stringify(haltError)}::jsonb
-       where conversation_id = ${input.conversationId}::uuid and status = 'queued' and ${halt}::boolean
-    )
-    select id, run_at, priority
-      from turns
-     where conversation_id = ${input.conversationId}::uuid and status = 'queued' and not ${halt}::boolean and not ${parked}::boolean
-     order by seq
-     limit 1`);
-  const row = next.rows[0];
-  return row ? { id: row.id, runAt: new Date(row.run_at), priority: row.priority } : undefined;
+  // One call (agentq_finish_turn, migrations/0012): the fence check, the lease release (or
+  // warm hold), the totals, the turn's end, a halt, and the next queued turn.
+  const r = await tx.execute<{ fenced: boolean; next_id: string | null; next_run_at: string | Date | null; next_priority: number | null }>(sql`
+    select * from agentq_finish_turn(${input.turnId}::uuid, ${input.conversationId}::uuid, ${fence.fencingToken}::bigint, ${fence.workerId},
+      ${input.status}, ${pgText(input.result)}, ${jsonParam(pgJson(input.error))}::jsonb, ${String(input.costUsd)}::numeric,
+      ${jsonParam(pgJson(input.usage))}::jsonb, ${input.numTurns}::int, ${input.toolCalls}::int,
+      ${input.permissionDenials.length === 0 ? null : JSON.stringify(pgJson(input.permissionDenials))}::jsonb,
+      ${input.sessionIdAfter}::text, ${input.conversationSessionId ?? null}::text, ${input.runSessionId ?? null}::text,
+      ${input.inputTokens}::bigint, ${input.outputTokens}::bigint, ${input.keepWarmMs ?? null}::float8,
+      ${input.cliVersion === undefined ? null : String(input.cliVersion.attempt)}::text,
+      ${input.cliVersion === undefined ? null : pgText(input.cliVersion.version)}::text, ${JSON.stringify(haltError)}::jsonb)`);
+  const row = r.rows[0]!;
+  if (!row.fenced) throw new StaleLeaseError(fence.conversationId, fence.fencingToken, -1);
+  return row.next_id === null ? undefined : { id: row.next_id, runAt: new Date(row.next_run_at!), priority: row.next_priority! };
 }
 
 /**

@@ -59,6 +59,8 @@ export interface ClaimedTurn {
   conversation: ConversationRow;
   fencingToken: number;
   attempt: number;
+  /** The stored workspace's digest as the claim read it (null: none; undefined: not read). */
+  workspaceSha256?: string | null;
 }
 
 export interface AttemptOptions {
@@ -126,6 +128,8 @@ export class AttemptContext {
   runSessionId: string | null;
   /** The digest of the stored workspace archive as read when preparing (null: none stored; undefined: not read). */
   storedWorkspaceSha: string | null | undefined;
+  /** The same digest as the claim read it, under the lease (null: none stored; undefined: not read). */
+  readonly claimedWorkspaceSha: string | null | undefined;
   /** With warm: the multi-turn CLI process of this attempt (kept or taken). */
   cli: MultiTurnCli | undefined;
   /** After a commit that kept the lease warm: the process to hand to the pool. */
@@ -163,6 +167,7 @@ export class AttemptContext {
       },
     });
     this.runSessionId = turn.runSessionId;
+    this.claimedWorkspaceSha = claim.workspaceSha256;
     this.dirName = workspaceDirName(conversation.externalId, conversation.tenantId);
     this.cwd = path.join(deps.config.workspaceRoot, this.dirName);
     this.runDir = multiTurn?.kept?.runDir ?? path.join(deps.config.worker.runsRoot, `${turn.id}.${attempt}.${randomUUID().slice(0, 8)}`);

@@ -36,13 +36,14 @@ export interface AttemptDisk {
  * The conversation's stable directory, emptied and filled from the stored archive,
  * unless this worker committed exactly the stored archive from it and nothing ran there
  * since (then it is left as it is, excluded paths such as node_modules included).
- * Returns the stored archive's digest (null: none stored).
+ * Returns the stored archive's digest (null: none stored). `storedSha`: that digest when the
+ * caller read it under the lease already (the claim does).
  */
-export async function prepareWorkspace(d: AttemptDisk): Promise<string | null> {
+export async function prepareWorkspace(d: AttemptDisk, storedSha?: string | null): Promise<string | null> {
   let current = false;
   let sha: string | null = null;
   if (existsSync(d.cwd)) {
-    sha = (await getWorkspaceSha(d.db, d.conversationId)) ?? null;
+    sha = storedSha !== undefined ? storedSha : ((await getWorkspaceSha(d.db, d.conversationId)) ?? null);
     current = await d.cache.workspaceIsCurrent(d.dirName, sha ?? undefined);
   }
   // From here on the run may change the directory.

@@ -32,7 +32,7 @@ const SUMMARY_MAX_CHARS = 8000;
 export async function prepareCold(ctx: AttemptContext): Promise<SessionPlan> {
   await ctx.lease.ensure();
   ctx.mark('lease');
-  ctx.storedWorkspaceSha = await prepareWorkspace(ctx.disk());
+  ctx.storedWorkspaceSha = await prepareWorkspace(ctx.disk(), ctx.claimedWorkspaceSha);
   ctx.mark('workspace');
   const start = await chooseSession(ctx);
   ctx.gate = await prepareGate(ctx);

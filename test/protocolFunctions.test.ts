@@ -1,0 +1,259 @@
+// The turn protocol's steps as PL/pgSQL functions (migrations/0012_protocol_functions.sql):
+// called directly in SQL, and raced the way producers and workers race them: enqueues on a
+// conversation whose turns commit meanwhile (no turn may wait for the reconciler), and a
+// commit racing a lease takeover (exactly one wins).
+import { sql } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { StaleLeaseError } from '../src/errors.js';
+import { unfinishedTurnStatuses } from '../src/store/schema.js';
+import { claimTurn, finishTurn, insertTurn, type FinishInput } from '../src/store/turns.js';
+import { createTestDatabase, type TestDatabase } from './helpers/db.js';
+
+let t: TestDatabase;
+
+beforeAll(async () => {
+  t = await createTestDatabase();
+});
+afterAll(async () => {
+  await t?.drop();
+});
+
+interface EnqueueRow {
+  created: boolean;
+  is_head: boolean;
+  turn: { id: string; seq: number; status: string; idempotency_key: string | null; cost_usd: string | null };
+}
+
+/** agentq_enqueue_turn in SQL: halt, set approvals, approvals, prompt, key. */
+async function enqueueSql(external: string, o: { halt?: boolean; setApprovals?: boolean; approvals?: unknown; key?: string; delayMs?: number } = {}): Promise<EnqueueRow> {
+  const r = await t.pool.query<EnqueueRow>('select * from agentq_enqueue_turn($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)', [
+    'default',
+    external,
+    o.halt ?? null,
+    o.setApprovals ?? false,
+    o.approvals === undefined ? null : JSON.stringify(o.approvals),
+    'a prompt',
+    '{}',
+    o.key ?? null,
+    0,
+    'api',
+    o.delayMs ?? 0,
+  ]);
+  return r.rows[0]!;
+}
+
+async function conversation(external: string) {
+  const r = await t.pool.query<{ id: string; next_seq: number; halt_on_failure: boolean; default_options: Record<string, unknown>; fencing_token: string }>(
+    'select id, next_seq, halt_on_failure, default_options, fencing_token from conversations where external_id = $1',
+    [external],
+  );
+  return r.rows[0]!;
+}
+
+async function claimSql(turnId: string, worker: string, leaseMs = 30_000, stealFrom: string | null = null) {
+  const r = await t.pool.query<{ kind: string; reason: string | null; owner: string | null; takeover: boolean | null; turn: { attempts: number; status: string } | null; conversation: { fencing_token: number } | null }>(
+    'select * from agentq_claim_turn($1, $2, $3, $4)',
+    [turnId, worker, leaseMs, stealFrom],
+  );
+  return r.rows[0]!;
+}
+
+function finishInput(turnId: string, conversationId: string, fencingToken: number, workerId: string): FinishInput {
+  return {
+    turnId,
+    conversationId,
+    fence: { conversationId, fencingToken, workerId },
+    status: 'succeeded',
+    result: 'done',
+    error: null,
+    costUsd: 0.001,
+    usage: null,
+    numTurns: 1,
+    toolCalls: 0,
+    permissionDenials: [],
+    sessionIdAfter: null,
+    inputTokens: 1,
+    outputTokens: 1,
+  };
+}
+
+describe('agentq_enqueue_turn, in SQL', () => {
+  it('creates the conversation, numbers its turns and says which is the head', async () => {
+    const first = await enqueueSql('sql-a');
+    const second = await enqueueSql('sql-a');
+    expect([first.created, first.is_head, first.turn.seq, first.turn.status]).toEqual([true, true, 1, 'queued']);
+    expect([second.created, second.is_head, second.turn.seq]).toEqual([true, false, 2]);
+    expect((await conversation('sql-a')).next_seq).toBe(3);
+  });
+
+  it('an idempotency key returns the same turn and changes nothing, even with other settings', async () => {
+    const first = await enqueueSql('sql-b', { key: 'k', halt: false });
+    const before = await conversation('sql-b');
+    const again = await enqueueSql('sql-b', { key: 'k', halt: true, setApprovals: true, approvals: { tools: ['Bash'] } });
+    expect(again.created).toBe(false);
+    expect(again.turn.id).toBe(first.turn.id);
+    expect(await conversation('sql-b')).toEqual(before);
+  });
+
+  it('sets and removes the approval policy and halt-on-failure only when told', async () => {
+    await enqueueSql('sql-c', { setApprovals: true, approvals: { tools: ['Bash'] }, halt: true });
+    expect(await conversation('sql-c')).toMatchObject({ default_options: { approvals: { tools: ['Bash'] } }, halt_on_failure: true });
+    await enqueueSql('sql-c');
+    expect(await conversation('sql-c')).toMatchObject({ default_options: { approvals: { tools: ['Bash'] } }, halt_on_failure: true });
+    await enqueueSql('sql-c', { setApprovals: true, approvals: undefined, halt: false });
+    expect(await conversation('sql-c')).toMatchObject({ default_options: {}, halt_on_failure: false });
+  });
+
+  it('racing enqueues on a new conversation with one key make one turn; without keys, one seq each', async () => {
+    const keyed = await Promise.all(Array.from({ length: 8 }, () => enqueueSql('sql-d', { key: 'same' })));
+    expect(new Set(keyed.map((r) => r.turn.id)).size).toBe(1);
+    expect(keyed.filter((r) => r.created)).toHaveLength(1);
+    const plain = await Promise.all(Array.from({ length: 8 }, () => enqueueSql('sql-e')));
+    expect(plain.map((r) => r.turn.seq).sort((a, b) => a - b)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(plain.filter((r) => r.is_head)).toHaveLength(1);
+  });
+
+  it('knows the same unfinished statuses as the code', async () => {
+    for (const fn of ['agentq_enqueue_turn', 'agentq_claim_turn']) {
+      const def = (await t.pool.query<{ def: string }>('select pg_get_functiondef($1::regproc) as def', [fn])).rows[0]!.def;
+      expect(def).toContain(`e.status IN (${unfinishedTurnStatuses.map((s) => `'${s}'`).join(', ')})`);
+    }
+  });
+});
+
+describe('agentq_claim_turn, in SQL', () => {
+  it('claims the head, refuses the rest with the reason, takes an expired lease over', async () => {
+    expect((await claimSql('00000000-0000-4000-8000-000000000000', 'w1')).kind).toBe('done');
+    const head = await enqueueSql('sql-f');
+    const next = await enqueueSql('sql-f');
+    const later = await enqueueSql('sql-g', { delayMs: 60_000 });
+    expect((await claimSql(next.turn.id, 'w1')).kind).toBe('not_head');
+    expect(await claimSql(later.turn.id, 'w1')).toMatchObject({ kind: 'later', reason: 'not due yet' });
+    const claimed = await claimSql(head.turn.id, 'w1', 50);
+    expect(claimed).toMatchObject({ kind: 'claimed', takeover: false, turn: { attempts: 1, status: 'running' }, conversation: { fencing_token: 1 } });
+    expect(await claimSql(head.turn.id, 'w2')).toMatchObject({ kind: 'later', reason: 'conversation leased by w1' });
+    await t.pool.query("update conversations set lease_expires_at = now() - interval '1 second' where external_id = 'sql-f'");
+    expect(await claimSql(head.turn.id, 'w2')).toMatchObject({ kind: 'claimed', takeover: true, turn: { attempts: 2 }, conversation: { fencing_token: 2 } });
+  });
+
+  it('a warm lease is taken by its owner or stolen from the owner named, by nobody else', async () => {
+    const turn = await enqueueSql('sql-h');
+    await t.pool.query("update conversations set lease_owner = 'w1', lease_warm = true, lease_expires_at = now() + interval '1 minute', fencing_token = 7 where external_id = 'sql-h'");
+    expect(await claimSql(turn.turn.id, 'w2')).toMatchObject({ kind: 'warm', owner: 'w1' });
+    expect(await claimSql(turn.turn.id, 'w2', 30_000, 'w3')).toMatchObject({ kind: 'warm', owner: 'w1' });
+    const stolen = await claimSql(turn.turn.id, 'w2', 30_000, 'w1');
+    expect(stolen).toMatchObject({ kind: 'claimed', conversation: { fencing_token: 8 } });
+  });
+
+  it('through claimTurn: the rows come back as drizzle gives them', async () => {
+    const { turn } = await insertTurn(t.db, { externalId: 'ts-a', prompt: 'p', options: { a: 1 }, priority: 3, delayMs: 0, source: 'api' });
+    expect(turn.runAt).toBeInstanceOf(Date);
+    expect(turn.options).toEqual({ a: 1 });
+    const claim = await claimTurn(t.db, { turnId: turn.id, workerId: 'w1', leaseMs: 30_000 });
+    if (claim.kind !== 'claimed') throw new Error(claim.kind);
+    expect(claim.turn.startedAt).toBeInstanceOf(Date);
+    expect(claim.conversation.leaseExpiresAt!.getTime()).toBeGreaterThan(Date.now());
+    expect(claim.conversation.costUsd).toBe('0.000000');
+    expect(typeof claim.conversation.fencingToken).toBe('number');
+    expect(claim.workspaceSha256).toBeNull();
+  });
+});
+
+describe('races', () => {
+  it('producers enqueue on one conversation while its turns commit: every turn is dispatched at once, by its enqueue or by the commit before it', async () => {
+    const TURNS = Number(process.env.AGENTQ_RACE_TURNS ?? 10_000);
+    // The queue a worker takes turns from, in dispatch order, and when each got there.
+    const dispatched: string[] = [];
+    const dispatchedAt = new Map<string, number>();
+    const enqueuedAt = new Map<string, number>();
+    const committedAt: number[] = [];
+    let wake: (() => void) | undefined;
+    const dispatch = (id: string) => {
+      dispatched.push(id);
+      dispatchedAt.set(id, performance.now());
+      wake?.();
+    };
+    // The adversarial schedule: the conversation holds only its running turn, and the next
+    // enqueue starts as that turn's commit starts, so the two meet at the conversation's lock
+    // (an enqueue that judged "not the head" before the commit, with a commit that did not see
+    // it, would leave the turn to the reconciler). Two producers take turns.
+    const commitStarts: (() => void)[] = [];
+    const commitStarting = () => new Promise<void>((resolve) => commitStarts.push(resolve));
+    let enqueued = 0;
+    let byEnqueue = 0;
+    const enqueue = async () => {
+      enqueued++;
+      const r = await insertTurn(t.db, { externalId: 'race', prompt: 'p', options: {}, priority: 0, delayMs: 0, source: 'api' });
+      enqueuedAt.set(r.turn.id, performance.now());
+      if (r.isHead) {
+        byEnqueue++;
+        dispatch(r.turn.id);
+      }
+    };
+    const producer = async (first: boolean) => {
+      if (first) await enqueue();
+      while (enqueued < TURNS) {
+        await commitStarting();
+        if (enqueued < TURNS) await enqueue();
+      }
+    };
+    const worker = (async () => {
+      let taken = 0;
+      while (committedAt.length < TURNS) {
+        if (taken === dispatched.length) {
+          const woken = await new Promise<boolean>((resolve) => {
+            wake = () => resolve(true);
+            setTimeout(() => resolve(false), 2000).unref();
+          });
+          wake = undefined;
+          // Nothing dispatched for 2 s: a turn waits for the reconciler.
+          if (!woken && taken === dispatched.length) break;
+          continue;
+        }
+        const id = dispatched[taken++]!;
+        const claim = await claimTurn(t.db, { turnId: id, workerId: 'w', leaseMs: 30_000 });
+        if (claim.kind !== 'claimed') throw new Error(`turn ${id} was dispatched but its claim said ${claim.kind}`);
+        commitStarts.shift()?.();
+        const next = await t.db.transaction((tx) => finishTurn(tx, finishInput(id, claim.conversation.id, claim.fencingToken, 'w')));
+        committedAt.push(performance.now());
+        if (next) dispatch(next.id);
+      }
+      // Let the producers end.
+      enqueued = TURNS;
+      for (const start of commitStarts.splice(0)) start();
+    })();
+    await Promise.all([producer(true), producer(false), worker]);
+    const unfinished = await t.pool.query<{ n: string }>("select count(*) as n from turns t join conversations c on c.id = t.conversation_id where c.external_id = 'race' and t.status <> 'succeeded'");
+    expect(Number(unfinished.rows[0]!.n)).toBe(0);
+    expect(committedAt).toHaveLength(TURNS);
+    expect(new Set(dispatched).size).toBe(TURNS);
+    // The k-th turn could be dispatched once the turn before it committed and its own enqueue returned.
+    const delays = dispatched.slice(1).map((id, k) => dispatchedAt.get(id)! - Math.max(committedAt[k]!, enqueuedAt.get(id)!));
+    const worst = Math.max(...delays);
+    console.log(`race: ${TURNS} turns; ${byEnqueue} dispatched by their enqueue, the rest by a commit; the largest delay from a commit to the next turn's dispatch: ${worst.toFixed(1)} ms`);
+    expect(worst).toBeLessThanOrEqual(100);
+  }, 600_000);
+
+  it('a commit racing a lease takeover: exactly one wins', async () => {
+    const wins = { commit: 0, takeover: 0 };
+    for (let i = 0; i < 100; i++) {
+      const { turn } = await insertTurn(t.db, { externalId: `takeover-${i}`, prompt: 'p', options: {}, priority: 0, delayMs: 0, source: 'api' });
+      const first = await claimTurn(t.db, { turnId: turn.id, workerId: 'old', leaseMs: 30_000 });
+      if (first.kind !== 'claimed') throw new Error(first.kind);
+      // The old owner's lease runs out just as it commits.
+      await t.db.execute(sql`update conversations set lease_expires_at = now() - interval '1 millisecond' where id = ${first.conversation.id}::uuid`);
+      const [commit, takeover] = await Promise.allSettled([
+        t.db.transaction((tx) => finishTurn(tx, finishInput(turn.id, first.conversation.id, first.fencingToken, 'old'))),
+        claimTurn(t.db, { turnId: turn.id, workerId: 'new', leaseMs: 30_000 }),
+      ]);
+      if (takeover.status === 'rejected') throw takeover.reason;
+      const committedFirst = commit.status === 'fulfilled';
+      if (!committedFirst) expect(commit.reason).toBeInstanceOf(StaleLeaseError);
+      expect(takeover.value.kind).toBe(committedFirst ? 'done' : 'claimed');
+      const status = (await t.pool.query<{ status: string }>('select status from turns where id = $1', [turn.id])).rows[0]!.status;
+      expect(status).toBe(committedFirst ? 'succeeded' : 'running');
+      wins[committedFirst ? 'commit' : 'takeover']++;
+    }
+    console.log(`commit vs takeover, 100 races: the commit won ${wins.commit}, the takeover ${wins.takeover}`);
+  });
+});
