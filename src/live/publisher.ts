@@ -21,11 +21,20 @@ export interface LiveEventSink {
 }
 
 const WARN_EVERY_MS = 60_000;
+/**
+ * A stream's idle expiry is pushed back at most this often while events keep coming (it is
+ * LIVE_STREAM_IDLE_TTL_MS, a day): one PEXPIRE per turn and minute instead of one per event.
+ */
+const EXPIRY_REFRESH_MS = 60_000;
+/** Turns whose last refresh is remembered; past this the memory is dropped (the next event of each refreshes again). */
+const EXPIRY_MEMORY_MAX = 10_000;
 /** A Redis that stops answering must not pile up events in this process for long. */
 const COMMAND_TIMEOUT_MS = 5000;
 
 export class LivePublisher implements LiveEventSink {
   private lastWarnAt = 0;
+  /** When each turn's stream had its idle expiry last set (Date.now()). */
+  private readonly expirySetAt = new Map<string, number>();
   private readonly dropped = (err: unknown) => {
     const now = Date.now();
     if (now - this.lastWarnAt < WARN_EVERY_MS) return;
@@ -61,11 +70,19 @@ export class LivePublisher implements LiveEventSink {
   event(turnId: string, attempt: number, seq: number, type: string, payload: string): void {
     // Too large for the stream: readers get it from Postgres (they see the hole it leaves).
     if (payload.length > LIVE_MAX_PAYLOAD_BYTES / 3 && Buffer.byteLength(payload) > LIVE_MAX_PAYLOAD_BYTES) return;
-    this.append(turnId, eventFields(attempt, seq, type, payload), LIVE_STREAM_IDLE_TTL_MS);
+    const now = Date.now();
+    const last = this.expirySetAt.get(turnId);
+    const refresh = last === undefined || now - last >= EXPIRY_REFRESH_MS;
+    if (refresh) {
+      if (this.expirySetAt.size >= EXPIRY_MEMORY_MAX) this.expirySetAt.clear();
+      this.expirySetAt.set(turnId, now);
+    }
+    this.append(turnId, eventFields(attempt, seq, type, payload), refresh ? LIVE_STREAM_IDLE_TTL_MS : undefined);
   }
 
   /** After the commit of a terminal status: readers stop here. */
   finished(turnId: string, status: string): void {
+    this.expirySetAt.delete(turnId);
     this.append(turnId, endFields(status), LIVE_STREAM_ENDED_TTL_MS);
   }
 
@@ -78,10 +95,11 @@ export class LivePublisher implements LiveEventSink {
     this.redis.disconnect();
   }
 
-  private append(turnId: string, fields: string[], ttlMs: number): void {
+  /** `ttlMs` undefined: the stream's expiry stays as it was set. */
+  private append(turnId: string, fields: string[], ttlMs: number | undefined): void {
     const key = liveStreamKey(this.queue, turnId);
     // One connection sends commands in order, so entries keep the order of the calls.
     this.redis.xadd(key, 'MAXLEN', '~', String(LIVE_STREAM_MAX_LEN), '*', ...fields).catch(this.dropped);
-    this.redis.pexpire(key, ttlMs).catch(this.dropped);
+    if (ttlMs !== undefined) this.redis.pexpire(key, ttlMs).catch(this.dropped);
   }
 }
