@@ -24,6 +24,16 @@ export interface FloorOptions {
   concurrency: number;
   /** The turn's run: the bare spawn of the fake CLI for this conversation. */
   run(conversationId: string, prompt: string): Promise<void>;
+  /** When each step of a turn's job ended (performance.now()), for the per-phase budget. */
+  onJob?(prompt: string, at: FloorJobTimes): void;
+}
+
+/** performance.now() at the job's start, after its claim, after its run, after its commit. */
+export interface FloorJobTimes {
+  started: number;
+  claimed: number;
+  ran: number;
+  committed: number;
 }
 
 const SCHEMA = `create table if not exists floor_turns (
@@ -59,6 +69,7 @@ export class ProtocolFloor {
     const queue = new Queue<FloorJob>(o.queueName, { connection: queueConn, defaultJobOptions: { removeOnComplete: true } });
     const workerId = `floor-${randomUUID().slice(0, 8)}`;
     const processJob = async (job: Job<FloorJob>): Promise<string> => {
+      const started = performance.now();
       const claimed = await pool.query<{ fencing: string; conversation: string; prompt: string }>({
         name: 'floor_claim',
         text: CLAIM,
@@ -66,8 +77,11 @@ export class ProtocolFloor {
       });
       const turn = claimed.rows[0];
       if (!turn) return 'not_claimed';
+      const claimedAt = performance.now();
       await o.run(turn.conversation, turn.prompt);
+      const ran = performance.now();
       const committed = await pool.query({ name: 'floor_commit', text: COMMIT, values: [job.data.turnId, workerId, turn.fencing] });
+      o.onJob?.(turn.prompt, { started, claimed: claimedAt, ran, committed: performance.now() });
       return committed.rowCount === 1 ? 'succeeded' : 'stale';
     };
     const worker = new Worker<FloorJob>(o.queueName, processJob, { connection: workerConn, concurrency: o.concurrency });

@@ -57,7 +57,8 @@ import { createWorker } from '../worker/worker.js';
 import { BareLane, freeLaneRunner } from './bareLane.js';
 import { Completions, wallNow } from './completions.js';
 import { databaseUrl, withDb } from './database.js';
-import { ProtocolFloor } from './protocolFloor.js';
+import { ProtocolFloor, type FloorJobTimes } from './protocolFloor.js';
+import { counted, type Counts } from './roundTrips.js';
 import { median, quantile, round, type BenchContext, type Benchmark, type Figure } from './harness.js';
 import { serverCpuMs } from './serverCpu.js';
 import type { ChildReply, ChildRequest } from './turnWorkerChild.js';
@@ -192,6 +193,10 @@ interface Floor {
   wait(turnId: string, timeoutMs?: number): Promise<unknown>;
   /** Enqueue → 'completed' event, in ms. */
   timed(conversationId: string, prompt: string): Promise<number>;
+  /** The same, as performance.now() at the enqueue's start, its return and the event. */
+  timedSteps(conversationId: string, prompt: string): Promise<{ t0: number; enqueued: number; done: number }>;
+  /** When the steps of the job of the turn with this prompt ended, once it ran. */
+  jobTimes(prompt: string): FloorJobTimes | undefined;
   /** The bare run's own time (spawn → exit) of the turn with this prompt, once it ran. */
   runMs(prompt: string): number | undefined;
   close(): Promise<void>;
@@ -200,6 +205,7 @@ interface Floor {
 async function openFloor(h: Harness, config: Config, name: string, lanes: readonly BareLane[]): Promise<Floor> {
   let run = freeLaneRunner(lanes);
   const runMs = new Map<string, number>();
+  const jobs = new Map<string, FloorJobTimes>();
   const queueName = `${config.queueName}-floor-${name}`;
   const completions = await Completions.open(queueName, serverUrls().redis);
   let protocol: ProtocolFloor;
@@ -210,6 +216,7 @@ async function openFloor(h: Harness, config: Config, name: string, lanes: readon
       queueName,
       concurrency: lanes.length,
       run: async (_conversation, prompt) => void runMs.set(prompt, (await run(prompt)).ms),
+      onJob: (prompt, at) => void jobs.set(prompt, at),
     });
   } catch (err) {
     await completions.close();
@@ -224,6 +231,13 @@ async function openFloor(h: Harness, config: Config, name: string, lanes: readon
       const turnId = await protocol.enqueue(conversationId, prompt);
       return (await completions.wait(turnId)).at - t0;
     },
+    timedSteps: async (conversationId, prompt) => {
+      const t0 = performance.now();
+      const turnId = await protocol.enqueue(conversationId, prompt);
+      const enqueued = performance.now();
+      return { t0, enqueued, done: (await completions.wait(turnId)).at };
+    },
+    jobTimes: (prompt) => jobs.get(prompt),
     runMs: (prompt) => runMs.get(prompt),
     close: async () => {
       await protocol.close();
@@ -315,6 +329,57 @@ class PhaseMeter {
 
 // ---- figure 1 ----------------------------------------------------------------------------
 
+/** What the worker's observer saw of one attempt (performance.now() times, durations in ms). */
+interface AttemptSteps {
+  claimEnd: number;
+  claimMs: number;
+  phases: Record<string, number>;
+  cliMs: number;
+  ended: number;
+}
+
+/** One turn's time by step, in ms, in BUDGET_STEPS order. */
+type Budget = Record<(typeof BUDGET_STEPS)[number], number>;
+
+const BUDGET_STEPS = ['enqueue', 'dispatch', 'claim', 'prepare disk', 'spawn → exit', 'around the run', 'commit', 'ack'] as const;
+
+function agentqBudget(t: TurnSample, s: AttemptSteps): Budget {
+  const p = (name: string) => s.phases[name] ?? 0;
+  const claimStart = s.claimEnd - s.claimMs;
+  return {
+    enqueue: t.enqueueMs,
+    dispatch: claimStart - (t.t0 + t.enqueueMs),
+    claim: s.claimMs,
+    'prepare disk': p('lease') + p('workspace') + p('hydrate') + p('prepare'),
+    'spawn → exit': s.cliMs,
+    'around the run': p('run') - s.cliMs,
+    commit: p('commit'),
+    ack: t.t0 + t.e2eMs - s.ended,
+  };
+}
+
+function floorBudget(t: { t0: number; enqueued: number; done: number }, j: FloorJobTimes): Budget {
+  return {
+    enqueue: t.enqueued - t.t0,
+    dispatch: j.started - t.enqueued,
+    claim: j.claimed - j.started,
+    'prepare disk': 0,
+    'spawn → exit': j.ran - j.claimed,
+    'around the run': 0,
+    commit: j.committed - j.ran,
+    ack: t.done - j.committed,
+  };
+}
+
+function budgetTable(turn: readonly Budget[], floor: readonly Budget[]): string {
+  const rows = BUDGET_STEPS.map((step) => {
+    const a = median(turn.map((b) => b[step]));
+    const f = median(floor.map((b) => b[step]));
+    return `    ${step.padEnd(15)} agentq ${a.toFixed(1).padStart(6)}   floor ${f.toFixed(1).padStart(6)}   difference ${(a - f).toFixed(1).padStart(6)}`;
+  });
+  return rows.join('\n');
+}
+
 async function overheadFigures(h: Harness, ctx: BenchContext): Promise<Figure[]> {
   const logFile = path.join(h.root, 'fake-overhead.log');
   const bareLog = path.join(h.root, 'fake-overhead-bare.log');
@@ -322,10 +387,23 @@ async function overheadFigures(h: Harness, ctx: BenchContext): Promise<Figure[]>
   const client = createClient(config);
   // The CLI's own time (spawn → exit) per turn, as the runner measured it.
   const cliMs = new Map<string, number>();
+  // Where a turn's time went, for the one-lane budget.
+  const attemptSteps = new Map<string, AttemptSteps>();
   const worker = createWorker(config, {
     concurrency: OVERHEAD_LANES,
     log: h.log,
-    observeAttempt: (info) => ({ cliExited: (outcome) => void cliMs.set(info.turnId, outcome.durationMs) }),
+    observeAttempt: (info) => {
+      const steps: AttemptSteps = { claimEnd: performance.now(), claimMs: info.claimMs, phases: {}, cliMs: 0, ended: 0 };
+      attemptSteps.set(info.turnId, steps);
+      return {
+        cliExited: (outcome) => {
+          cliMs.set(info.turnId, outcome.durationMs);
+          steps.cliMs = outcome.durationMs;
+        },
+        phase: (name, phaseMs) => void (steps.phases[name] = phaseMs),
+        ended: () => void (steps.ended = performance.now()),
+      };
+    },
   });
   let completions: Completions | undefined;
   let floor: Floor | undefined;
@@ -391,17 +469,27 @@ async function overheadFigures(h: Harness, ctx: BenchContext): Promise<Figure[]>
     // turn's overhead is paired with its own CLI run (the runner's / execa's spawn → exit),
     // which at one lane is far less noisy than a difference of medians.
     const serial = { turn: [] as number[], bare: [] as number[], floor: [] as number[] };
+    // Round trips of each one-lane turn, enqueue → 'completed' event (./roundTrips.ts).
+    const trips = { turn: [] as Counts[], floor: [] as Counts[] };
+    const budget = { turn: [] as Budget[], floor: [] as Budget[] };
     for (let k = 0; k < SERIAL_SAMPLES; k++) {
       await inRotation(k, [
         async () => {
-          const t = await timedTurn(client, c, convs[0]!, `serial ${k}`);
+          const { value: t, counts } = await counted(() => timedTurn(client, c, convs[0]!, `serial ${k}`));
+          trips.turn.push(counts);
+          const steps = attemptSteps.get(t.turnId);
+          if (steps) budget.turn.push(agentqBudget(t, steps));
           const run = cliMs.get(t.turnId);
           if (run === undefined) throw new Error(`no CLI run was observed for turn ${t.turnId}`);
           serial.turn.push(t.e2eMs - run);
         },
         async () => serial.bare.push((await bare[0]!.run(`serial bare ${k}`)).ms),
         async () => {
-          const e2e = await f.timed(convs[0]!, `serial floor ${k}`);
+          const { value: timed, counts } = await counted(() => f.timedSteps(convs[0]!, `serial floor ${k}`));
+          trips.floor.push(counts);
+          const e2e = timed.done - timed.t0;
+          const job = f.jobTimes(`serial floor ${k}`);
+          if (job) budget.floor.push(floorBudget(timed, job));
           const run = f.runMs(`serial floor ${k}`);
           if (run === undefined) throw new Error(`no run was recorded for floor turn ${k}`);
           serial.floor.push(e2e - run);
@@ -477,6 +565,7 @@ async function overheadFigures(h: Harness, ctx: BenchContext): Promise<Figure[]>
       `turn: one lane, ${SERIAL_SAMPLES} each: turn minus its CLI run p50 ${ms(median(serial.turn))} p90 ${ms(quantile(serial.turn, 0.9))}, ` +
         `floor turn minus its run p50 ${ms(median(serial.floor))} p90 ${ms(quantile(serial.floor, 0.9))}; bare run p50 ${ms(serialBare)}`,
     );
+    ctx.log(`turn: one lane, where a turn's time goes (medians, ms):\n${budgetTable(budget.turn, budget.floor)}`);
     return [
       { bench: 'turn_overhead_p50_ms', value: round(p50, 1), unit: 'ms', baseline: round(median(bareMs), 1), target: '<= 5' },
       { bench: 'turn_overhead_p99_ms', value: round(p99, 1), unit: 'ms', baseline: round(median(bareMs), 1), target: '<= 20' },
@@ -494,6 +583,20 @@ async function overheadFigures(h: Harness, ctx: BenchContext): Promise<Figure[]>
         unit: 'ms',
         baseline: round(serialBare, 1),
         target: 'none (the floor, one turn at a time)',
+      },
+      {
+        bench: 'pg_round_trips_per_turn',
+        value: median(trips.turn.map((x) => x.pg)),
+        unit: 'round trips',
+        baseline: median(trips.floor.map((x) => x.pg)),
+        target: '≤ 5 (a cold turn, no idempotency key, one at a time; baseline: the floor)',
+      },
+      {
+        bench: 'redis_commands_per_turn',
+        value: median(trips.turn.map((x) => x.redis)),
+        unit: 'commands',
+        baseline: median(trips.floor.map((x) => x.redis)),
+        target: 'none (the same turns; baseline: the floor)',
       },
     ];
   } finally {
