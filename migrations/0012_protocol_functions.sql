@@ -165,8 +165,9 @@ $$;
 -- Finish (src/store/turns.ts finishTurn), the last statement of a commit's transaction:
 -- under the fence (the conversation row is locked by its update; fenced = false: the lease
 -- is gone and nothing was written), release the lease (or hold it warm), add the totals,
--- end the turn (or park it awaiting approval), cancel what a halting conversation queued
--- behind a failure, and name the conversation's next queued turn, seen after the lock.
+-- store the attempt's last events (p_events: [{seq, type, payload}]), end the turn (or park
+-- it awaiting approval), cancel what a halting conversation queued behind a failure, and
+-- name the conversation's next queued turn, seen after the lock.
 CREATE OR REPLACE FUNCTION agentq_finish_turn(
   p_turn_id uuid,
   p_conversation_id uuid,
@@ -188,7 +189,9 @@ CREATE OR REPLACE FUNCTION agentq_finish_turn(
   p_keep_warm_ms double precision,
   p_cli_attempt text,
   p_cli_version text,
-  p_halt_error jsonb
+  p_halt_error jsonb,
+  p_attempt integer,
+  p_events jsonb
 ) RETURNS TABLE (fenced boolean, next_id uuid, next_run_at timestamptz, next_priority integer)
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
@@ -215,6 +218,10 @@ BEGIN
     RETURN;
   END IF;
   v_halt := p_status = 'failed' AND v_halt;
+  INSERT INTO turn_events (turn_id, attempt, seq, type, payload)
+  SELECT p_turn_id, p_attempt, e.seq, e.type, e.payload
+    FROM jsonb_to_recordset(coalesce(p_events, '[]'::jsonb)) AS e(seq integer, type text, payload text)
+  ON CONFLICT DO NOTHING;
   UPDATE turns t
      SET status = p_status,
          result = p_result,

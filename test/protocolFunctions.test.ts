@@ -159,6 +159,32 @@ describe('agentq_claim_turn, in SQL', () => {
   });
 });
 
+describe('agentq_finish_turn, through finishTurn', () => {
+  it('stores the events it is given with the turn, what jsonb refuses replaced, once even when called again', async () => {
+    const { turn } = await insertTurn(t.db, { externalId: 'finish-events', prompt: 'p', options: {}, priority: 0, delayMs: 0, source: 'api' });
+    const claim = await claimTurn(t.db, { turnId: turn.id, workerId: 'w', leaseMs: 30_000 });
+    if (claim.kind !== 'claimed') throw new Error(claim.kind);
+    const events = [
+      { seq: 1, type: 'system', payload: '{"a":1}' },
+      { seq: 2, type: 'odd\ud800', payload: 'nul\u0000here' },
+    ];
+    const input = { ...finishInput(turn.id, claim.conversation.id, claim.fencingToken, 'w'), events: { attempt: claim.attempt, list: events } };
+    await t.db.transaction((tx) => finishTurn(tx, input));
+    const stored = await t.pool.query<{ attempt: number; seq: number; type: string; payload: string }>('select attempt, seq, type, payload from turn_events where turn_id = $1 order by seq', [turn.id]);
+    expect(stored.rows).toEqual([
+      { attempt: 1, seq: 1, type: 'system', payload: '{"a":1}' },
+      { attempt: 1, seq: 2, type: 'odd\uFFFD', payload: 'nul\uFFFDhere' },
+    ]);
+    // A stale fence stores none of them.
+    const { turn: other } = await insertTurn(t.db, { externalId: 'finish-events-stale', prompt: 'p', options: {}, priority: 0, delayMs: 0, source: 'api' });
+    const c2 = await claimTurn(t.db, { turnId: other.id, workerId: 'w', leaseMs: 30_000 });
+    if (c2.kind !== 'claimed') throw new Error(c2.kind);
+    const stale = { ...finishInput(other.id, c2.conversation.id, c2.fencingToken - 1, 'w'), events: { attempt: 1, list: events } };
+    await expect(t.db.transaction((tx) => finishTurn(tx, stale))).rejects.toBeInstanceOf(StaleLeaseError);
+    expect((await t.pool.query('select 1 from turn_events where turn_id = $1', [other.id])).rowCount).toBe(0);
+  });
+});
+
 describe('races', () => {
   it('producers enqueue on one conversation while its turns commit: every turn is dispatched at once, by its enqueue or by the commit before it', async () => {
     const TURNS = Number(process.env.AGENTQ_RACE_TURNS ?? 10_000);

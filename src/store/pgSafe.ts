@@ -24,6 +24,17 @@ export function pgText(s: string | null | undefined): string | null | undefined 
   return s?.includes('\0') ? s.replace(/\0/g, '\uFFFD') : s;
 }
 
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+
+/**
+ * pgText, and a lone UTF-16 surrogate (JSON.parse makes one of `"\ud800"`) as U+FFFD: as a
+ * text parameter it becomes that in UTF-8 anyway, but inside JSON sent for a jsonb
+ * parameter it would be the escape `\ud800`, which jsonb refuses.
+ */
+export function pgJsonText(s: string): string {
+  return pgText(s).replace(LONE_SURROGATE, '\uFFFD');
+}
+
 /** A JSON value for a jsonb column, with pgText applied to every string (keys too). */
 export function pgJson<T>(value: T): T {
   if (typeof value === 'string') return pgText(value) as T;

@@ -7,7 +7,7 @@ import type { Executor, StoreDb } from './db.js';
 import { StaleLeaseError } from '../errors.js';
 import { conversations, turnEvents, turns, unfinishedTurnStatuses, type TurnSource } from './schema.js';
 import { rowFromJson } from './jsonRow.js';
-import { pgJson, pgText } from './pgSafe.js';
+import { pgJson, pgJsonText, pgText } from './pgSafe.js';
 import type { ConversationRow } from './conversations.js';
 import { parseConversationId, parseTenantId } from './ids.js';
 import { denyPendingOfCancelledTurn } from './approvals.js';
@@ -315,6 +315,8 @@ export interface FinishInput {
   keepWarmMs?: number | undefined;
   /** The CLI version this attempt ran (its init event), added to the turn's `cli_versions`. */
   cliVersion?: AttemptCliVersion | undefined;
+  /** Events of `attempt` not stored yet, stored with the rest (as appendTurnEvents would). */
+  events?: { attempt: number; list: readonly { seq: number; type: string; payload: string }[] } | undefined;
 }
 
 /** The CLI version that ran one attempt of a turn. */
@@ -334,6 +336,12 @@ export async function recordCliVersion(tx: Executor, turnId: string, v: AttemptC
   await tx.execute(sql`update turns set cli_versions = ${withCliVersion(v)} where id = ${turnId}::uuid`);
 }
 
+/** Events as the jsonb array agentq_finish_turn stores; what jsonb refuses (a NUL, a lone surrogate) replaced. */
+function eventsJson(events: readonly { seq: number; type: string; payload: string }[] | undefined): string | null {
+  if (!events?.length) return null;
+  return JSON.stringify(events.map((e) => ({ seq: e.seq, type: pgJsonText(e.type), payload: pgJsonText(e.payload) })));
+}
+
 const jsonParam = (value: unknown) => (value === null || value === undefined ? null : JSON.stringify(value));
 
 /**
@@ -351,7 +359,7 @@ export async function finishTurn(tx: Executor, input: FinishInput): Promise<DueT
     retryable: false,
   };
   // One call (agentq_finish_turn, migrations/0012): the fence check, the lease release (or
-  // warm hold), the totals, the turn's end, a halt, and the next queued turn.
+  // warm hold), the totals, the events, the turn's end, a halt, and the next queued turn.
   const r = await tx.execute<{ fenced: boolean; next_id: string | null; next_run_at: string | Date | null; next_priority: number | null }>(sql`
     select * from agentq_finish_turn(${input.turnId}::uuid, ${input.conversationId}::uuid, ${fence.fencingToken}::bigint, ${fence.workerId},
       ${input.status}, ${pgText(input.result)}, ${jsonParam(pgJson(input.error))}::jsonb, ${String(input.costUsd)}::numeric,
@@ -360,7 +368,8 @@ export async function finishTurn(tx: Executor, input: FinishInput): Promise<DueT
       ${input.sessionIdAfter}::text, ${input.conversationSessionId ?? null}::text, ${input.runSessionId ?? null}::text,
       ${input.inputTokens}::bigint, ${input.outputTokens}::bigint, ${input.keepWarmMs ?? null}::float8,
       ${input.cliVersion === undefined ? null : String(input.cliVersion.attempt)}::text,
-      ${input.cliVersion === undefined ? null : pgText(input.cliVersion.version)}::text, ${JSON.stringify(haltError)}::jsonb)`);
+      ${input.cliVersion === undefined ? null : pgText(input.cliVersion.version)}::text, ${JSON.stringify(haltError)}::jsonb,
+      ${input.events?.attempt ?? 0}::int, ${eventsJson(input.events?.list)}::jsonb)`);
   const row = r.rows[0]!;
   if (!row.fenced) throw new StaleLeaseError(fence.conversationId, fence.fencingToken, -1);
   return row.next_id === null ? undefined : { id: row.next_id, runAt: new Date(row.next_run_at!), priority: row.next_priority! };

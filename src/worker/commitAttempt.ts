@@ -54,7 +54,8 @@ export async function commitTurn(ctx: AttemptContext, end: TurnEnd): Promise<Att
           const { tx } = f;
           if (packed) await storeWorkspace(tx, ctx.conversation.id, packed, ctx.storedWorkspaceSha);
           if (status === 'awaiting_approval' && end.deferred) await recordApprovalRequest(ctx, tx, end.deferred);
-          const current = await saveProgress(ctx, f, ctx.events);
+          // The events go with the finish call below (one round trip fewer), with any recorded meanwhile.
+          const current = await saveProgress(ctx, f, []);
           // The session file was refused only now (after the last checkpoint): the turn cannot succeed on it.
           if (status === 'succeeded' && ctx.files.sessionRefusal !== undefined) throw new SessionRefusedAtCommit();
           // Every stored line of the session is now the turn's history; the conversation points at it.
@@ -80,6 +81,7 @@ export async function commitTurn(ctx: AttemptContext, end: TurnEnd): Promise<Att
             outputTokens: usage?.output_tokens ?? 0,
             keepWarmMs: keepWarm ? config.worker.leaseMs : undefined,
             cliVersion: ctx.cliVersionToStore(),
+            events: { attempt: ctx.attempt, list: ctx.events },
           });
         }),
       ),
