@@ -129,13 +129,20 @@ const gunzip = promisify(zlib.gunzip);
 const brotliCompress = promisify(zlib.brotliCompress);
 const brotliDecompress = promisify(zlib.brotliDecompress);
 
-/** Encodes raw chunk bytes; the zlib work runs on the libuv thread pool. */
+/**
+ * Below this many bytes a chunk is coded on the calling thread: a turn's few KiB take
+ * tens of microseconds, and the hop to the thread pool and back took ~1.2 ms each way on
+ * a busy 2-core machine (measured in the commit of a real-CLI turn, docs/benchmarks.md).
+ */
+export const SYNC_CODEC_MAX_BYTES = 64 * 1024;
+
+/** Encodes raw chunk bytes; the zlib work of a larger chunk runs on the libuv thread pool. */
 export async function encodeChunk(raw: Buffer, codec: ChunkCodec): Promise<Buffer> {
   switch (codec) {
     case 'identity':
       return raw;
     case 'gzip':
-      return gzip(raw, { level: 1 });
+      return raw.length < SYNC_CODEC_MAX_BYTES ? zlib.gzipSync(raw, { level: 1 }) : gzip(raw, { level: 1 });
     case 'br':
       return brotliCompress(raw, {
         params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 1, [zlib.constants.BROTLI_PARAM_SIZE_HINT]: raw.length },
@@ -149,7 +156,7 @@ export async function decodeChunk(data: Buffer, codec: ChunkCodec): Promise<Buff
     case 'identity':
       return data;
     case 'gzip':
-      return gunzip(data);
+      return data.length < SYNC_CODEC_MAX_BYTES / 4 ? zlib.gunzipSync(data) : gunzip(data);
     case 'br':
       return brotliDecompress(data);
   }
