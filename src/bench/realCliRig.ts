@@ -2,10 +2,12 @@
 // Messages API in this process, one worker (in this process) running the pinned or chosen
 // CLI unsandboxed against it, and the arrival time of each job's BullMQ 'completed' event
 // (job id = turn id; a job completes only after its commit).
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Queue, QueueEvents } from 'bullmq';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
@@ -14,6 +16,7 @@ import { createLogger } from '../logger.js';
 import { startMockModel, type MockModel } from '../mock/mockModel.js';
 import { createClient, type AgentqClient } from '../queue/client.js';
 import { migrate } from '../store/migrate.js';
+import type { ObserveAttempt } from '../worker/observer.js';
 import { createWorker } from '../worker/worker.js';
 import { databaseUrl, withDb } from './database.js';
 import type { BenchContext } from './harness.js';
@@ -24,7 +27,8 @@ export interface RealCliRig {
   config: Config;
   /** The database's URL (for the benchmark's own reads). */
   url: string;
-  mock: MockModel;
+  /** The in-process mock (its request log), unless it runs as a process of its own (`mockProcess`). */
+  mock: MockModel | undefined;
   client: AgentqClient;
   /** A scratch directory, removed at the end. */
   root: string;
@@ -38,6 +42,35 @@ export interface RigOptions {
   concurrency: number;
   /** The worker's log lines (JSON), besides stderr at `warn`. */
   onLogLine?: (line: string) => void;
+  /**
+   * Run the mock as a process of its own (dist/mock/main.js), as a real model is not in the
+   * worker's process: the worker's event loop then does not delay the CLI's model replies.
+   */
+  mockProcess?: boolean;
+  /** Passed to the worker (src/worker/observer.ts). */
+  observeAttempt?: ObserveAttempt;
+}
+
+/** The mock model as a child process; resolves once it prints its URL. */
+async function startMockProcess(): Promise<{ url: string; close(): Promise<void> }> {
+  const child = spawn(process.execPath, [fileURLToPath(new URL('../mock/main.js', import.meta.url))], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      const nl = out.indexOf('\n');
+      if (nl >= 0) resolve((JSON.parse(out.slice(0, nl)) as { url: string }).url);
+    });
+    child.once('exit', (code) => reject(new Error(`the mock model process exited (${code}) before it listened`)));
+  });
+  return {
+    url,
+    close: async () => {
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
 }
 
 /** Runs `fn` with a rig, and removes everything it made afterwards. */
@@ -48,7 +81,8 @@ export async function withRealCliRig<T>(ctx: BenchContext, opts: RigOptions, fn:
   const queueName = `bench-${opts.name}-${suffix}`;
   const url = databaseUrl(base.databaseUrl, dbName);
   const root = mkdtempSync(path.join(os.tmpdir(), `agentq-bench-${opts.name}-`));
-  const mock = await startMockModel();
+  const inProcess = opts.mockProcess ? undefined : await startMockModel();
+  const mock = inProcess ?? (await startMockProcess());
   await withDb(base.databaseUrl, (c) => c.query(`create database "${dbName}"`));
   const conn = new Redis(base.redisUrl, { maxRetriesPerRequest: null });
   // QueueEvents does not close a connection it was handed: ours to disconnect.
@@ -103,10 +137,14 @@ export async function withRealCliRig<T>(ctx: BenchContext, opts: RigOptions, fn:
     const sink = opts.onLogLine
       ? { write: (s: string) => { for (const line of s.split('\n')) if (line) opts.onLogLine!(line); } }
       : pino.destination(2);
-    const worker = createWorker(config, { concurrency: opts.concurrency, log: createLogger(config, 'agentq', sink) });
+    const worker = createWorker(config, {
+      concurrency: opts.concurrency,
+      log: createLogger(config, 'agentq', sink),
+      ...(opts.observeAttempt ? { observeAttempt: opts.observeAttempt } : {}),
+    });
     await worker.start();
     try {
-      return await fn({ config, url, mock, client, root, completedAt });
+      return await fn({ config, url, mock: inProcess, client, root, completedAt });
     } finally {
       await worker.stop({ graceMs: 0 });
       await client.close();

@@ -1,8 +1,8 @@
 // real_cli_turn_tax_ms: what a durable turn through agentq costs over the same real CLI
 // resuming the same kind of session from its own disk, one turn at a time, the two
 // alternating in one run. The CLI is the pinned (or `--cli`) one against the mock
-// Messages API, unsandboxed; both sides get the same one-line reply, so the mock's own
-// time cancels out.
+// Messages API (a process of its own, as a model is not in the worker's process),
+// unsandboxed; both sides get the same one-line reply, so the mock's own time cancels out.
 //
 // - agentq: enqueueTurn() → the BullMQ 'completed' event of its job (after the commit),
 //   `warm: false`, so every turn spawns the CLI and resumes the session the worker keeps.
@@ -10,8 +10,8 @@
 //   resuming a session of its own in a fixed directory: spawn → exit, stdout drained.
 //
 // Value: the median of the per-pair differences (agentq − bare, adjacent in time);
-// baseline: the bare run's median. The worker's phase log of the measured turns is printed
-// (median per phase) to show where the difference goes.
+// baseline: the bare run's median. The worker's phase log of the measured turns and the
+// CLI's own time in the worker are printed (medians) to show where the difference goes.
 import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
@@ -24,7 +24,7 @@ import { runnerSettings } from '../runner/runClaude.js';
 import { median, round, type BenchContext, type Benchmark, type Figure } from './harness.js';
 import { withRealCliRig } from './realCliRig.js';
 
-const MEASURED_TURNS = 15;
+const MEASURED_TURNS = 30;
 
 /** A bare CLI on a session of its own: each call resumes it with one more prompt and returns spawn → exit in ms. */
 function bareCli(config: Config, dir: string): (prompt: string) => Promise<number> {
@@ -64,7 +64,10 @@ async function run(ctx: BenchContext): Promise<Figure[]> {
     const p = (JSON.parse(line) as { phasesMs?: Record<string, number> }).phasesMs;
     if (p) phases.push(p);
   };
-  return withRealCliRig(ctx, { name: 'tax', concurrency: 1, onLogLine }, async (rig) => {
+  // The CLI's own time (spawn → exit) in the worker, as the runner measured it.
+  const cliMs: number[] = [];
+  const observeAttempt = () => ({ cliExited: (outcome: { durationMs: number }) => void (measuring && cliMs.push(outcome.durationMs)) });
+  return withRealCliRig(ctx, { name: 'tax', concurrency: 1, onLogLine, mockProcess: true, observeAttempt }, async (rig) => {
     const bare = bareCli(rig.config, path.join(rig.root, 'bare'));
     const turn = async (prompt: string): Promise<number> => {
       const t0 = Date.now();
@@ -99,6 +102,8 @@ async function run(ctx: BenchContext): Promise<Figure[]> {
     measuring = false;
     ctx.log(`agentq turn (enqueue → completed) ${agentq.map((v) => round(v, 0)).join(' ')}`);
     ctx.log(`bare CLI resume (spawn → exit)    ${bareMs.map((v) => round(v, 0)).join(' ')}`);
+    ctx.log(`the CLI in the worker (spawn → exit) ${cliMs.map((v) => round(v, 0)).join(' ')}`);
+    ctx.log(`medians: agentq ${round(median(agentq), 1)}, its CLI ${round(median(cliMs), 1)}, bare ${round(median(bareMs), 1)} ms`);
     const names = [...new Set(phases.flatMap((p) => Object.keys(p)))];
     ctx.log(`worker phases, median ms: ${names.map((n) => `${n} ${round(median(phases.map((p) => p[n] ?? 0)), 1)}`).join(', ')}`);
     return [

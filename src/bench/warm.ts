@@ -28,7 +28,9 @@ import { withRealCliRig } from './realCliRig.js';
 const MEASURED_TURNS = 15;
 
 async function run(ctx: BenchContext): Promise<Figure[]> {
-  return withRealCliRig(ctx, { name: 'warm', concurrency: 2 }, async ({ config, url, mock, client, root, completedAt }) => {
+  return withRealCliRig(ctx, { name: 'warm', concurrency: 2 }, async ({ config, url, mock: inProcess, client, root, completedAt }) => {
+    // Its request log gives the mock's own time.
+    const mock = inProcess!;
     const events_ = new pg.Pool({ connectionString: url, max: 1 });
     const cliMs = async (turnId: string): Promise<number> => {
       const r = await events_.query<{ payload: string }>("select payload from turn_events where turn_id = $1 and type = 'result' order by seq desc limit 1", [turnId]);
