@@ -94,7 +94,10 @@ CREATE OR REPLACE FUNCTION agentq_claim_turn(
   warm_token bigint,
   turn jsonb,
   conversation jsonb,
-  workspace_sha256 text
+  workspace_sha256 text,
+  heads_session_id text,
+  session_heads jsonb,
+  session_folder_sha256 text
 )
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
@@ -106,37 +109,38 @@ DECLARE
   v_own_warm boolean;
   v_takeover boolean;
   v_warm_token bigint;
+  v_sid text;
 BEGIN
   SELECT * INTO c FROM conversations x
    WHERE x.id = (SELECT y.conversation_id FROM turns y WHERE y.id = p_turn_id) FOR UPDATE;
   IF NOT FOUND THEN
-    RETURN QUERY SELECT 'done', NULL::timestamptz, NULL::text, NULL::text, NULL::boolean, NULL::bigint, NULL::jsonb, NULL::jsonb, NULL::text;
+    RETURN QUERY SELECT 'done', NULL::timestamptz, NULL::text, NULL::text, NULL::boolean, NULL::bigint, NULL::jsonb, NULL::jsonb, NULL::text, NULL::text, NULL::jsonb, NULL::text;
     RETURN;
   END IF;
   -- The turn under the conversation's lock: its status may have changed meanwhile.
   SELECT * INTO t FROM turns x WHERE x.id = p_turn_id FOR UPDATE;
   IF NOT FOUND OR t.status NOT IN ('queued', 'running') THEN
-    RETURN QUERY SELECT 'done', NULL::timestamptz, NULL::text, NULL::text, NULL::boolean, NULL::bigint, NULL::jsonb, NULL::jsonb, NULL::text;
+    RETURN QUERY SELECT 'done', NULL::timestamptz, NULL::text, NULL::text, NULL::boolean, NULL::bigint, NULL::jsonb, NULL::jsonb, NULL::text, NULL::text, NULL::jsonb, NULL::text;
     RETURN;
   END IF;
   v_lease_live := c.lease_owner IS NOT NULL AND c.lease_expires_at IS NOT NULL AND c.lease_expires_at > v_now;
   v_warm_held := v_lease_live AND c.lease_warm;
   v_own_warm := v_warm_held AND c.lease_owner = p_worker_id;
   IF v_lease_live AND NOT v_warm_held THEN
-    RETURN QUERY SELECT 'later', c.lease_expires_at, 'conversation leased by ' || c.lease_owner, NULL::text, NULL::boolean, NULL::bigint, NULL::jsonb, NULL::jsonb, NULL::text;
+    RETURN QUERY SELECT 'later', c.lease_expires_at, 'conversation leased by ' || c.lease_owner, NULL::text, NULL::boolean, NULL::bigint, NULL::jsonb, NULL::jsonb, NULL::text, NULL::text, NULL::jsonb, NULL::text;
     RETURN;
   END IF;
   IF EXISTS (SELECT 1 FROM turns e WHERE e.conversation_id = t.conversation_id
                AND e.status IN ('queued', 'running', 'awaiting_approval') AND e.seq < t.seq) THEN
-    RETURN QUERY SELECT 'not_head', NULL::timestamptz, NULL::text, NULL::text, NULL::boolean, NULL::bigint, NULL::jsonb, NULL::jsonb, NULL::text;
+    RETURN QUERY SELECT 'not_head', NULL::timestamptz, NULL::text, NULL::text, NULL::boolean, NULL::bigint, NULL::jsonb, NULL::jsonb, NULL::text, NULL::text, NULL::jsonb, NULL::text;
     RETURN;
   END IF;
   IF t.status = 'queued' AND t.run_at > v_now THEN
-    RETURN QUERY SELECT 'later', t.run_at, 'not due yet', NULL::text, NULL::boolean, NULL::bigint, NULL::jsonb, NULL::jsonb, NULL::text;
+    RETURN QUERY SELECT 'later', t.run_at, 'not due yet', NULL::text, NULL::boolean, NULL::bigint, NULL::jsonb, NULL::jsonb, NULL::text, NULL::text, NULL::jsonb, NULL::text;
     RETURN;
   END IF;
   IF NOT (NOT v_lease_live OR v_own_warm OR (v_warm_held AND p_steal_from IS NOT NULL AND c.lease_owner = p_steal_from)) THEN
-    RETURN QUERY SELECT 'warm', c.lease_expires_at, NULL::text, c.lease_owner, NULL::boolean, NULL::bigint, NULL::jsonb, agentq_row_json(c, c.cost_usd), NULL::text;
+    RETURN QUERY SELECT 'warm', c.lease_expires_at, NULL::text, c.lease_owner, NULL::boolean, NULL::bigint, NULL::jsonb, agentq_row_json(c, c.cost_usd), NULL::text, NULL::text, NULL::jsonb, NULL::text;
     RETURN;
   END IF;
   v_takeover := t.status = 'running';
@@ -156,9 +160,18 @@ BEGIN
          session_id_before = CASE WHEN t.attempts = 0 THEN c.session_id ELSE t.session_id_before END
    WHERE x.id = t.id
    RETURNING * INTO t;
+  -- The session a cold attempt resumes first (a retry's own, else the conversation's): its
+  -- head, its subagent transcripts' heads and its folder's digest, the worker's next read.
+  v_sid := coalesce(t.run_session_id, c.session_id);
   RETURN QUERY SELECT 'claimed', NULL::timestamptz, NULL::text, NULL::text, v_takeover, v_warm_token,
     agentq_row_json(t, t.cost_usd), agentq_row_json(c, c.cost_usd),
-    (SELECT w.sha256 FROM workspaces w WHERE w.conversation_id = c.id);
+    (SELECT w.sha256 FROM workspaces w WHERE w.conversation_id = c.id),
+    v_sid,
+    CASE WHEN v_sid IS NOT NULL THEN
+      (SELECT coalesce(jsonb_agg(to_jsonb(s) ORDER BY s.session_id), '[]'::jsonb) FROM sessions s
+        WHERE s.conversation_id = c.id AND (s.session_id = v_sid OR starts_with(s.session_id, v_sid || '/')))
+    END,
+    (SELECT f.sha256 FROM session_folders f WHERE f.conversation_id = c.id AND f.session_id = v_sid);
 END
 $$;
 --> statement-breakpoint

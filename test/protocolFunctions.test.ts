@@ -6,6 +6,7 @@ import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { StaleLeaseError } from '../src/errors.js';
 import { unfinishedTurnStatuses } from '../src/store/schema.js';
+import { getSessionHeads } from '../src/store/sessions.js';
 import { claimTurn, finishTurn, insertTurn, type FinishInput } from '../src/store/turns.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 
@@ -156,6 +157,22 @@ describe('agentq_claim_turn, in SQL', () => {
     expect(claim.conversation.costUsd).toBe('0.000000');
     expect(typeof claim.conversation.fencingToken).toBe('number');
     expect(claim.workspaceSha256).toBeNull();
+    expect(claim.sessionHeads).toBeUndefined();
+  });
+
+  it('returns the heads of the session the attempt resumes first, as getSessionHeads reads them', async () => {
+    const { turn } = await insertTurn(t.db, { externalId: 'ts-heads', prompt: 'p', options: {}, priority: 0, delayMs: 0, source: 'api' });
+    const sid = '5b0c1a52-7d1e-4f7b-9a53-1c1d9b0e6f10';
+    for (const id of [sid, `${sid}/subagents/agent-a1`, '0d7c2b9e-2f5e-4b8a-8c1e-6c0f3a7b9d21']) {
+      await t.pool.query('insert into sessions (conversation_id, session_id, line_count, byte_count) values ($1, $2, 3, 300)', [turn.conversationId, id]);
+    }
+    await t.pool.query('update conversations set session_id = $1 where id = $2', [sid, turn.conversationId]);
+    const claim = await claimTurn(t.db, { turnId: turn.id, workerId: 'w1', leaseMs: 30_000 });
+    if (claim.kind !== 'claimed') throw new Error(claim.kind);
+    const read = await getSessionHeads(t.db, turn.conversationId, sid);
+    expect(claim.sessionHeads).toEqual({ sessionId: sid, ...read });
+    expect(claim.sessionHeads?.subagents.map((h) => h.sessionId)).toEqual([`${sid}/subagents/agent-a1`]);
+    expect(claim.sessionHeads?.head?.updatedAt).toBeInstanceOf(Date);
   });
 });
 

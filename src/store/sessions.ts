@@ -30,16 +30,19 @@ export async function getSessionHead(db: Executor, conversationId: string, sessi
   return rows[0];
 }
 
+/** A session's head, its subagent transcripts' heads (by id) and its stored folder's digest. */
+export interface SessionHeads {
+  head: SessionHead | undefined;
+  subagents: SessionHead[];
+  folderSha256: string | null;
+}
+
 /**
  * The head of a session, the heads of its subagent transcripts (stored as sessions
  * `<sessionId>/<subpath>`) and the digest of its stored folder, in one statement.
  * Index: sessions_pk (the conversation's rows).
  */
-export async function getSessionHeads(
-  db: Executor,
-  conversationId: string,
-  sessionId: string,
-): Promise<{ head: SessionHead | undefined; subagents: SessionHead[]; folderSha256: string | null }> {
+export async function getSessionHeads(db: Executor, conversationId: string, sessionId: string): Promise<SessionHeads> {
   const rows = await db
     .select({
       ...getTableColumns(sessions),

@@ -5,7 +5,8 @@
 import { and, asc, eq, inArray, lt, sql } from 'drizzle-orm';
 import type { Executor, StoreDb } from './db.js';
 import { StaleLeaseError } from '../errors.js';
-import { conversations, turnEvents, turns, unfinishedTurnStatuses, type TurnSource } from './schema.js';
+import { conversations, sessions, turnEvents, turns, unfinishedTurnStatuses, type TurnSource } from './schema.js';
+import type { SessionHeads } from './sessions.js';
 import { rowFromJson } from './jsonRow.js';
 import { pgJson, pgJsonText, pgText } from './pgSafe.js';
 import type { ConversationRow } from './conversations.js';
@@ -92,6 +93,8 @@ export type ClaimResult =
       warmToken: number | undefined;
       /** The digest of the stored workspace at the claim (null: none), read under the lease so it stays true for the attempt. */
       workspaceSha256: string | null;
+      /** The heads of the session a cold attempt resumes first, read the same way; undefined: the conversation has none yet. */
+      sessionHeads: ClaimedSessionHeads | undefined;
     }
   /** Another worker holds the conversation warm (its CLI idle, waiting for this turn): ask it, or steal the lease (`stealWarmFrom`). */
   | { kind: 'warm'; owner: string; conversationId: string; retryAt: Date }
@@ -101,6 +104,21 @@ export type ClaimResult =
   | { kind: 'not_head' }
   /** Another worker holds a live lease, or the turn is not due yet: try again at `retryAt`. */
   | { kind: 'later'; retryAt: Date; reason: string };
+
+/** What getSessionHeads gives for `sessionId`, as the claim read it. */
+export interface ClaimedSessionHeads extends SessionHeads {
+  sessionId: string;
+}
+
+function claimedHeads(sessionId: string, rows: Record<string, unknown>[], folderSha256: string | null): ClaimedSessionHeads {
+  const heads = rows.map((r) => rowFromJson(sessions, r));
+  return {
+    sessionId,
+    head: heads.find((h) => h.sessionId === sessionId),
+    subagents: heads.filter((h) => h.sessionId !== sessionId),
+    folderSha256: heads.some((h) => h.sessionId === sessionId) ? folderSha256 : null,
+  };
+}
 
 export interface ClaimInput {
   turnId: string;
@@ -126,6 +144,9 @@ export async function claimTurn(db: StoreDb, input: ClaimInput): Promise<ClaimRe
     turn: Record<string, unknown> | null;
     conversation: Record<string, unknown> | null;
     workspace_sha256: string | null;
+    heads_session_id: string | null;
+    session_heads: Record<string, unknown>[] | null;
+    session_folder_sha256: string | null;
   }>(sql`select * from agentq_claim_turn(${input.turnId}::uuid, ${input.workerId}, ${input.leaseMs}::float8, ${input.stealWarmFrom ?? null}::text)`);
   const row = r.rows[0]!;
   switch (row.kind) {
@@ -148,6 +169,7 @@ export async function claimTurn(db: StoreDb, input: ClaimInput): Promise<ClaimRe
         takeover: row.takeover!,
         warmToken: row.warm_token === null ? undefined : Number(row.warm_token),
         workspaceSha256: row.workspace_sha256,
+        sessionHeads: row.heads_session_id === null ? undefined : claimedHeads(row.heads_session_id, row.session_heads ?? [], row.session_folder_sha256),
       };
     }
   }

@@ -14,7 +14,7 @@ import type { LiveEventSink } from '../live/publisher.js';
 import type { ConversationRow } from '../store/conversations.js';
 import type { StoreDb } from '../store/db.js';
 import { workspaceDirName } from '../store/ids.js';
-import type { AttemptCliVersion, DueTurn, TurnRow } from '../store/turns.js';
+import type { AttemptCliVersion, ClaimedSessionHeads, DueTurn, TurnRow } from '../store/turns.js';
 import type { LocalCache } from './localCache.js';
 import type { AttemptObserver } from './observer.js';
 import type { MultiTurnCli } from './multiTurnCli.js';
@@ -61,6 +61,8 @@ export interface ClaimedTurn {
   attempt: number;
   /** The stored workspace's digest as the claim read it (null: none; undefined: not read). */
   workspaceSha256?: string | null;
+  /** The heads of the session a cold attempt resumes first, as the claim read them. */
+  sessionHeads?: ClaimedSessionHeads | undefined;
 }
 
 export interface AttemptOptions {
@@ -130,6 +132,8 @@ export class AttemptContext {
   storedWorkspaceSha: string | null | undefined;
   /** The same digest as the claim read it, under the lease (null: none stored; undefined: not read). */
   readonly claimedWorkspaceSha: string | null | undefined;
+  /** The session heads the claim read (used once, by the first hydrate: see chooseSession). */
+  claimedSessionHeads: ClaimedSessionHeads | undefined;
   /** With warm: the multi-turn CLI process of this attempt (kept or taken). */
   cli: MultiTurnCli | undefined;
   /** After a commit that kept the lease warm: the process to hand to the pool. */
@@ -168,6 +172,7 @@ export class AttemptContext {
     });
     this.runSessionId = turn.runSessionId;
     this.claimedWorkspaceSha = claim.workspaceSha256;
+    this.claimedSessionHeads = claim.sessionHeads;
     this.dirName = workspaceDirName(conversation.externalId, conversation.tenantId);
     this.cwd = path.join(deps.config.workspaceRoot, this.dirName);
     this.runDir = multiTurn?.kept?.runDir ?? path.join(deps.config.worker.runsRoot, `${turn.id}.${attempt}.${randomUUID().slice(0, 8)}`);

@@ -10,6 +10,7 @@ import type { StoreDb } from '../store/db.js';
 import { hydrateSession } from '../store/hydrate.js';
 import { restoreSessionFolder } from '../store/sessionFolders.js';
 import { getSessionHeads } from '../store/sessions.js';
+import type { ClaimedSessionHeads } from '../store/turns.js';
 import { getWorkspaceSha, restoreWorkspace } from '../store/workspaces.js';
 import type { LocalCache } from './localCache.js';
 import { hydrateSubagents } from './subagentTranscripts.js';
@@ -65,15 +66,17 @@ export interface HydratedSession {
  * Writes the stored session `sessionId` where the CLI reads it, with its folder and its
  * subagent transcripts; undefined when nothing is stored under it. `discard`, when set
  * (a retry that starts over), is called first with the stored ids that hold uncommitted
- * lines, to drop them.
+ * lines, to drop them. `known`: the heads as the claim read them under the lease (used when
+ * they are of `sessionId`), instead of reading them again.
  */
 export async function hydrateConversationSession(
   d: AttemptDisk,
   sessionId: string,
   discard: ((fileIds: string[]) => Promise<void>) | undefined,
+  known?: ClaimedSessionHeads,
 ): Promise<HydratedSession | undefined> {
   const { db, conversationId } = d;
-  let { head, subagents, folderSha256 } = await getSessionHeads(db, conversationId, sessionId);
+  let { head, subagents, folderSha256 } = known?.sessionId === sessionId ? known : await getSessionHeads(db, conversationId, sessionId);
   if (!head) return undefined;
   const dirty = [head, ...subagents].filter((h) => h.lineCount > h.committedLineCount);
   if (dirty.length > 0 && discard) {

@@ -148,7 +148,10 @@ async function hydrate(ctx: AttemptContext, sessionId: string): Promise<{ uncomm
       for (const id of fileIds) await discardUncommitted(tx, { conversationId, sessionId: id });
     });
   };
-  const h = await hydrateConversationSession(ctx.disk(), sessionId, startsOver(ctx) ? discard : undefined);
+  // What the claim read is true only until this attempt writes: use it once.
+  const known = ctx.claimedSessionHeads;
+  ctx.claimedSessionHeads = undefined;
+  const h = await hydrateConversationSession(ctx.disk(), sessionId, startsOver(ctx) ? discard : undefined, known);
   if (!h) return undefined;
   if (h.folderSha256 !== null) ctx.files.folder.sha256 = h.folderSha256;
   return { uncommittedLines: h.uncommittedLines };
