@@ -497,3 +497,18 @@ describe('flags', () => {
     expect(only(sandboxed.events, 'system', 'init').permissionMode).toBe('bypassPermissions');
   });
 });
+
+describe('output', () => {
+  it('exits only after a slow reader took all of stdout (a pipe is asynchronous: process.exit would drop the rest)', async () => {
+    const prompt = `long: ${'p'.repeat(100 * 1024)} END`;
+    // The reader takes nothing for half a second: the pipe fills, the rest waits in the fake's own buffer.
+    const script = `"$NODE" "$FAKE" -p --output-format stream-json --verbose "$PROMPT" | (sleep 0.5; cat)`;
+    const child = spawn('/bin/sh', ['-c', script], { cwd: ws, env: baseEnv({ NODE: process.execPath, FAKE, PROMPT: prompt }), stdio: ['ignore', 'pipe', 'ignore'] });
+    const chunks: Buffer[] = [];
+    child.stdout.on('data', (d: Buffer) => chunks.push(d));
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    expect(code).toBe(0);
+    const result = only(parseLines(Buffer.concat(chunks).toString('utf8')), 'result');
+    expect(result.result).toBe(`fake reply to: ${prompt}`);
+  });
+});

@@ -140,8 +140,16 @@ async function main(argv: readonly string[]): Promise<number> {
   return runTurn(env, session, first);
 }
 
+/**
+ * Exits once stdout has been written out: a pipe is asynchronous here, and process.exit
+ * drops what a slow reader has not taken yet (a busy machine lost a 150 KiB result line).
+ */
+function exitAfterStdout(code: number): void {
+  process.stdout.write('', () => process.exit(code));
+}
+
 main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
+  (code) => exitAfterStdout(code),
   (err: unknown) => {
     // A bad `#fake` line inside stream-json input surfaces here: report it without a stack.
     const text = err instanceof SpecError ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err);
