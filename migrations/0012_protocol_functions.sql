@@ -6,9 +6,9 @@
 -- Rows go back as jsonb (numeric columns as text, so no digit is lost); src/store/jsonRow.ts
 -- turns them into the drizzle row types.
 
--- A row as jsonb with its numeric cost as text (STABLE: timestamps follow the TimeZone setting).
+-- A row as jsonb with its numeric cost as text.
 CREATE OR REPLACE FUNCTION agentq_row_json(r anyelement, cost numeric) RETURNS jsonb
-LANGUAGE sql STABLE AS $$
+LANGUAGE sql IMMUTABLE AS $$
   SELECT to_jsonb(r) || jsonb_build_object('cost_usd', cost::text)
 $$;
 --> statement-breakpoint
