@@ -2,12 +2,21 @@
 // called directly in SQL, and raced the way producers and workers race them: enqueues on a
 // conversation whose turns commit meanwhile (no turn may wait for the reconciler), and a
 // commit racing a lease takeover (exactly one wins).
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { StaleLeaseError } from '../src/errors.js';
+import { counted } from '../src/bench/roundTrips.js';
+import { sessionFilePath } from '../src/claude/sessionPath.js';
+import { SessionAttemptConflictError, SessionConflictError, StaleLeaseError } from '../src/errors.js';
+import { DEFAULT_CODEC } from '../src/store/chunks.js';
+import { hydrateSession } from '../src/store/hydrate.js';
+import { persistSession, readSessionDelta } from '../src/store/persist.js';
 import { unfinishedTurnStatuses } from '../src/store/schema.js';
 import { getSessionHeads } from '../src/store/sessions.js';
-import { claimTurn, finishTurn, insertTurn, type FinishInput } from '../src/store/turns.js';
+import { claimTurn, finishTurn, insertTurn, type CommitSession, type FinishInput } from '../src/store/turns.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 
 let t: TestDatabase;
@@ -199,6 +208,121 @@ describe('agentq_finish_turn, through finishTurn', () => {
     const stale = { ...finishInput(other.id, c2.conversation.id, c2.fencingToken - 1, 'w'), events: { attempt: 1, list: events } };
     await expect(t.db.transaction((tx) => finishTurn(tx, stale))).rejects.toBeInstanceOf(StaleLeaseError);
     expect((await t.pool.query('select 1 from turn_events where turn_id = $1', [other.id])).rowCount).toBe(0);
+  });
+});
+
+describe('agentq_commit_turn, through finishTurn with the session', () => {
+  const line = (i: number) => `${JSON.stringify({ type: 'user', n: i, text: 'x'.repeat(40 + i) })}\n`;
+  const sid = '9a1f6c2e-3b4d-4e5f-8a6b-7c8d9e0f1a2b';
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'agentq-commit-fn-'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  async function claimed(external: string) {
+    const { turn } = await insertTurn(t.db, { externalId: external, prompt: 'p', options: {}, priority: 0, delayMs: 0, source: 'api' });
+    const claim = await claimTurn(t.db, { turnId: turn.id, workerId: 'w', leaseMs: 30_000 });
+    if (claim.kind !== 'claimed') throw new Error(claim.kind);
+    return { turn, claim };
+  }
+  function commitInput(c: Awaited<ReturnType<typeof claimed>>, session: CommitSession): FinishInput {
+    const base = finishInput(c.turn.id, c.claim.conversation.id, c.claim.fencingToken, 'w');
+    return { ...base, conversationSessionId: session.sessionId, sessionIdAfter: session.sessionId, events: { attempt: c.claim.attempt, list: [] }, session };
+  }
+  const headOf = async (conversationId: string, sessionId = sid) => (await getSessionHeads(t.db, conversationId, sessionId)).head!;
+  const storedBytes = async (conversationId: string) => {
+    const out = path.join(dir, `hydrated-${randomUUID()}`);
+    await hydrateSession(t.db, { conversationId, sessionId: sid, cwd: dir, configDir: out });
+    return readFile(sessionFilePath(out, dir, sid));
+  };
+
+  it('appends the last lines after the known head, commits every stored line and ends the turn: three round trips with BEGIN and COMMIT', async () => {
+    const file = path.join(dir, 'a.jsonl');
+    await writeFile(file, Array.from({ length: 30 }, (_, i) => line(i)).join('') + '{"partial":');
+    const c = await claimed('commit-fn-a');
+    // Small chunks: several in the one call, each sliced from the concatenated bytes.
+    const lines = await readSessionDelta({ sessionId: sid, filePath: file, maxLineBytes: 1 << 20, chunkBytes: 500 }, { lineCount: 0, byteCount: 0, tailSha256: null }, 1 << 20);
+    expect(lines!.chunks.length).toBeGreaterThan(3);
+    const { counts } = await counted(() =>
+      t.db.transaction((tx) => finishTurn(tx, commitInput(c, { sessionId: sid, forkedFrom: null, lines, codec: DEFAULT_CODEC, subagentIds: [] }))),
+    );
+    expect(counts.pg).toBe(3);
+    const head = await headOf(c.claim.conversation.id);
+    expect([head.lineCount, head.committedLineCount, head.tailSha256, head.committedTailSha256]).toEqual([30, 30, lines!.tailSha256, lines!.tailSha256]);
+    const whole = (await readFile(file)).subarray(0, head.byteCount);
+    expect((await storedBytes(c.claim.conversation.id)).equals(whole)).toBe(true);
+    const turnRow = await t.pool.query<{ status: string }>('select status from turns where id = $1', [c.turn.id]);
+    expect(turnRow.rows[0]!.status).toBe('succeeded');
+    const conv = await t.pool.query<{ session_id: string; lease_owner: string | null }>('select session_id, lease_owner from conversations where id = $1', [c.claim.conversation.id]);
+    expect(conv.rows[0]).toEqual({ session_id: sid, lease_owner: null });
+
+    // The next turn: lines after the committed head, read from it, through the same digest check.
+    await writeFile(file, Array.from({ length: 35 }, (_, i) => line(i)).join(''));
+    const next = await claimed('commit-fn-a');
+    const more = await readSessionDelta({ sessionId: sid, filePath: file, maxLineBytes: 1 << 20 }, head, 1 << 20);
+    await t.db.transaction((tx) => finishTurn(tx, commitInput(next, { sessionId: sid, forkedFrom: null, lines: more, codec: DEFAULT_CODEC, subagentIds: [] })));
+    expect((await storedBytes(c.claim.conversation.id)).equals(await readFile(file))).toBe(true);
+    expect((await headOf(c.claim.conversation.id)).committedLineCount).toBe(35);
+  });
+
+  it('a head that is no longer where the caller read it from refuses the call: nothing is written, the turn and lease stay', async () => {
+    const file = path.join(dir, 'b.jsonl');
+    await writeFile(file, line(1) + line(2));
+    const c = await claimed('commit-fn-b');
+    const lines = await readSessionDelta({ sessionId: sid, filePath: file, maxLineBytes: 1 << 20 }, { lineCount: 0, byteCount: 0, tailSha256: null }, 1 << 20);
+    // A write this attempt never heard back from moved the head.
+    await persistSession(t.db, { conversationId: c.claim.conversation.id, sessionId: sid, filePath: file, attempt: c.claim.attempt, maxLineBytes: 1 << 20 });
+    const input = commitInput(c, { sessionId: sid, forkedFrom: null, lines, codec: DEFAULT_CODEC, subagentIds: [] });
+    await expect(t.db.transaction((tx) => finishTurn(tx, input))).rejects.toBeInstanceOf(SessionConflictError);
+    const head = await headOf(c.claim.conversation.id);
+    expect([head.lineCount, head.committedLineCount]).toEqual([2, 0]);
+    const rows = await t.pool.query<{ status: string; lease_owner: string | null }>(
+      'select t.status, c.lease_owner from turns t join conversations c on c.id = t.conversation_id where t.id = $1',
+      [c.turn.id],
+    );
+    expect(rows.rows[0]).toEqual({ status: 'running', lease_owner: 'w' });
+    // Nothing new to append: the call commits what is stored.
+    await t.db.transaction((tx) => finishTurn(tx, commitInput(c, { sessionId: sid, forkedFrom: null, lines: undefined, codec: DEFAULT_CODEC, subagentIds: [] })));
+    expect((await headOf(c.claim.conversation.id)).committedLineCount).toBe(2);
+  });
+
+  it("another attempt's lines after this attempt's refuse the commit (SessionAttemptConflictError), nothing changed", async () => {
+    const file = path.join(dir, 'c.jsonl');
+    await writeFile(file, line(1));
+    const c = await claimed('commit-fn-c');
+    const conversationId = c.claim.conversation.id;
+    await persistSession(t.db, { conversationId, sessionId: sid, filePath: file, attempt: c.claim.attempt, maxLineBytes: 1 << 20 });
+    await writeFile(file, line(1) + line(2));
+    await persistSession(t.db, { conversationId, sessionId: sid, filePath: file, attempt: 'another', maxLineBytes: 1 << 20 });
+    const input = commitInput(c, { sessionId: sid, forkedFrom: null, lines: undefined, codec: DEFAULT_CODEC, subagentIds: [] });
+    await expect(t.db.transaction((tx) => finishTurn(tx, input))).rejects.toBeInstanceOf(SessionAttemptConflictError);
+    const head = await headOf(conversationId);
+    expect([head.lineCount, head.committedLineCount]).toEqual([2, 0]);
+    expect((await t.pool.query<{ status: string }>('select status from turns where id = $1', [c.turn.id])).rows[0]!.status).toBe('running');
+  });
+
+  it('commits the subagent transcripts it names, with the session', async () => {
+    const file = path.join(dir, 'd.jsonl');
+    await writeFile(file, line(1));
+    const c = await claimed('commit-fn-d');
+    const conversationId = c.claim.conversation.id;
+    const sub = `${sid}/subagents/agent-a1`;
+    await persistSession(t.db, { conversationId, sessionId: sub, filePath: file, attempt: c.claim.attempt, maxLineBytes: 1 << 20 });
+    const lines = await readSessionDelta({ sessionId: sid, filePath: file, maxLineBytes: 1 << 20 }, { lineCount: 0, byteCount: 0, tailSha256: null }, 1 << 20);
+    await t.db.transaction((tx) => finishTurn(tx, commitInput(c, { sessionId: sid, forkedFrom: null, lines, codec: DEFAULT_CODEC, subagentIds: [sub] })));
+    expect((await headOf(conversationId, sub)).committedLineCount).toBe(1);
+    expect((await headOf(conversationId)).committedLineCount).toBe(1);
+  });
+
+  it('reads nothing past its cap: the caller stores many new lines under the lock instead', async () => {
+    const file = path.join(dir, 'e.jsonl');
+    await writeFile(file, Array.from({ length: 50 }, (_, i) => line(i)).join(''));
+    const from = { lineCount: 0, byteCount: 0, tailSha256: null };
+    expect(await readSessionDelta({ sessionId: sid, filePath: file, maxLineBytes: 1 << 20, chunkBytes: 256 }, from, 1000)).toBeUndefined();
+    expect((await readSessionDelta({ sessionId: sid, filePath: file, maxLineBytes: 1 << 20, chunkBytes: 256 }, from, 1 << 20))!.chunks.length).toBeGreaterThan(4);
   });
 });
 

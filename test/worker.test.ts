@@ -1,10 +1,12 @@
 // The turn protocol in one process: producer, worker, commit before ack.
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createClient, type AgentqClient } from '../src/queue/client.js';
 import { reconcile } from '../src/queue/reconciler.js';
 import { workspaceDirName } from '../src/store/ids.js';
+import { persistSession } from '../src/store/persist.js';
+import { getSessionHead } from '../src/store/sessions.js';
 import { createTestAgentq, type TestAgentq } from './helpers/agentq.js';
 import { readFakeCliLog, type FakeCliRecord } from './helpers/fakeCliLog.js';
 import { startWorker, stopWorkers } from './helpers/workers.js';
@@ -101,6 +103,43 @@ describe('the turn protocol', () => {
     expect(r).toEqual({ checked: 2, dispatched: 1, failed: 1 });
     expect(failures).toEqual([a.turnId]);
     expect(await client.queue.getJob(b.turnId)).toBeDefined();
+  });
+
+  it('a commit that finds the session head moved since the attempt read it stores the rest under the lock, in the same attempt', async () => {
+    // No checkpoint during the run: the commit reads the file from the head hydrated before it.
+    await startWorker({ ...t.config, worker: { ...t.config.worker, checkpointIntervalMs: 600_000 } });
+    const first = await client.enqueueTurn({ conversationId: 'moved-head', prompt: 'one' });
+    expect((await client.waitForTurn(first.turnId, 20_000)).status).toBe('succeeded');
+    const second = await client.enqueueTurn({ conversationId: 'moved-head', prompt: '#fake {"delayMs":1500,"linesBeforeDelay":true}\ntwo' });
+    const sessionId = (await client.getConversation('moved-head'))!.sessionId!;
+    // While the CLI waits, its new lines are stored as if by a write of this attempt whose
+    // answer the worker never got: the head moves past where the worker knows it.
+    const runDir = () => readdirSync(t.config.worker.runsRoot).find((d) => d.startsWith(`${second.turnId}.1.`));
+    await expect.poll(runDir, { timeout: 10_000 }).toBeDefined();
+    const configDir = path.join(t.config.worker.runsRoot, runDir()!, 'config');
+    const projects = path.join(configDir, 'projects');
+    const sessionFile = () => {
+      if (!existsSync(projects)) return undefined;
+      const dir = readdirSync(projects).find((d) => existsSync(path.join(projects, d, `${sessionId}.jsonl`)));
+      return dir === undefined ? undefined : path.join(projects, dir, `${sessionId}.jsonl`);
+    };
+    await expect.poll(() => log().filter((r) => r.event === 'start').length, { timeout: 10_000 }).toBe(2);
+    const file = sessionFile()!;
+    const conversationId = (await t.database.pool.query<{ id: string }>("select id from conversations where external_id = 'moved-head'")).rows[0]!.id;
+    const headBefore = await getSessionHead(t.database.db, conversationId, sessionId);
+    const stored = await persistSession(t.database.db, { conversationId, sessionId, filePath: file, root: configDir, attempt: 1, maxLineBytes: 1 << 20 });
+    expect(stored.linesAdded).toBeGreaterThan(0);
+    const done = await client.waitForTurn(second.turnId, 20_000);
+    expect([done.status, done.attempts]).toEqual(['succeeded', 1]);
+    const head = (await getSessionHead(t.database.db, conversationId, sessionId))!;
+    expect(head.committedLineCount).toBe(head.lineCount);
+    expect(head.lineCount).toBeGreaterThanOrEqual(headBefore!.lineCount + stored.linesAdded);
+    // The next turn resumes the whole history.
+    const third = await client.enqueueTurn({ conversationId: 'moved-head', prompt: 'three' });
+    expect((await client.waitForTurn(third.turnId, 20_000)).status).toBe('succeeded');
+    const starts = log().filter((r) => r.event === 'start');
+    expect(starts).toHaveLength(3);
+    expect(starts[2]!.history).toEqual(['one', expect.stringMatching(/\ntwo$/)]);
   });
 
   describe('what a worker keeps between turns', () => {

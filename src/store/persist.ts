@@ -69,6 +69,8 @@ export interface PersistResult {
   /** The stored head after the call. */
   lineCount: number;
   byteCount: number;
+  /** The digest of the stored head's last bytes after the call (null: nothing stored). */
+  tailSha256: string | null;
   /** Bytes of an incomplete last line left in the file for a later call. */
   partialBytes: number;
 }
@@ -96,81 +98,144 @@ export async function persistSession(db: Executor, input: PersistInput): Promise
   const forkedFrom = input.forkedFrom == null ? null : parseSessionId(input.forkedFrom, 'forkedFrom');
   const attempt = String(input.attempt);
   const codec = input.codec ?? DEFAULT_CODEC;
-  const { conversationId, filePath } = input;
+  const { conversationId } = input;
 
   const inTransaction = <T>(fn: (tx: Executor) => Promise<T>): Promise<T> => (input.savepoint === false ? fn(db) : db.transaction(fn));
   return inTransaction(async (tx) => {
     const head = await lockOrCreateSessionHead(tx, conversationId, sessionId, forkedFrom);
-    const fh = await openAgentFile(agentPathOf(filePath, input.root), input.maxFileBytes ?? Number.MAX_SAFE_INTEGER);
-    if (!fh) {
-      if (head.byteCount > 0) throw new SessionDivergedError(sessionId, filePath, 'it does not exist');
-      // Nothing stored and no file yet (a checkpoint before the CLI wrote anything).
-      if (input.commit) await commitSessionLines(tx, { conversationId, sessionId, attempt });
-      return { linesAdded: 0, bytesAdded: 0, chunksAdded: 0, lineCount: 0, byteCount: 0, partialBytes: 0 };
-    }
-    try {
-      const { size } = fh;
-      if (size < head.byteCount) {
-        throw new SessionDivergedError(sessionId, filePath, `it has ${size} bytes, ${head.byteCount} are stored`);
-      }
-      let tail: Buffer = Buffer.alloc(0);
-      if (head.byteCount > 0) {
-        const n = Math.min(TAIL_DIGEST_BYTES, head.byteCount);
-        tail = await fh.read(head.byteCount - n, n);
-        if (sha256(tail) !== head.tailSha256) {
-          throw new SessionDivergedError(sessionId, filePath, `its bytes before offset ${head.byteCount} differ from the stored ones`);
-        }
-      }
-
-      const chunker = new LineChunker({
-        sessionId,
-        firstLine: head.lineCount,
-        byteOffset: head.byteCount,
-        maxLineBytes: input.maxLineBytes,
-        chunkBytes: input.chunkBytes ?? DEFAULT_CHUNK_BYTES,
-      });
-      const queue: Promise<Encoded>[] = [];
-      const enqueue = (chunk: PendingChunk) => {
-        // The digest chain is computed in order here; only the zlib work runs ahead.
-        tail = Buffer.concat([tail, chunk.raw.subarray(Math.max(0, chunk.raw.length - TAIL_DIGEST_BYTES))]);
-        tail = tail.subarray(Math.max(0, tail.length - TAIL_DIGEST_BYTES));
-        const tailSha256 = sha256(tail);
-        const p = encodeChunk(chunk.raw, codec).then((data) => ({ chunk, data, tailSha256 }));
-        p.catch(() => undefined); // awaited below; this only avoids an unhandled rejection meanwhile
-        queue.push(p);
-      };
-      let added = { lines: 0, bytes: 0, chunks: 0 };
-      const insertNext = async () => {
-        const e = await queue.shift()!;
-        await appendChunk(tx, conversationId, sessionId, attempt, codec, e);
-        added = { lines: added.lines + e.chunk.lineCount, bytes: added.bytes + e.chunk.raw.length, chunks: added.chunks + 1 };
-      };
-
-      for (let pos = head.byteCount; pos < size; ) {
-        const block = await fh.read(pos, Math.min(READ_BLOCK_BYTES, size - pos));
-        if (block.length === 0) break;
-        pos += block.length;
-        for (const chunk of chunker.push(block)) {
-          enqueue(chunk);
-          while (queue.length > ENCODE_AHEAD) await insertNext();
-        }
-      }
-      for (const chunk of chunker.finish()) enqueue(chunk);
-      while (queue.length > 0) await insertNext();
-
-      if (input.commit) await commitSessionLines(tx, { conversationId, sessionId, attempt });
-      return {
-        linesAdded: added.lines,
-        bytesAdded: added.bytes,
-        chunksAdded: added.chunks,
-        lineCount: head.lineCount + added.lines,
-        byteCount: head.byteCount + added.bytes,
-        partialBytes: chunker.partialBytes,
-      };
-    } finally {
-      fh.close();
-    }
+    const queue: Promise<Encoded>[] = [];
+    let added = { lines: 0, bytes: 0, chunks: 0 };
+    const insertNext = async () => {
+      const e = await queue.shift()!;
+      await appendChunk(tx, conversationId, sessionId, attempt, codec, e);
+      added = { lines: added.lines + e.chunk.lineCount, bytes: added.bytes + e.chunk.raw.length, chunks: added.chunks + 1 };
+    };
+    const read = await readNewLines(input, sessionId, head, async (p) => {
+      queue.push(p);
+      while (queue.length > ENCODE_AHEAD) await insertNext();
+      return true;
+    });
+    while (queue.length > 0) await insertNext();
+    if (input.commit) await commitSessionLines(tx, { conversationId, sessionId, attempt });
+    return {
+      linesAdded: added.lines,
+      bytesAdded: added.bytes,
+      chunksAdded: added.chunks,
+      lineCount: head.lineCount + added.lines,
+      byteCount: head.byteCount + added.bytes,
+      tailSha256: read.tailSha256,
+      partialBytes: read.partialBytes,
+    };
   });
+}
+
+/** Where a session's stored bytes end: the head row's counts and the digest of its last bytes. */
+export interface StoredEnd {
+  lineCount: number;
+  byteCount: number;
+  /** Null while nothing is stored. */
+  tailSha256: string | null;
+}
+
+/** The new complete lines of a session file after a head the caller knows, encoded, not stored. */
+export interface NewLines {
+  /** The head they go after. */
+  from: StoredEnd;
+  chunks: Encoded[];
+  /** The head's digest once they are stored. */
+  tailSha256: string | null;
+  partialBytes: number;
+}
+
+/**
+ * Reads and encodes the file's complete lines after `head` (a head the caller read
+ * earlier, not locked), for a caller that stores them itself in one call with an
+ * expectation on the head (agentq_commit_turn, which refuses them if the head moved).
+ * Undefined when they come to more than `maxBytes`: store them with persistSession.
+ * Throws what persistSession throws for the file (refused, diverged, a line too long).
+ */
+export async function readSessionDelta(
+  input: Pick<PersistInput, 'sessionId' | 'filePath' | 'root' | 'maxFileBytes' | 'maxLineBytes' | 'codec' | 'chunkBytes'>,
+  head: StoredEnd,
+  maxBytes: number,
+): Promise<NewLines | undefined> {
+  const sessionId = parseSessionFileId(input.sessionId);
+  const pending: Promise<Encoded>[] = [];
+  let bytes = 0;
+  const read = await readNewLines(input, sessionId, head, (p, rawBytes) => {
+    pending.push(p);
+    bytes += rawBytes;
+    return Promise.resolve(bytes <= maxBytes);
+  });
+  if (read.stopped) return undefined;
+  return { from: head, chunks: await Promise.all(pending), tailSha256: read.tailSha256, partialBytes: read.partialBytes };
+}
+
+/**
+ * The file's complete lines after `head`, as chunks encoded ahead (each promise handed to
+ * `onChunk` in order, which returns false to stop reading). Checks that the file continues
+ * the stored bytes: no shorter than the head, and the same last bytes before it.
+ */
+async function readNewLines(
+  input: Pick<PersistInput, 'filePath' | 'root' | 'maxFileBytes' | 'maxLineBytes' | 'codec' | 'chunkBytes'>,
+  sessionId: string,
+  head: StoredEnd,
+  onChunk: (encoded: Promise<Encoded>, rawBytes: number) => Promise<boolean>,
+): Promise<{ tailSha256: string | null; partialBytes: number; stopped: boolean }> {
+  const { filePath } = input;
+  const codec = input.codec ?? DEFAULT_CODEC;
+  const fh = await openAgentFile(agentPathOf(filePath, input.root), input.maxFileBytes ?? Number.MAX_SAFE_INTEGER);
+  if (!fh) {
+    if (head.byteCount > 0) throw new SessionDivergedError(sessionId, filePath, 'it does not exist');
+    // Nothing stored and no file yet (a checkpoint before the CLI wrote anything).
+    return { tailSha256: head.tailSha256, partialBytes: 0, stopped: false };
+  }
+  try {
+    const { size } = fh;
+    if (size < head.byteCount) {
+      throw new SessionDivergedError(sessionId, filePath, `it has ${size} bytes, ${head.byteCount} are stored`);
+    }
+    let tail: Buffer = Buffer.alloc(0);
+    let tailSha256 = head.tailSha256;
+    if (head.byteCount > 0) {
+      const n = Math.min(TAIL_DIGEST_BYTES, head.byteCount);
+      tail = await fh.read(head.byteCount - n, n);
+      if (sha256(tail) !== head.tailSha256) {
+        throw new SessionDivergedError(sessionId, filePath, `its bytes before offset ${head.byteCount} differ from the stored ones`);
+      }
+    }
+    const chunker = new LineChunker({
+      sessionId,
+      firstLine: head.lineCount,
+      byteOffset: head.byteCount,
+      maxLineBytes: input.maxLineBytes,
+      chunkBytes: input.chunkBytes ?? DEFAULT_CHUNK_BYTES,
+    });
+    const emit = (chunk: PendingChunk): Promise<boolean> => {
+      // The digest chain is computed in order here; only the zlib work runs ahead.
+      tail = Buffer.concat([tail, chunk.raw.subarray(Math.max(0, chunk.raw.length - TAIL_DIGEST_BYTES))]);
+      tail = tail.subarray(Math.max(0, tail.length - TAIL_DIGEST_BYTES));
+      const digest = sha256(tail);
+      tailSha256 = digest;
+      const p = encodeChunk(chunk.raw, codec).then((data) => ({ chunk, data, tailSha256: digest }));
+      p.catch(() => undefined); // awaited by the caller; this only avoids an unhandled rejection meanwhile
+      return onChunk(p, chunk.raw.length);
+    };
+    for (let pos = head.byteCount; pos < size; ) {
+      const block = await fh.read(pos, Math.min(READ_BLOCK_BYTES, size - pos));
+      if (block.length === 0) break;
+      pos += block.length;
+      for (const chunk of chunker.push(block)) {
+        if (!(await emit(chunk))) return { tailSha256, partialBytes: 0, stopped: true };
+      }
+    }
+    for (const chunk of chunker.finish()) {
+      if (!(await emit(chunk))) return { tailSha256, partialBytes: 0, stopped: true };
+    }
+    return { tailSha256, partialBytes: chunker.partialBytes, stopped: false };
+  } finally {
+    fh.close();
+  }
 }
 
 /** `filePath` as a path beneath `root` (default: its own directory). */

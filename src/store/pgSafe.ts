@@ -13,6 +13,14 @@ export function isDataRefusal(err: unknown): boolean {
   return false;
 }
 
+/** The SQLSTATE and detail of the Postgres error `err` is or wraps (drizzle wraps them), if any. */
+export function pgErrorOf(err: unknown): { code: string; detail: string | undefined } | undefined {
+  for (let e = err as { code?: unknown; detail?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
+    if (typeof e.code === 'string' && e.code.length === 5) return { code: e.code, detail: typeof e.detail === 'string' ? e.detail : undefined };
+  }
+  return undefined;
+}
+
 /**
  * `s` as Postgres text can hold it: NUL (which text refuses, and jsonb refuses as `\u0000`)
  * becomes U+FFFD. For what the CLI or the model says (a result, a message), which an agent

@@ -129,9 +129,10 @@ interface CommitRow extends Record<string, unknown> {
  * attempt appended after this one, which only a fencing failure can cause; then nothing
  * changes.
  *
- * One statement (it runs on every turn): lock the head, look for a chunk of another
- * attempt after this attempt's first uncommitted chunk, and only if there is none mark
- * the uncommitted chunks committed and move the committed boundary to the head.
+ * One call (agentq_commit_session_lines, migrations/0014; it runs on every turn): lock the
+ * head, look for a chunk of another attempt after this attempt's first uncommitted chunk,
+ * and only if there is none mark the uncommitted chunks committed and move the committed
+ * boundary to the head. The worker's commit runs the same function inside agentq_commit_turn.
  * Index: sessions_pk, session_chunks_pk range (the uncommitted tail: one turn's worth).
  */
 export async function commitSessionLines(tx: Executor, input: CommitInput): Promise<CommitResult> {
@@ -139,49 +140,7 @@ export async function commitSessionLines(tx: Executor, input: CommitInput): Prom
   const { conversationId, sessionId } = input;
   const pointConversation = input.pointConversation ?? true;
   const r = await tx.execute<CommitRow>(sql`
-    with head as (
-      select line_count, byte_count, committed_line_count, committed_byte_count, tail_sha256
-        from sessions
-       where conversation_id = ${conversationId}::uuid and session_id = ${sessionId}
-         for update
-    ), tail as (
-      select c.first_line, c.attempt
-        from session_chunks c, head h
-       where c.conversation_id = ${conversationId}::uuid and c.session_id = ${sessionId}
-         and c.first_line >= h.committed_line_count
-    ), intruder as (
-      select t.attempt
-        from tail t
-       where t.attempt <> ${attempt}
-         and t.first_line > (select min(m.first_line) from tail m where m.attempt = ${attempt})
-       order by t.first_line
-       limit 1
-    ), chunks as (
-      update session_chunks c
-         set committed = true
-        from head h
-       where c.conversation_id = ${conversationId}::uuid and c.session_id = ${sessionId}
-         and c.first_line >= h.committed_line_count
-         and not exists (select 1 from intruder)
-    ), moved as (
-      update sessions s
-         set committed_line_count = h.line_count,
-             committed_byte_count = h.byte_count,
-             committed_tail_sha256 = h.tail_sha256,
-             updated_at = now()
-        from head h
-       where s.conversation_id = ${conversationId}::uuid and s.session_id = ${sessionId}
-         and h.line_count > h.committed_line_count
-         and not exists (select 1 from intruder)
-    ), pointed as (
-      update conversations
-         set session_id = ${sessionId}, updated_at = now()
-       where id = ${conversationId}::uuid and ${pointConversation}::boolean
-         and exists (select 1 from head) and not exists (select 1 from intruder)
-    )
-    select h.line_count, h.byte_count, h.committed_line_count, h.committed_byte_count,
-           (select attempt from intruder) as intruder
-      from head h`);
+    select * from agentq_commit_session_lines(${conversationId}::uuid, ${sessionId}, ${attempt}, ${pointConversation}::boolean)`);
   const head = r.rows[0];
   if (!head) throw new SessionNotFoundError(conversationId, sessionId);
   if (head.intruder !== null) throw new SessionAttemptConflictError(sessionId, attempt, head.intruder);

@@ -2,13 +2,15 @@
 // idempotency under the conversation's row lock), claim with a lease and a fencing
 // token, lease renewal, the fence check every write of an attempt makes, finishing and
 // requeueing, and the queries the reconciler and dispatcher need.
-import { and, asc, eq, inArray, lt, sql } from 'drizzle-orm';
+import { and, asc, eq, inArray, lt, sql, type SQL } from 'drizzle-orm';
 import type { Executor, StoreDb } from './db.js';
-import { StaleLeaseError } from '../errors.js';
+import { SessionAttemptConflictError, SessionConflictError, StaleLeaseError } from '../errors.js';
 import { conversations, sessions, turnEvents, turns, unfinishedTurnStatuses, type TurnSource } from './schema.js';
 import type { SessionHeads } from './sessions.js';
 import { rowFromJson } from './jsonRow.js';
-import { pgJson, pgJsonText, pgText } from './pgSafe.js';
+import { pgErrorOf, pgJson, pgJsonText, pgText } from './pgSafe.js';
+import type { NewLines } from './persist.js';
+import type { ChunkCodec } from './schema.js';
 import type { ConversationRow } from './conversations.js';
 import { parseConversationId, parseTenantId } from './ids.js';
 import { denyPendingOfCancelledTurn } from './approvals.js';
@@ -339,6 +341,25 @@ export interface FinishInput {
   cliVersion?: AttemptCliVersion | undefined;
   /** Events of `attempt` not stored yet, stored with the rest (as appendTurnEvents would). */
   events?: { attempt: number; list: readonly { seq: number; type: string; payload: string }[] } | undefined;
+  /** The session work of the commit, done in the same call (agentq_commit_turn) before the turn ends. */
+  session?: CommitSession | undefined;
+}
+
+/**
+ * A session's last lines and the commit of its stored lines, in the commit's one call. The
+ * lines are tagged with `events.attempt`. Throws SessionConflictError when the head is no
+ * longer at `lines.from` (nothing written: read the file again under the head's lock), and
+ * SessionAttemptConflictError as commitSessionLines does.
+ */
+export interface CommitSession {
+  sessionId: string;
+  /** For a session this call creates: the session it was forked from. */
+  forkedFrom: string | null;
+  /** Read from the head the worker last knew (src/store/persist.ts readSessionDelta); none: nothing to append. */
+  lines: NewLines | undefined;
+  codec: ChunkCodec;
+  /** Subagent transcripts of the session this attempt stored: committed too. */
+  subagentIds: readonly string[];
 }
 
 /** The CLI version that ran one attempt of a turn. */
@@ -381,9 +402,9 @@ export async function finishTurn(tx: Executor, input: FinishInput): Promise<DueT
     retryable: false,
   };
   // One call (agentq_finish_turn, migrations/0012): the fence check, the lease release (or
-  // warm hold), the totals, the events, the turn's end, a halt, and the next queued turn.
-  const r = await tx.execute<{ fenced: boolean; next_id: string | null; next_run_at: string | Date | null; next_priority: number | null }>(sql`
-    select * from agentq_finish_turn(${input.turnId}::uuid, ${input.conversationId}::uuid, ${fence.fencingToken}::bigint, ${fence.workerId},
+  // warm hold), the totals, the events, the turn's end, a halt, and the next queued turn;
+  // with the session's work before it (agentq_commit_turn, migrations/0014).
+  const finishArgs = sql`${input.turnId}::uuid, ${input.conversationId}::uuid, ${fence.fencingToken}::bigint, ${fence.workerId},
       ${input.status}, ${pgText(input.result)}, ${jsonParam(pgJson(input.error))}::jsonb, ${String(input.costUsd)}::numeric,
       ${jsonParam(pgJson(input.usage))}::jsonb, ${input.numTurns}::int, ${input.toolCalls}::int,
       ${input.permissionDenials.length === 0 ? null : JSON.stringify(pgJson(input.permissionDenials))}::jsonb,
@@ -391,10 +412,40 @@ export async function finishTurn(tx: Executor, input: FinishInput): Promise<DueT
       ${input.inputTokens}::bigint, ${input.outputTokens}::bigint, ${input.keepWarmMs ?? null}::float8,
       ${input.cliVersion === undefined ? null : String(input.cliVersion.attempt)}::text,
       ${input.cliVersion === undefined ? null : pgText(input.cliVersion.version)}::text, ${JSON.stringify(haltError)}::jsonb,
-      ${input.events?.attempt ?? 0}::int, ${eventsJson(input.events?.list)}::jsonb)`);
+      ${input.events?.attempt ?? 0}::int, ${eventsJson(input.events?.list)}::jsonb`;
+  type FinishRow = { fenced: boolean; next_id: string | null; next_run_at: string | Date | null; next_priority: number | null };
+  const { session } = input;
+  const r = session
+    ? await commitCall(session, String(input.events?.attempt ?? 0), () =>
+        tx.execute<FinishRow>(sql`select * from agentq_commit_turn(${finishArgs}, ${sessionArgs(session)})`),
+      )
+    : await tx.execute<FinishRow>(sql`select * from agentq_finish_turn(${finishArgs})`);
   const row = r.rows[0]!;
   if (!row.fenced) throw new StaleLeaseError(fence.conversationId, fence.fencingToken, -1);
   return row.next_id === null ? undefined : { id: row.next_id, runAt: new Date(row.next_run_at!), priority: row.next_priority! };
+}
+
+/** agentq_commit_turn's session parameters. */
+function sessionArgs(s: CommitSession): SQL {
+  const lines = s.lines;
+  const chunks = lines?.chunks ?? [];
+  return sql`${s.sessionId}::text, ${s.forkedFrom}::text, ${lines?.from.lineCount ?? 0}::bigint, ${lines?.from.byteCount ?? 0}::bigint,
+      ${lines?.tailSha256 ?? null}::text, ${s.codec}::text,
+      ${`{${chunks.map((c) => c.chunk.lineCount).join(',')}}`}::int[], ${`{${chunks.map((c) => c.chunk.raw.length).join(',')}}`}::int[],
+      ${`{${chunks.map((c) => c.data.length).join(',')}}`}::int[], ${Buffer.concat(chunks.map((c) => c.data))}::bytea,
+      array(select jsonb_array_elements_text(${JSON.stringify(s.subagentIds)}::jsonb))`;
+}
+
+/** Runs the commit call, its session refusals as the errors persistSession and commitSessionLines throw. */
+async function commitCall<T>(s: CommitSession, attempt: string, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (err) {
+    const pgErr = pgErrorOf(err);
+    if (pgErr?.code === 'AQ409') throw new SessionConflictError(s.sessionId, s.lines?.from.lineCount ?? 0);
+    if (pgErr?.code === 'AQ410') throw new SessionAttemptConflictError(s.sessionId, attempt, pgErr.detail ?? '?');
+    throw err;
+  }
 }
 
 /**

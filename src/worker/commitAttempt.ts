@@ -3,7 +3,7 @@
 // and the turn's result (invariant 6 of docs/design.md); a requeue stores the run's
 // progress and hands the turn back with a delay. A write the fence refuses means another
 // worker took the turn over: the attempt ends as lease_lost, having written nothing.
-import { StaleLeaseError, WorkspaceTooLargeError } from '../errors.js';
+import { SessionConflictError, StaleLeaseError, WorkspaceTooLargeError } from '../errors.js';
 import type { DeferredToolUse } from '../runner/events.js';
 import { APPROVAL_REQUESTED, requestApproval } from '../store/approvals.js';
 import type { Executor } from '../store/db.js';
@@ -13,7 +13,7 @@ import { finishTurn, requeueTurn, type DueTurn, type TurnError } from '../store/
 import { packWorkspace, type PackedWorkspace } from '../store/workspaceArchive.js';
 import { storeWorkspace } from '../store/workspaces.js';
 import { LEASE_LOST, type AttemptContext, type AttemptVerdict } from './attemptContext.js';
-import { saveProgress, writeProgress } from './checkpoint.js';
+import { writeProgress } from './checkpoint.js';
 import { failUnstored, requeueUnstored, type UnstoredEnd } from './endUnstored.js';
 import type { RequeueReason } from './observer.js';
 import { backoffMs } from './retryPolicy.js';
@@ -47,45 +47,58 @@ export async function commitTurn(ctx: AttemptContext, end: TurnEnd): Promise<Att
   const keepWarm = end.keepWarm === true && status === 'succeeded';
   const usage = outcome?.usage;
   let next: DueTurn | typeof LOST | undefined;
-  try {
-    next = await whileLeaseHeld(ctx, () =>
-      withTransientRetry(ctx.log(), () =>
-        ctx.fenced(async (f) => {
-          const { tx } = f;
-          if (packed) await storeWorkspace(tx, ctx.conversation.id, packed, ctx.storedWorkspaceSha);
-          if (status === 'awaiting_approval' && end.deferred) await recordApprovalRequest(ctx, tx, end.deferred);
-          // The events go with the finish call below (one round trip fewer), with any recorded meanwhile.
-          const current = await saveProgress(ctx, f, []);
-          // The session file was refused only now (after the last checkpoint): the turn cannot succeed on it.
-          if (status === 'succeeded' && ctx.files.sessionRefusal !== undefined) throw new SessionRefusedAtCommit();
-          // Every stored line of the session is now the turn's history; the conversation points at it.
-          const committedSession = current ? await ctx.files.commit(tx, current) : undefined;
-          // Checks the fence: the conversation row is locked by this update.
-          f.markFenceChecked();
-          return finishTurn(tx, {
-            turnId: ctx.turn.id,
-            conversationId: ctx.conversation.id,
-            fence: ctx.lease.fence,
-            conversationSessionId: committedSession,
-            runSessionId: committedSession !== undefined && committedSession !== ctx.runSessionId ? committedSession : undefined,
-            status,
-            result: outcome?.resultText ?? null,
-            error,
-            costUsd: outcome?.costUsd ?? 0,
-            usage: usage ?? null,
-            numTurns: outcome?.numTurns ?? 0,
-            toolCalls: outcome?.toolCalls ?? 0,
-            permissionDenials: outcome?.permissionDenials ?? [],
-            sessionIdAfter: committedSession ?? ctx.conversation.sessionId,
-            inputTokens: usage?.input_tokens ?? 0,
-            outputTokens: usage?.output_tokens ?? 0,
-            keepWarmMs: keepWarm ? config.worker.leaseMs : undefined,
-            cliVersion: ctx.cliVersionToStore(),
-            events: { attempt: ctx.attempt, list: ctx.events },
-          });
-        }),
-      ),
+  const commit = () =>
+    withTransientRetry(ctx.log(), () =>
+      ctx.fenced(async (f) => {
+        const { tx } = f;
+        if (packed) await storeWorkspace(tx, ctx.conversation.id, packed, ctx.storedWorkspaceSha);
+        if (status === 'awaiting_approval' && end.deferred) await recordApprovalRequest(ctx, tx, end.deferred);
+        // What goes in the one commit call below (the session's last lines, the commit of its
+        // stored lines, the events recorded meanwhile), and before it what does not.
+        const current = await ctx.currentSession();
+        const prepared = current ? await ctx.files.prepareCommit(tx, current, f.afterCommit) : undefined;
+        // The session file was refused only now (after the last checkpoint): the turn cannot succeed on it.
+        if (status === 'succeeded' && ctx.files.sessionRefusal !== undefined) throw new SessionRefusedAtCommit();
+        // Every stored line of the session is now the turn's history; the conversation points at it.
+        const committedSession = prepared?.sessionId;
+        // Checks the fence: the conversation row is locked by this call.
+        f.markFenceChecked();
+        return finishTurn(tx, {
+          turnId: ctx.turn.id,
+          conversationId: ctx.conversation.id,
+          fence: ctx.lease.fence,
+          conversationSessionId: committedSession,
+          runSessionId: committedSession !== undefined && committedSession !== ctx.runSessionId ? committedSession : undefined,
+          status,
+          result: outcome?.resultText ?? null,
+          error,
+          costUsd: outcome?.costUsd ?? 0,
+          usage: usage ?? null,
+          numTurns: outcome?.numTurns ?? 0,
+          toolCalls: outcome?.toolCalls ?? 0,
+          permissionDenials: outcome?.permissionDenials ?? [],
+          sessionIdAfter: committedSession ?? ctx.conversation.sessionId,
+          inputTokens: usage?.input_tokens ?? 0,
+          outputTokens: usage?.output_tokens ?? 0,
+          keepWarmMs: keepWarm ? config.worker.leaseMs : undefined,
+          cliVersion: ctx.cliVersionToStore(),
+          events: { attempt: ctx.attempt, list: ctx.events },
+          session: prepared?.session,
+        });
+      }),
     );
+  try {
+    next = await whileLeaseHeld(ctx, async () => {
+      try {
+        return await commit();
+      } catch (err) {
+        if (!(err instanceof SessionConflictError)) throw err;
+        // The head was not where this attempt last knew it (a write whose outcome it never
+        // learned): once more, reading the head under its lock.
+        ctx.files.forgetHead();
+        return commit();
+      }
+    });
   } catch (err) {
     if (err instanceof SessionRefusedAtCommit && outcome) {
       return retryOrFail(ctx, outcome, { class: 'session_not_saved', message: ctx.files.sessionRefusal!, retryable: true });

@@ -9,7 +9,7 @@ import { sessionFilePath, sessionFolderPath } from '../claude/sessionPath.js';
 import type { StoreDb } from '../store/db.js';
 import { hydrateSession } from '../store/hydrate.js';
 import { restoreSessionFolder } from '../store/sessionFolders.js';
-import { getSessionHeads } from '../store/sessions.js';
+import { getSessionHeads, type SessionHead } from '../store/sessions.js';
 import type { ClaimedSessionHeads } from '../store/turns.js';
 import { getWorkspaceSha, restoreWorkspace } from '../store/workspaces.js';
 import type { LocalCache } from './localCache.js';
@@ -60,6 +60,8 @@ export interface HydratedSession {
   uncommittedLines: number;
   /** The digest of the session folder restored (null: none stored). */
   folderSha256: string | null;
+  /** The stored head the file was written from: the file is exactly its lines. */
+  head: SessionHead;
 }
 
 /**
@@ -103,5 +105,5 @@ export async function hydrateConversationSession(
     if (r.refused.length > 0) d.log.warn({ refused: r.refused }, 'stored session folder entries that could escape it were not restored');
     restoredFolder = r.sha256;
   }
-  return { uncommittedLines, folderSha256: restoredFolder };
+  return { uncommittedLines, folderSha256: restoredFolder, head };
 }

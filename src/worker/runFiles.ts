@@ -12,15 +12,17 @@
 //   as failed, retried up to AGENTQ_MAX_ATTEMPTS like any other failure.
 import path from 'node:path';
 import { agentPathKind } from '../agentFiles/agentTree.js';
-import { sessionFileRelPath } from '../claude/sessionPath.js';
+import { sessionFileRelPath, sessionFolderPath } from '../claude/sessionPath.js';
 import { subpathOf } from '../claude/subagentPath.js';
 import { AgentFileRefusedError, safeErrorMessage, SessionDivergedError, SessionLineTooLongError } from '../errors.js';
 import type { StoreTx } from '../store/db.js';
-import { persistSession } from '../store/persist.js';
+import { persistSession, readSessionDelta, type StoredEnd } from '../store/persist.js';
+import { DEFAULT_CODEC } from '../store/chunks.js';
+import type { CommitSession } from '../store/turns.js';
 import { isDataRefusal } from '../store/pgSafe.js';
-import { commitSessionLines, discardSessionTails } from '../store/sessions.js';
+import { discardSessionTails } from '../store/sessions.js';
 import { saveSessionFolder, type FolderState } from './sessionFolder.js';
-import { commitSubagentTranscripts, persistSubagentTranscripts } from './subagentTranscripts.js';
+import { persistSubagentTranscripts } from './subagentTranscripts.js';
 
 export interface RunFilesOptions {
   conversationId: string;
@@ -72,6 +74,20 @@ export class SessionFileRefused extends Error {
   }
 }
 
+/**
+ * The most new session bytes the commit sends in its one call (agentq_commit_turn); more
+ * are stored first, streamed under the head's lock, as a checkpoint stores them.
+ */
+export const COMMIT_CALL_MAX_BYTES = 4 * 1024 * 1024;
+
+/** The commit's session work (RunFiles.prepareCommit). */
+export interface PreparedCommit {
+  /** For agentq_commit_turn; undefined: nothing to commit (no session, or it was refused). */
+  session: CommitSession | undefined;
+  /** The session the conversation points at once committed. */
+  sessionId: string | undefined;
+}
+
 /** What the agent's own session file can make the store refuse, every time it tries. */
 function isSessionRefusal(err: unknown): boolean {
   return err instanceof AgentFileRefusedError || err instanceof SessionLineTooLongError || err instanceof SessionDivergedError || isDataRefusal(err);
@@ -94,8 +110,23 @@ export class RunFiles {
   readonly folder: FolderState = { signature: undefined, sha256: null };
   /** Why the session file was refused, once it was. */
   private refusal: { sessionId: string; reason: string } | undefined;
+  /**
+   * Where the stored lines of the session end, as this attempt last read or wrote them
+   * under its lease: the commit reads the file from there without locking the head first.
+   */
+  private known: { sessionId: string; end: StoredEnd } | undefined;
 
   constructor(private readonly o: RunFilesOptions) {}
+
+  /** The stored head of `sessionId` is `end` (read under this attempt's lease, or written by it). */
+  knowHead(sessionId: string, end: StoredEnd): void {
+    this.known = { sessionId, end: { lineCount: end.lineCount, byteCount: end.byteCount, tailSha256: end.tailSha256 } };
+  }
+
+  /** The known head may be wrong (a commit found it moved): the next write locks and reads it. */
+  forgetHead(): void {
+    this.known = undefined;
+  }
 
   /** Why the session file was not stored, if it was refused in this attempt. */
   get sessionRefusal(): string | undefined {
@@ -124,10 +155,64 @@ export class RunFiles {
    * when the session file itself cannot be stored.
    */
   async save(tx: StoreTx, current: SessionOnDisk, afterCommit: (f: () => void) => void): Promise<void> {
-    const { o } = this;
     if (this.refusal?.sessionId === current.sessionId) return;
+    await this.saveSession(tx, current, afterCommit);
+    await this.saveExtras(tx, current, afterCommit);
+  }
+
+  /**
+   * In the commit transaction: stores what does not go in the commit's one call (the
+   * subagent transcripts and folder; the session's new lines too when the head is not
+   * known or they are many), and returns what does (src/store/turns.ts CommitSession). A
+   * refused session is not committed: its uncommitted lines are dropped and the
+   * conversation keeps its session. Throws SessionFileRefused as save does.
+   */
+  async prepareCommit(tx: StoreTx, current: SessionOnDisk, afterCommit: (f: () => void) => void): Promise<PreparedCommit> {
+    if (this.refusal?.sessionId === current.sessionId) {
+      await discardSessionTails(tx, this.o.conversationId, current.sessionId);
+      return { session: undefined, sessionId: undefined };
+    }
+    const lines = (await this.folderNeedsHeadRow(current)) ? undefined : await this.readFromKnownHead(current);
+    if (!lines) await this.saveSession(tx, current, afterCommit);
+    await this.saveExtras(tx, current, afterCommit);
+    const subagentIds = [...this.subagentFileIds].filter((id) => subpathOf(current.sessionId, id) !== undefined);
+    return {
+      session: { sessionId: current.sessionId, forkedFrom: current.forkedFrom ?? null, lines, codec: DEFAULT_CODEC, subagentIds },
+      sessionId: current.sessionId,
+    };
+  }
+
+  /**
+   * A session with nothing stored yet may have no head row, which the rows of its folder
+   * (subagent transcripts, saved tool outputs) refer to: when it has a folder, its lines
+   * are stored before those rows, by the streamed path, which creates the head row.
+   */
+  private async folderNeedsHeadRow(current: SessionOnDisk): Promise<boolean> {
+    if (this.known === undefined || this.known.end.byteCount > 0) return false;
+    return (await agentPathKind({ root: this.o.configDir, rel: sessionFolderPath(current.rel, current.sessionId) })) !== undefined;
+  }
+
+  /** The session's new lines read from the known head, when it is known and they are few. */
+  private async readFromKnownHead(current: SessionOnDisk) {
+    const { o } = this;
+    if (this.known?.sessionId !== current.sessionId) return undefined;
     try {
-      await persistSession(tx, {
+      return await readSessionDelta(
+        { sessionId: current.sessionId, filePath: current.file, root: o.configDir, maxFileBytes: o.limits.sessionMaxBytes, maxLineBytes: o.limits.maxLineBytes },
+        this.known.end,
+        COMMIT_CALL_MAX_BYTES,
+      );
+    } catch (err) {
+      if (isSessionRefusal(err)) throw new SessionFileRefused(current.sessionId, safeErrorMessage(err));
+      throw err;
+    }
+  }
+
+  /** The session file's new lines, uncommitted, streamed under the head's lock. */
+  private async saveSession(tx: StoreTx, current: SessionOnDisk, afterCommit: (f: () => void) => void): Promise<void> {
+    const { o } = this;
+    try {
+      const r = await persistSession(tx, {
         conversationId: o.conversationId,
         sessionId: current.sessionId,
         filePath: current.file,
@@ -139,10 +224,16 @@ export class RunFiles {
         // Any error rolls the whole fenced transaction back.
         savepoint: false,
       });
+      afterCommit(() => this.knowHead(current.sessionId, r));
     } catch (err) {
       if (isSessionRefusal(err)) throw new SessionFileRefused(current.sessionId, safeErrorMessage(err));
       throw err;
     }
+  }
+
+  /** The session's subagent transcripts (with their sidecars) and its folder if it changed, uncommitted. */
+  private async saveExtras(tx: StoreTx, current: SessionOnDisk, afterCommit: (f: () => void) => void): Promise<void> {
+    const { o } = this;
     const subagents = await persistSubagentTranscripts(tx, {
       conversationId: o.conversationId,
       sessionId: current.sessionId,
@@ -174,23 +265,6 @@ export class RunFiles {
   refuse(err: SessionFileRefused): void {
     this.refusal ??= { sessionId: err.sessionId, reason: err.reason };
     this.report('session_not_saved', err.sessionId, err.reason);
-  }
-
-  /**
-   * In the commit transaction: commits every stored line of the session and of this
-   * attempt's subagent transcripts, and returns the session id the conversation now
-   * points at. A refused session is not committed: its uncommitted lines are dropped and
-   * undefined is returned (the conversation keeps its session).
-   */
-  async commit(tx: StoreTx, current: SessionOnDisk): Promise<string | undefined> {
-    if (this.refusal?.sessionId === current.sessionId) {
-      await discardSessionTails(tx, this.o.conversationId, current.sessionId);
-      return undefined;
-    }
-    await commitSessionLines(tx, { conversationId: this.o.conversationId, sessionId: current.sessionId, attempt: this.o.attempt, pointConversation: false });
-    const ofThisSession = [...this.subagentFileIds].filter((id) => subpathOf(current.sessionId, id) !== undefined);
-    await commitSubagentTranscripts(tx, this.o.conversationId, ofThisSession, this.o.attempt);
-    return current.sessionId;
   }
 
   /** In a requeue's transaction: a refused session's checkpoints are dropped, so the retry starts from what was committed. */

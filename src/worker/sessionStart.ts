@@ -154,12 +154,15 @@ async function hydrate(ctx: AttemptContext, sessionId: string): Promise<{ uncomm
   const h = await hydrateConversationSession(ctx.disk(), sessionId, startsOver(ctx) ? discard : undefined, known);
   if (!h) return undefined;
   if (h.folderSha256 !== null) ctx.files.folder.sha256 = h.folderSha256;
+  ctx.files.knowHead(sessionId, h.head);
   return { uncommittedLines: h.uncommittedLines };
 }
 
 /** The session the next CLI run works in; a new one is remembered on the turn, so a retry resumes it. */
 async function useSession(ctx: AttemptContext, session: CliSession): Promise<void> {
   ctx.baseSessionId = session.sessionId;
+  // A new session has no stored lines (one with lines would have been resumed).
+  if (session.mode === 'new') ctx.files.knowHead(session.sessionId, { lineCount: 0, byteCount: 0, tailSha256: null });
   if (session.mode === 'resume' || session.sessionId === ctx.runSessionId) return;
   await ctx.lease.fenced(async ({ tx, checkFence }) => {
     await checkFence();
