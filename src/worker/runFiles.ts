@@ -16,7 +16,7 @@ import { sessionFileRelPath, sessionFolderPath } from '../claude/sessionPath.js'
 import { subpathOf } from '../claude/subagentPath.js';
 import { AgentFileRefusedError, safeErrorMessage, SessionDivergedError, SessionLineTooLongError } from '../errors.js';
 import type { StoreTx } from '../store/db.js';
-import { persistSession, readSessionDelta, type StoredEnd } from '../store/persist.js';
+import { persistSession, readSessionDelta, type NewLines, type StoredEnd } from '../store/persist.js';
 import { DEFAULT_CODEC } from '../store/chunks.js';
 import type { CommitSession } from '../store/turns.js';
 import { isDataRefusal } from '../store/pgSafe.js';
@@ -193,7 +193,7 @@ export class RunFiles {
   }
 
   /** The session's new lines read from the known head, when it is known and they are few. */
-  private async readFromKnownHead(current: SessionOnDisk) {
+  private async readFromKnownHead(current: SessionOnDisk): Promise<NewLines | undefined> {
     const { o } = this;
     if (this.known?.sessionId !== current.sessionId) return undefined;
     try {

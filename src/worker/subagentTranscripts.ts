@@ -122,7 +122,10 @@ export async function persistSubagentTranscripts(tx: StoreTx, input: SubagentPer
   return result;
 }
 
-/** Commits the stored lines of these subagent transcripts, in the caller's commit transaction. */
+/**
+ * Commits the stored lines of these subagent transcripts, in the caller's commit transaction
+ * (the worker's commit does it inside agentq_commit_turn, src/store/turns.ts CommitSession).
+ */
 export async function commitSubagentTranscripts(tx: StoreTx, conversationId: string, fileIds: Iterable<string>, attempt: number): Promise<void> {
   for (const fileId of fileIds) await commitSessionLines(tx, { conversationId, sessionId: fileId, attempt, pointConversation: false });
 }
