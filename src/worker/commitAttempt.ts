@@ -205,16 +205,17 @@ async function keepWarmProcess(ctx: AttemptContext, packed: PackedWorkspace | un
   if (packed) await ctx.deps.cache.markWorkspace(ctx.dirName, packed.sha256).catch(() => undefined);
 }
 
-/** After a cold commit: keep the session file and note the workspace state for a next turn here. */
+/** After a cold commit: keep the session file and note the workspace state for a next turn here (both at once). */
 async function keepForNextTurn(ctx: AttemptContext, packed: PackedWorkspace | undefined): Promise<void> {
-  try {
+  const keepSession = async () => {
     const current = await ctx.currentSession();
     if (current && ctx.files.sessionRefusal === undefined) {
       await ctx.deps.cache.keepSession(ctx.conversation.id, current.sessionId, { root: ctx.configDir, rel: current.rel });
     }
-    if (packed) await ctx.deps.cache.markWorkspace(ctx.dirName, packed.sha256);
-  } catch (err) {
-    ctx.log().warn({ err }, 'could not keep the committed session for the next turn');
+  };
+  const kept = await Promise.allSettled([keepSession(), packed ? ctx.deps.cache.markWorkspace(ctx.dirName, packed.sha256) : undefined]);
+  for (const r of kept) {
+    if (r.status === 'rejected') ctx.log().warn({ err: r.reason }, 'could not keep the committed session for the next turn');
   }
 }
 

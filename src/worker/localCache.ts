@@ -25,6 +25,8 @@ export class LocalCache {
   private readonly workspaces: string;
   /** Bytes kept, as last counted plus what was kept since; a full count only when it may be over the cap. */
   private keptBytes: number | undefined;
+  /** The directories this cache made (each commit would otherwise ask the kernel again). */
+  private readonly made = new Set<string>();
 
   constructor(
     root: string,
@@ -45,9 +47,8 @@ export class LocalCache {
    */
   async keepSession(conversationId: string, sessionId: string, file: AgentPath): Promise<void> {
     if (this.maxSessionBytes === 0) return;
-    await mkdir(this.sessions, { recursive: true });
     const target = this.sessionFile(conversationId, sessionId);
-    if (!(await moveAgentFile(file, target))) return;
+    if (!(await this.inDir(this.sessions, () => moveAgentFile(file, target)))) return;
     const size = (await stat(target)).size;
     if (this.keptBytes !== undefined && this.keptBytes + size <= this.maxSessionBytes) {
       this.keptBytes += size;
@@ -101,6 +102,21 @@ export class LocalCache {
     this.keptBytes = total;
   }
 
+  /** Runs `write` into `dir`, made once; made again if it went away (ENOENT). */
+  private async inDir<T>(dir: string, write: () => T | Promise<T>): Promise<T> {
+    if (!this.made.has(dir)) {
+      await mkdir(dir, { recursive: true });
+      this.made.add(dir);
+    }
+    try {
+      return await write();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      await mkdir(dir, { recursive: true });
+      return write();
+    }
+  }
+
   private marker(dirName: string): string {
     return path.join(this.workspaces, `${dirName}.sha256`);
   }
@@ -114,8 +130,7 @@ export class LocalCache {
 
   /** After a commit: the directory now matches the archive with this digest. */
   async markWorkspace(dirName: string, sha: string): Promise<void> {
-    await mkdir(this.workspaces, { recursive: true });
-    await writeFile(this.marker(dirName), sha);
+    await this.inDir(this.workspaces, () => writeFile(this.marker(dirName), sha));
   }
 
   /** Before anything may change the directory. */
