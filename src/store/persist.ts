@@ -110,10 +110,9 @@ export async function persistSession(db: Executor, input: PersistInput): Promise
       await appendChunk(tx, conversationId, sessionId, attempt, codec, e);
       added = { lines: added.lines + e.chunk.lineCount, bytes: added.bytes + e.chunk.raw.length, chunks: added.chunks + 1 };
     };
-    const read = await readNewLines(input, sessionId, head, async (p) => {
+    const read = await readNewLines(input, sessionId, head, Number.MAX_SAFE_INTEGER, async (p) => {
       queue.push(p);
       while (queue.length > ENCODE_AHEAD) await insertNext();
-      return true;
     });
     while (queue.length > 0) await insertNext();
     if (input.commit) await commitSessionLines(tx, { conversationId, sessionId, attempt });
@@ -161,34 +160,34 @@ export async function readSessionDelta(
 ): Promise<NewLines | undefined> {
   const sessionId = parseSessionFileId(input.sessionId);
   const pending: Promise<Encoded>[] = [];
-  let bytes = 0;
-  const read = await readNewLines(input, sessionId, head, (p, rawBytes) => {
+  const read = await readNewLines(input, sessionId, head, maxBytes, (p) => {
     pending.push(p);
-    bytes += rawBytes;
-    return Promise.resolve(bytes <= maxBytes);
+    return Promise.resolve();
   });
-  if (read.stopped) return undefined;
+  if (read.tooMany) return undefined;
   return { from: head, chunks: await Promise.all(pending), tailSha256: read.tailSha256, partialBytes: read.partialBytes };
 }
 
 /**
  * The file's complete lines after `head`, as chunks encoded ahead (each promise handed to
- * `onChunk` in order, which returns false to stop reading). Checks that the file continues
- * the stored bytes: no shorter than the head, and the same last bytes before it.
+ * `onChunk` in order). Checks that the file continues the stored bytes: no shorter than
+ * the head, and the same last bytes before it. Reads nothing after the head (`tooMany`)
+ * when the file holds more than `maxNewBytes` beyond it.
  */
 async function readNewLines(
   input: Pick<PersistInput, 'filePath' | 'root' | 'maxFileBytes' | 'maxLineBytes' | 'codec' | 'chunkBytes'>,
   sessionId: string,
   head: StoredEnd,
-  onChunk: (encoded: Promise<Encoded>, rawBytes: number) => Promise<boolean>,
-): Promise<{ tailSha256: string | null; partialBytes: number; stopped: boolean }> {
+  maxNewBytes: number,
+  onChunk: (encoded: Promise<Encoded>) => Promise<void>,
+): Promise<{ tailSha256: string | null; partialBytes: number; tooMany: boolean }> {
   const { filePath } = input;
   const codec = input.codec ?? DEFAULT_CODEC;
   const fh = await openAgentFile(agentPathOf(filePath, input.root), input.maxFileBytes ?? Number.MAX_SAFE_INTEGER);
   if (!fh) {
     if (head.byteCount > 0) throw new SessionDivergedError(sessionId, filePath, 'it does not exist');
     // Nothing stored and no file yet (a checkpoint before the CLI wrote anything).
-    return { tailSha256: head.tailSha256, partialBytes: 0, stopped: false };
+    return { tailSha256: head.tailSha256, partialBytes: 0, tooMany: false };
   }
   try {
     const { size } = fh;
@@ -204,6 +203,7 @@ async function readNewLines(
         throw new SessionDivergedError(sessionId, filePath, `its bytes before offset ${head.byteCount} differ from the stored ones`);
       }
     }
+    if (size - head.byteCount > maxNewBytes) return { tailSha256, partialBytes: 0, tooMany: true };
     const chunker = new LineChunker({
       sessionId,
       firstLine: head.lineCount,
@@ -211,7 +211,7 @@ async function readNewLines(
       maxLineBytes: input.maxLineBytes,
       chunkBytes: input.chunkBytes ?? DEFAULT_CHUNK_BYTES,
     });
-    const emit = (chunk: PendingChunk): Promise<boolean> => {
+    const emit = (chunk: PendingChunk): Promise<void> => {
       // The digest chain is computed in order here; only the zlib work runs ahead.
       tail = Buffer.concat([tail, chunk.raw.subarray(Math.max(0, chunk.raw.length - TAIL_DIGEST_BYTES))]);
       tail = tail.subarray(Math.max(0, tail.length - TAIL_DIGEST_BYTES));
@@ -219,20 +219,16 @@ async function readNewLines(
       tailSha256 = digest;
       const p = encodeChunk(chunk.raw, codec).then((data) => ({ chunk, data, tailSha256: digest }));
       p.catch(() => undefined); // awaited by the caller; this only avoids an unhandled rejection meanwhile
-      return onChunk(p, chunk.raw.length);
+      return onChunk(p);
     };
     for (let pos = head.byteCount; pos < size; ) {
       const block = await fh.read(pos, Math.min(READ_BLOCK_BYTES, size - pos));
       if (block.length === 0) break;
       pos += block.length;
-      for (const chunk of chunker.push(block)) {
-        if (!(await emit(chunk))) return { tailSha256, partialBytes: 0, stopped: true };
-      }
+      for (const chunk of chunker.push(block)) await emit(chunk);
     }
-    for (const chunk of chunker.finish()) {
-      if (!(await emit(chunk))) return { tailSha256, partialBytes: 0, stopped: true };
-    }
-    return { tailSha256, partialBytes: chunker.partialBytes, stopped: false };
+    for (const chunk of chunker.finish()) await emit(chunk);
+    return { tailSha256, partialBytes: chunker.partialBytes, tooMany: false };
   } finally {
     fh.close();
   }
