@@ -10,6 +10,7 @@ import { RunOptionsError } from '../errors.js';
 import { GATE_PROCESS_TAG } from './approvalGate.js';
 import { buildArgv, promptOnStdin } from './argv.js';
 import { RunCgroup, type CgroupHost, type RunLimits } from './cgroups.js';
+import type { ConfigSeed } from './configSeed.js';
 import { buildRunEnv } from './env.js';
 import { collectToolUses, deferredToolUseOf, parseEventLine, permissionDenialsOf, type ClaudeEvent, type ResultEvent } from './events.js';
 import { LineSplitter, LineTooLongError, TailBuffer } from './lineSplitter.js';
@@ -35,6 +36,8 @@ export interface RunnerSettings {
   sandbox?: SandboxSettings | undefined;
   /** When set, every run gets a cgroup with these limits (./cgroups.ts); undefined: none. */
   cgroups?: { host: CgroupHost; limits: RunLimits } | undefined;
+  /** The CLI state file each run's config directory starts with, once made (./configSeed.ts). */
+  configSeed?: ConfigSeed | undefined;
 }
 
 /**
@@ -96,6 +99,7 @@ function prepareDirs(o: ValidRunOptions): void {
 export function startClaude(options: RunOptions, settings: RunnerSettings, hooks: RunHooks = {}): ClaudeRun {
   const o = parseRunOptions(options);
   prepareDirs(o);
+  settings.configSeed?.seed(o.configDir);
   const argv = buildArgv(o);
   const longPrompt = promptOnStdin(o);
   const requestedSessionId = o.session.sessionId;

@@ -10,6 +10,7 @@ import { ArgError, type CliOptions, effectivePermissionMode, parseArgs, validate
 import { DEFAULT_MODEL, Emitter, FAKE_CLI_VERSION, missingSessionResult } from './fakeCli/events.js';
 import { configDir, planSession } from './fakeCli/plan.js';
 import { Recorder } from './fakeCli/record.js';
+import { pluginList } from './fakeCli/stateFile.js';
 import { promptText, SessionWriter } from './fakeCli/sessionFile.js';
 import { type FakeSpec, mergeSpecs, SpecError, specFromEnv, splitDirective } from './fakeCli/spec.js';
 import { continueOpenCall, runTurn, type Session, setSigtermPolicy, type TurnEnv, type TurnInput } from './fakeCli/turn.js';
@@ -94,6 +95,7 @@ async function main(argv: readonly string[]): Promise<number> {
   let opts: CliOptions;
   let envSpec: FakeSpec;
   let first: TurnInput | undefined;
+  if (argv[0] === 'plugin' && argv[1] === 'list') return pluginList();
   try {
     opts = parseArgs(argv);
     if (opts.version) {

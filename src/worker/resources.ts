@@ -14,6 +14,7 @@ import { cancelChannel, createTurnQueue } from '../queue/dispatch.js';
 import { forgetWorker } from '../queue/heartbeat.js';
 import type { TurnJobData } from '../queue/jobs.js';
 import { credentialsPresent } from '../runner/apiCredentials.js';
+import { ConfigSeed } from '../runner/configSeed.js';
 import { runnerSettings, type RunnerSettings } from '../runner/runClaude.js';
 import { runCgroupHost } from '../runner/runLimits.js';
 import { resolveSandbox } from '../sandbox/resolve.js';
@@ -68,7 +69,7 @@ export interface OpenOptions {
  */
 export async function openResources(config: Config, o: OpenOptions): Promise<WorkerResources> {
   const { log } = o;
-  let runner = runnerSettings(config, await resolveSandbox(config, log), runCgroupHost(config, log));
+  let runner: RunnerSettings = { ...runnerSettings(config, await resolveSandbox(config, log), runCgroupHost(config, log)), configSeed: new ConfigSeed() };
   let mock: WorkerResources['mock'];
   if (config.model === 'mock') {
     // Imported only when asked for: a worker of the real API never loads the mock.
@@ -108,6 +109,8 @@ export async function openResources(config: Config, o: OpenOptions): Promise<Wor
     startWorkerLive(config, log, o.lookup),
     WarmHandoff.start(config, o.workerId, handoffConn, queueConn, o.acceptHandoff, log),
   ]);
+  // Made in the background: turns before it is ready run without it, as they did before.
+  runner.configSeed?.start(runner, log);
   return { runner, mock, pool, db, queueConn, queue, subscriber, handoffConn, live, handoff, warmPool };
 }
 
@@ -128,4 +131,5 @@ export async function closeResources(r: WorkerResources, config: Config, workerI
   r.workerConn?.disconnect();
   await r.pool.end().catch(() => undefined);
   await r.mock?.close().catch(() => undefined);
+  await r.runner.configSeed?.close();
 }

@@ -21,6 +21,8 @@ export interface FakeCliRecord {
   /** What the run found of its session folder at start: each subagent's transcript, and the saved tool outputs. */
   subagents?: Record<string, { texts: string[]; meta: boolean }>;
   toolResults?: Record<string, string>;
+  /** The config directory's `.claude.json` as the run found it at start; null when there was none. */
+  stateFile?: string | null;
   startedAt?: number;
   endedAt?: number;
   exitCode?: number;

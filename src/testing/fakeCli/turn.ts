@@ -24,6 +24,7 @@ import { promptText, type SessionWriter } from './sessionFile.js';
 import type { CrashSpec, FakeSpec } from './spec.js';
 import { askHook, hookCommand, newGatedCall, runGatedCall, type GatedCall } from './gate.js';
 import { linkSessionFile, plantInFolder, readSubagents, readToolResults, writeSubagentLine, writeToolResult } from './sessionFolder.js';
+import { readStateFile, touchStateFile } from './stateFile.js';
 
 export const DEFAULT_COST_USD = 0.0001;
 
@@ -164,7 +165,9 @@ function recordStart(env: TurnEnv, session: Session, input: TurnInput, childPid:
     startedAt: Date.now(),
     // When this process was spawned (wall clock, sub-ms): the worker cold-start benchmark's end mark.
     processStartedAt: performance.timeOrigin,
+    stateFile: readStateFile(),
   });
+  if (process.env.CLAUDE_CONFIG_DIR) touchStateFile(session.writer.sessionId);
 }
 
 /** Unusual stdout lines a tolerant parser must survive. */
