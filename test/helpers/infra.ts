@@ -197,6 +197,8 @@ export function scriptedFakeCli(dir: string, plan: readonly (object | undefined)
     script,
     [
       '#!/bin/sh',
+      // The worker's config seed (src/runner/configSeed.ts) is not a turn: it takes no step of the plan.
+      `[ "$1 $2" = "plugin list" ] && exec ${q(fakeCliPath())} "$@"`,
       `n=$(( $(cat ${q(counter)}) + 1 ))`,
       `echo "$n" > ${q(counter)}`,
       `FAKE_CLAUDE_SCRIPT=$(sed -n "\${n}p" ${q(planFile)})`,
