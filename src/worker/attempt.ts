@@ -59,6 +59,8 @@ export class Attempt implements InputTarget {
 
   private async runTurn(): Promise<AttemptVerdict> {
     const { ctx } = this;
+    // What the conversation's last turn here left to do after its ack comes first (./afterTurns.ts).
+    await ctx.deps.afterTurns?.settled(ctx.conversation.id);
     const exhausted = await attemptsExhausted(ctx.deps.db, ctx.turn.id, ctx.roundAttempt, ctx.config.worker.maxAttempts);
     if (exhausted) return endUnstored(ctx, exhausted);
     const taken = ctx.multiTurn?.kept;
@@ -166,7 +168,10 @@ export class Attempt implements InputTarget {
     }
   }
 
-  /** After the attempt: the warm process goes to the pool, or is closed; the run dir goes with it. */
+  /**
+   * After the attempt: the warm process goes to the pool, or is closed; the session file is
+   * kept for a next turn and the run dir goes, once the job is acknowledged.
+   */
   private async settleProcess(): Promise<void> {
     const { ctx } = this;
     const { warmPool } = ctx.deps;
@@ -178,6 +183,13 @@ export class Attempt implements InputTarget {
     // The lease is not warm any more (committed cold, requeued or lost): nothing to release.
     if (taken && warmPool) return warmPool.discard(taken, 'not_reusable', false);
     await ctx.cli?.close(ctx.config.cli.killGraceMs);
-    await rm(ctx.runDir, { recursive: true, force: true }).catch(() => undefined);
+    const keep = ctx.keepAfterCommit;
+    const tidy = async () => {
+      await keep?.();
+      await rm(ctx.runDir, { recursive: true, force: true }).catch(() => undefined);
+    };
+    // After the ack: the turn's outcome is stored already, and nothing of this is part of it.
+    if (ctx.deps.afterTurns) ctx.deps.afterTurns.add(ctx.conversation.id, tidy);
+    else await tidy();
   }
 }

@@ -17,6 +17,7 @@ import { workspaceDirName } from '../store/ids.js';
 import type { AttemptCliVersion, ClaimedSessionHeads, DueTurn, TurnRow } from '../store/turns.js';
 import type { LocalCache } from './localCache.js';
 import type { AttemptObserver } from './observer.js';
+import type { AfterTurns } from './afterTurns.js';
 import type { MultiTurnCli } from './multiTurnCli.js';
 import { LeaseGuard, type FencedWork } from './leaseGuard.js';
 import type { AttemptDisk } from './prepareDisk.js';
@@ -38,6 +39,8 @@ export interface AttemptDeps {
   live?: LiveEventSink | undefined;
   /** The worker's warm conversations; required for a warm attempt. */
   warmPool?: WarmPool | undefined;
+  /** Where what follows a commit goes, to run after the ack (./afterTurns.ts); without it, it runs before. */
+  afterTurns?: AfterTurns | undefined;
 }
 
 /**
@@ -138,6 +141,8 @@ export class AttemptContext {
   cli: MultiTurnCli | undefined;
   /** After a commit that kept the lease warm: the process to hand to the pool. */
   keepHandle: WarmHandle | undefined;
+  /** After a cold commit: keeps its session file and workspace mark for a next turn here (after the ack). */
+  keepAfterCommit: (() => Promise<void>) | undefined;
   /** The turn took a mid-run message: its CLI may still answer it, so it is not kept. */
   gotInput = false;
   /** The approval gate of this attempt's runs (./gate.ts); undefined: nothing is gated. */

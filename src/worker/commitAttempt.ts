@@ -108,7 +108,7 @@ export async function commitTurn(ctx: AttemptContext, end: TurnEnd): Promise<Att
   if (next === LOST) return LEASE_LOST;
   ctx.events = [];
   if (keepWarm && ctx.cli) await keepWarmProcess(ctx, packed);
-  else await keepForNextTurn(ctx, packed);
+  else ctx.keepAfterCommit = () => keepForNextTurn(ctx, packed);
   ctx.mark('commit');
   ctx.log().info({ status, phasesMs: ctx.phases }, 'turn committed');
   return { kind: 'committed', status, next };

@@ -8,6 +8,7 @@ import type { Config } from '../config.js';
 import { dispatchTurn } from '../queue/dispatch.js';
 import { parseTurnJob, type TurnJobData } from '../queue/jobs.js';
 import { claimTurn, type ClaimResult } from '../store/turns.js';
+import type { AfterTurns } from './afterTurns.js';
 import { Attempt, type AttemptVerdict } from './attempt.js';
 import { endJob, type JobEnd } from './jobEnd.js';
 import type { WorkerLifetime } from './lifetime.js';
@@ -27,6 +28,8 @@ export interface TurnJobsDeps {
   options: WorkerOptions;
   resources: WorkerResources;
   cache: LocalCache;
+  /** What follows each commit, after its ack. */
+  afterTurns: AfterTurns;
   lifetime: WorkerLifetime;
   /** The attempts running here, by turn id (for cancel and mid-run input). */
   attempts: Map<string, Attempt>;
@@ -126,7 +129,7 @@ export class TurnJobs {
 
   /** Runs a claimed turn to its verdict; after a commit, dispatches the conversation's next turn. */
   private async runClaimed(claim: Claimed, claimedAt: number, claimed: () => void): Promise<AttemptVerdict> {
-    const { config, resources, options, attempts, lifetime, endings, cache, log, workerId } = this.deps;
+    const { config, resources, options, attempts, lifetime, endings, cache, afterTurns, log, workerId } = this.deps;
     const { warmPool, live } = resources;
     const turnId = claim.turn.id;
     const turnOptions = (claim.turn.options ?? {}) as Record<string, unknown>;
@@ -148,7 +151,7 @@ export class TurnJobs {
     });
     const multiTurn = handle || keepIdleMs !== undefined ? { kept: handle, keepIdleMs, optionsKey } : undefined;
     const settled = multiTurn ? warmPool?.begin(claim.conversation.id) : undefined;
-    const deps = { config, db: resources.db, cache, runner: resources.runner, log, workerId, live: live.publisher, warmPool, observer };
+    const deps = { config, db: resources.db, cache, runner: resources.runner, log, workerId, live: live.publisher, warmPool, observer, afterTurns };
     const attempt = new Attempt({ deps, claim, claimedAt, multiTurn });
     claimed();
     attempts.set(turnId, attempt);

@@ -13,6 +13,7 @@ import { heartbeat, HEARTBEAT_INTERVAL_MS } from '../queue/heartbeat.js';
 import type { TurnJobData } from '../queue/jobs.js';
 import { reconcile } from '../queue/reconciler.js';
 import { createScheduleRunner } from '../schedules/runtime.js';
+import { AfterTurns } from './afterTurns.js';
 import type { Attempt } from './attempt.js';
 import { createHousekeeping } from './housekeeping.js';
 import { WorkerLifetime } from './lifetime.js';
@@ -29,6 +30,7 @@ export function createWorker(config: Config, options: WorkerOptions = {}): TurnW
   const concurrency = options.concurrency ?? config.concurrency;
   const attempts = new Map<string, Attempt>();
   const cache = new LocalCache(path.join(config.worker.runsRoot, '.cache'), config.worker.sessionCacheMaxBytes);
+  const afterTurns = new AfterTurns(log);
   const endings: WorkerEnd['turns'] = [];
   let endReason: WorkerEnd['reason'] = 'stopped';
   let resources: WorkerResources | undefined;
@@ -64,7 +66,7 @@ export function createWorker(config: Config, options: WorkerOptions = {}): TurnW
       acceptHandoff: (turnId, conversationId) => jobs?.acceptHandoff(turnId, conversationId) ?? false,
     });
     resources = r;
-    jobs = new TurnJobs({ config, log, workerId, options, resources: r, cache, lifetime, attempts, endings, stopping: () => stopping !== undefined });
+    jobs = new TurnJobs({ config, log, workerId, options, resources: r, cache, afterTurns, lifetime, attempts, endings, stopping: () => stopping !== undefined });
     // The idle clock of an ephemeral worker starts when it starts taking jobs.
     lifetime.started();
     r.workerConn = new Redis(config.redisUrl, { maxRetriesPerRequest: null });
@@ -103,6 +105,8 @@ export function createWorker(config: Config, options: WorkerOptions = {}): TurnW
       while (jobs && jobs.handoffRuns.size > 0) await Promise.allSettled([...jobs.handoffRuns]);
     } finally {
       clearTimeout(graceTimer);
+      // What the last commits left to do on this machine's disk.
+      await afterTurns.idle();
       // Every turn is committed or handed back.
       if (resources) await closeResources(resources, config, workerId, log);
       log.info('worker stopped');
