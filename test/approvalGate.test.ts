@@ -85,6 +85,23 @@ describe('the approval gate hook', () => {
   });
 });
 
+/** Settles once the shell `pid` ignores SIGTERM (its `trap` ran) or is gone; polled without a timer's delay. */
+async function trapSet(pid: number): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    let status: string;
+    try {
+      status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    } catch {
+      return;
+    }
+    const ignored = BigInt(`0x${/^SigIgn:\s*([0-9a-f]+)/m.exec(status)?.[1] ?? '0'}`);
+    if ((ignored & (1n << 14n)) !== 0n) return;
+    if (Date.now() > deadline) throw new Error(`the gate's shell ${pid} set no trap within 10 s`);
+    await new Promise((r) => setImmediate(r));
+  }
+}
+
 describe('the approval gate hook under a stopping run', () => {
   it('SIGTERM to its process group mid-answer never leaves the call unanswered (an answer, or exit 2)', async () => {
     const { spawn } = await import('node:child_process');
@@ -95,9 +112,16 @@ describe('the approval gate hook under a stopping run', () => {
       child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
       const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
       child.stdin.end(JSON.stringify(bashCall(`sig${i}`, 'ls')));
-      // Early in its answer: the shell, then node starting.
+      // From its first command on (a signal before that is what GATE_PROCESS_TAG is for, in
+      // the test below): at once, then while node starts and answers.
+      await trapSet(child.pid!);
       await new Promise((r) => setTimeout(r, i * 8));
-      process.kill(-child.pid!, 'SIGTERM');
+      try {
+        process.kill(-child.pid!, 'SIGTERM');
+      } catch (err) {
+        // It answered already.
+        if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+      }
       const end = await exited;
       expect(end.signal).toBeNull();
       if (end.code === 0) expect(JSON.parse(stdout)).toMatchObject({ hookSpecificOutput: { permissionDecision: 'defer' } });
