@@ -7,9 +7,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { loadConfig } from '../src/config.js';
 import { createClient, type AgentqClient } from '../src/queue/client.js';
 import { CLI_STATE_FILE, ConfigSeed, makeConfigSeed, seedConfigDir, seedFromStateFile } from '../src/runner/configSeed.js';
 import { runClaude } from '../src/runner/runClaude.js';
+import { fakeCliPath } from '../src/testing/fakeCliPath.js';
 import { startMockModel, type MockModel } from '../src/mock/mockModel.js';
 import { createTestAgentq, type TestAgentq } from './helpers/agentq.js';
 import { readFakeCliLog } from './helpers/fakeCliLog.js';
@@ -170,5 +172,26 @@ describe('the seed in a worker', () => {
       expect((await client.waitForTurn(turnId, 20_000)).status).toBe('succeeded');
     }
     expect(starts().slice(-2).map((s) => s.stateFile)).toEqual([seed, seed]);
+  });
+
+  it('a worker with a lifetime makes none: its turns run as without one', async () => {
+    // The fake CLI behind a wrapper that notes each invocation's first two arguments.
+    const calls = path.join(t.root, 'calls.txt');
+    const wrapper = path.join(t.root, 'claude-noting');
+    writeFileSync(wrapper, `#!/bin/sh\necho "$1 $2" >> '${calls}'\nexec '${fakeCliPath()}' "$@"\n`, { mode: 0o755 });
+    const config = loadConfig({ ...t.env, AGENTQ_CLAUDE_PATH: wrapper });
+    const ephemeral = await startWorker(config, { maxTurns: 2 });
+    for (const p of ['one', 'two']) {
+      const { turnId } = await client.enqueueTurn({ conversationId: 'ephemeral', prompt: p });
+      expect((await client.waitForTurn(turnId, 20_000)).status).toBe('succeeded');
+    }
+    await ephemeral.finished;
+    const noted = readFileSync(calls, 'utf8').trim().split('\n');
+    expect(noted).toHaveLength(2);
+    expect(noted.every((l) => l.startsWith('-p'))).toBe(true);
+    expect(readFakeCliLog(t.logFile).filter((r) => r.event === 'start').map((s) => s.stateFile)).toEqual([null, null]);
+    // A worker that stays makes one, through the same wrapper.
+    await startWorker(config);
+    await expect.poll(() => readFileSync(calls, 'utf8').includes('plugin list'), { timeout: 10_000 }).toBe(true);
   });
 });

@@ -69,7 +69,12 @@ export interface OpenOptions {
  */
 export async function openResources(config: Config, o: OpenOptions): Promise<WorkerResources> {
   const { log } = o;
-  let runner: RunnerSettings = { ...runnerSettings(config, await resolveSandbox(config, log), runCgroupHost(config, log)), configSeed: new ConfigSeed() };
+  // The CLI state file runs start from: made in the background by a worker that stays (a
+  // worker with a lifetime runs a few turns, likely before it is made, on the same cores).
+  let runner: RunnerSettings = {
+    ...runnerSettings(config, await resolveSandbox(config, log), runCgroupHost(config, log)),
+    configSeed: o.keepsWarm ? new ConfigSeed() : undefined,
+  };
   let mock: WorkerResources['mock'];
   if (config.model === 'mock') {
     // Imported only when asked for: a worker of the real API never loads the mock.
@@ -109,7 +114,7 @@ export async function openResources(config: Config, o: OpenOptions): Promise<Wor
     startWorkerLive(config, log, o.lookup),
     WarmHandoff.start(config, o.workerId, handoffConn, queueConn, o.acceptHandoff, log),
   ]);
-  // Made in the background: turns before it is ready run without it, as they did before.
+  // Turns before it is made run without it, as they did before.
   runner.configSeed?.start(runner, log);
   return { runner, mock, pool, db, queueConn, queue, subscriber, handoffConn, live, handoff, warmPool };
 }
