@@ -114,6 +114,21 @@ describe('load and append', () => {
     }
     expect(await store.load(key)).toEqual(all);
   });
+
+  it('a chunk missing or not decoding on a later page fails the load as corrupt (and no decode ahead is left unhandled)', async () => {
+    const file = async () => {
+      const key = newKey();
+      for (let i = 0; i < 40; i++) await store.append(key, [entry('user', { i })]);
+      return key;
+    };
+    // One chunk per append: chunk 30 holds line 31 (0-based 30), on the second page of 16.
+    const gap = await file();
+    await t.pool.query('delete from session_chunks where session_id = $1 and first_line = 30', [gap.sessionId]);
+    await expect(store.load(gap)).rejects.toThrow(/chunk at line 31 follows line 30/);
+    const garbled = await file();
+    await t.pool.query(`update session_chunks set data = '\\x1f8b00'::bytea where session_id = $1 and first_line = 25`, [garbled.sessionId]);
+    await expect(store.load(garbled)).rejects.toThrow(/chunk at line 25 does not decode/);
+  });
 });
 
 describe('idempotency per uuid', () => {

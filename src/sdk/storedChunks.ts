@@ -10,6 +10,8 @@ import { chunkCodecs, type ChunkCodec } from '../store/schema.js';
 
 /** Chunks fetched per query. */
 const PAGE_CHUNKS = 16;
+/** Chunks decoded ahead of the one the caller works on (each at most 1 MiB decoded). */
+const DECODE_AHEAD = 4;
 
 export interface StoredChunk {
   firstLine: number;
@@ -42,22 +44,45 @@ async function decodeRow(fileId: string, row: ChunkRow): Promise<StoredChunk> {
   return { firstLine: Number(row.first_line), lineCount: row.line_count, byteOffset: Number(row.byte_offset), raw };
 }
 
+/** Settles with the result; a rejection is observed at once (it is thrown where the result is awaited). */
+function observed<T>(p: Promise<T>): Promise<T> {
+  p.catch(() => undefined);
+  return p;
+}
+
 /**
  * The chunks holding lines [fromLine, toLine), in order; `fromLine` must be a chunk
- * boundary. Index: session_chunks_pk range.
+ * boundary. Index: session_chunks_pk range. Chunks are decoded DECODE_AHEAD ahead (gzip on
+ * the thread pool while the caller works on the current one), and the next page is asked
+ * for as soon as a page arrives.
  */
 export async function* readChunks(tx: Executor, conversationId: string, fileId: string, fromLine: number, toLine: number): AsyncGenerator<StoredChunk> {
-  let line = fromLine;
-  let offset: number | undefined;
-  while (line < toLine) {
-    const r = await tx.execute<ChunkRow>(sql`
+  const page = (from: number) =>
+    observed(
+      tx.execute<ChunkRow>(sql`
       select first_line, line_count, byte_offset, byte_len, codec, data from session_chunks
        where conversation_id = ${conversationId}::uuid and session_id = ${fileId}
-         and first_line >= ${line}::bigint and first_line < ${toLine}::bigint
-       order by first_line limit ${PAGE_CHUNKS}`);
+         and first_line >= ${from}::bigint and first_line < ${toLine}::bigint
+       order by first_line limit ${PAGE_CHUNKS}`),
+    );
+  let line = fromLine;
+  let offset: number | undefined;
+  let next = line < toLine ? page(line) : undefined;
+  while (next) {
+    const r = await next;
     if (r.rows.length === 0) break;
-    for (const row of r.rows) {
-      const chunk = await decodeRow(fileId, row);
+    const last = r.rows[r.rows.length - 1]!;
+    const after = Number(last.first_line) + last.line_count;
+    next = r.rows.length === PAGE_CHUNKS && after < toLine ? page(after) : undefined;
+    const decoded: Promise<StoredChunk>[] = [];
+    const decode = (i: number) => {
+      const row = r.rows[i];
+      if (row) decoded[i] = observed(decodeRow(fileId, row));
+    };
+    for (let i = 0; i < DECODE_AHEAD; i++) decode(i);
+    for (let i = 0; i < r.rows.length; i++) {
+      const chunk = await decoded[i]!;
+      decode(i + DECODE_AHEAD);
       if (chunk.firstLine !== line || (offset !== undefined && chunk.byteOffset !== offset)) {
         throw new SessionCorruptError(fileId, `chunk at line ${chunk.firstLine} follows line ${line}`);
       }
