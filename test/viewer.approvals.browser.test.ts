@@ -138,8 +138,20 @@ describe.skipIf(!hasBrowser)('the approvals panel in a browser', () => {
     await waitUntil(async () => (await statusOf(ask)) === 'allowed', 'the question is answered');
     expect(await client.getApproval(ask, 'default')).toMatchObject({ status: 'allowed', updatedInput: { questions: [question], answers: { 'Which colour?': 'Blue' } } });
 
-    // Deny with a message for the agent.
-    await writeItem.locator('input.deny-message').fill('not in this repository');
+    // A message being typed keeps its focus when a refresh drops another approval (decided elsewhere).
+    const elsewhere = await pendingApproval('default', 'Read', { file_path: 'elsewhere.md' });
+    await page.clock.runFor(3000);
+    await expect.poll(() => listed(page), { timeout: 10_000 }).toEqual([elsewhere, write]);
+    const typed = writeItem.locator('input.deny-message');
+    await typed.click();
+    await page.keyboard.type('not in ');
+    await api.deps.client.decideApproval({ id: elsewhere, tenantId: 'default', decision: 'allow' });
+    await page.clock.runFor(3000);
+    await expect.poll(() => listed(page), { timeout: 10_000 }).toEqual([write]);
+    await page.keyboard.type('this repository');
+    expect(await typed.inputValue()).toBe('not in this repository');
+
+    // Deny with that message for the agent.
     await writeItem.locator('button.deny').click();
     await waitUntil(async () => (await statusOf(write)) === 'denied', 'the Write call is denied');
     expect(await client.getApproval(write, 'default')).toMatchObject({ status: 'denied', message: 'not in this repository', decidedBy: 'api:default' });

@@ -19,9 +19,11 @@ async function loadApprovals() {
   for (const id of [...approvalNodes.keys()]) if (!ids.includes(id)) approvalNodes.delete(id);
   for (const a of page.approvals) if (!approvalNodes.has(a.approvalId)) approvalNodes.set(a.approvalId, approvalItem(a));
   const shown = ids.length ? ids.map((id) => approvalNodes.get(id)) : [noApprovals];
-  // Untouched when nothing changed, so a half-typed message or a chosen answer survives the refresh.
+  // Only what changed is moved: an item that stays where it is is never taken out of the
+  // page, so a message being typed keeps its text and its focus, and a chosen answer stays.
   const list = $('approvals');
-  if (shown.length !== list.children.length || shown.some((n, i) => list.children[i] !== n)) list.replaceChildren(...shown);
+  for (const child of [...list.children]) if (!shown.includes(child)) child.remove();
+  shown.forEach((node, i) => { if (list.children[i] !== node) list.insertBefore(node, list.children[i] || null); });
 }
 
 function approvalItem(a) {
