@@ -21,6 +21,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import type { Logger } from 'pino';
+import { buildRunEnv } from './env.js';
 
 /** The CLI's global state file in its config directory. */
 export const CLI_STATE_FILE = '.claude.json';
@@ -84,15 +85,8 @@ export async function makeConfigSeed(source: SeedSource, signal?: AbortSignal): 
   try {
     const r = await execa(source.claudePath, ['plugin', 'list'], {
       cwd: scratch,
-      env: {
-        ...source.env,
-        CLAUDE_CONFIG_DIR: scratch,
-        HOME: scratch,
-        TMPDIR: scratch,
-        CLAUDE_CODE_TMPDIR: scratch,
-        DISABLE_AUTOUPDATER: '1',
-        CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: source.env.CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC ?? '1',
-      },
+      // A run's environment, with the scratch directory as its config, home and tmp.
+      env: buildRunEnv(source.env, { configDir: scratch, tmpDir: scratch }),
       extendEnv: false,
       stdin: 'ignore',
       timeout: SEED_TIMEOUT_MS,

@@ -2,7 +2,7 @@
 // Built with extendEnv:false at spawn, so nothing else of the worker leaks in.
 import type { ValidRunOptions } from './options.js';
 
-export function buildRunEnv(base: Readonly<Record<string, string>>, o: ValidRunOptions): Record<string, string> {
+export function buildRunEnv(base: Readonly<Record<string, string>>, o: Pick<ValidRunOptions, 'env' | 'configDir' | 'homeDir' | 'tmpDir'>): Record<string, string> {
   return {
     ...base,
     ...o.env,
