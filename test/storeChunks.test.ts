@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { SessionLineTooLongError } from '../src/errors.js';
 import { decodeChunk, encodeChunk, LineChunker, type PendingChunk } from '../src/store/chunks.js';
@@ -82,5 +83,16 @@ describe('chunk codecs', () => {
   it.each(chunkCodecs)('%s decodes to the exact bytes it encoded', async (codec) => {
     const raw = randomLines(3, 200, 400);
     expect((await decodeChunk(await encodeChunk(raw, codec), codec)).equals(raw)).toBe(true);
+  });
+
+  it.each(chunkCodecs)('%s: a chunk past the thread-pool size decodes exactly whatever decoded length it is told', async (codec) => {
+    // Compressible and not: the output buffer is sized from a guess either way.
+    const raws = [Buffer.from('{"type":"user","text":"hello"}\n'.repeat(40_000)), Buffer.from(`${randomBytes(600_000).toString('base64')}\n`)];
+    for (const raw of raws) {
+      const data = await encodeChunk(raw, codec);
+      for (const hint of [undefined, raw.length, 1, raw.length * 3, Number.MAX_SAFE_INTEGER]) {
+        expect((await decodeChunk(data, codec, hint)).equals(raw)).toBe(true);
+      }
+    }
   });
 });

@@ -34,7 +34,7 @@ async function decodeRow(fileId: string, row: ChunkRow): Promise<StoredChunk> {
   if (!chunkCodecs.includes(codec)) throw new SessionCorruptError(fileId, `unknown codec ${row.codec}`);
   let raw: Buffer;
   try {
-    raw = await decodeChunk(row.data, codec);
+    raw = await decodeChunk(row.data, codec, row.byte_len);
   } catch (err) {
     throw new SessionCorruptError(fileId, `chunk at line ${row.first_line} does not decode`, { cause: err });
   }

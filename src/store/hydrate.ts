@@ -208,7 +208,7 @@ async function hydrateInSnapshot(
       // Decode the page's chunks on the thread pool at once; write them in order.
       const decoded = rows.map((row) => {
         if (!chunkCodecs.includes(row.codec)) return Promise.reject(new SessionCorruptError(sessionId, `unknown codec ${row.codec}`));
-        return decodeChunk(row.data, row.codec);
+        return decodeChunk(row.data, row.codec, row.byteLen);
       });
       for (const p of decoded) p.catch(() => undefined);
       for (const [i, row] of rows.entries()) {
