@@ -12,7 +12,7 @@ import { ensureConversation } from '../src/store/conversations.js';
 import { parseSessionFileId } from '../src/store/ids.js';
 import { persistSession } from '../src/store/persist.js';
 import { getSessionHeads, lockOrCreateSessionHead } from '../src/store/sessions.js';
-import { appendLines } from '../src/sdk/appendLines.js';
+import { appendLines, prepareLines } from '../src/sdk/appendLines.js';
 import { createSessionStore } from '../src/sdk/sessionStore.js';
 import { getSidecars, putSidecar } from '../src/store/sidecars.js';
 import { commitSubagentTranscripts, hydrateSubagents, persistSubagentTranscripts } from '../src/worker/subagentTranscripts.js';
@@ -189,7 +189,8 @@ describe('subagent transcripts', () => {
     for (const subpath of ['../escape', 'subagents/agent-ok']) {
       await t.db.transaction(async (tx) => {
         const head = await lockOrCreateSessionHead(tx, conversationId, `${sessionId}/${subpath}`, null);
-        await appendLines(tx, head, Buffer.from(line(subpath, 1)), 'sdk', MAX_LINE);
+        const text = line(subpath, 1).replace(/\n$/, '');
+        await appendLines(tx, head, prepareLines([{ uuid: undefined, line: text, bytes: Buffer.byteLength(text) + 1 }]), 'sdk');
       });
     }
     const b = machine('b', sessionId);

@@ -4,11 +4,13 @@ import { sql } from 'drizzle-orm';
 import type { StoreDb } from '../store/db.js';
 import { commitSessionLines, lockOrCreateSessionHead } from '../store/sessions.js';
 import { putSidecar } from '../store/sidecars.js';
-import { appendLines } from './appendLines.js';
+import { appendLines, LineBatch, prepareLines } from './appendLines.js';
 import { serializeEntries } from './entries.js';
 import { SdkSessionBusyError } from './errors.js';
 import { assertNoLiveLease, ensureSdkKey } from './keyMap.js';
 import { parseSdkKey } from './keys.js';
+import { appendAtKnownHead } from './fastAppend.js';
+import type { KnownHead, KnownHeads } from './knownHeads.js';
 import { catchUpUuidIndex, insertUuids, knownUuids, setScanned } from './uuidIndex.js';
 
 /** The `attempt` tag of chunks the adapter writes (the worker tags its own with the attempt number). */
@@ -17,6 +19,8 @@ export const SDK_ATTEMPT = 'sdk';
 export interface AppendScope {
   tenantId: string;
   maxLineBytes: number;
+  /** Where this adapter left the sessions it appended to (./knownHeads.ts). */
+  heads?: KnownHeads;
 }
 
 export interface AppendResult {
@@ -44,14 +48,31 @@ export interface AppendResult {
  */
 export async function appendSdkEntries(db: StoreDb, scope: AppendScope, key: unknown, entries: unknown): Promise<AppendResult> {
   const k = parseSdkKey(key);
-  const serialized = serializeEntries(entries, k.fileId, scope.maxLineBytes);
   const isMetadata = (i: number) => k.subpath !== undefined && (entries as { type: string }[])[i]!.type === 'agent_metadata';
+  // Compressed on the thread pool while the rest is serialized; redone for the fresh
+  // entries only when the store already holds some of the batch (a retried append).
+  const lines = new LineBatch();
+  const serialized = serializeEntries(entries, k.fileId, scope.maxLineBytes, (e, i) => {
+    if (!isMetadata(i)) lines.add(e);
+  });
   const batch = serialized.filter((_, i) => !isMetadata(i));
   const lastMetadata = serialized.findLastIndex((_, i) => isMetadata(i));
   const sidecar = lastMetadata === -1 ? undefined : sidecarContent((entries as Record<string, unknown>[])[lastMetadata]!);
   const metadataCount = serialized.length - batch.length;
   if (serialized.length === 0) return { appended: 0, skipped: 0 };
-  return db.transaction(async (tx) => {
+  const prepared = batch.length > 0 ? lines.finish() : undefined;
+  const heads = scope.heads;
+  const known = heads?.get(scope.tenantId, k.projectKey, k.fileId);
+  const uuids = batch.flatMap((e) => (e.uuid === undefined ? [] : [e.uuid]));
+  if (known && prepared && new Set(uuids).size === uuids.length) {
+    const fast = await appendAtKnownHead(db, { tenantId: scope.tenantId, key: k, head: known, lines: prepared, uuids, sidecar });
+    if (fast.appended) {
+      heads!.set(scope.tenantId, k.projectKey, k.fileId, fast.head);
+      return { appended: serialized.length, skipped: 0 };
+    }
+  }
+  let ended: Omit<KnownHead, 'tailSha256'> | undefined;
+  const result = await db.transaction(async (tx) => {
     const mapping = await ensureSdkKey(tx, scope.tenantId, k.projectKey, k.sessionId);
     const conversationId = mapping.conversationId;
     const head = await lockOrCreateSessionHead(tx, conversationId, k.fileId, null);
@@ -60,7 +81,7 @@ export async function appendSdkEntries(db: StoreDb, scope: AppendScope, key: unk
       throw new SdkSessionBusyError(conv.external_id, `an interrupted turn left ${head.lineCount - head.committedLineCount} uncommitted lines in session ${k.fileId}`);
     }
     await catchUpUuidIndex(tx, conversationId, k.fileId, head.lineCount);
-    const stored = await knownUuids(tx, conversationId, k.fileId, batch.flatMap((e) => (e.uuid === undefined ? [] : [e.uuid])));
+    const stored = await knownUuids(tx, conversationId, k.fileId, uuids);
     const fresh = batch.filter((e) => {
       if (e.uuid === undefined) return true;
       if (stored.has(e.uuid)) return false;
@@ -68,8 +89,9 @@ export async function appendSdkEntries(db: StoreDb, scope: AppendScope, key: unk
       return true;
     });
     if (fresh.length > 0) {
-      const raw = Buffer.from(fresh.map((e) => `${e.line}\n`).join(''), 'utf8');
-      const after = await appendLines(tx, head, raw, SDK_ATTEMPT, scope.maxLineBytes);
+      const knownTail = known?.conversationId === conversationId ? known.tail : undefined;
+      const after = await appendLines(tx, head, fresh.length === batch.length ? prepared! : prepareLines(fresh), SDK_ATTEMPT, knownTail);
+      ended = { conversationId, lineCount: after.lineCount, byteCount: after.byteCount, tail: after.tail };
       await commitSessionLines(tx, { conversationId, sessionId: k.fileId, attempt: SDK_ATTEMPT, pointConversation: false });
       await insertUuids(tx, conversationId, k.fileId, fresh.flatMap((e) => (e.uuid === undefined ? [] : [e.uuid])));
       await setScanned(tx, conversationId, k.fileId, after.lineCount);
@@ -84,6 +106,8 @@ export async function appendSdkEntries(db: StoreDb, scope: AppendScope, key: unk
     }
     return { appended: fresh.length + metadataCount, skipped: batch.length - fresh.length };
   });
+  if (ended) heads?.set(scope.tenantId, k.projectKey, k.fileId, ended);
+  return result;
 }
 
 /** An `agent_metadata` entry as the `.meta.json` the CLI reads: the entry without its `type`. */

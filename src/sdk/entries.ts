@@ -13,13 +13,16 @@ export interface SerializedEntry {
   uuid: string | undefined;
   /** The JSONL line without its newline. */
   line: string;
+  /** Its length in UTF-8 bytes, with the newline. */
+  bytes: number;
 }
 
 /**
  * Validates and serializes a batch before anything is stored: every entry must be a
  * JSON object with a string `type`, serializable, and its line at most `maxLineBytes`.
+ * `each` sees every entry as it is serialized, before the next.
  */
-export function serializeEntries(entries: unknown, fileId: string, maxLineBytes: number): SerializedEntry[] {
+export function serializeEntries(entries: unknown, fileId: string, maxLineBytes: number, each?: (e: SerializedEntry, i: number) => void): SerializedEntry[] {
   if (!Array.isArray(entries)) throw new StoreInputError('entries', 'must be an array of transcript entries');
   return entries.map((entry: unknown, i) => {
     const field = `entries[${i}]`;
@@ -36,8 +39,21 @@ export function serializeEntries(entries: unknown, fileId: string, maxLineBytes:
     if (line === undefined || !line.startsWith('{')) throw new StoreInputError(field, 'must serialize to a JSON object');
     const bytes = Buffer.byteLength(line) + 1;
     if (bytes > maxLineBytes) throw new SessionLineTooLongError(fileId, i + 1, bytes, maxLineBytes);
-    return { uuid: typeof e.uuid === 'string' && e.uuid.length > 0 ? e.uuid : undefined, line };
+    const serialized = { uuid: typeof e.uuid === 'string' && e.uuid.length > 0 ? e.uuid : undefined, line, bytes };
+    each?.(serialized, i);
+    return serialized;
   });
+}
+
+/** The entries' lines as JSONL bytes, each line ending in a newline. */
+export function joinLines(entries: readonly SerializedEntry[]): Buffer {
+  const out = Buffer.allocUnsafe(entries.reduce((n, e) => n + e.bytes, 0));
+  let at = 0;
+  for (const e of entries) {
+    at += out.write(e.line, at, 'utf8');
+    out[at++] = 0x0a;
+  }
+  return out;
 }
 
 /** Parses decoded chunk bytes (complete lines) into entries. */

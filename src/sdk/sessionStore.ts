@@ -8,6 +8,7 @@ import { appendSdkEntries } from './append.js';
 import { attachSdkSession, sdkResumeTarget, type AttachSdkSessionResult, type SdkResumeTarget } from './attach.js';
 import type { SdkSessionEntry } from './entries.js';
 import type { SdkSessionKey } from './keys.js';
+import { KnownHeads } from './knownHeads.js';
 import { loadSdkEntries } from './load.js';
 import { deleteSdkSession, listSdkSessions, listSdkSubkeys, type SdkSessionListing } from './manage.js';
 
@@ -35,14 +36,19 @@ export interface AgentqSessionStore {
 
 const DEFAULT_MAX_LINE_BYTES = 16 * 1024 * 1024;
 
-/** Creates the adapter. It holds no state besides its options; create one per tenant. */
+/**
+ * Creates the adapter; create one per tenant. Its only state besides its options is
+ * where it left each session it appended to (./knownHeads.ts), checked against the store
+ * before each use.
+ */
 export function createSessionStore(options: AgentqSessionStoreOptions): AgentqSessionStore {
   const { db } = options;
   const tenantId = parseTenantId(options.tenantId ?? 'default');
   const maxLineBytes = options.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES;
+  const heads = new KnownHeads();
   return {
     async append(key, entries) {
-      await appendSdkEntries(db, { tenantId, maxLineBytes }, key, entries);
+      await appendSdkEntries(db, { tenantId, maxLineBytes, heads }, key, entries);
     },
     load: (key) => loadSdkEntries(db, tenantId, key),
     listSessions: (projectKey) => listSdkSessions(db, tenantId, projectKey),
