@@ -15,6 +15,7 @@ import { DEFAULT_CODEC } from '../src/store/chunks.js';
 import { hydrateSession } from '../src/store/hydrate.js';
 import { persistSession, readSessionDelta } from '../src/store/persist.js';
 import { unfinishedTurnStatuses } from '../src/store/schema.js';
+import { lazyTransaction } from '../src/store/lazyTransaction.js';
 import { getSessionHeads } from '../src/store/sessions.js';
 import { claimTurn, finishTurn, insertTurn, type CommitSession, type FinishInput } from '../src/store/turns.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
@@ -289,6 +290,30 @@ describe('agentq_commit_turn, through finishTurn with the session', () => {
     expect((await headOf(c.claim.conversation.id)).committedLineCount).toBe(2);
   });
 
+  it('alone, without a transaction around it, is one round trip; with the fence lost it fails and keeps none of its lines', async () => {
+    const file = path.join(dir, 'alone.jsonl');
+    await writeFile(file, line(1) + line(2));
+    const from = { lineCount: 0, byteCount: 0, tailSha256: null };
+    const c = await claimed('commit-fn-alone');
+    const lines = await readSessionDelta({ sessionId: sid, filePath: file, maxLineBytes: 1 << 20 }, from, 1 << 20);
+    const { counts } = await counted(() => finishTurn(t.db, commitInput(c, { sessionId: sid, forkedFrom: null, lines, codec: DEFAULT_CODEC, subagentIds: [] })));
+    expect(counts.pg).toBe(1);
+    expect((await headOf(c.claim.conversation.id)).committedLineCount).toBe(2);
+    // A worker whose lease was taken over: its call appends nothing, commits nothing, ends nothing.
+    const stale = await claimed('commit-fn-alone-stale');
+    await t.db.execute(sql`update conversations set lease_expires_at = now() - interval '1 millisecond' where id = ${stale.claim.conversation.id}::uuid`);
+    const takeover = await claimTurn(t.db, { turnId: stale.turn.id, workerId: 'new', leaseMs: 30_000 });
+    expect(takeover.kind).toBe('claimed');
+    const input = commitInput(stale, { sessionId: sid, forkedFrom: null, lines, codec: DEFAULT_CODEC, subagentIds: [] });
+    await expect(finishTurn(t.db, input)).rejects.toBeInstanceOf(StaleLeaseError);
+    expect((await getSessionHeads(t.db, stale.claim.conversation.id, sid)).head).toBeUndefined();
+    const rows = await t.pool.query<{ status: string; lease_owner: string | null }>(
+      'select t.status, c.lease_owner from turns t join conversations c on c.id = t.conversation_id where t.id = $1',
+      [stale.turn.id],
+    );
+    expect(rows.rows[0]).toEqual({ status: 'running', lease_owner: 'new' });
+  });
+
   it("another attempt's lines after this attempt's refuse the commit (SessionAttemptConflictError), nothing changed", async () => {
     const file = path.join(dir, 'c.jsonl');
     await writeFile(file, line(1));
@@ -422,5 +447,41 @@ describe('races', () => {
       wins[committedFirst ? 'commit' : 'takeover']++;
     }
     console.log(`commit vs takeover, 100 races: the commit won ${wins.commit}, the takeover ${wins.takeover}`);
+  });
+
+  it('a commit sent alone (lazyTransaction) racing a lease takeover: exactly one wins, and a lost commit leaves no lines', async () => {
+    const wins = { commit: 0, takeover: 0 };
+    const file = path.join(tmpdir(), `agentq-race-alone-${randomUUID()}.jsonl`);
+    await writeFile(file, `${JSON.stringify({ type: 'user', text: 'race' })}\n`);
+    const sessionId = randomUUID();
+    try {
+      for (let i = 0; i < 60; i++) {
+        const { turn } = await insertTurn(t.db, { externalId: `takeover-alone-${i}`, prompt: 'p', options: {}, priority: 0, delayMs: 0, source: 'api' });
+        const first = await claimTurn(t.db, { turnId: turn.id, workerId: 'old', leaseMs: 30_000 });
+        if (first.kind !== 'claimed') throw new Error(first.kind);
+        await t.db.execute(sql`update conversations set lease_expires_at = now() - interval '1 millisecond' where id = ${first.conversation.id}::uuid`);
+        const lines = await readSessionDelta({ sessionId, filePath: file, maxLineBytes: 1 << 20 }, { lineCount: 0, byteCount: 0, tailSha256: null }, 1 << 20);
+        const input: FinishInput = {
+          ...finishInput(turn.id, first.conversation.id, first.fencingToken, 'old'),
+          conversationSessionId: sessionId,
+          sessionIdAfter: sessionId,
+          session: { sessionId, forkedFrom: null, lines, codec: DEFAULT_CODEC, subagentIds: [] },
+        };
+        const [commit, takeover] = await Promise.allSettled([
+          lazyTransaction(t.db, (tx, last) => (last(), finishTurn(tx, input))),
+          claimTurn(t.db, { turnId: turn.id, workerId: 'new', leaseMs: 30_000 }),
+        ]);
+        if (takeover.status === 'rejected') throw takeover.reason;
+        const committedFirst = commit.status === 'fulfilled';
+        if (!committedFirst) expect(commit.reason).toBeInstanceOf(StaleLeaseError);
+        expect(takeover.value.kind).toBe(committedFirst ? 'done' : 'claimed');
+        const head = (await getSessionHeads(t.db, first.conversation.id, sessionId)).head;
+        expect(head?.committedLineCount).toBe(committedFirst ? 1 : undefined);
+        wins[committedFirst ? 'commit' : 'takeover']++;
+      }
+    } finally {
+      await rm(file, { force: true });
+    }
+    console.log(`commit sent alone vs takeover, 60 races: the commit won ${wins.commit}, the takeover ${wins.takeover}`);
   });
 });

@@ -3,8 +3,8 @@
 // sending the append down its full path with nothing lost, doubled or reordered. The SQL
 // function is also called directly. Real Postgres.
 import { createHash, randomUUID } from 'node:crypto';
-import pg from 'pg';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { counted } from '../src/bench/roundTrips.js';
 import { SessionCorruptError } from '../src/errors.js';
 import { SdkSessionBusyError } from '../src/sdk/errors.js';
 import type { SdkSessionEntry } from '../src/sdk/entries.js';
@@ -25,24 +25,9 @@ afterAll(async () => {
   await t.drop();
 });
 
-// Every statement this process sends (pool queries and transactions' BEGIN/COMMIT alike).
-let statements = 0;
-const query = pg.Client.prototype.query;
-beforeEach(() => {
-  pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
-    statements++;
-    return (query as (...a: unknown[]) => unknown).apply(this, args);
-  } as typeof query;
-});
-afterEach(() => {
-  pg.Client.prototype.query = query;
-});
-
-/** Statements `fn` sent. */
-async function counted(fn: () => Promise<unknown>): Promise<number> {
-  const before = statements;
-  await fn();
-  return statements - before;
+/** Statements `fn` sent (src/bench/roundTrips.ts: every pg query, BEGIN and COMMIT included). */
+async function statements(fn: () => Promise<unknown>): Promise<number> {
+  return (await counted(fn)).counts.pg;
 }
 
 const newKey = () => ({ projectKey: `fast-${randomUUID().slice(0, 8)}`, sessionId: randomUUID() });
@@ -63,11 +48,11 @@ describe('an append at the head the adapter left', () => {
   it('is one statement once the adapter has appended to the session, for the main transcript and a subpath', async () => {
     const key = newKey();
     const sub = { ...key, subpath: 'subagents/agent-1' };
-    expect(await counted(() => store.append(key, batch(3, 'a')))).toBeGreaterThan(5);
-    expect(await counted(() => store.append(key, batch(3, 'b')))).toBe(1);
-    expect(await counted(() => store.append(key, batch(400, 'c')))).toBe(1);
+    expect(await statements(() => store.append(key, batch(3, 'a')))).toBeGreaterThan(5);
+    expect(await statements(() => store.append(key, batch(3, 'b')))).toBe(1);
+    expect(await statements(() => store.append(key, batch(400, 'c')))).toBe(1);
     await store.append(sub, batch(2, 'a'));
-    expect(await counted(() => store.append(sub, [...batch(2, 'b'), { type: 'agent_metadata', agentType: 'x' }]))).toBe(1);
+    expect(await statements(() => store.append(sub, [...batch(2, 'b'), { type: 'agent_metadata', agentType: 'x' }]))).toBe(1);
     const loaded = (await store.load(key))!;
     expect(loaded.map((e) => e.tag)).toEqual([...'aaa', ...'bbb', ...Array<string>(400).fill('c')]);
     expect(await store.load(sub)).toHaveLength(5);
@@ -92,11 +77,11 @@ describe('an append at the head the adapter left', () => {
     const b3 = batch(4, '3');
     await store.append(key, b1);
     await other.append(key, b2);
-    expect(await counted(() => store.append(key, b3))).toBeGreaterThan(5);
+    expect(await statements(() => store.append(key, b3))).toBeGreaterThan(5);
     expect(await store.load(key)).toEqual([...b1, ...b2, ...b3]);
     // And from there on it is one call again.
     const b4 = batch(1, '4');
-    expect(await counted(() => store.append(key, b4))).toBe(1);
+    expect(await statements(() => store.append(key, b4))).toBe(1);
     expect(await other.load(key)).toEqual([...b1, ...b2, ...b3, ...b4]);
   });
 

@@ -389,7 +389,8 @@ const jsonParam = (value: unknown) => (value === null || value === undefined ? n
 
 /**
  * Records a turn's end and releases the conversation's lease, only if `fence` is still
- * the lease (else StaleLeaseError, and the caller's transaction must roll back); returns
+ * the lease (else StaleLeaseError: the statement failed, and the caller's transaction must
+ * roll back); returns
  * the next due turn to dispatch. Call inside the commit transaction, after the session
  * writes: the conversation row is locked here, by its update, then the turn row (the lock
  * order every transaction keeps). One round trip, as this runs on every turn.
@@ -415,13 +416,18 @@ export async function finishTurn(tx: Executor, input: FinishInput): Promise<DueT
       ${input.events?.attempt ?? 0}::int, ${eventsJson(input.events?.list)}::jsonb`;
   type FinishRow = { fenced: boolean; next_id: string | null; next_run_at: string | Date | null; next_priority: number | null };
   const { session } = input;
-  const r = session
-    ? await commitCall(session, String(input.events?.attempt ?? 0), () =>
-        tx.execute<FinishRow>(sql`select * from agentq_commit_turn(${finishArgs}, ${sessionArgs(session)})`),
-      )
-    : await tx.execute<FinishRow>(sql`select * from agentq_finish_turn(${finishArgs})`);
+  // A lost fence fails the statement (agentq_fence_held, migrations/0016), so that nothing
+  // of it is kept also when it runs without a transaction around it (lazyTransaction).
+  const call = session ? sql`agentq_commit_turn(${finishArgs}, ${sessionArgs(session)})` : sql`agentq_finish_turn(${finishArgs})`;
+  const execute = () => tx.execute<FinishRow>(sql`select r.* from ${call} r where agentq_fence_held(r.fenced)`);
+  let r;
+  try {
+    r = session ? await commitCall(session, String(input.events?.attempt ?? 0), execute) : await execute();
+  } catch (err) {
+    if (pgErrorOf(err)?.code === 'AQ411') throw new StaleLeaseError(fence.conversationId, fence.fencingToken, -1);
+    throw err;
+  }
   const row = r.rows[0]!;
-  if (!row.fenced) throw new StaleLeaseError(fence.conversationId, fence.fencingToken, -1);
   return row.next_id === null ? undefined : { id: row.next_id, runAt: new Date(row.next_run_at!), priority: row.next_priority! };
 }
 

@@ -61,8 +61,10 @@ export async function commitTurn(ctx: AttemptContext, end: TurnEnd): Promise<Att
         if (status === 'succeeded' && ctx.files.sessionRefusal !== undefined) throw new SessionRefusedAtCommit();
         // Every stored line of the session is now the turn's history; the conversation points at it.
         const committedSession = prepared?.sessionId;
-        // Checks the fence: the conversation row is locked by this call.
+        // Checks the fence: the conversation row is locked by this call. Usually the only
+        // statement of the commit: then it runs alone, committed by itself.
         f.markFenceChecked();
+        f.lastStatementNext();
         return finishTurn(tx, {
           turnId: ctx.turn.id,
           conversationId: ctx.conversation.id,

@@ -4,6 +4,7 @@
 // told once and writes nothing more.
 import { StaleLeaseError } from '../errors.js';
 import type { StoreDb, StoreTx } from '../store/db.js';
+import { lazyTransaction } from '../store/lazyTransaction.js';
 import { assertFence, renewLease, type Fence } from '../store/turns.js';
 
 export interface LeaseHooks {
@@ -24,6 +25,11 @@ export interface FencedTx {
   markFenceChecked: () => void;
   /** Runs `f` once the transaction committed: what its work learned about the store. */
   afterCommit: (f: () => void) => void;
+  /**
+   * The next statement is the work's last (and checks the fence itself): when it is also
+   * its first, it runs alone, one round trip without BEGIN and COMMIT (lazyTransaction).
+   */
+  lastStatementNext: () => void;
 }
 
 export type FencedWork<T> = (fenced: FencedTx) => Promise<T>;
@@ -112,7 +118,7 @@ export class LeaseGuard {
     // What the work learned about the store, applied only once the transaction committed
     // (a rolled-back or retried transaction must not leave "already stored" behind).
     let committed: (() => void)[] = [];
-    const result = await this.db.transaction(async (tx) => {
+    const result = await lazyTransaction(this.db, async (tx, lastStatementNext) => {
       committed = [];
       let checked = false;
       const checkFence = async () => {
@@ -123,7 +129,7 @@ export class LeaseGuard {
       const markFenceChecked = () => {
         checked = true;
       };
-      const value = await work({ tx, checkFence, markFenceChecked, afterCommit: (f) => committed.push(f) });
+      const value = await work({ tx, checkFence, markFenceChecked, afterCommit: (f) => committed.push(f), lastStatementNext });
       await checkFence();
       return value;
     });
