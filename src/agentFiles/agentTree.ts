@@ -15,7 +15,7 @@
 // meanwhile; O_NOFOLLOW then refuses a link as the child itself. A path checked first and
 // opened later could be swapped for a link in between (the agent may run while the worker
 // checkpoints); a held descriptor cannot. Linux only (/proc), like the sandbox.
-import { closeSync, constants, fstatSync, lstatSync, openSync, opendirSync, read, readlinkSync, renameSync, type Stats } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, openSync, opendirSync, read, readlinkSync, readSync, renameSync, type Stats } from 'node:fs';
 import { setImmediate as nextTick } from 'node:timers/promises';
 import { AgentFileRefusedError } from '../errors.js';
 
@@ -67,6 +67,9 @@ export interface TreeEntry {
   open?: () => AgentFile | undefined;
 }
 
+/** Reads of at most this many bytes are made on the calling thread (AgentFile.read). */
+export const SYNC_READ_MAX_BYTES = 64 * 1024;
+
 /** A regular file the agent wrote, open for reading. Its metadata was read when it was opened. */
 export class AgentFile {
   private fd: number | undefined;
@@ -79,14 +82,24 @@ export class AgentFile {
     this.fd = fd;
   }
 
-  /** Up to `length` bytes at `position` (fewer at the end of the file). Off the main thread. */
+  /**
+   * Up to `length` bytes at `position` (fewer at the end of the file). Off the main thread,
+   * unless at most SYNC_READ_MAX_BYTES are asked for: a turn's few KiB of new session lines
+   * are in the page cache (the CLI just wrote them), and each hop to the thread pool and back
+   * cost more than the read itself on a busy machine (the commit read its file in two such
+   * hops, ~2 ms in all on the 2-core machine of docs/benchmarks.md). The file is regular
+   * (openRegular refuses anything else), so the read cannot wait on a writer.
+   */
   async read(position: number, length: number): Promise<Buffer> {
     const buf = Buffer.allocUnsafe(length);
     let filled = 0;
     while (filled < length) {
-      const n = await new Promise<number>((resolve, reject) =>
-        read(this.handle(), buf, filled, length - filled, position + filled, (err, bytesRead) => (err ? reject(err) : resolve(bytesRead))),
-      );
+      const n =
+        length <= SYNC_READ_MAX_BYTES
+          ? readSync(this.handle(), buf, filled, length - filled, position + filled)
+          : await new Promise<number>((resolve, reject) =>
+              read(this.handle(), buf, filled, length - filled, position + filled, (err, bytesRead) => (err ? reject(err) : resolve(bytesRead))),
+            );
       if (n === 0) break;
       filled += n;
     }
