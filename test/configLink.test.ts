@@ -31,17 +31,17 @@ describe('the conversation config link', () => {
     const root = dirs.make('link');
     const link = configLinkPath(root, 'c1');
     const first = path.join(root, 'a1', 'config');
-    expect(await pointConfigLink(link, first)).toEqual([]);
+    expect(pointConfigLink(link, first)).toEqual([]);
     expect(readlinkSync(link)).toBe(first);
     expect(existsSync(first)).toBe(true);
     writeFileSync(path.join(first, 'marker'), 'one');
     // The attempt's directory was removed after it (the normal end): re-pointing kills nothing.
     rmSync(path.join(root, 'a1'), { recursive: true });
     const second = path.join(root, 'a2', 'config');
-    expect(await pointConfigLink(link, second)).toEqual([]);
+    expect(pointConfigLink(link, second)).toEqual([]);
     expect(readlinkSync(link)).toBe(second);
     // Pointing again at the same target changes nothing.
-    expect(await pointConfigLink(link, second)).toEqual([]);
+    expect(pointConfigLink(link, second)).toEqual([]);
     expect(readlinkSync(link)).toBe(second);
   });
 
@@ -49,13 +49,13 @@ describe('the conversation config link', () => {
     const root = dirs.make('link-stale');
     const link = configLinkPath(root, 'c2');
     const first = path.join(root, 'a1', 'config');
-    await pointConfigLink(link, first);
+    pointConfigLink(link, first);
     const stale = usingConfigDir(link);
     // Another conversation whose link name starts with this one's.
     const other = usingConfigDir(`${link}-other`);
     const unrelated = usingConfigDir(first);
     await waitUntil(() => isAlive(stale) && isAlive(other) && isAlive(unrelated), 'the processes to start');
-    const killed = await pointConfigLink(link, path.join(root, 'a2', 'config'));
+    const killed = pointConfigLink(link, path.join(root, 'a2', 'config'));
     expect(killed).toEqual([stale]);
     await waitUntil(() => !isAlive(stale), 'the stale process to die');
     expect(isAlive(other)).toBe(true);
@@ -68,7 +68,7 @@ describe('the conversation config link', () => {
     const link = configLinkPath(root, 'c3');
     mkdirSync(path.join(link, 'projects'), { recursive: true });
     const target = path.join(root, 'a1', 'config');
-    await pointConfigLink(link, target);
+    pointConfigLink(link, target);
     expect(readlinkSync(link)).toBe(target);
   });
 });

@@ -13,8 +13,7 @@
 // attempt on this machine (its worker froze past the lease, or died) would write through
 // the re-pointed link into this attempt's session, so it is killed first.
 import { randomUUID } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { lstat, mkdir, readlink, rename, rm, symlink } from 'node:fs/promises';
+import { existsSync, lstatSync, mkdirSync, readlinkSync, renameSync, rmSync, symlinkSync } from 'node:fs';
 import path from 'node:path';
 import { killProcessesWithEnv } from '../runner/processTree.js';
 
@@ -27,35 +26,38 @@ export function configLinkPath(runsRoot: string, dirName: string): string {
  * Points `link` at `target` (created if missing), atomically. When it pointed at another
  * attempt's directory that still exists, every process still using the link (its
  * environment names it as CLAUDE_CONFIG_DIR) is killed first. Returns their pids.
+ * Synchronous file calls: a handful of metadata calls on the worker's local disk before
+ * the CLI starts, each far cheaper than a hop to the thread pool and back (~0.2-0.3 ms
+ * each on a busy 2-core machine; docs/benchmarks.md).
  */
-export async function pointConfigLink(link: string, target: string): Promise<number[]> {
-  await mkdir(target, { recursive: true });
-  await mkdir(path.dirname(link), { recursive: true });
-  const previous = await currentTarget(link);
+export function pointConfigLink(link: string, target: string): number[] {
+  mkdirSync(target, { recursive: true });
+  mkdirSync(path.dirname(link), { recursive: true });
+  const previous = currentTarget(link);
   if (previous === target) return [];
   const killed = previous !== undefined && existsSync(previous) ? killProcessesWithEnv('CLAUDE_CONFIG_DIR', link) : [];
   const tmp = `${link}.${randomUUID().slice(0, 8)}`;
-  await symlink(target, tmp);
+  symlinkSync(target, tmp);
   try {
-    await rename(tmp, link);
+    renameSync(tmp, link);
   } catch (err) {
-    await rm(tmp, { force: true });
+    rmSync(tmp, { force: true });
     throw err;
   }
   return killed;
 }
 
 /** Where the link points; undefined when there is none (anything else at that path is removed). */
-async function currentTarget(link: string): Promise<string | undefined> {
+function currentTarget(link: string): string | undefined {
   try {
-    const st = await lstat(link);
-    if (st.isSymbolicLink()) return await readlink(link);
+    const st = lstatSync(link);
+    if (st.isSymbolicLink()) return readlinkSync(link);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
   }
   // Not a link (a CLI created a directory there while the link was missing): nothing
   // else writes under this path, and the link replaces it.
-  await rm(link, { recursive: true, force: true });
+  rmSync(link, { recursive: true, force: true });
   return undefined;
 }

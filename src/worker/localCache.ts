@@ -5,7 +5,8 @@
 // and a kept workspace only if the archive digest it was committed with is still the
 // stored one. On any doubt the attempt hydrates and restores as usual.
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { moveAgentFile, openAgentFile, type AgentFile, type AgentPath } from '../agentFiles/agentTree.js';
 import { TAIL_DIGEST_BYTES } from '../store/persist.js';
@@ -74,12 +75,13 @@ export class LocalCache {
         fh.close();
       }
     }
+    // Synchronous: metadata calls on the local disk before the run (see ./configLink.ts).
     if (!matches) {
-      await rm(cached, { force: true });
+      rmSync(cached, { force: true });
       return false;
     }
-    await mkdir(path.dirname(target), { recursive: true });
-    await rename(cached, target);
+    mkdirSync(path.dirname(target), { recursive: true });
+    renameSync(cached, target);
     return true;
   }
 
@@ -124,7 +126,13 @@ export class LocalCache {
   /** True when the directory still holds exactly the workspace committed with `storedSha`. */
   async workspaceIsCurrent(dirName: string, storedSha: string | undefined): Promise<boolean> {
     if (storedSha === undefined) return false;
-    const marked = await readFile(this.marker(dirName), 'utf8').catch(() => undefined);
+    // A 64-byte file on the local disk, read before the run: synchronous (see ./configLink.ts).
+    let marked: string | undefined;
+    try {
+      marked = readFileSync(this.marker(dirName), 'utf8');
+    } catch {
+      marked = undefined;
+    }
     return marked === storedSha;
   }
 
@@ -135,6 +143,6 @@ export class LocalCache {
 
   /** Before anything may change the directory. */
   async unmarkWorkspace(dirName: string): Promise<void> {
-    await rm(this.marker(dirName), { force: true });
+    rmSync(this.marker(dirName), { force: true });
   }
 }
