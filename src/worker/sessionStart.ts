@@ -71,6 +71,15 @@ export async function prepareWarm(ctx: AttemptContext, handle: WarmHandle): Prom
   ctx.storedWorkspaceSha = handle.workspaceSha;
   ctx.baseSessionId = handle.sessionId;
   ctx.cli = handle.cli;
+  // The stored head as the claim read it under this lease: the process's file holds exactly
+  // those bytes and then its new lines, so the commit reads them from there and sends them
+  // in its one call (instead of locking the head and streaming them in a transaction).
+  const known = ctx.claimedSessionHeads;
+  ctx.claimedSessionHeads = undefined;
+  if (known?.sessionId === handle.sessionId && known.head !== undefined && known.head.lineCount === known.head.committedLineCount) {
+    ctx.files.knowHead(handle.sessionId, known.head);
+    if (known.folderSha256 !== null) ctx.files.folder.sha256 = known.folderSha256;
+  }
   // From here on the run may change the directory.
   await ctx.deps.cache.unmarkWorkspace(ctx.dirName);
   ctx.record({ type: 'agentq', subtype: 'warm_turn', sessionId: handle.sessionId });
