@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { SessionCorruptError } from '../errors.js';
 import { DEFAULT_CODEC, encodeChunk } from '../store/chunks.js';
 import type { Executor } from '../store/db.js';
-import { appendChunk, TAIL_DIGEST_BYTES } from '../store/persist.js';
+import { appendChunk, rollTail, TAIL_DIGEST_BYTES } from '../store/persist.js';
 import type { SessionHead } from '../store/sessions.js';
 import { joinLines, type SerializedEntry } from './entries.js';
 import { readTailBytes } from './storedChunks.js';
@@ -100,8 +100,7 @@ export async function appendLines(tx: Executor, head: SessionHead, lines: Prepar
   }
   let { lineCount, byteCount } = head;
   for (const { lineCount: n, raw, data } of lines.chunks) {
-    tail = Buffer.concat([tail, raw.subarray(Math.max(0, raw.length - TAIL_DIGEST_BYTES))]);
-    tail = tail.subarray(Math.max(0, tail.length - TAIL_DIGEST_BYTES));
+    tail = rollTail(tail, raw);
     const chunk = { firstLine: lineCount, lineCount: n, byteOffset: byteCount, raw };
     await appendChunk(tx, conversationId, fileId, attempt, DEFAULT_CODEC, { chunk, data: await data, tailSha256: sha256(tail) });
     lineCount += n;

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import { DEFAULT_CODEC } from '../store/chunks.js';
 import type { Executor } from '../store/db.js';
-import { TAIL_DIGEST_BYTES } from '../store/persist.js';
+import { rollTail } from '../store/persist.js';
 import type { PreparedLines } from './appendLines.js';
 import type { KnownHead } from './knownHeads.js';
 import type { ParsedSdkKey } from './keys.js';
@@ -33,8 +33,7 @@ export async function appendAtKnownHead(db: Executor, input: FastAppendInput): P
   let lineCount = head.lineCount;
   let byteCount = head.byteCount;
   for (const c of lines.chunks) {
-    tail = Buffer.concat([tail, c.raw.subarray(Math.max(0, c.raw.length - TAIL_DIGEST_BYTES))]);
-    tail = tail.subarray(Math.max(0, tail.length - TAIL_DIGEST_BYTES));
+    tail = rollTail(tail, c.raw);
     lineCount += c.lineCount;
     byteCount += c.raw.length;
   }

@@ -21,6 +21,12 @@ class HeldBegin {
 
   constructor(private readonly client: pg.PoolClient) {}
 
+  /** For the connection's next transaction. */
+  reset(): void {
+    this.state = 'before';
+    this.lastNext = false;
+  }
+
   lastStatementNext(): void {
     this.lastNext = true;
   }
@@ -62,9 +68,23 @@ export async function lazyTransaction<T>(db: StoreDb, work: (tx: StoreTx, lastSt
   if (!(pool instanceof pg.Pool)) return db.transaction((tx) => work(tx, () => undefined));
   const client = await pool.connect();
   try {
-    const conn = new HeldBegin(client);
-    return await createStoreDb(conn as unknown as pg.PoolClient).transaction((tx) => work(tx, () => conn.lastStatementNext()));
+    let held = heldOf.get(client);
+    if (!held) {
+      const conn = new HeldBegin(client);
+      held = { conn, db: createStoreDb(conn as unknown as pg.PoolClient) };
+      heldOf.set(client, held);
+    }
+    const { conn, db: heldDb } = held;
+    conn.reset();
+    return await heldDb.transaction((tx) => work(tx, () => conn.lastStatementNext()));
   } finally {
     client.release();
   }
 }
+
+/**
+ * Each pooled connection's wrapper and drizzle database, made once: making a drizzle
+ * database reads the whole schema (~60 µs here), which every commit and checkpoint would
+ * otherwise pay. A connection runs one transaction at a time.
+ */
+const heldOf = new WeakMap<pg.PoolClient, { conn: HeldBegin; db: StoreDb }>();

@@ -23,6 +23,12 @@ import { commitSessionLines, lockOrCreateSessionHead } from './sessions.js';
 
 /** How many stored bytes before the head the tail digest covers. */
 export const TAIL_DIGEST_BYTES = 4096;
+
+/** The last TAIL_DIGEST_BYTES of the stream once `raw` follows `tail` (what the next head's digest covers). */
+export function rollTail(tail: Buffer, raw: Buffer): Buffer {
+  const joined = Buffer.concat([tail, raw.subarray(Math.max(0, raw.length - TAIL_DIGEST_BYTES))]);
+  return joined.subarray(Math.max(0, joined.length - TAIL_DIGEST_BYTES));
+}
 const READ_BLOCK_BYTES = 1024 * 1024;
 /** Chunks encoded ahead of the insert in flight (bounds memory, overlaps zlib with the round trip). */
 const ENCODE_AHEAD = 4;
@@ -213,8 +219,7 @@ async function readNewLines(
     });
     const emit = (chunk: PendingChunk): Promise<void> => {
       // The digest chain is computed in order here; only the zlib work runs ahead.
-      tail = Buffer.concat([tail, chunk.raw.subarray(Math.max(0, chunk.raw.length - TAIL_DIGEST_BYTES))]);
-      tail = tail.subarray(Math.max(0, tail.length - TAIL_DIGEST_BYTES));
+      tail = rollTail(tail, chunk.raw);
       const digest = sha256(tail);
       tailSha256 = digest;
       const p = encodeChunk(chunk.raw, codec).then((data) => ({ chunk, data, tailSha256: digest }));
