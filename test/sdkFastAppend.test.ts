@@ -11,7 +11,7 @@ import type { SdkSessionEntry } from '../src/sdk/entries.js';
 import { holderConversationId } from '../src/sdk/keys.js';
 import { KnownHeads } from '../src/sdk/knownHeads.js';
 import { createSessionStore, type AgentqSessionStore } from '../src/sdk/sessionStore.js';
-import { findConversation } from '../src/store/conversations.js';
+import { deleteConversation, findConversation } from '../src/store/conversations.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 
 let t: TestDatabase;
@@ -114,6 +114,27 @@ describe('an append at the head the adapter left', () => {
     await t.pool.query('update sessions set tail_sha256 = $3 where conversation_id = $1 and session_id = $2', [conversationId, key.sessionId, 'f'.repeat(64)]);
     await expect(store.append(key, batch(2, 'b'))).rejects.toBeInstanceOf(SessionCorruptError);
     expect(await rows('select line_count n from sessions where conversation_id = $1 and session_id = $2', [conversationId, key.sessionId])).toBe(2);
+  });
+});
+
+describe('the uuid index without a foreign key (migrations/0017)', () => {
+  it("goes with its session: deleted with the conversation, and with one file of it, and nothing else's", async () => {
+    const key = newKey();
+    const other = newKey();
+    await store.append(key, batch(3, 'a'));
+    await store.append({ ...key, subpath: 'subagents/agent-1' }, batch(2, 'a'));
+    await store.append(other, batch(4, 'a'));
+    const conversationId = await holder(key);
+    const otherId = await holder(other);
+    const uuids = (id: string) => rows('select count(*) n from session_entry_uuids where conversation_id = $1', [id]);
+    expect(await uuids(conversationId)).toBe(5);
+    // One file of the conversation: its uuids only.
+    await t.pool.query('delete from sessions where conversation_id = $1 and session_id = $2', [conversationId, `${key.sessionId}/subagents/agent-1`]);
+    expect(await uuids(conversationId)).toBe(3);
+    // The conversation: sessions cascade, and their uuids with them.
+    expect(await deleteConversation(t.db, conversationId)).toBe(true);
+    expect(await uuids(conversationId)).toBe(0);
+    expect(await uuids(otherId)).toBe(4);
   });
 });
 
