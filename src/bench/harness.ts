@@ -10,6 +10,11 @@ export interface Figure {
   target: string;
 }
 
+/** A target's text with the bound it works out to in this run, and whether the value is within it. */
+export function against(target: string, bound: number, unit: string, met: boolean): string {
+  return `${target} (${round(bound, 2)} ${unit} in this run): ${met ? 'met' : 'missed'}`;
+}
+
 export interface Benchmark {
   /** Matched by `--filter`; figures are named separately. */
   name: string;
