@@ -112,7 +112,8 @@ describe('warm conversations (fake CLI)', () => {
     const gauge = async () => (await metrics.registry.getSingleMetric('agentq_warm_conversations')!.get()).values[0]?.value;
     await run('chat-idle', 'hello', { warm: { idleMs: 600 } });
     const [pid] = [...pids()];
-    expect(await gauge()).toBe(1);
+    // The turn's status is committed before its process is handed to the pool (after the commit).
+    await waitUntil(async () => (await gauge()) === 1, 'the process to be kept', 5_000);
     await waitUntil(async () => (await lease('chat-idle'))?.lease_owner === null, 'the warm lease to be released', 10_000);
     await waitUntil(() => !isAlive(pid!), 'the warm CLI to exit', 10_000);
     expect(await lease('chat-idle')).toMatchObject({ lease_warm: false });
