@@ -12,7 +12,7 @@ export interface Figure {
 
 /** A target's text with the bound it works out to in this run, and whether the value is within it. */
 export function against(target: string, bound: number, unit: string, met: boolean): string {
-  return `${target} (${round(bound, 2)} ${unit} in this run): ${met ? 'met' : 'missed'}`;
+  return `${target} (${[round(bound, 2), unit].filter((x) => x !== '').join(' ')} in this run): ${met ? 'met' : 'missed'}`;
 }
 
 export interface Benchmark {
