@@ -387,15 +387,20 @@ const MAIN_JS = path.join(ROOT, 'dist', 'mock', 'main.js');
 
 // The compiled entry (built by `npm test`'s pretest); skipped when there is no build.
 describe.skipIf(!existsSync(MAIN_JS))('dist/mock/main.js', () => {
-  it('prints {"url"} once listening and exits 0 on SIGTERM', async () => {
-    const child = spawn(process.execPath, [MAIN_JS, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  it('prints {"url"} once listening, with --spans each answered request after it, and exits 0 on SIGTERM', async () => {
+    const child = spawn(process.execPath, [MAIN_JS, '--port', '0', '--spans'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const lines: string[] = [];
     const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
     try {
       const line = await new Promise<string>((resolve, reject) => {
         let out = '';
         child.stdout.setEncoding('utf8').on('data', (d: string) => {
           out += d;
-          if (out.includes('\n')) resolve(out.split('\n')[0] ?? '');
+          for (let nl = out.indexOf('\n'); nl >= 0; nl = out.indexOf('\n')) {
+            lines.push(out.slice(0, nl));
+            out = out.slice(nl + 1);
+          }
+          if (lines.length > 0) resolve(lines[0]!);
         });
         child.once('close', () => reject(new Error(`exited before listening: ${out}`)));
       });
@@ -407,6 +412,12 @@ describe.skipIf(!existsSync(MAIN_JS))('dist/mock/main.js', () => {
         body: JSON.stringify(mainRequest([cliUser('ping')], { stream: false })),
       });
       expect(((await res.json()) as { content: Array<{ text: string }> }).content[0]?.text).toBe('mock reply: ping');
+      // The two answered requests' spans: when each body arrived and when its response was written.
+      const deadline = Date.now() + 5000;
+      while (lines.length < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      const spans = lines.slice(1).map((l) => JSON.parse(l) as { kind: string; time: number; finishedAt: number });
+      expect(spans.map((x) => x.kind)).toEqual(['probe', 'main']);
+      for (const x of spans) expect(x.finishedAt).toBeGreaterThanOrEqual(x.time);
     } finally {
       child.kill('SIGTERM');
     }

@@ -1,5 +1,6 @@
 // What the real-CLI turn benchmarks share: a throwaway database and queue, the mock
-// Messages API in this process, one worker (in this process) running the pinned or chosen
+// Messages API as a process of its own (reporting the span of each request it answers),
+// one worker (in this process) running the pinned or chosen
 // CLI unsandboxed against it, and the arrival time of each job's BullMQ 'completed' event
 // (job id = turn id; a job completes only after its commit).
 import { spawn } from 'node:child_process';
@@ -13,7 +14,6 @@ import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { loadConfig, type Config } from '../config.js';
 import { createLogger } from '../logger.js';
-import { startMockModel, type MockModel } from '../mock/mockModel.js';
 import { createClient, type AgentqClient } from '../queue/client.js';
 import { migrate } from '../store/migrate.js';
 import type { ObserveAttempt } from '../worker/observer.js';
@@ -27,8 +27,8 @@ export interface RealCliRig {
   config: Config;
   /** The database's URL (for the benchmark's own reads). */
   url: string;
-  /** The in-process mock (its request log), unless it runs as a process of its own (`mockProcess`). */
-  mock: MockModel | undefined;
+  /** The requests the mock answered, in or out of this process. */
+  mock: MockLog;
   client: AgentqClient;
   /** A scratch directory, removed at the end. */
   root: string;
@@ -42,30 +42,45 @@ export interface RigOptions {
   concurrency: number;
   /** The worker's log lines (JSON), besides stderr at `warn`. */
   onLogLine?: (line: string) => void;
-  /**
-   * Run the mock as a process of its own (dist/mock/main.js), as a real model is not in the
-   * worker's process: the worker's event loop then does not delay the CLI's model replies.
-   */
-  mockProcess?: boolean;
   /** Passed to the worker (src/worker/observer.ts). */
   observeAttempt?: ObserveAttempt;
 }
 
-/** The mock model as a child process; resolves once it prints its URL. */
-async function startMockProcess(): Promise<{ url: string; close(): Promise<void> }> {
-  const child = spawn(process.execPath, [fileURLToPath(new URL('../mock/main.js', import.meta.url))], { stdio: ['ignore', 'pipe', 'inherit'] });
+/** A request the mock answered: Date.now() when its body had arrived and when its response was written. */
+export interface MockSpan {
+  time: number;
+  finishedAt?: number | undefined;
+}
+
+/** What a benchmark reads of the mock: the requests it answered (an in-process MockModel is one). */
+export interface MockLog {
+  readonly requests: readonly MockSpan[];
+}
+
+/**
+ * The mock model as a child process (`--spans`: it prints each answered request's span on
+ * stdout, after its URL); resolves once it prints its URL.
+ */
+async function startMockProcess(): Promise<MockLog & { url: string; close(): Promise<void> }> {
+  const child = spawn(process.execPath, [fileURLToPath(new URL('../mock/main.js', import.meta.url)), '--spans'], { stdio: ['ignore', 'pipe', 'inherit'] });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const requests: MockSpan[] = [];
   const url = await new Promise<string>((resolve, reject) => {
     let out = '';
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-      const nl = out.indexOf('\n');
-      if (nl >= 0) resolve((JSON.parse(out.slice(0, nl)) as { url: string }).url);
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+      for (let nl = out.indexOf('\n'); nl >= 0; nl = out.indexOf('\n')) {
+        const line = JSON.parse(out.slice(0, nl)) as { url?: string } & MockSpan;
+        out = out.slice(nl + 1);
+        if (line.url !== undefined) resolve(line.url);
+        else requests.push({ time: line.time, finishedAt: line.finishedAt });
+      }
     });
     child.once('exit', (code) => reject(new Error(`the mock model process exited (${code}) before it listened`)));
   });
   return {
     url,
+    requests,
     close: async () => {
       child.kill('SIGTERM');
       await exited;
@@ -81,8 +96,9 @@ export async function withRealCliRig<T>(ctx: BenchContext, opts: RigOptions, fn:
   const queueName = `bench-${opts.name}-${suffix}`;
   const url = databaseUrl(base.databaseUrl, dbName);
   const root = mkdtempSync(path.join(os.tmpdir(), `agentq-bench-${opts.name}-`));
-  const inProcess = opts.mockProcess ? undefined : await startMockModel();
-  const mock = inProcess ?? (await startMockProcess());
+  // A process of its own, as a real model is not in the worker's process: the worker's
+  // event loop then does not delay the CLI's model replies.
+  const mock = await startMockProcess();
   await withDb(base.databaseUrl, (c) => c.query(`create database "${dbName}"`));
   const conn = new Redis(base.redisUrl, { maxRetriesPerRequest: null });
   // QueueEvents does not close a connection it was handed: ours to disconnect.
@@ -144,7 +160,7 @@ export async function withRealCliRig<T>(ctx: BenchContext, opts: RigOptions, fn:
     });
     await worker.start();
     try {
-      return await fn({ config, url, mock: inProcess, client, root, completedAt });
+      return await fn({ config, url, mock, client, root, completedAt });
     } finally {
       await worker.stop({ graceMs: 0 });
       await client.close();

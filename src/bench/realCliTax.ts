@@ -67,7 +67,7 @@ async function run(ctx: BenchContext): Promise<Figure[]> {
   // The CLI's own time (spawn → exit) in the worker, as the runner measured it.
   const cliMs: number[] = [];
   const observeAttempt = () => ({ cliExited: (outcome: { durationMs: number }) => void (measuring && cliMs.push(outcome.durationMs)) });
-  return withRealCliRig(ctx, { name: 'tax', concurrency: 1, onLogLine, mockProcess: true, observeAttempt }, async (rig) => {
+  return withRealCliRig(ctx, { name: 'tax', concurrency: 1, onLogLine, observeAttempt }, async (rig) => {
     const bare = bareCli(rig.config, path.join(rig.root, 'bare'));
     const turn = async (prompt: string): Promise<number> => {
       const t0 = Date.now();

@@ -1,7 +1,9 @@
 // Warm conversations: what a turn costs when its conversation's CLI process is kept
 // running, against the same turn cold, in the same run. The REAL CLI (the pinned bundled
-// one) answers from the mock Messages API in this process; one worker (concurrency 2)
-// lives in this process too, on a throwaway database and a random queue.
+// one) answers from the mock Messages API, a process of its own (as a real model is not in
+// the worker's process: since 2026-12-07, before it ran in this one, where the worker's
+// event loop delayed its replies); one worker (concurrency 2) lives in this process, on a
+// throwaway database and a random queue.
 //
 // - warm_turn_overhead_p50_ms: two conversations, one with `options.warm` (its process is
 //   kept) and one with `warm: false` (every turn spawns the CLI, which resumes the session
@@ -28,9 +30,7 @@ import { withRealCliRig } from './realCliRig.js';
 const MEASURED_TURNS = 15;
 
 async function run(ctx: BenchContext): Promise<Figure[]> {
-  return withRealCliRig(ctx, { name: 'warm', concurrency: 2 }, async ({ config, url, mock: inProcess, client, root, completedAt }) => {
-    // Its request log gives the mock's own time.
-    const mock = inProcess!;
+  return withRealCliRig(ctx, { name: 'warm', concurrency: 2 }, async ({ config, url, mock, client, root, completedAt }) => {
     const events_ = new pg.Pool({ connectionString: url, max: 1 });
     const cliMs = async (turnId: string): Promise<number> => {
       const r = await events_.query<{ payload: string }>("select payload from turn_events where turn_id = $1 and type = 'result' order by seq desc limit 1", [turnId]);

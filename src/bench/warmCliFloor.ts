@@ -9,16 +9,16 @@ import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Config } from '../config.js';
-import type { MockModel } from '../mock/mockModel.js';
 import { buildArgv } from '../runner/argv.js';
 import { buildRunEnv } from '../runner/env.js';
 import { parseRunOptions } from '../runner/options.js';
 import { runnerSettings, userMessageLine } from '../runner/runClaude.js';
+import type { MockLog } from './realCliRig.js';
 
 const RESULT_TIMEOUT_MS = 60_000;
 
 /** Milliseconds the mock spent answering between `from` and `to` (overlapping requests counted once). */
-export function mockTime(mock: MockModel, from: number, to: number): number {
+export function mockTime(mock: MockLog, from: number, to: number): number {
   const spans = mock.requests
     .filter((r) => r.time >= from && r.time <= to && r.finishedAt !== undefined)
     .map((r) => [r.time, r.finishedAt!] as const)
@@ -47,7 +47,7 @@ function isResultLine(line: string): boolean {
  */
 export async function cliFloorSamples(
   config: Config,
-  mock: MockModel,
+  mock: MockLog,
   dir: string,
   messages: number,
 ): Promise<number[]> {

@@ -66,6 +66,8 @@ export interface MockModelOptions {
   textDelayMs?: number;
   /** Called for each request once it is recorded (before it is answered); e.g. logging. */
   onRequest?: (rec: RecordedRequest) => void;
+  /** Called for each request once its response is completely written (`finishedAt` set). */
+  onFinished?: (rec: RecordedRequest) => void;
   /**
    * Report estimated token counts in `usage` (as the real API would). Default false: zero
    * tokens, so the CLI, which prices a turn by its tokens, reports a mock turn as $0.
@@ -238,7 +240,10 @@ export async function startMockModel(opts: MockModelOptions = {}): Promise<MockM
     if (body) rec.body = body;
     if (kind === 'main') rec.index = mainCount++;
     requests.push(rec);
-    res.once('finish', () => (rec.finishedAt = Date.now()));
+    res.once('finish', () => {
+      rec.finishedAt = Date.now();
+      opts.onFinished?.(rec);
+    });
     opts.onRequest?.(rec);
     const requestId = nextId('req_mock');
 
