@@ -27,7 +27,7 @@ export interface RealCliRig {
   config: Config;
   /** The database's URL (for the benchmark's own reads). */
   url: string;
-  /** The requests the mock answered, in or out of this process. */
+  /** The requests the mock (a process of its own) answered, with their spans. */
   mock: MockLog;
   client: AgentqClient;
   /** A scratch directory, removed at the end. */

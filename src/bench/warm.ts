@@ -1,9 +1,8 @@
 // Warm conversations: what a turn costs when its conversation's CLI process is kept
 // running, against the same turn cold, in the same run. The REAL CLI (the pinned bundled
 // one) answers from the mock Messages API, a process of its own (as a real model is not in
-// the worker's process: since 2026-12-07, before it ran in this one, where the worker's
-// event loop delayed its replies); one worker (concurrency 2) lives in this process, on a
-// throwaway database and a random queue.
+// the worker's process); one worker (concurrency 2) lives in this process, on a throwaway
+// database and a random queue.
 //
 // - warm_turn_overhead_p50_ms: two conversations, one with `options.warm` (its process is
 //   kept) and one with `warm: false` (every turn spawns the CLI, which resumes the session
