@@ -70,10 +70,17 @@ async function startMockProcess(): Promise<MockLog & { url: string; close(): Pro
     child.stdout.setEncoding('utf8').on('data', (d: string) => {
       out += d;
       for (let nl = out.indexOf('\n'); nl >= 0; nl = out.indexOf('\n')) {
-        const line = JSON.parse(out.slice(0, nl)) as { url?: string } & MockSpan;
+        const text = out.slice(0, nl);
         out = out.slice(nl + 1);
-        if (line.url !== undefined) resolve(line.url);
-        else requests.push({ time: line.time, finishedAt: line.finishedAt });
+        let line: ({ url?: string } & Partial<MockSpan>) | null;
+        try {
+          line = JSON.parse(text) as ({ url?: string } & Partial<MockSpan>) | null;
+        } catch {
+          continue; // not one of its JSON lines: nothing to record
+        }
+        if (typeof line !== 'object' || line === null) continue;
+        if (typeof line.url === 'string') resolve(line.url);
+        else if (typeof line.time === 'number') requests.push({ time: line.time, finishedAt: line.finishedAt });
       }
     });
     child.once('exit', (code) => reject(new Error(`the mock model process exited (${code}) before it listened`)));
