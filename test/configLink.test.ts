@@ -1,7 +1,7 @@
 // The unsandboxed CLI's stable config path (src/worker/configLink.ts): a link re-pointed
 // at each attempt's directory, and no CLI of an earlier attempt left writing through it.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { configLinkPath, pointConfigLink } from '../src/worker/configLink.js';
@@ -70,5 +70,8 @@ describe('the conversation config link', () => {
     const target = path.join(root, 'a1', 'config');
     pointConfigLink(link, target);
     expect(readlinkSync(link)).toBe(target);
+    // The directory was moved aside and goes in the background.
+    await waitUntil(() => readdirSync(path.dirname(link)).every((name) => !name.startsWith('c3.stale-')), 'the old directory to be removed');
+    expect(readdirSync(path.dirname(link))).toEqual(['c3']);
   });
 });

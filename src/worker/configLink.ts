@@ -14,6 +14,7 @@
 // the re-pointed link into this attempt's session, so it is killed first.
 import { randomUUID } from 'node:crypto';
 import { existsSync, lstatSync, mkdirSync, readlinkSync, renameSync, rmSync, symlinkSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { killProcessesWithEnv } from '../runner/processTree.js';
 
@@ -57,7 +58,10 @@ function currentTarget(link: string): string | undefined {
     throw err;
   }
   // Not a link (a CLI created a directory there while the link was missing): nothing
-  // else writes under this path, and the link replaces it.
-  rmSync(link, { recursive: true, force: true });
+  // else writes under this path, and the link replaces it. What it holds was written by a
+  // CLI, so its size is not bounded: moved aside at once, removed off the calling thread.
+  const aside = `${link}.stale-${randomUUID().slice(0, 8)}`;
+  renameSync(link, aside);
+  void rm(aside, { recursive: true, force: true }).catch(() => undefined);
   return undefined;
 }
