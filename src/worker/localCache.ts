@@ -5,11 +5,14 @@
 // and a kept workspace only if the archive digest it was committed with is still the
 // stored one. On any doubt the attempt hydrates and restores as usual.
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { mkdirSync, renameSync, rmSync } from 'node:fs';
 import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { moveAgentFile, openAgentFile, type AgentFile, type AgentPath } from '../agentFiles/agentTree.js';
+import { moveAgentFile, openAgentFile, readAgentFile, type AgentFile, type AgentPath } from '../agentFiles/agentTree.js';
 import { TAIL_DIGEST_BYTES } from '../store/persist.js';
+
+/** A workspace marker holds a sha256 in hex: anything longer is not one. */
+const MARKER_MAX_BYTES = 64;
 
 export interface CommittedHead {
   committedByteCount: number;
@@ -126,14 +129,10 @@ export class LocalCache {
   /** True when the directory still holds exactly the workspace committed with `storedSha`. */
   async workspaceIsCurrent(dirName: string, storedSha: string | undefined): Promise<boolean> {
     if (storedSha === undefined) return false;
-    // A 64-byte file on the local disk, read before the run: synchronous (see ./configLink.ts).
-    let marked: string | undefined;
-    try {
-      marked = readFileSync(this.marker(dirName), 'utf8');
-    } catch {
-      marked = undefined;
-    }
-    return marked === storedSha;
+    // A 64-byte file on the local disk, read before the run on the calling thread (AgentFile.read);
+    // opened as a regular file only, never through a link, and read up to its expected size.
+    const marked = await readAgentFile({ root: this.workspaces, rel: path.basename(this.marker(dirName)) }, MARKER_MAX_BYTES).catch(() => undefined);
+    return marked?.toString('utf8') === storedSha;
   }
 
   /** After a commit: the directory now matches the archive with this digest. */
