@@ -200,10 +200,10 @@ const assistantTexts = (entries: SessionEntry[]): string[] =>
     .filter((e) => e.type === 'assistant')
     .map((e) => ((e.message?.content ?? []) as { text?: string }[]).map((b) => b.text ?? '').join(''));
 
-/** The worker that spawned a CLI run (the runner spawns the CLI directly, so it is the parent). */
+/** The worker that started a CLI run (it names itself in the run's environment; the CLI's parent is its spawn helper). */
 function ownerOf(run: StartRec): WorkerProcess {
-  const owner = workers.find((w) => w.pid === run.ppid);
-  if (!owner) throw new Error(`no worker process is the parent (${run.ppid}) of CLI pid ${run.pid}`);
+  const owner = workers.find((w) => w.pid === run.workerPid);
+  if (!owner) throw new Error(`no worker process (${run.workerPid}) started CLI pid ${run.pid}`);
   return owner;
 }
 
@@ -262,7 +262,7 @@ describe('the turn protocol across worker processes', () => {
     const runs = starts().filter((r) => r.prompt.endsWith('long task'));
     expect(runs).toHaveLength(done.attempts);
     const retry = runs.at(-1)!;
-    expect(retry.ppid).toBe(survivor.pid);
+    expect(retry.workerPid).toBe(survivor.pid);
     // The retry hydrated the killed attempt's checkpointed lines and continued the same session.
     expect(retry.resumed).toBe(true);
     expect(retry.sessionId).toBe(first.sessionId);
@@ -305,7 +305,7 @@ describe('the turn protocol across worker processes', () => {
     expect(done.status).toBe('succeeded');
     expect(done.attempts).toBe(2);
     const retry = starts().find((r) => r.prompt.endsWith('frozen task') && r.pid !== first.pid)!;
-    expect(retry.ppid).toBe(other.pid);
+    expect(retry.workerPid).toBe(other.pid);
     expect(retry.history).toEqual([prompt]);
     expect(retry.sessionId === first.sessionId).toBe(script === undefined);
     // The frozen worker's CLI finished meanwhile: on waking, that worker holds a successful
@@ -361,7 +361,7 @@ describe('the turn protocol across worker processes', () => {
     // The drained attempt says so: it does not count against AGENTQ_MAX_ATTEMPTS.
     expect(await countHandBacks(client.db, turnId)).toBe(1);
     const retry = starts().find((r) => r.prompt.endsWith('drained task') && r.pid !== first.pid)!;
-    expect(retry.ppid).toBe(other.pid);
+    expect(retry.workerPid).toBe(other.pid);
     expect(retry.sessionId).toBe(first.sessionId);
     expect(retry.history).toEqual([prompt]);
     expect(retry.prompt).toBe(`${t.config.worker.continuationPrompt}\n\n${prompt}`);

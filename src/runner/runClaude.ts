@@ -4,7 +4,7 @@
 // group down, and a closed-set outcome at the end.
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, statSync } from 'node:fs';
-import { execa } from 'execa';
+import { finished } from 'node:stream/promises';
 import type { Config } from '../config.js';
 import { RunOptionsError } from '../errors.js';
 import { GATE_PROCESS_TAG } from './approvalGate.js';
@@ -19,6 +19,9 @@ import { classifyRun, emptyFacts, type RunFacts, type RunOutcome, type Terminati
 import { PARENT_PID_VAR, processStartTicks, RUN_MARKER_VAR, signalRun } from './processTree.js';
 import type { SandboxSettings } from '../sandbox/settings.js';
 import { wrapInSandbox, type SandboxedSpawn } from '../sandbox/wrapRun.js';
+import { spawnDirect } from './spawnDirect.js';
+import { spawnThroughHelper } from './spawnHelper.js';
+import type { SpawnedRun, SpawnRequest } from './spawnTypes.js';
 
 /** How the runner runs the CLI; usually `runnerSettings(config)`. */
 export interface RunnerSettings {
@@ -38,6 +41,8 @@ export interface RunnerSettings {
   cgroups?: { host: CgroupHost; limits: RunLimits } | undefined;
   /** The CLI state file each run's config directory starts with, once made (./configSeed.ts). */
   configSeed?: ConfigSeed | undefined;
+  /** How runs are started: through the spawn helper (./spawnHelper.ts, the default) or by this process. */
+  spawn?: 'helper' | 'direct' | undefined;
 }
 
 /**
@@ -72,7 +77,7 @@ export interface ClaudeRun {
   endInput(): void;
 }
 
-/** After the CLI exits, how long stdout may stay open (held by an escaped grandchild). */
+/** After the CLI exits, how long stdout and stderr may stay open (held by an escaped grandchild). */
 const DRAIN_AFTER_EXIT_MS = 2000;
 
 export function userMessageLine(text: string): string {
@@ -160,55 +165,50 @@ export function startClaude(options: RunOptions, settings: RunnerSettings, hooks
     }
     ({ file: spawnFile, args: spawnArgs } = group.wrap(spawnFile, spawnArgs));
   }
-  const child = execa(spawnFile, spawnArgs, {
+  const request: SpawnRequest = {
+    file: spawnFile,
+    args: spawnArgs,
     cwd: o.cwd,
     env: sandboxed?.env ?? env,
-    extendEnv: false,
+    stdin: o.streamInput || longPrompt,
     // Sandboxed, fd 3 carries bwrap's options (the host paths are not put in its argv).
-    stdio: [o.streamInput || longPrompt ? 'pipe' : 'ignore', 'pipe', 'pipe', ...(sandboxed ? [sandboxed.fd3] : [])],
-    // Its own process group, so signals reach tool children too.
-    detached: true,
-    buffer: false,
-    reject: false,
-    forceKillAfterDelay: false,
-  });
-  // execa's own promise settles on exit; we observe the ChildProcess events directly,
-  // but must not leave that promise unhandled.
-  child.catch(() => undefined);
+    fd3: sandboxed?.fd3,
+  };
+  // Until the helper answers, signals wait for the pid (see `terminate`).
+  const launched: Promise<SpawnedRun> = settings.spawn === 'direct' ? Promise.resolve(spawnDirect(request)) : spawnThroughHelper(request);
 
-  const pid = child.pid;
-  // After the CLI exits its own start time is gone; remember it to bound the final sweep.
-  const startTicks = pid === undefined ? undefined : processStartTicks(pid);
-  const scan = { ...(startTicks === undefined ? {} : { sinceTicks: startTicks }), spawnedAtMs: Date.now() };
+  let child: SpawnedRun | undefined;
+  let pid: number | undefined;
+  let scan: { sinceTicks?: number; spawnedAtMs: number } = { spawnedAtMs: Date.now() };
   let killTimer: NodeJS.Timeout | undefined;
-  const terminate = (why: Termination) => {
-    if (state.termination || pid === undefined) return;
-    state.termination = why;
+  const signalTermination = () => {
+    if (pid === undefined) return;
     // Sandboxed, the group is bwrap itself: SIGTERM there would kill the whole sandbox at
     // once (--die-with-parent); the CLI and its tools get it instead, as unsandboxed, and
     // bwrap exits with the CLI's status.
     // A gated run's hooks are spared: see gateSettings.
     signalRun(pid, runId, 'SIGTERM', { ...scan, spareRoot: sandboxed !== undefined, ...(o.gate ? { spareTagged: GATE_PROCESS_TAG } : {}) });
-    killTimer = setTimeout(() => signalRun(pid, runId, 'SIGKILL', scan), settings.killGraceMs);
+    killTimer = setTimeout(() => signalRun(pid!, runId, 'SIGKILL', scan), settings.killGraceMs);
+  };
+  const terminate = (why: Termination) => {
+    if (state.termination) return;
+    state.termination = why;
+    if (child) signalTermination();
   };
 
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; error?: Error }>((resolve) => {
-    child.once('exit', (code, signal) => resolve({ code, signal }));
-    child.once('error', (error) => {
-      if (child.pid === undefined) resolve({ code: null, signal: null, error });
-    });
-    // A spawn the kernel refused outright (E2BIG: an argument over 128 KiB) emits no event
-    // at all: execa only settles its own promise, with the error's code.
-    if (child.pid === undefined) {
-      void child.then((r: { code?: string; message?: string; cause?: unknown }) => {
-        const error = r.cause instanceof Error ? r.cause : Object.assign(new Error(r.message ?? 'spawn failed'), { code: r.code });
-        resolve({ code: null, signal: null, error });
-      });
-    }
+  const ready = launched.then((spawned) => {
+    child = spawned;
+    pid = spawned.pid;
+    // After the CLI exits its own start time is gone; remember it to bound the final sweep.
+    const startTicks = pid === undefined ? undefined : processStartTicks(pid);
+    scan = { ...(startTicks === undefined ? {} : { sinceTicks: startTicks }), spawnedAtMs: scan.spawnedAtMs };
+    if (pid !== undefined && spawned.stdout) hooks.onSpawn?.(pid);
+    spawned.stderr?.on('data', (chunk: Buffer) => stderrTail.push(chunk));
+    // Cancelled or timed out while it was starting.
+    if (state.termination) signalTermination();
+    return spawned;
   });
-
-  if (pid !== undefined) hooks.onSpawn?.(pid);
-  child.stderr?.on('data', (chunk: Buffer) => stderrTail.push(chunk));
+  const exited = ready.then((spawned) => spawned.exited);
 
   const onAbort = () => terminate({ kind: 'cancelled', reason: abortReason(hooks.signal) });
   hooks.signal?.addEventListener('abort', onAbort, { once: true });
@@ -252,7 +252,7 @@ export function startClaude(options: RunOptions, settings: RunnerSettings, hooks
   };
 
   const readStdout = async () => {
-    const stdout = child.stdout;
+    const { stdout } = await ready;
     if (!stdout) return;
     const splitter = new LineSplitter(settings.maxLineBytes);
     try {
@@ -277,24 +277,30 @@ export function startClaude(options: RunOptions, settings: RunnerSettings, hooks
   const reading = readStdout();
 
   const sendUserMessage = (text: string) => {
-    const stdin = child.stdin;
-    if (!o.streamInput || !stdin) return Promise.reject(new Error('this run was not started with streamInput'));
+    if (!o.streamInput) return Promise.reject(new Error('this run was not started with streamInput'));
     if (!state.awaiting) {
       // The next message after a result: its own turn, with its own limits.
       state.awaiting = true;
       state.lastActivity = Date.now();
       wallTimer ??= startWallTimer();
     }
-    return new Promise<void>((resolve, reject) => {
-      stdin.write(userMessageLine(text), (err) => (err ? reject(err) : resolve()));
-    });
+    // In the order asked for: every write waits for the same start.
+    return ready.then(
+      ({ stdin }) =>
+        new Promise<void>((resolve, reject) => {
+          if (!stdin) return reject(new Error('the CLI did not start'));
+          stdin.write(userMessageLine(text), (err) => (err ? reject(err) : resolve()));
+        }),
+    );
   };
   // In stream-json input mode the prompt is the first message on stdin; a prompt too long
   // for argv is all of stdin. A write error (the CLI already gone) shows up in the outcome.
   if (o.streamInput) sendUserMessage(o.prompt ?? '').catch(() => undefined);
   else if (longPrompt) {
-    child.stdin?.on('error', () => undefined);
-    child.stdin?.end(o.prompt);
+    void ready.then(({ stdin }) => {
+      stdin?.on('error', () => undefined);
+      stdin?.end(o.prompt);
+    });
   }
 
   const outcome = (async (): Promise<RunOutcome> => {
@@ -304,14 +310,18 @@ export function startClaude(options: RunOptions, settings: RunnerSettings, hooks
     const oomKilled = group !== undefined && group.oomKills() > 0;
     if (group) await emptyAndRemove(group);
     sandboxed?.close();
+    // The stderr tail is whole too: the exit can be seen before the last of it is read.
+    const stderrRead = ready.then(({ stderr }) => (stderr ? finished(stderr).catch(() => undefined) : undefined));
     const drained = await Promise.race([
-      reading.then(() => true),
+      Promise.all([reading, stderrRead]).then(() => true),
       new Promise<false>((r) => setTimeout(() => r(false), DRAIN_AFTER_EXIT_MS).unref()),
     ]);
     if (!drained) {
-      child.stdout?.destroy();
+      child?.stdout?.destroy();
+      child?.stderr?.destroy();
       await reading;
     }
+    child?.release();
     clearTimeout(wallTimer);
     clearInterval(idleTimer);
     clearTimeout(killTimer);
@@ -347,7 +357,7 @@ export function startClaude(options: RunOptions, settings: RunnerSettings, hooks
     outcome,
     sendUserMessage,
     endInput: () => {
-      child.stdin?.end();
+      void ready.then(({ stdin }) => stdin?.end());
     },
   };
 }

@@ -17,6 +17,7 @@ import { credentialsPresent } from '../runner/apiCredentials.js';
 import { ConfigSeed } from '../runner/configSeed.js';
 import { runnerSettings, type RunnerSettings } from '../runner/runClaude.js';
 import { runCgroupHost } from '../runner/runLimits.js';
+import { startSpawnHelper } from '../runner/spawnHelper.js';
 import { resolveSandbox } from '../sandbox/resolve.js';
 import type { ScheduleRunner } from '../schedules/runtime.js';
 import { createStoreDb, type StoreDb } from '../store/db.js';
@@ -69,6 +70,8 @@ export interface OpenOptions {
  */
 export async function openResources(config: Config, o: OpenOptions): Promise<WorkerResources> {
   const { log } = o;
+  // Its Node start overlaps the worker's connecting and probing (docs/runner.md).
+  if (config.cli.spawn === 'helper') startSpawnHelper();
   // The CLI state file runs start from: made in the background by a worker that stays (a
   // worker with a lifetime runs a few turns, likely before it is made, on the same cores).
   let runner: RunnerSettings = {

@@ -7,6 +7,8 @@ export interface FakeCliRecord {
   event: string;
   pid: number;
   ppid?: number;
+  /** The worker that started the run (its AGENTQ_PARENT_PID; unsandboxed runs only). */
+  workerPid?: number;
   /** The prompt as the CLI received it (argv or stdin), and its text. */
   prompt?: string;
   promptText?: string;

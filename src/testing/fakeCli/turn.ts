@@ -149,6 +149,9 @@ function recordStart(env: TurnEnv, session: Session, input: TurnInput, childPid:
     event: 'start',
     pid: process.pid,
     ppid: process.ppid,
+    // The worker that started the run, as it names itself in an unsandboxed run's
+    // environment (the parent is its spawn helper, docs/runner.md).
+    ...(process.env.AGENTQ_PARENT_PID ? { workerPid: Number(process.env.AGENTQ_PARENT_PID) } : {}),
     ...(pgid === undefined ? {} : { pgid }),
     argv: env.argv,
     cwd: env.cwd,
