@@ -66,3 +66,12 @@ export async function measured<T>(fn: () => Promise<T>): Promise<{ ms: number; r
     clearInterval(timer);
   }
 }
+
+/**
+ * `AGENTQ_CLI_SPAWN` from the bench's own environment, for the workers it configures
+ * (`AGENTQ_CLI_SPAWN=direct npm run bench` compares with the worker spawning its runs itself).
+ */
+export function spawnModeOverride(env: Readonly<Record<string, string | undefined>> = process.env): Record<string, string> {
+  const mode = env.AGENTQ_CLI_SPAWN;
+  return mode ? { AGENTQ_CLI_SPAWN: mode } : {};
+}

@@ -19,7 +19,7 @@ import { migrate } from '../store/migrate.js';
 import type { ObserveAttempt } from '../worker/observer.js';
 import { createWorker } from '../worker/worker.js';
 import { databaseUrl, withDb } from './database.js';
-import type { BenchContext } from './harness.js';
+import { spawnModeOverride, type BenchContext } from './harness.js';
 
 const TURN_TIMEOUT_MS = 60_000;
 
@@ -131,6 +131,7 @@ export async function withRealCliRig<T>(ctx: BenchContext, opts: RigOptions, fn:
       DISABLE_TELEMETRY: '1',
       DISABLE_ERROR_REPORTING: '1',
       IS_SANDBOX: '1',
+      ...spawnModeOverride(),
     });
     ctx.log(`CLI ${config.claudePath}`);
     events = new QueueEvents(queueName, { connection: eventsConn, blockingTimeout: 1000 });

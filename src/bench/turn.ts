@@ -5,8 +5,11 @@
 // object (nothing here reads process.env but PATH), so the CLI's allow-listed env holds
 // PATH and no NODE_EXTRA_CA_CERTS; the bare baselines use exactly that env and argv.
 // Protocol phases and bare phases alternate (which one goes first, too) so a drifting
-// machine load hits both; the worker lives in this process and idles during bare phases,
-// so a bare spawn pays the same fork cost (it grows with the parent's RSS) as the worker's.
+// machine load hits both; the worker lives in this process and idles during bare phases.
+// The bare runs and the floor spawn from this process and pay its fork (the cost grows with
+// the parent's RSS, and blocks the event loop); the worker starts its runs through its
+// spawn helper (src/runner/spawnHelper.ts), unless AGENTQ_CLI_SPAWN=direct is set for the
+// bench, which makes it spawn as they do.
 //
 // - turn_overhead_p50_ms / _p99_ms: 8 conversations in parallel (worker concurrency 8),
 //   each with a ~1 MB stored session, one turn at a time per conversation. A turn's time
@@ -59,7 +62,7 @@ import { Completions, wallNow } from './completions.js';
 import { databaseUrl, withDb } from './database.js';
 import { ProtocolFloor, type FloorJobTimes } from './protocolFloor.js';
 import { counted, type Counts } from './roundTrips.js';
-import { against, median, quantile, round, type BenchContext, type Benchmark, type Figure } from './harness.js';
+import { against, median, quantile, round, spawnModeOverride, type BenchContext, type Benchmark, type Figure } from './harness.js';
 import { serverCpuMs } from './serverCpu.js';
 import type { ChildReply, ChildRequest } from './turnWorkerChild.js';
 
@@ -149,6 +152,7 @@ async function createHarness(): Promise<Harness> {
     AGENTQ_LOG_LEVEL: 'warn',
     // The bare baselines spawn unsandboxed; the sandbox's cost is its own benchmark.
     AGENTQ_SANDBOX: 'off',
+    ...spawnModeOverride(),
   };
   const env = (overrides: Record<string, string> = {}) => ({ ...base, ...overrides });
   return {
@@ -881,7 +885,7 @@ export const turnBench: Benchmark = {
   async run(ctx) {
     const h = await createHarness();
     const load = () => os.loadavg().map((l) => l.toFixed(2)).join(' ');
-    ctx.log(`turn: database ${h.dbName}, queue ${h.queueName}; CLI children get only the allow-listed env (no NODE_EXTRA_CA_CERTS); ${os.cpus().length} cores, load average ${load()}`);
+    ctx.log(`turn: database ${h.dbName}, queue ${h.queueName}; CLI children get only the allow-listed env (no NODE_EXTRA_CA_CERTS); the worker spawns runs ${h.config().cli.spawn === 'direct' ? 'itself (AGENTQ_CLI_SPAWN=direct), as the bare runs and the floor do' : 'through its spawn helper, the bare runs and the floor from this process'}; ${os.cpus().length} cores, load average ${load()}`);
     try {
       const figures: Figure[] = [];
       figures.push(...(await overheadFigures(h, ctx)));
