@@ -99,6 +99,16 @@ describe('the spawn helper', () => {
     }
   });
 
+  it('the CLI inherits nothing of the helper but its pipes: no socket past fd 2, so not the channel to the worker', async () => {
+    const s = script('fds.sh', 'exec /bin/ls -l /proc/self/fd');
+    const lines: string[] = [];
+    const outcome = await startClaude(opts(), s, { onEvent: (e) => void (e.kind === 'invalid' && lines.push(e.line)) }).outcome;
+    expect(outcome.exitCode).toBe(0);
+    const sockets = lines.map((l) => / (\d+) -> (socket:\[\d+\])$/.exec(l)).filter((m) => m !== null);
+    // stdout and stderr are the pipes the worker reads (socket pairs, as Node makes them).
+    expect(sockets.map((m) => Number(m[1])).sort()).toEqual([1, 2]);
+  });
+
   it('a run cancelled before the helper has answered is stopped once it exists', async () => {
     const s = script('sleeper.sh', 'exec sleep 30');
     const controller = new AbortController();
