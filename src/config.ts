@@ -123,9 +123,9 @@ const configCatalog = {
     /** End of the CLI's stderr kept for error reports. `AGENTQ_CLI_STDERR_TAIL_BYTES`, default 16 KiB. */
     stderrTailBytes: variable('AGENTQ_CLI_STDERR_TAIL_BYTES', intFrom(0).default(16 * 1024),
       'How much of the end of the CLI stderr is kept for error reports.'),
-    /** How runs are started. `AGENTQ_CLI_SPAWN`: `helper` (default) or `direct`. */
-    spawn: variable('AGENTQ_CLI_SPAWN', z.enum(['helper', 'direct']).default('helper'),
-      'How CLI runs are started: `helper` forks them from a small helper process, so the worker never waits for a fork (docs/runner.md); `direct` spawns them from the worker.'),
+    /** How runs are started. `AGENTQ_CLI_SPAWN`: `auto` (default), `helper` or `direct`. */
+    spawn: variable('AGENTQ_CLI_SPAWN', z.enum(['auto', 'helper', 'direct']).default('auto'),
+      'How CLI runs are started: `helper` forks them from a small helper process, so the worker never waits for a fork (docs/runner.md); `direct` spawns them from the worker; `auto` is `helper` for a worker that stays and `direct` for one with a lifetime (--once, --max-turns-per-process, --idle-exit-ms), whose few turns would wait for the helper to start.'),
     /** Cgroup limits of each run; 0: none. */
     limits: {
       /** Memory cap of a run in bytes. `AGENTQ_RUN_MEMORY_MAX_MB` (in MiB, converted here), default 0: none. */

@@ -76,6 +76,8 @@ describe('agentq worker --once', () => {
       expect(r.sessionId).toBe(sessionId);
       expect(r.resumed).toBe(i > 0);
       expect(r.cwd).toContain(path.join(t.root, `once-${i}`, 'workspaces'));
+      // A worker with a lifetime spawns its run itself (AGENTQ_CLI_SPAWN=auto): no helper to wait for.
+      expect(r.ppid).toBe(r.workerPid);
     }
     const view = await client.getConversation('relay-1');
     expect(view!.sessionId).toBe(sessionId);

@@ -204,6 +204,8 @@ const assistantTexts = (entries: SessionEntry[]): string[] =>
 function ownerOf(run: StartRec): WorkerProcess {
   const owner = workers.find((w) => w.pid === run.workerPid);
   if (!owner) throw new Error(`no worker process (${run.workerPid}) started CLI pid ${run.pid}`);
+  // A worker that stays starts its runs through its spawn helper (AGENTQ_CLI_SPAWN=auto).
+  if (run.ppid === owner.pid) throw new Error(`CLI pid ${run.pid} was spawned by its worker itself, not through the spawn helper`);
   return owner;
 }
 

@@ -50,8 +50,8 @@ export interface RunnerSettings {
  * where run groups go, when config.cli.limits sets any (see probeCgroups).
  */
 export function runnerSettings(config: Config, sandbox?: SandboxSettings, cgroups?: CgroupHost): RunnerSettings {
-  const { limits, ...cli } = config.cli;
-  return { claudePath: config.claudePath, ...cli, sandbox, cgroups: cgroups && { host: cgroups, limits } };
+  const { limits, spawn, ...cli } = config.cli;
+  return { claudePath: config.claudePath, ...cli, spawn: spawn === 'direct' ? 'direct' : 'helper', sandbox, cgroups: cgroups && { host: cgroups, limits } };
 }
 
 export interface RunHooks {

@@ -5,7 +5,7 @@
 // Measured on the 2-core CI machine: 4.2 ms from a bare 43 MB node, 5.4-7.7 ms at 55-95 MB,
 // 15 ms at 200 MB (a worker holds 110-180 MB). Every lane, every heartbeat and every
 // live-event write waits that long for each spawn. So a worker starts its runs through a
-// small helper process of its own (./spawnHelperMain.ts), which forks from its ~40 MB
+// small helper process of its own (./spawnHelperMain.ts), which forks from its ~45 MB
 // and sends the run's pipes back over the IPC channel (SCM_RIGHTS): the worker then reads
 // and writes them exactly as if it had spawned the run itself. `AGENTQ_CLI_SPAWN=direct`
 // spawns in the worker instead (./spawnDirect.ts).

@@ -70,13 +70,18 @@ export interface OpenOptions {
  */
 export async function openResources(config: Config, o: OpenOptions): Promise<WorkerResources> {
   const { log } = o;
-  // Its Node start overlaps the worker's connecting and probing (docs/runner.md).
-  if (config.cli.spawn === 'helper') startSpawnHelper();
+  // A worker that stays starts its runs through the spawn helper, started now so its Node
+  // start overlaps the worker's connecting and probing; one with a lifetime spawns them
+  // itself, as its few turns would wait for the helper's start on the same cores
+  // (docs/runner.md).
+  const spawn = config.cli.spawn === 'auto' ? (o.keepsWarm ? 'helper' : 'direct') : config.cli.spawn;
+  if (spawn === 'helper') startSpawnHelper();
   // The CLI state file runs start from: made in the background by a worker that stays (a
   // worker with a lifetime runs a few turns, likely before it is made, on the same cores).
   let runner: RunnerSettings = {
     ...runnerSettings(config, await resolveSandbox(config, log), runCgroupHost(config, log)),
     configSeed: o.keepsWarm ? new ConfigSeed() : undefined,
+    spawn,
   };
   let mock: WorkerResources['mock'];
   if (config.model === 'mock') {
