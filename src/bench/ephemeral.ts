@@ -23,7 +23,7 @@ import { loadConfig } from '../config.js';
 import { createClient } from '../queue/client.js';
 import { migrate } from '../store/migrate.js';
 import { fakeCliPath } from '../testing/fakeCliPath.js';
-import { median, quantile, round, type Benchmark, type Figure } from './harness.js';
+import { median, quantile, round, spawnModeOverride, type Benchmark, type Figure } from './harness.js';
 
 const ADMIN_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
 const REDIS_URL = 'redis://127.0.0.1:6379';
@@ -77,6 +77,7 @@ export const ephemeralBench: Benchmark = {
       FAKE_CLAUDE_LOG: logFile,
       AGENTQ_LOG_LEVEL: 'warn',
       AGENTQ_SANDBOX: 'off',
+      ...spawnModeOverride(),
     };
     const config = loadConfig(base);
     let client: ReturnType<typeof createClient> | undefined;

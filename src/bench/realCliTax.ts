@@ -26,8 +26,12 @@ import { withRealCliRig } from './realCliRig.js';
 
 const MEASURED_TURNS = 30;
 
-/** A bare CLI on a session of its own: each call resumes it with one more prompt and returns spawn → exit in ms. */
-function bareCli(config: Config, dir: string): (prompt: string) => Promise<number> {
+/**
+ * A bare CLI on a session of its own: each call resumes it with one more prompt and returns
+ * spawn → exit in ms. `forkMs` gets how long each spawn held this process's event loop
+ * (the fork; agentq's worker forks from its spawn helper instead, docs/runner.md).
+ */
+function bareCli(config: Config, dir: string, forkMs: number[]): (prompt: string) => Promise<number> {
   const sessionId = randomUUID();
   const cwd = path.join(dir, 'cwd');
   let started = false;
@@ -41,7 +45,7 @@ function bareCli(config: Config, dir: string): (prompt: string) => Promise<numbe
     });
     for (const d of [cwd, o.configDir, o.tmpDir]) mkdirSync(d, { recursive: true });
     const t0 = performance.now();
-    const r = await execa(config.claudePath, buildArgv(o), {
+    const child = execa(config.claudePath, buildArgv(o), {
       cwd,
       env: buildRunEnv(runnerSettings(config).env, o),
       extendEnv: false,
@@ -49,6 +53,8 @@ function bareCli(config: Config, dir: string): (prompt: string) => Promise<numbe
       stdin: 'ignore',
       reject: false,
     });
+    forkMs.push(performance.now() - t0);
+    const r = await child;
     const ms = performance.now() - t0;
     if (r.exitCode !== 0) throw new Error(`the bare CLI exited ${r.exitCode}: ${String(r.stderr).slice(-500)}`);
     started = true;
@@ -68,7 +74,8 @@ async function run(ctx: BenchContext): Promise<Figure[]> {
   const cliMs: number[] = [];
   const observeAttempt = () => ({ cliExited: (outcome: { durationMs: number }) => void (measuring && cliMs.push(outcome.durationMs)) });
   return withRealCliRig(ctx, { name: 'tax', concurrency: 1, onLogLine, observeAttempt }, async (rig) => {
-    const bare = bareCli(rig.config, path.join(rig.root, 'bare'));
+    const forkMs: number[] = [];
+    const bare = bareCli(rig.config, path.join(rig.root, 'bare'), forkMs);
     const turn = async (prompt: string): Promise<number> => {
       const t0 = Date.now();
       const { turnId } = await rig.client.enqueueTurn({ conversationId: 'bench-tax', prompt, options: { warm: false } });
@@ -100,6 +107,10 @@ async function run(ctx: BenchContext): Promise<Figure[]> {
       diffs.push(through - b);
     }
     measuring = false;
+    ctx.log(
+      `the worker spawns runs ${rig.config.cli.spawn === 'direct' ? 'itself (AGENTQ_CLI_SPAWN=direct)' : 'through its spawn helper'}; ` +
+        `each bare spawn held this process (RSS ${round(process.memoryUsage().rss / 2 ** 20, 0)} MB) for a median ${round(median(forkMs), 1)} ms (the fork, part of the bare run's time)`,
+    );
     ctx.log(`agentq turn (enqueue → completed) ${agentq.map((v) => round(v, 0)).join(' ')}`);
     ctx.log(`bare CLI resume (spawn → exit)    ${bareMs.map((v) => round(v, 0)).join(' ')}`);
     ctx.log(`the CLI in the worker (spawn → exit) ${cliMs.map((v) => round(v, 0)).join(' ')}`);
