@@ -137,6 +137,16 @@ describe('the spawn helper', () => {
     expect((await next.run.outcome).exitCode).toBe(0);
   });
 
+  it('a CLI that kills its helper as it starts ends crashed, and what it started is stopped', async () => {
+    const childPidFile = path.join(root, 'child.pid');
+    const s = script('parricide.sh', `sleep 30 & echo $! > ${childPidFile}; kill -9 $PPID; wait`);
+    const outcome = await startClaude(opts(), s).outcome;
+    expect(outcome.type).toBe('crashed');
+    expect(outcome.type === 'crashed' && outcome.message).toMatch(/spawn helper/);
+    const child = Number(readFileSync(childPidFile, 'utf8'));
+    await waitUntil(() => !isAlive(child), 'the run’s own child is stopped');
+  });
+
   it('a CLI that cannot be executed is cli_not_found, as when spawned directly', async () => {
     const outcome = await startClaude(opts(), fakeCliSettings(path.join(root, 'unused.log'), { claudePath: path.join(root, 'missing') })).outcome;
     expect(outcome.type).toBe('cli_not_found');

@@ -16,7 +16,7 @@ import { collectToolUses, deferredToolUseOf, parseEventLine, permissionDenialsOf
 import { LineSplitter, LineTooLongError, TailBuffer } from './lineSplitter.js';
 import { parseRunOptions, type RunOptions, type ValidRunOptions } from './options.js';
 import { classifyRun, emptyFacts, type RunFacts, type RunOutcome, type Termination } from './outcome.js';
-import { PARENT_PID_VAR, processStartTicks, RUN_MARKER_VAR, signalRun } from './processTree.js';
+import { killProcessesWithEnv, PARENT_PID_VAR, processStartTicks, RUN_MARKER_VAR, signalRun } from './processTree.js';
 import type { SandboxSettings } from '../sandbox/settings.js';
 import { wrapInSandbox, type SandboxedSpawn } from '../sandbox/wrapRun.js';
 import { spawnDirect } from './spawnDirect.js';
@@ -305,8 +305,11 @@ export function startClaude(options: RunOptions, settings: RunnerSettings, hooks
 
   const outcome = (async (): Promise<RunOutcome> => {
     const exit = await exited;
-    // Whatever the CLI left behind (tool processes, background jobs) goes with it.
+    // Whatever the CLI left behind (tool processes, background jobs) goes with it. With no
+    // pid (a spawn helper that died before it answered may still have started the run),
+    // what carries the run's marker.
     if (pid !== undefined) signalRun(pid, runId, 'SIGKILL', scan);
+    else if (exit.error && settings.spawn !== 'direct') killProcessesWithEnv(RUN_MARKER_VAR, runId);
     const oomKilled = group !== undefined && group.oomKills() > 0;
     if (group) await emptyAndRemove(group);
     sandboxed?.close();
