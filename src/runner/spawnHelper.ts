@@ -56,9 +56,12 @@ class SpawnHelper {
         stdin: request.stdin,
         fd3: request.fd3,
       };
-      proc.send(message, (err) => {
-        if (err) this.fail(id, `could not reach the spawn helper: ${err.message}`);
-      });
+      const unreachable = (err: Error) => this.fail(id, `could not reach the spawn helper: ${err.message}`);
+      try {
+        proc.send(message, (err) => err && unreachable(err));
+      } catch (err) {
+        unreachable(err as Error);
+      }
     });
   }
 
@@ -73,11 +76,17 @@ class SpawnHelper {
     });
     this.proc = proc;
     proc.on('message', (m: HelperMessage, handle?: Socket) => this.onMessage(m, handle));
-    proc.on('error', () => undefined);
-    proc.once('exit', (code, signal) => {
-      if (this.proc === proc) this.proc = undefined;
-      const why = `the spawn helper (pid ${proc.pid}) exited (${signal ?? `code ${code}`})`;
+    const gone = (why: string) => {
+      if (this.proc !== proc) return;
+      this.proc = undefined;
       for (const id of [...this.runs.keys()]) this.fail(id, why);
+    };
+    // A helper that could not be started at all emits only this.
+    proc.on('error', (err) => {
+      if (proc.pid === undefined) gone(`the spawn helper could not be started: ${err.message}`);
+    });
+    proc.once('exit', (code, signal) => {
+      gone(`the spawn helper (pid ${proc.pid}) exited (${signal ?? `code ${code}`})`);
     });
     // Idle, it keeps nothing alive; see refChannel.
     proc.unref();
