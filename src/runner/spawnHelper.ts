@@ -27,6 +27,7 @@ interface PendingRun {
   started: (run: SpawnedRun) => void;
   exit?: (exit: RunExit) => void;
   exitSeen?: RunExit;
+  isStarted?: boolean;
 }
 
 /** One helper process per worker process, started at its first run and again after it dies. */
@@ -128,11 +129,14 @@ class SpawnHelper {
     this.runs.delete(m.id);
     this.refChannel();
     const exit: RunExit = { code: m.code, signal: m.signal };
-    if (run.exit) run.exit(exit);
-    else run.exitSeen = exit;
+    if (run.exit) return run.exit(exit);
+    run.exitSeen = exit;
+    // Not expected (the pipes come first), but a run must never wait forever: it ends with what arrived.
+    if (!run.isStarted) this.started(run);
   }
 
   private started(run: PendingRun): void {
+    run.isStarted = true;
     const exited = new Promise<RunExit>((resolve) => {
       if (run.exitSeen) resolve(run.exitSeen);
       else run.exit = resolve;
