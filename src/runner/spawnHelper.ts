@@ -51,9 +51,9 @@ class SpawnHelper {
         t: 'spawn',
         id,
         file: request.file,
-        args: [...request.args],
+        args: request.args,
         cwd: request.cwd,
-        env: { ...request.env },
+        env: request.env,
         stdin: request.stdin,
         fd3: request.fd3,
       };

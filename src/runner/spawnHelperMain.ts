@@ -17,9 +17,9 @@ export interface SpawnMessage {
   t: 'spawn';
   id: number;
   file: string;
-  args: string[];
+  args: readonly string[];
   cwd: string;
-  env: Record<string, string>;
+  env: Readonly<Record<string, string>>;
   /** A pipe to the run's stdin (else /dev/null). */
   stdin: boolean;
   /** Written to the run's fd 3, then closed (bwrap reads its options there). */
@@ -38,10 +38,14 @@ const send = (message: HelperMessage, handle?: Socket): void => {
 /**
  * Node starts reading a child's stdout and stderr as soon as it makes them, and what it
  * reads before a handle is sent would be lost: stop reading at once (before this tick ends,
- * so nothing has been read), and let the worker read everything.
+ * so nothing has been read), and let the worker read everything. False when this Node's
+ * stream has no such handle (then the run is not handed over: see `start`).
  */
-function holdReads(stream: Socket | null): void {
-  (stream as unknown as { _handle?: { readStop?: () => number } } | null)?._handle?.readStop?.();
+function holdReads(stream: Socket | null): boolean {
+  const handle = (stream as unknown as { _handle?: { readStop?: () => number } } | null)?._handle;
+  if (typeof handle?.readStop !== 'function') return false;
+  handle.readStop();
+  return true;
 }
 
 function start(m: SpawnMessage): void {
@@ -64,8 +68,16 @@ function start(m: SpawnMessage): void {
     child.once('error', (err: NodeJS.ErrnoException) => send({ t: 'error', id: m.id, code: err.code, message: err.message }));
     return;
   }
-  holdReads(child.stdout as Socket | null);
-  holdReads(child.stderr as Socket | null);
+  if (!holdReads(child.stdout as Socket | null) || !holdReads(child.stderr as Socket | null)) {
+    // Output could be lost unseen: the run does not go ahead (fail closed).
+    try {
+      process.kill(-pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+    send({ t: 'error', id: m.id, code: 'ERR_AGENTQ_PIPES', message: 'this Node cannot hand a run’s pipes over unread (no readStop on the stream handle); set AGENTQ_CLI_SPAWN=direct' });
+    return;
+  }
   const fd3 = child.stdio[3] as Socket | null | undefined;
   if (m.fd3 && fd3) {
     fd3.on('error', () => undefined);
