@@ -1,6 +1,7 @@
 // The CLI state file every run's fresh config directory starts with (src/runner/configSeed.ts):
 // what the seed keeps of the file the CLI wrote, that it never comes from a run's own
 // directory, and that the real CLI makes one and runs on it.
+import { spawn, spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -26,7 +27,9 @@ beforeEach(() => {
   return () => rmSync(root, { recursive: true, force: true });
 });
 
-const seedDirs = () => readdirSync(os.tmpdir()).filter((n) => n.startsWith('agentq-config-seed-') && !n.startsWith('agentq-config-seed-test-'));
+/** Each test's own scratch root (a worker's runs root), so test files running alongside cannot touch it. */
+const scratchRoot = () => path.join(root, 'runs');
+const seedDirs = () => readdirSync(scratchRoot()).filter((n) => n.startsWith('.config-seed-'));
 
 describe('the seed', () => {
   it('keeps the top-level plain values of the state file, not objects, arrays or userID', () => {
@@ -78,16 +81,32 @@ describe('the seed', () => {
   });
 
   it('is not made from a CLI that fails, and leaves no scratch directory', async () => {
-    const before = seedDirs();
-    const r = await makeConfigSeed({ claudePath: '/bin/false', env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
+    const r = await makeConfigSeed({ claudePath: '/bin/false', env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } }, scratchRoot());
     expect(r.seed).toBeUndefined();
     expect(r.reason).toMatch(/exited 1/);
-    expect(seedDirs()).toEqual(before);
+    expect(seedDirs()).toEqual([]);
+  });
+
+  it("removes the scratch directories of workers that died during their seed run, and no live one's", async () => {
+    // A process that has exited: its pid is free (reuse within this test is not a concern).
+    const deadPid = Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
+    const live = spawn('sleep', ['30'], { stdio: 'ignore' });
+    try {
+      const deadScratch = path.join(scratchRoot(), `.config-seed-${deadPid}-aaaaaa`);
+      mkdirSync(deadScratch, { recursive: true });
+      writeFileSync(path.join(deadScratch, CLI_STATE_FILE), '{}');
+      mkdirSync(path.join(scratchRoot(), `.config-seed-${live.pid}-bbbbbb`));
+      mkdirSync(path.join(scratchRoot(), 'a-run-dir'));
+      await makeConfigSeed({ claudePath: '/bin/false', env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } }, scratchRoot());
+      expect(readdirSync(scratchRoot()).sort()).toEqual([`.config-seed-${live.pid}-bbbbbb`, 'a-run-dir']);
+    } finally {
+      live.kill('SIGKILL');
+    }
   });
 
   it('reaches every run from the runner, each time as made, whatever the run before wrote into its own', async () => {
     const logFile = path.join(root, 'fake.log');
-    const settings = fakeCliSettings(logFile, { configSeed: new ConfigSeed() });
+    const settings = fakeCliSettings(logFile, { configSeed: new ConfigSeed(scratchRoot()) });
     settings.configSeed!.start(settings, quiet);
     await settings.configSeed!.ready;
     const made = settings.configSeed!.bytes!.toString('utf8');
@@ -118,8 +137,7 @@ describe('the seed with the real CLI', () => {
   });
 
   it(`is made by \`claude plugin list\` (${testCli.version}) without a model call, and a run starts from it`, async () => {
-    const settings = { ...realCliSettings(mock.url), configSeed: new ConfigSeed() };
-    const before = seedDirs();
+    const settings = { ...realCliSettings(mock.url), configSeed: new ConfigSeed(scratchRoot()) };
     settings.configSeed.start(settings, quiet);
     await settings.configSeed.ready;
     const seed = JSON.parse(settings.configSeed.bytes!.toString('utf8')) as Record<string, unknown>;
@@ -127,7 +145,7 @@ describe('the seed with the real CLI', () => {
     expect(seed).not.toHaveProperty('userID');
     expect(Object.values(seed).every((v) => ['string', 'number', 'boolean'].includes(typeof v))).toBe(true);
     expect(mock.mainRequests()).toHaveLength(0);
-    expect(seedDirs()).toEqual(before);
+    expect(seedDirs()).toEqual([]);
 
     const cwd = path.join(root, 'cwd');
     mkdirSync(cwd);

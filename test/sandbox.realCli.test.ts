@@ -8,7 +8,7 @@
 // the failure says to `apt-get install bubblewrap socat`.
 import { randomBytes } from 'node:crypto';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -22,7 +22,7 @@ import { DUMMY_API_KEY } from '../src/sandbox/wrapRun.js';
 import { workspaceDirName } from '../src/store/ids.js';
 import { runClaude } from '../src/runner/runClaude.js';
 import { createTestAgentq, type TestAgentq } from './helpers/agentq.js';
-import { groupMembers, liveProcesses } from './helpers/procScan.js';
+import { descendants, groupMembers, liveProcesses } from './helpers/procScan.js';
 import { waitUntil } from './helpers/processes.js';
 import { offlineCliEnv, realCliSettings } from './helpers/realCli.js';
 import { killWorkerProcesses, startWorkerProcess, type WorkerProcess } from './helpers/workerProcess.js';
@@ -190,6 +190,13 @@ describe('a normal conversation still works sandboxed', () => {
 
 describe('stopping a sandboxed run', () => {
   const sandboxDirs = () => readdirSync(os.tmpdir()).filter((n) => n.startsWith('agentq-sbx-'));
+  const mountSources = (pid: number) => {
+    try {
+      return readFileSync(`/proc/${pid}/mountinfo`, 'utf8');
+    } catch {
+      return '';
+    }
+  };
   for (const how of ['cancel', 'wall timeout'] as const) {
     it(`${how} during a tool call stops the CLI, its tool, socat and bwrap, and removes the forwarder's socket`, async () => {
       const { bwrapPath, socatPath } = loadConfig(t.env).sandbox;
@@ -199,7 +206,6 @@ describe('stopping a sandboxed run', () => {
       mkdirSync(path.join(dir, 'w'), { recursive: true });
       // Not a leading `sleep N`: CLI 2.1.332 refuses long sleeps in Bash ("Blocked: sleep ..."), 2.1.197 runs them.
       const marker = `timeout ${600 + Math.floor(Math.random() * 300)} tail -f /dev/null`;
-      const before = new Set(sandboxDirs());
       const ac = new AbortController();
       let pgid = 0;
       const settings = { ...realCliSettings(mock.url), sandbox: probe.settings, timeoutMs: how === 'cancel' ? 60_000 : 4000 };
@@ -219,10 +225,16 @@ describe('stopping a sandboxed run', () => {
       // The prompt (in bwrap's argv) holds the marker too: the tool's processes are the `timeout`s themselves.
       const tools = () => liveProcesses().filter((p) => p.cmdline === marker);
       await waitUntil(() => tools().length >= 2, 'the Bash tool started', 30_000);
-      const runPids = liveProcesses()
+      // This run's processes only: test files run side by side, with sandboxes of their own.
+      const mine = descendants(pgid);
+      const runPids = mine
         .filter((p) => p.cmdline === marker || p.cmdline.startsWith('/usr/bin/socat TCP-LISTEN') || p.cmdline.startsWith('/usr/bin/bwrap'))
         .map((p) => p.pid);
       expect(runPids.length).toBeGreaterThanOrEqual(4);
+      // bwrap reads its arguments from a pipe: the run's directory shows in its mounts.
+      const runDirs = [...new Set(mine.flatMap((p) => mountSources(p.pid).match(/agentq-sbx-\w+/g) ?? []))];
+      expect(runDirs, 'the sandbox directory bound into the run').toHaveLength(1);
+      expect(sandboxDirs()).toContain(runDirs[0]);
       if (how === 'cancel') ac.abort(new Error('cancelled by test'));
       const outcome = await run;
       expect(outcome.type).toBe(how === 'cancel' ? 'cancelled' : 'timed_out');
@@ -230,7 +242,7 @@ describe('stopping a sandboxed run', () => {
       // The forwarder's socat is outside that group: it was signalled, and may still be in its exit (seen on a busy machine).
       const left = () => liveProcesses().filter((p) => runPids.includes(p.pid));
       await waitUntil(() => left().length === 0, `the run's processes are gone (left when the wait began: ${left().map((p) => `${p.pid} ${p.cmdline}`).join(', ')})`, 5000);
-      expect(sandboxDirs().filter((n) => !before.has(n))).toEqual([]);
+      expect(sandboxDirs()).not.toContain(runDirs[0]);
     }, 60_000);
   }
 });

@@ -15,13 +15,12 @@
 // top-level entries of plain values (strings, numbers, booleans) are kept: the migration
 // markers and first-start facts. Objects (projects, servers, accounts, usage) are not, nor
 // `userID`, which each run draws for itself.
-import { randomUUID } from 'node:crypto';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
-import os from 'node:os';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import type { Logger } from 'pino';
 import { buildRunEnv } from './env.js';
+import { isLive } from './processTree.js';
 
 /** The CLI's global state file in its config directory. */
 export const CLI_STATE_FILE = '.claude.json';
@@ -76,12 +75,37 @@ export interface SeedSource {
   env: Readonly<Record<string, string>>;
 }
 
+/** Scratch directories are `<root>/SCRATCH_PREFIX<pid of the worker>-<random>`. */
+const SCRATCH_PREFIX = '.config-seed-';
+
 /**
- * Runs the CLI once in a scratch config directory and returns the seed made from the
- * state file it wrote; undefined (and why, in `reason`) when it wrote none or failed.
+ * Removes the scratch directories of workers that are gone: one killed (kill -9, OOM)
+ * while its seed run was going never reached its `finally`.
  */
-export async function makeConfigSeed(source: SeedSource, signal?: AbortSignal): Promise<{ seed?: Buffer; reason?: string }> {
-  const scratch = mkdtempSync(path.join(os.tmpdir(), `agentq-config-seed-${randomUUID().slice(0, 8)}-`));
+function removeDeadScratch(root: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(root);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    if (!name.startsWith(SCRATCH_PREFIX)) continue;
+    const pid = Number(name.slice(SCRATCH_PREFIX.length).split('-')[0]);
+    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid || isLive(pid)) continue;
+    rmSync(path.join(root, name), { recursive: true, force: true });
+  }
+}
+
+/**
+ * Runs the CLI once in a scratch config directory under `scratchRoot` (the worker's runs
+ * root) and returns the seed made from the state file it wrote; undefined (and why, in
+ * `reason`) when it wrote none or failed.
+ */
+export async function makeConfigSeed(source: SeedSource, scratchRoot: string, signal?: AbortSignal): Promise<{ seed?: Buffer; reason?: string }> {
+  mkdirSync(scratchRoot, { recursive: true });
+  removeDeadScratch(scratchRoot);
+  const scratch = mkdtempSync(path.join(scratchRoot, `${SCRATCH_PREFIX}${process.pid}-`));
   try {
     const r = await execa(source.claudePath, ['plugin', 'list'], {
       cwd: scratch,
@@ -117,6 +141,9 @@ export class ConfigSeed {
   #making: Promise<void> | undefined;
   readonly #abort = new AbortController();
 
+  /** `scratchRoot`: where the seed run's scratch directory goes (the worker's runs root). */
+  constructor(private readonly scratchRoot: string) {}
+
   /** The seed, once made. */
   get bytes(): Buffer | undefined {
     return this.#bytes;
@@ -124,7 +151,7 @@ export class ConfigSeed {
 
   /** Starts making the seed in the background; `ready` settles when it is done either way. */
   start(source: SeedSource, log: Logger): void {
-    this.#making ??= makeConfigSeed(source, this.#abort.signal).then(
+    this.#making ??= makeConfigSeed(source, this.scratchRoot, this.#abort.signal).then(
       ({ seed, reason }) => {
         this.#bytes = seed;
         if (!seed && !this.#abort.signal.aborted) log.info({ reason }, 'no CLI state file to seed runs with: each run makes its own (slower first start)');

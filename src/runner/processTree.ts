@@ -170,7 +170,8 @@ export function signalRun(rootPid: number, runId: string, signal: NodeJS.Signals
   return pids.length;
 }
 
-function isLive(pid: number): boolean {
+/** True while the process exists and is not a zombie. */
+export function isLive(pid: number): boolean {
   return readStat(pid) !== undefined;
 }
 

@@ -80,7 +80,7 @@ export async function openResources(config: Config, o: OpenOptions): Promise<Wor
   // worker with a lifetime runs a few turns, likely before it is made, on the same cores).
   let runner: RunnerSettings = {
     ...runnerSettings(config, await resolveSandbox(config, log), runCgroupHost(config, log)),
-    configSeed: o.keepsWarm ? new ConfigSeed() : undefined,
+    configSeed: o.keepsWarm ? new ConfigSeed(config.worker.runsRoot) : undefined,
     spawn,
   };
   let mock: WorkerResources['mock'];
