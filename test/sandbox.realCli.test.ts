@@ -115,7 +115,8 @@ describe('AGENTQ_SANDBOX=bwrap: escape attempts fail sandboxed and succeed unsan
 
         const command = [
           `echo "ENVIRON=$(tr '\\0' '\\n' < /proc/${w.pid}/environ | grep '^AGENTQ_TEST_SECRET=')"`,
-          `echo "PSE=$(ps axeww 2>&1 | grep -o 'AGENTQ_TEST_SECRET=[a-z0-9]*' | grep -v '=$' | head -1)"`,
+          // Every secret ps shows: test files run side by side, each with workers of its own.
+          `echo "PSE=$(ps axeww 2>&1 | grep -o 'AGENTQ_TEST_SECRET=[a-z0-9]*' | grep -v '=$' | sort -u | tr '\\n' ' ')"`,
           `echo "DBURL=$(tr '\\0' '\\n' < /proc/${w.pid}/environ | grep -c '^DATABASE_URL=postgres')"`,
           `echo "LS=$(ls ${victimDir} 2>&1 | tr '\\n' ' ')"`,
           `echo "CAT=$(cat ${victimDir}/private.txt 2>&1)"`,
@@ -147,7 +148,7 @@ describe('AGENTQ_SANDBOX=bwrap: escape attempts fail sandboxed and succeed unsan
           expect(out).not.toContain(realKey);
         } else {
           expect(out).toContain(`ENVIRON=AGENTQ_TEST_SECRET=${secret}`);
-          expect(out).toContain(`PSE=AGENTQ_TEST_SECRET=${secret}`);
+          expect(out).toMatch(new RegExp(`PSE=(AGENTQ_TEST_SECRET=[a-z0-9]+ )*AGENTQ_TEST_SECRET=${secret} `));
           expect(out).toContain('DBURL=1');
           expect(out).toContain('private.txt');
           expect(out).toContain('CAT=victim-private');
