@@ -209,7 +209,9 @@ describe('stopping a sandboxed run', () => {
       const marker = `timeout ${600 + Math.floor(Math.random() * 300)} tail -f /dev/null`;
       const ac = new AbortController();
       let pgid = 0;
-      const settings = { ...realCliSettings(mock.url), sandbox: probe.settings, timeoutMs: how === 'cancel' ? 60_000 : 4000 };
+      // The wall timeout must outlast the sandboxed CLI's start and first tool call on a busy
+      // machine (4 s did not, once, with 2.1.197 beside other test files).
+      const settings = { ...realCliSettings(mock.url), sandbox: probe.settings, timeoutMs: how === 'cancel' ? 60_000 : 8000 };
       const run = runClaude(
         {
           prompt: `long ${bash(`${marker} & ${marker}; echo never`)}`,

@@ -476,13 +476,18 @@ async function overheadFigures(h: Harness, ctx: BenchContext): Promise<Figure[]>
     // Round trips of each one-lane turn, enqueue → 'completed' event (./roundTrips.ts).
     const trips = { turn: [] as Counts[], floor: [] as Counts[] };
     const budget = { turn: [] as Budget[], floor: [] as Budget[] };
+    // The attempt's own phases (its phasesMs log), for what 'prepare disk' and 'commit' hold.
+    const attemptPhases: Record<string, number>[] = [];
     for (let k = 0; k < SERIAL_SAMPLES; k++) {
       await inRotation(k, [
         async () => {
           const { value: t, counts } = await counted(() => timedTurn(client, c, convs[0]!, `serial ${k}`));
           trips.turn.push(counts);
           const steps = attemptSteps.get(t.turnId);
-          if (steps) budget.turn.push(agentqBudget(t, steps));
+          if (steps) {
+            budget.turn.push(agentqBudget(t, steps));
+            attemptPhases.push(steps.phases);
+          }
           const run = cliMs.get(t.turnId);
           if (run === undefined) throw new Error(`no CLI run was observed for turn ${t.turnId}`);
           serial.turn.push(t.e2eMs - run);
@@ -570,6 +575,8 @@ async function overheadFigures(h: Harness, ctx: BenchContext): Promise<Figure[]>
         `floor turn minus its run p50 ${ms(median(serial.floor))} p90 ${ms(quantile(serial.floor, 0.9))}; bare run p50 ${ms(serialBare)}`,
     );
     ctx.log(`turn: one lane, where a turn's time goes (medians, ms):\n${budgetTable(budget.turn, budget.floor)}`);
+    const phaseNames = [...new Set(attemptPhases.flatMap((p) => Object.keys(p)))];
+    ctx.log(`turn: one lane, the attempt's phases (medians, ms): ${phaseNames.map((n) => `${n} ${ms(median(attemptPhases.map((p) => p[n] ?? 0)))}`).join(', ')}`);
     return [
       {
         bench: 'turn_overhead_p50_ms',

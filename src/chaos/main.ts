@@ -81,7 +81,7 @@ async function main(argv: string[], parentEnv: Readonly<Record<string, string | 
 
 async function runCase(name: CaseName, quick: boolean, parentEnv: Readonly<Record<string, string | undefined>>): Promise<Record<string, unknown>> {
   const plan: Plan = quick
-    ? { turns: 120, conversations: 12, workers: 3, concurrency: 4, faultEveryMs: KILLS_EVERY_2S.includes(name) ? 2000 : 3000, deadlineMs: 4 * 60_000 }
+    ? { turns: 80, conversations: 12, workers: 3, concurrency: 4, faultEveryMs: KILLS_EVERY_2S.includes(name) ? 2000 : 3000, deadlineMs: 4 * 60_000 }
     : { turns: 500, conversations: 50, workers: 3, concurrency: 4, faultEveryMs: KILLS_EVERY_2S.includes(name) ? 2000 : 3000, deadlineMs: 12 * 60_000 };
   const root = mkdtempSync(path.join(os.tmpdir(), 'agentq-chaos-'));
   // The private Postgres runs as the postgres user: it must be able to reach its data dir.
