@@ -175,7 +175,7 @@ const configCatalog = {
   worker: {
     /** Per-attempt config/home/tmp directories. `AGENTQ_RUNS_ROOT`, default `<os tmpdir>/agentq/runs`. */
     runsRoot: variable('AGENTQ_RUNS_ROOT', absolutePath.default(path.join(os.tmpdir(), 'agentq', 'runs')),
-      'Directory for per-attempt CLAUDE_CONFIG_DIR / HOME / tmp dirs, removed after each attempt, (unsandboxed) the per-conversation links to them in .config-links, and the worker\'s config-seed scratch directory.'),
+      'Directory for per-attempt CLAUDE_CONFIG_DIR / HOME / tmp dirs, removed after each attempt (those of a killed worker by the next housekeeping of a worker on this host), (unsandboxed) the per-conversation links to them in .config-links, and the worker\'s config-seed scratch directory.'),
     /** Committed session files kept to skip hydrating; 0 disables. `AGENTQ_SESSION_CACHE_MAX_BYTES`, default 1 GiB. */
     sessionCacheMaxBytes: variable('AGENTQ_SESSION_CACHE_MAX_BYTES', intFrom(0).default(1024 * 1024 * 1024),
       'Committed session files a worker keeps (under AGENTQ_RUNS_ROOT/.cache) to skip hydrating when the next turn lands on it; 0 disables.'),

@@ -11,6 +11,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { loadConfig } from '../src/config.js';
 import { createClient, type AgentqClient } from '../src/queue/client.js';
 import { CLI_STATE_FILE, ConfigSeed, makeConfigSeed, seedConfigDir, seedFromStateFile } from '../src/runner/configSeed.js';
+import { ownerTag } from '../src/runner/ownedDirs.js';
 import { runClaude } from '../src/runner/runClaude.js';
 import { fakeCliPath } from '../src/testing/fakeCliPath.js';
 import { startMockModel, type MockModel } from '../src/mock/mockModel.js';
@@ -92,13 +93,13 @@ describe('the seed', () => {
     const deadPid = Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
     const live = spawn('sleep', ['30'], { stdio: 'ignore' });
     try {
-      const deadScratch = path.join(scratchRoot(), `.config-seed-${deadPid}-aaaaaa`);
+      const deadScratch = path.join(scratchRoot(), `.config-seed-${ownerTag(deadPid)}-aaaaaa`);
       mkdirSync(deadScratch, { recursive: true });
       writeFileSync(path.join(deadScratch, CLI_STATE_FILE), '{}');
-      mkdirSync(path.join(scratchRoot(), `.config-seed-${live.pid}-bbbbbb`));
+      mkdirSync(path.join(scratchRoot(), `.config-seed-${ownerTag(live.pid)}-bbbbbb`));
       mkdirSync(path.join(scratchRoot(), 'a-run-dir'));
       await makeConfigSeed({ claudePath: '/bin/false', env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } }, scratchRoot());
-      expect(readdirSync(scratchRoot()).sort()).toEqual([`.config-seed-${live.pid}-bbbbbb`, 'a-run-dir']);
+      expect(readdirSync(scratchRoot()).sort()).toEqual([`.config-seed-${ownerTag(live.pid)}-bbbbbb`, 'a-run-dir']);
     } finally {
       live.kill('SIGKILL');
     }

@@ -2,9 +2,10 @@
 // on real Redis and Postgres, running the fake CLI, killed, frozen, drained and
 // cancelled. What each run saw is read from the fake CLI's log (pid, parent, prompt,
 // history, start and end times); what was committed is read from Postgres.
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, type TestContext } from 'vitest';
+import { ownerTag } from '../src/runner/ownedDirs.js';
 import { countHandBacks } from '../src/store/turns.js';
 import { createClient, type AgentqClient } from '../src/queue/client.js';
 import { hydrateSession } from '../src/store/hydrate.js';
@@ -251,11 +252,15 @@ describe('the turn protocol across worker processes', () => {
       async () => (await client.getTurn(turnId))?.status === 'running' && (await storedLineCount(conv0.id)) > 0,
       'the first attempt to checkpoint session lines',
     );
+    // The attempt's run directory (its config dir, holding the session) is named after its worker.
+    const victimDirs = () => readdirSync(t.config.worker.runsRoot).filter((n) => n.endsWith(`.${ownerTag(victim.pid)}`));
+    expect(victimDirs()).toHaveLength(1);
     expect(await victim.stop('SIGKILL')).toEqual({ code: null, signal: 'SIGKILL' });
     // The CLI runs in its own process group and session, so it outlives a SIGKILLed worker;
     // the surviving worker's housekeeping (every AGENTQ_RECONCILE_INTERVAL_MS) kills it
-    // because its parent is gone, long before its own 5 s end.
+    // because its parent is gone, long before its own 5 s end, and removes the directory.
     await waitUntil(() => !isAlive(first.pid), 'the surviving worker to sweep the orphaned CLI', 4000);
+    await waitUntil(() => victimDirs().length === 0, "the surviving worker to remove the killed worker's run directory", 4000);
     expect(endOf(first.pid)).toBeUndefined();
 
     const done = await client.waitForTurn(turnId, 20_000);

@@ -15,12 +15,12 @@
 // top-level entries of plain values (strings, numbers, booleans) are kept: the migration
 // markers and first-start facts. Objects (projects, servers, accounts, usage) are not, nor
 // `userID`, which each run draws for itself.
-import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import type { Logger } from 'pino';
 import { buildRunEnv } from './env.js';
-import { isLive } from './processTree.js';
+import { OWNER_TAG_PATTERN, ownerTag, removeDeadOwners } from './ownedDirs.js';
 
 /** The CLI's global state file in its config directory. */
 export const CLI_STATE_FILE = '.claude.json';
@@ -75,27 +75,9 @@ export interface SeedSource {
   env: Readonly<Record<string, string>>;
 }
 
-/** Scratch directories are `<root>/SCRATCH_PREFIX<pid of the worker>-<random>`. */
+/** Scratch directories: `<root>/.config-seed-<owner tag>-<random>` (./ownedDirs.ts). */
 const SCRATCH_PREFIX = '.config-seed-';
-
-/**
- * Removes the scratch directories of workers that are gone: one killed (kill -9, OOM)
- * while its seed run was going never reached its `finally`.
- */
-function removeDeadScratch(root: string): void {
-  let names: string[];
-  try {
-    names = readdirSync(root);
-  } catch {
-    return;
-  }
-  for (const name of names) {
-    if (!name.startsWith(SCRATCH_PREFIX)) continue;
-    const pid = Number(name.slice(SCRATCH_PREFIX.length).split('-')[0]);
-    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid || isLive(pid)) continue;
-    rmSync(path.join(root, name), { recursive: true, force: true });
-  }
-}
+const SCRATCH_NAME = new RegExp(`^\\.config-seed-${OWNER_TAG_PATTERN}-`);
 
 /**
  * Runs the CLI once in a scratch config directory under `scratchRoot` (the worker's runs
@@ -104,8 +86,9 @@ function removeDeadScratch(root: string): void {
  */
 export async function makeConfigSeed(source: SeedSource, scratchRoot: string, signal?: AbortSignal): Promise<{ seed?: Buffer; reason?: string }> {
   mkdirSync(scratchRoot, { recursive: true });
-  removeDeadScratch(scratchRoot);
-  const scratch = mkdtempSync(path.join(scratchRoot, `${SCRATCH_PREFIX}${process.pid}-`));
+  // Those of workers killed (kill -9, OOM) while their seed run went never reached the `finally` below.
+  await removeDeadOwners(scratchRoot, SCRATCH_NAME);
+  const scratch = mkdtempSync(path.join(scratchRoot, `${SCRATCH_PREFIX}${ownerTag()}-`));
   try {
     const r = await execa(source.claudePath, ['plugin', 'list'], {
       cwd: scratch,

@@ -2,7 +2,6 @@
 // works on disk, the files its run writes, the events it buffers and the sessions it runs
 // in. The steps themselves (./sessionStart.ts, ./cliTurn.ts, ./checkpoint.ts,
 // ./commitAttempt.ts) are functions of this context; ./attempt.ts tells them in order.
-import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import type { GateSpec } from '../runner/approvalGate.js';
 import type { Logger } from 'pino';
@@ -21,6 +20,7 @@ import type { AfterTurns } from './afterTurns.js';
 import type { MultiTurnCli } from './multiTurnCli.js';
 import { LeaseGuard, type FencedWork } from './leaseGuard.js';
 import type { AttemptDisk } from './prepareDisk.js';
+import { runDirName } from './runDirs.js';
 import { configLinkPath } from './configLink.js';
 import { RunFiles, SessionFileRefused, type SessionOnDisk } from './runFiles.js';
 import type { WarmHandle, WarmPool } from './warmPool.js';
@@ -180,7 +180,7 @@ export class AttemptContext {
     this.claimedSessionHeads = claim.sessionHeads;
     this.dirName = workspaceDirName(conversation.externalId, conversation.tenantId);
     this.cwd = path.join(deps.config.workspaceRoot, this.dirName);
-    this.runDir = multiTurn?.kept?.runDir ?? path.join(deps.config.worker.runsRoot, `${turn.id}.${attempt}.${randomUUID().slice(0, 8)}`);
+    this.runDir = multiTurn?.kept?.runDir ?? path.join(deps.config.worker.runsRoot, runDirName(turn.id, attempt));
     this.configDir = path.join(this.runDir, 'config');
     this.configLink = deps.runner.sandbox ? undefined : configLinkPath(deps.config.worker.runsRoot, this.dirName);
     this.cliCwd = deps.runner.sandbox ? SANDBOX_WORKSPACE : undefined;

@@ -1,13 +1,14 @@
-// What a worker does now and then besides turns: kill CLI processes a dead worker left,
-// re-sync the schedules, dispatch turns that are due but not queued (the reconciler), and
-// prune old turn events. Each step on its own: one failing (Redis or Postgres away) must
-// not skip the others.
+// What a worker does now and then besides turns: kill CLI processes a dead worker left and
+// remove its run directories, re-sync the schedules, dispatch turns that are due but not
+// queued (the reconciler), and prune old turn events. Each step on its own: one failing
+// (Redis or Postgres away) must not skip the others.
 import type { Queue } from 'bullmq';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import type { TurnJobData } from '../queue/jobs.js';
 import { reconcile } from '../queue/reconciler.js';
 import { sweepOrphanedRuns } from '../runner/processTree.js';
+import { removeDeadRunDirs } from './runDirs.js';
 import type { ScheduleRunner } from '../schedules/runtime.js';
 import type { StoreDb } from '../store/db.js';
 import { pruneTurnEvents } from '../store/retention.js';
@@ -43,6 +44,9 @@ export function createHousekeeping({ config, db, queue, schedules, log }: Housek
   return async () => {
     const swept = sweepOrphanedRuns();
     if (swept.length) log.warn({ pids: swept }, 'killed CLI processes left by a worker that died');
+    // Then what such a worker left on disk (its runs' config dirs hold tenants' sessions).
+    const removed = await removeDeadRunDirs(config.worker.runsRoot);
+    if (removed.length) log.info({ dirs: removed }, 'removed run directories left by a worker that died');
     await schedules()?.sync().catch((err: unknown) => log.warn({ err }, 'schedule sync failed'));
     await expireApprovalsAndDispatch(db, queue, log);
     await reconcile(db, queue, 1000, (turnId, err) => log.warn({ err, turnId }, 'could not dispatch a due turn')).catch((err: unknown) =>

@@ -1,0 +1,18 @@
+// An attempt's directory under the runs root (its CLI config dir, HOME and tmp), named
+// after the worker that owns it (src/runner/ownedDirs.ts): an attempt removes its own when
+// it ends, and what a killed worker left is removed by the housekeeping of any worker of
+// the same host, after the orphan sweep has stopped the CLIs still running there.
+import { randomUUID } from 'node:crypto';
+import { OWNER_TAG_PATTERN, ownerTag, removeDeadOwners } from '../runner/ownedDirs.js';
+
+/** `<turn id>.<attempt>.<random>.<owner tag>` */
+export function runDirName(turnId: string, attempt: number): string {
+  return `${turnId}.${attempt}.${randomUUID().slice(0, 8)}.${ownerTag()}`;
+}
+
+const RUN_DIR_NAME = new RegExp(String.raw`^[^.]+\.\d+\.[0-9a-f]{8}\.${OWNER_TAG_PATTERN}$`);
+
+/** Removes the run directories of this host's workers that are gone; returns their names. */
+export function removeDeadRunDirs(runsRoot: string): Promise<string[]> {
+  return removeDeadOwners(runsRoot, RUN_DIR_NAME);
+}
