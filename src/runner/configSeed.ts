@@ -86,7 +86,7 @@ const SCRATCH_NAME = new RegExp(`^\\.config-seed-${OWNER_TAG_PATTERN}-`);
  */
 export async function makeConfigSeed(source: SeedSource, scratchRoot: string, signal?: AbortSignal): Promise<{ seed?: Buffer; reason?: string }> {
   mkdirSync(scratchRoot, { recursive: true });
-  // Those of workers killed (kill -9, OOM) while their seed run went never reached the `finally` below.
+  // Those of workers killed (kill -9, OOM) during their seed run: they never reached the `finally` below.
   await removeDeadOwners(scratchRoot, SCRATCH_NAME);
   const scratch = mkdtempSync(path.join(scratchRoot, `${SCRATCH_PREFIX}${ownerTag()}-`));
   try {
