@@ -351,6 +351,47 @@ describe('agentq_commit_turn, through finishTurn with the session', () => {
   });
 });
 
+describe('a long conversation', () => {
+  it("enqueue and claim read its unfinished turns, not its 2,000 finished ones (the partial index of migration 0018)", async () => {
+    const first = await enqueueSql('long');
+    const conv = await conversation('long');
+    await t.pool.query("update turns set status = 'succeeded', finished_at = now() where id = $1", [first.turn.id]);
+    await t.pool.query("insert into turns (conversation_id, seq, prompt, status) select $1, g, 'p', 'succeeded' from generate_series($2::int, $2::int + 1999) g", [conv.id, conv.next_seq]);
+    await t.pool.query('update conversations set next_seq = next_seq + 2000 where id = $1', [conv.id]);
+    const client = await t.pool.connect();
+    try {
+      // Tuples of `turns` read by one call, from the cumulative statistics: a backend sends
+      // its counts when idle, and at once after pg_stat_force_next_flush().
+      const turnsRead = async (call: () => Promise<unknown>): Promise<number> => {
+        const read = async () => {
+          await client.query('select pg_stat_force_next_flush()');
+          const r = await client.query<{ n: string }>("select coalesce(idx_tup_fetch, 0) + seq_tup_read as n from pg_stat_user_tables where relname = 'turns'");
+          return Number(r.rows[0]!.n);
+        };
+        await client.query("set stats_fetch_consistency = 'none'");
+        const before = await read();
+        await call();
+        return (await read()) - before;
+      };
+      let turnId = '';
+      const enqueued = await turnsRead(async () => {
+        const r = await client.query<EnqueueRow>('select * from agentq_enqueue_turn($1, $2, null, false, null, $3, $4, null, 0, $5, 0)', ['default', 'long', 'p', '{}', 'api']);
+        expect(r.rows[0]!.is_head).toBe(true);
+        turnId = r.rows[0]!.turn.id;
+      });
+      const claimed = await turnsRead(async () => {
+        const r = await client.query<{ kind: string }>('select * from agentq_claim_turn($1, $2, $3, null)', [turnId, 'w', 30_000]);
+        expect(r.rows[0]!.kind).toBe('claimed');
+      });
+      // A scan of the conversation's history reads ~2,000.
+      expect(enqueued, 'turns read by the enqueue').toBeLessThan(50);
+      expect(claimed, 'turns read by the claim').toBeLessThan(50);
+    } finally {
+      client.release();
+    }
+  });
+});
+
 describe('races', () => {
   it('producers enqueue on one conversation while its turns commit: every turn is dispatched at once, by its enqueue or by the commit before it', async () => {
     const TURNS = Number(process.env.AGENTQ_RACE_TURNS ?? 10_000);

@@ -120,6 +120,12 @@ export const turns = pgTable(
     unique('turns_conversation_idempotency_uq').on(t.conversationId, t.idempotencyKey),
     // "The next due turn of a conversation": WHERE conversation_id = $1 AND status = 'queued' ORDER BY seq.
     index('turns_conversation_status_seq_idx').on(t.conversationId, t.status, t.seq),
+    // The head checks of enqueue and claim ("an unfinished turn before this one?") and the
+    // next queued turn after a commit. It holds only the unfinished turns, so those steps
+    // cost the same on a conversation's 10,000th turn as on its first; the index above,
+    // or the reconciler's, made them read every finished turn of the conversation, or
+    // every unfinished turn of every conversation, whichever the planner guessed.
+    index('turns_unfinished_conversation_seq_idx').on(t.conversationId, t.seq).where(sql`status in ('queued', 'running', 'awaiting_approval')`),
     // The reconciler: every turn in a status that is due by run_at.
     index('turns_status_run_at_idx').on(t.status, t.runAt),
     check('turns_status_ck', sql`${t.status} in ('queued', 'running', 'awaiting_approval', 'succeeded', 'failed', 'cancelled')`),
