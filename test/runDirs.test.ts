@@ -46,4 +46,20 @@ describe('run directories', () => {
       live.kill('SIGKILL');
     }
   });
+
+  it("are removed when their worker's pid now belongs to another process, such as the worker of a restarted container (which often gets its predecessor's pid)", async () => {
+    const [, pid, start, host] = /^(\d+)-(\d+)-([0-9a-f]{8})$/.exec(ownerTag())!;
+    expect(Number(pid)).toBe(process.pid);
+    // This very pid, started earlier: a predecessor's.
+    const predecessor = `${turnId}.1.aaaaaaaa.${pid}-${Number(start) - 1}-${host}`;
+    const own = runDirName(turnId, 1);
+    // A name from before the start was in the tag: judged by its pid alone.
+    const deadPid = Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
+    const oldDead = `${turnId}.1.bbbbbbbb.${deadPid}-${host}`;
+    const oldLive = `${turnId}.1.cccccccc.${pid}-${host}`;
+    for (const n of [predecessor, own, oldDead, oldLive]) mkdirSync(path.join(root, n));
+
+    expect((await removeDeadRunDirs(root)).sort()).toEqual([predecessor, oldDead].sort());
+    expect(readdirSync(root).sort()).toEqual([own, oldLive].sort());
+  });
 });

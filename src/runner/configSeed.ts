@@ -77,7 +77,7 @@ export interface SeedSource {
 
 /** Scratch directories: `<root>/.config-seed-<owner tag>-<random>` (./ownedDirs.ts). */
 const SCRATCH_PREFIX = '.config-seed-';
-const SCRATCH_NAME = new RegExp(`^\\.config-seed-${OWNER_TAG_PATTERN}-`);
+const SCRATCH_NAME = new RegExp(`^${SCRATCH_PREFIX.replace('.', '\\.')}${OWNER_TAG_PATTERN}-`);
 
 /**
  * Runs the CLI once in a scratch config directory under `scratchRoot` (the worker's runs

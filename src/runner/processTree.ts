@@ -175,6 +175,11 @@ export function isLive(pid: number): boolean {
   return readStat(pid) !== undefined;
 }
 
+/** When process `pid` started, in clock ticks after boot; undefined when it is not running. */
+export function startTicks(pid: number): number | undefined {
+  return readStat(pid)?.startTicks;
+}
+
 /**
  * Kills what is left of runs whose worker died without stopping them (kill -9, OOM): a
  * run's processes are in sessions of their own, so nothing else ends them, and a retry on
