@@ -12,6 +12,7 @@ import { counted } from '../src/bench/roundTrips.js';
 import { sessionFilePath } from '../src/claude/sessionPath.js';
 import { SessionAttemptConflictError, SessionConflictError, StaleLeaseError } from '../src/errors.js';
 import { DEFAULT_CODEC } from '../src/store/chunks.js';
+import { createStoreDb } from '../src/store/db.js';
 import { hydrateSession } from '../src/store/hydrate.js';
 import { persistSession, readSessionDelta } from '../src/store/persist.js';
 import { unfinishedTurnStatuses } from '../src/store/schema.js';
@@ -342,6 +343,57 @@ describe('agentq_commit_turn, through finishTurn with the session', () => {
     expect((await headOf(conversationId)).committedLineCount).toBe(1);
   });
 
+  it('writes new lines after a fully committed head committed, each chunk and the head once (migration 0019); after a checkpoint it commits every line as before', async () => {
+    const client = await t.pool.connect();
+    // Row updates of a table by `call`, from the cumulative statistics (see 'a long conversation').
+    const updates = async (table: string, call: () => Promise<unknown>): Promise<number> => {
+      const read = async () => {
+        await client.query('select pg_stat_force_next_flush()');
+        const r = await client.query<{ n: string }>('select n_tup_upd as n from pg_stat_user_tables where relname = $1', [table]);
+        return Number(r.rows[0]!.n);
+      };
+      await client.query("set stats_fetch_consistency = 'none'");
+      const before = await read();
+      await call();
+      return (await read()) - before;
+    };
+    const db = createStoreDb(client);
+    try {
+      const file = path.join(dir, 'direct.jsonl');
+      await writeFile(file, Array.from({ length: 12 }, (_, i) => line(i)).join(''));
+      const c = await claimed('commit-fn-direct');
+      const conversationId = c.claim.conversation.id;
+      const from = { lineCount: 0, byteCount: 0, tailSha256: null };
+      const lines = await readSessionDelta({ sessionId: sid, filePath: file, maxLineBytes: 1 << 20, chunkBytes: 300 }, from, 1 << 20);
+      expect(lines!.chunks.length).toBeGreaterThan(2);
+      const commit = () => finishTurn(db, commitInput(c, { sessionId: sid, forkedFrom: null, lines, codec: DEFAULT_CODEC, subagentIds: [] }));
+      let sessionUpdates = 0;
+      const chunkUpdates = await updates('session_chunks', async () => (sessionUpdates = await updates('sessions', commit)));
+      // Before 0019: every chunk updated to committed, and the head a second time.
+      expect(chunkUpdates, 'session_chunks rows updated').toBe(0);
+      expect(sessionUpdates, 'sessions rows updated').toBe(1);
+      const head = await headOf(conversationId);
+      expect([head.lineCount, head.committedLineCount, head.committedTailSha256]).toEqual([12, 12, lines!.tailSha256]);
+      expect((await t.pool.query('select 1 from session_chunks where conversation_id = $1 and not committed', [conversationId])).rowCount).toBe(0);
+      expect((await storedBytes(conversationId)).equals(await readFile(file))).toBe(true);
+
+      // The next turn checkpoints some lines (stored uncommitted), then commits the rest: all commit.
+      const next = await claimed('commit-fn-direct');
+      await writeFile(file, Array.from({ length: 15 }, (_, i) => line(i)).join(''));
+      await persistSession(t.db, { conversationId, sessionId: sid, filePath: file, attempt: next.claim.attempt, maxLineBytes: 1 << 20 });
+      expect((await headOf(conversationId)).committedLineCount).toBe(12);
+      await writeFile(file, Array.from({ length: 18 }, (_, i) => line(i)).join(''));
+      const more = await readSessionDelta({ sessionId: sid, filePath: file, maxLineBytes: 1 << 20 }, await headOf(conversationId), 1 << 20);
+      await finishTurn(db, commitInput(next, { sessionId: sid, forkedFrom: null, lines: more, codec: DEFAULT_CODEC, subagentIds: [] }));
+      const after = await headOf(conversationId);
+      expect([after.lineCount, after.committedLineCount]).toEqual([18, 18]);
+      expect((await t.pool.query('select 1 from session_chunks where conversation_id = $1 and not committed', [conversationId])).rowCount).toBe(0);
+      expect((await storedBytes(conversationId)).equals(await readFile(file))).toBe(true);
+    } finally {
+      client.release();
+    }
+  });
+
   it('reads nothing past its cap: the caller stores many new lines under the lock instead', async () => {
     const file = path.join(dir, 'e.jsonl');
     await writeFile(file, Array.from({ length: 50 }, (_, i) => line(i)).join(''));
@@ -386,6 +438,81 @@ describe('a long conversation', () => {
       // A scan of the conversation's history reads ~2,000.
       expect(enqueued, 'turns read by the enqueue').toBeLessThan(50);
       expect(claimed, 'turns read by the claim').toBeLessThan(50);
+    } finally {
+      client.release();
+    }
+  });
+  it('every index of turns that holds status holds unfinished turns only, and the reads by status still read few turns (migration 0019)', async () => {
+    // A turn's three writes (enqueue, claim, end) each change status, so each adds an entry
+    // to every index of turns whose predicate the new row meets: a full index on status
+    // would take every finished turn too.
+    const idx = await t.pool.query<{ name: string; def: string; partial: boolean }>(
+      "select c.relname as name, pg_get_indexdef(i.indexrelid) as def, i.indpred is not null as partial from pg_index i join pg_class c on c.oid = i.indexrelid where i.indrelid = 'turns'::regclass order by 1",
+    );
+    expect(idx.rows.filter((r) => !r.partial).map((r) => r.name).sort()).toEqual(['turns_conversation_seq_uq', 'turns_pkey']);
+    for (const r of idx.rows.filter((x) => x.partial && x.name !== 'turns_idempotency_key_uq')) {
+      expect(r.def, r.name).toMatch(/WHERE \(status = ANY \(ARRAY\[('(queued|running|awaiting_approval)'::text(, )?)+\]\)\)$/);
+    }
+    // Tenant 'plans': a conversation of 2,000 finished turns, one with a key, then its
+    // queued head; other conversations hold 1,000 queued turns. A read through the wrong
+    // index reads one of those thousands.
+    const enqueue = (external: string, key: string | null) =>
+      t.pool.query<EnqueueRow>('select * from agentq_enqueue_turn($1, $2, null, false, null, $3, $4, $5, 0, $6, 0)', ['plans', external, 'p', '{}', key, 'api']);
+    const first = (await enqueue('plans-long', 'the-key')).rows[0]!;
+    const convId = (await t.pool.query<{ id: string }>("select id from conversations where tenant_id = 'plans' and external_id = 'plans-long'")).rows[0]!.id;
+    await t.pool.query("update turns set status = 'succeeded', finished_at = now() where id = $1", [first.turn.id]);
+    await t.pool.query("insert into turns (conversation_id, seq, prompt, status) select $1, g, 'p', 'succeeded' from generate_series(2, 2001) g", [convId]);
+    await t.pool.query('update conversations set next_seq = 2002 where id = $1', [convId]);
+    await enqueue('plans-long', null);
+    for (let i = 0; i < 100; i++) await enqueue(`plans-other-${i}`, null);
+    await t.pool.query(
+      "insert into turns (conversation_id, seq, prompt) select c.id, g, 'p' from conversations c, generate_series(2, 10) g where c.tenant_id = 'plans' and c.external_id like 'plans-other-%'",
+    );
+    await t.pool.query("update conversations set next_seq = 11 where tenant_id = 'plans' and external_id like 'plans-other-%'");
+    await t.pool.query('analyze turns');
+    const { listConversations } = await import('../src/store/queries.js');
+    const { headTurn } = await import('../src/store/turns.js');
+    const client = await t.pool.connect();
+    const db = createStoreDb(client);
+    try {
+      const turnsRead = async (call: () => Promise<unknown>): Promise<number> => {
+        const read = async () => {
+          await client.query('select pg_stat_force_next_flush()');
+          const r = await client.query<{ n: string }>("select coalesce(idx_tup_fetch, 0) + seq_tup_read as n from pg_stat_user_tables where relname = 'turns'");
+          return Number(r.rows[0]!.n);
+        };
+        await client.query("set stats_fetch_consistency = 'none'");
+        const before = await read();
+        await call();
+        return (await read()) - before;
+      };
+      expect(await turnsRead(async () => expect((await headTurn(db, convId))?.seq).toBe(2002)), 'headTurn').toBeLessThan(50);
+      for (const status of ['running', 'awaiting_approval', 'queued', 'idle'] as const) {
+        const listed = await turnsRead(async () => {
+          const items = await listConversations(db, { tenantId: 'plans', limit: 1, status });
+          expect(items.map((i) => i.externalId)).toEqual(status === 'queued' ? ['plans-long'] : []);
+        });
+        // 101 conversations in the tenant: one head read each.
+        expect(listed, `listing ${status}`).toBeLessThan(250);
+      }
+      const again = await turnsRead(async () => expect((await enqueue('plans-long', 'the-key')).rows[0]!.created).toBe(false));
+      expect(again, 'an enqueue with a known key').toBeLessThan(50);
+      // The reconciler's scan and the backlog count walk the due index (turns in history are not in it).
+      const { pendingHeads } = await import('../src/store/turns.js');
+      const { turnBacklog } = await import('../src/queue/stats.js');
+      const seen: { text: string; values: unknown[] }[] = [];
+      const record = async (q: { text?: string; values?: unknown[] } | string, v?: unknown[]) => {
+        seen.push(typeof q === 'string' ? { text: q, values: v ?? [] } : { text: q.text!, values: q.values ?? v ?? [] });
+        return { rows: [], rowCount: 0, fields: [] };
+      };
+      await pendingHeads(createStoreDb({ query: record } as unknown as Parameters<typeof createStoreDb>[0]), 1000);
+      await turnBacklog({ query: record } as never);
+      expect(seen).toHaveLength(2);
+      await client.query('set enable_seqscan = off');
+      for (const q of seen) {
+        const plan = (await client.query<{ 'QUERY PLAN': string }>(`explain ${q.text}`, q.values)).rows.map((r) => r['QUERY PLAN']).join('\n');
+        expect(plan, plan).toMatch(/turns_due_run_at_idx/);
+      }
     } finally {
       client.release();
     }

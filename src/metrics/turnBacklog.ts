@@ -1,7 +1,7 @@
 // Turn counts from Postgres (the system of record) and the workers seen recently (Redis
 // heartbeats), read when Prometheus scrapes the API. The figures are those of
 // `agentq stats` (src/queue/stats.ts): only queued and running turns are counted, from
-// the index turns_status_run_at_idx, so the cost is bounded by the backlog, whereas
+// the index turns_due_run_at_idx, so the cost is bounded by the backlog, whereas
 // counting every succeeded turn would grow with history. Terminal totals come from the
 // workers' agentq_turns_total counters instead.
 import type { Redis } from 'ioredis';

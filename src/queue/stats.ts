@@ -70,7 +70,7 @@ export async function queueDepth(queue: Pick<Queue, 'getJobCounts'>): Promise<Qu
   };
 }
 
-/** One query over the index turns_status_run_at_idx (queued and running turns only, never history). */
+/** One query over the index turns_due_run_at_idx (it holds the queued and running turns only, never history). */
 export async function turnBacklog(db: Queryable, tenant?: string): Promise<TurnBacklog> {
   const scoped = tenant !== undefined;
   const r = await db.query<{ status: 'queued' | 'running'; priority: number; due: boolean; n: number; age: number | null }>(

@@ -95,7 +95,7 @@ export async function lockSchedule(tx: StoreTx, id: string): Promise<ScheduleRow
 
 /**
  * Whether the conversation has a turn queued, running or waiting for an approval. Indexes:
- * conversations_tenant_external_uq, then turns_conversation_status_seq_idx.
+ * conversations_tenant_external_uq, then turns_unfinished_conversation_seq_idx.
  */
 export async function hasActiveTurn(db: Executor, tenantId: string, externalId: string): Promise<boolean> {
   const r = await db.execute<{ active: boolean }>(sql`select exists (

@@ -7,7 +7,7 @@ import type { Executor, StoreDb } from './db.js';
 import { decodeChunk } from './chunks.js';
 import { deleteConversation, type ConversationRow } from './conversations.js';
 import { conversations, turns, type ChunkCodec } from './schema.js';
-import type { TurnRow } from './turns.js';
+import { UNFINISHED, type TurnRow } from './turns.js';
 
 export const conversationStatuses = ['idle', 'queued', 'running', 'awaiting_approval'] as const;
 /** running: a turn runs; queued: none runs but one waits; idle: neither. */
@@ -30,18 +30,20 @@ export interface ListConversationsInput {
   limit: number;
 }
 
-// Each status probe is an index lookup on turns_conversation_status_seq_idx
-// (conversation_id, status, ...): at most one row read per probe.
-const runningProbe = sql`exists (select 1 from turns t where t.conversation_id = c.id and t.status = 'running')`;
-const queuedProbe = sql`exists (select 1 from turns t where t.conversation_id = c.id and t.status = 'queued')`;
-const awaitingProbe = sql`exists (select 1 from turns t where t.conversation_id = c.id and t.status = 'awaiting_approval')`;
+// A conversation's status is its head's: the unfinished turn of lowest seq. Only the head
+// runs or waits for a person (a turn is claimed only when no unfinished turn is before
+// it, and one waiting for a person holds back the turns after it), and a conversation with
+// no unfinished turn is idle. One index entry read per conversation, on
+// turns_unfinished_conversation_seq_idx, however many turns wait behind the head.
+const headStatus = sql`(select t.status from turns t
+   where t.conversation_id = c.id and t.status in ${UNFINISHED}
+   order by t.seq limit 1)`;
 
 const statusFilter: Record<ConversationStatus, ReturnType<typeof sql>> = {
-  running: runningProbe,
-  // A turn waiting for a person holds the ones queued behind it: the conversation waits for the person.
-  awaiting_approval: sql`(not ${runningProbe} and ${awaitingProbe})`,
-  queued: sql`(not ${runningProbe} and not ${awaitingProbe} and ${queuedProbe})`,
-  idle: sql`not exists (select 1 from turns t where t.conversation_id = c.id and t.status in ('queued', 'running', 'awaiting_approval'))`,
+  running: sql`${headStatus} = 'running'`,
+  awaiting_approval: sql`${headStatus} = 'awaiting_approval'`,
+  queued: sql`${headStatus} = 'queued'`,
+  idle: sql`${headStatus} is null`,
 };
 
 /**
@@ -49,7 +51,7 @@ const statusFilter: Record<ConversationStatus, ReturnType<typeof sql>> = {
  * so pages neither skip nor repeat a conversation however their turns change between
  * requests (updated_at would move rows across pages). Index: conversations_tenant_external_uq
  * range scan (tenant_id = $1 and external_id > $2, in index order, stops at the limit);
- * the status probes use turns_conversation_status_seq_idx.
+ * the head's status, turns_unfinished_conversation_seq_idx.
  */
 export async function listConversations(db: Executor, input: ListConversationsInput): Promise<ConversationListItem[]> {
   const after = input.afterExternalId === undefined ? sql`` : sql`and c.external_id > ${input.afterExternalId}`;
@@ -63,7 +65,7 @@ export async function listConversations(db: Executor, input: ListConversationsIn
     status: ConversationStatus;
   }>(sql`
     select c.external_id, c.session_id, c.turns_total, c.cost_usd, c.updated_at,
-           case when ${runningProbe} then 'running' when ${awaitingProbe} then 'awaiting_approval' when ${queuedProbe} then 'queued' else 'idle' end as status
+           coalesce(${headStatus}, 'idle') as status
       from conversations c
      where c.tenant_id = ${input.tenantId} ${after} ${filter}
      order by c.external_id
@@ -230,8 +232,9 @@ export type DeleteOutcome =
  * transaction. The conversation row is locked first: a turn only becomes `running` in
  * claimTurn, under that same lock, so no turn can start between the check and the delete
  * (a claim waiting on the lock then finds the conversation gone and acknowledges its job).
- * Index: conversations_tenant_external_uq for the lock, turns_conversation_status_seq_idx
- * for the checks, the cascades as in deleteConversation.
+ * Index: conversations_tenant_external_uq for the lock, turns_conversation_seq_uq for the
+ * checks (they read the conversation's turns, which the delete removes anyway), the
+ * cascades as in deleteConversation.
  */
 export async function deleteIdleConversation(db: StoreDb, tenantId: string, externalId: string): Promise<DeleteOutcome> {
   return db.transaction(async (tx) => {

@@ -18,7 +18,7 @@ import { denyPendingOfCancelledTurn } from './approvals.js';
 export type TurnRow = typeof turns.$inferSelect;
 
 /** The statuses of an unfinished turn as an SQL list: such a turn holds back every later turn of its conversation. */
-const UNFINISHED = sql.raw(`(${unfinishedTurnStatuses.map((st) => `'${st}'`).join(', ')})`);
+export const UNFINISHED = sql.raw(`(${unfinishedTurnStatuses.map((st) => `'${st}'`).join(', ')})`);
 
 export interface NewTurn {
   /** The producer's conversation id; the conversation is created on first use. */
@@ -53,7 +53,7 @@ async function lockConversation(tx: Executor, conversationId: string): Promise<C
   return row;
 }
 
-/** True when an earlier turn than `seq` is not finished (queued, running or awaiting approval). Index: turns_conversation_status_seq_idx. */
+/** True when an earlier turn than `seq` is not finished (queued, running or awaiting approval). Index: turns_unfinished_conversation_seq_idx. */
 async function hasEarlierPending(tx: Executor, conversationId: string, seq: number): Promise<boolean> {
   const rows = await tx
     .select({ id: turns.id })
@@ -251,7 +251,7 @@ export async function countHandBacks(db: Executor, turnId: string): Promise<numb
   return rows[0]?.n ?? 0;
 }
 
-/** The head turn of a conversation (lowest seq still queued), if any. Index: turns_conversation_status_seq_idx. */
+/** The head turn of a conversation (lowest seq still queued), if any. Index: turns_unfinished_conversation_seq_idx (in seq order). */
 export async function headTurn(db: Executor, conversationId: string): Promise<TurnRow | undefined> {
   const rows = await db
     .select()
@@ -537,8 +537,8 @@ export async function cancelTurnRecord(db: StoreDb, turnId: string): Promise<Can
 
 /**
  * The head of every conversation with work: its lowest-seq turn that is queued or
- * running. The reconciler checks each has a job. Index: turns_status_run_at_idx, then
- * turns_conversation_status_seq_idx for the NOT EXISTS.
+ * running. The reconciler checks each has a job. Index: turns_due_run_at_idx, then
+ * turns_unfinished_conversation_seq_idx for the NOT EXISTS.
  */
 export async function pendingHeads(
   db: Executor,
