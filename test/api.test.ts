@@ -336,6 +336,14 @@ describe('listing', () => {
     expect(first.items.map((i: Json) => i.conversationId)).toEqual(['c-a', 'c-f']);
     const rest = (await call('GET', `/v1/conversations?status=idle&limit=2&cursor=${first.nextCursor}`)).json;
     expect(rest).toMatchObject({ items: [{ conversationId: 'c-g' }], nextCursor: null });
+
+    // A turn waiting for a person holds the one queued behind it: the conversation waits for the person.
+    const waiting = (await enqueue('c-h', { prompt: 'gated' })).json.turnId;
+    await enqueue('c-h', { prompt: 'behind it' });
+    await db.query("update turns set status = 'awaiting_approval', approval_rounds = 1 where id = $1", [waiting]);
+    expect(await byStatus('awaiting_approval')).toEqual(['c-h']);
+    expect(await byStatus('queued')).toEqual(['c-c', 'c-e']);
+    expect((await call('GET', '/v1/conversations?limit=50')).json.items.find((i: Json) => i.conversationId === 'c-h').status).toBe('awaiting_approval');
   });
 
   it('the listing and transcript queries can run from indexes alone', async () => {
