@@ -7,6 +7,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { sql } from 'drizzle-orm';
+import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { counted } from '../src/bench/roundTrips.js';
 import { sessionFilePath } from '../src/claude/sessionPath.js';
@@ -18,7 +19,9 @@ import { persistSession, readSessionDelta } from '../src/store/persist.js';
 import { unfinishedTurnStatuses } from '../src/store/schema.js';
 import { lazyTransaction } from '../src/store/lazyTransaction.js';
 import { getSessionHeads } from '../src/store/sessions.js';
-import { claimTurn, finishTurn, insertTurn, type CommitSession, type FinishInput } from '../src/store/turns.js';
+import { listConversations } from '../src/store/queries.js';
+import { claimTurn, finishTurn, headTurn, insertTurn, pendingHeads, type CommitSession, type FinishInput } from '../src/store/turns.js';
+import { turnBacklog } from '../src/queue/stats.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 
 let t: TestDatabase;
@@ -87,6 +90,24 @@ function finishInput(turnId: string, conversationId: string, fencingToken: numbe
     inputTokens: 1,
     outputTokens: 1,
   };
+}
+
+/**
+ * How much `call`, made on `client`, moved a counter of `table` in the cumulative
+ * statistics (pg_stat_user_tables): a backend sends its counts when idle, and at once
+ * after pg_stat_force_next_flush().
+ */
+async function statDelta(client: pg.PoolClient, table: string, counter: 'reads' | 'updates', call: () => Promise<unknown>): Promise<number> {
+  const column = counter === 'reads' ? 'coalesce(idx_tup_fetch, 0) + seq_tup_read' : 'n_tup_upd';
+  const read = async () => {
+    await client.query('select pg_stat_force_next_flush()');
+    const r = await client.query<{ n: string }>(`select ${column} as n from pg_stat_user_tables where relname = $1`, [table]);
+    return Number(r.rows[0]!.n);
+  };
+  await client.query("set stats_fetch_consistency = 'none'");
+  const before = await read();
+  await call();
+  return (await read()) - before;
 }
 
 describe('agentq_enqueue_turn, in SQL', () => {
@@ -345,18 +366,7 @@ describe('agentq_commit_turn, through finishTurn with the session', () => {
 
   it('writes new lines after a fully committed head committed, each chunk and the head once (migration 0019); after a checkpoint it commits every line as before', async () => {
     const client = await t.pool.connect();
-    // Row updates of a table by `call`, from the cumulative statistics (see 'a long conversation').
-    const updates = async (table: string, call: () => Promise<unknown>): Promise<number> => {
-      const read = async () => {
-        await client.query('select pg_stat_force_next_flush()');
-        const r = await client.query<{ n: string }>('select n_tup_upd as n from pg_stat_user_tables where relname = $1', [table]);
-        return Number(r.rows[0]!.n);
-      };
-      await client.query("set stats_fetch_consistency = 'none'");
-      const before = await read();
-      await call();
-      return (await read()) - before;
-    };
+    const updates = (table: string, call: () => Promise<unknown>) => statDelta(client, table, 'updates', call);
     const db = createStoreDb(client);
     try {
       const file = path.join(dir, 'direct.jsonl');
@@ -412,19 +422,7 @@ describe('a long conversation', () => {
     await t.pool.query('update conversations set next_seq = next_seq + 2000 where id = $1', [conv.id]);
     const client = await t.pool.connect();
     try {
-      // Tuples of `turns` read by one call, from the cumulative statistics: a backend sends
-      // its counts when idle, and at once after pg_stat_force_next_flush().
-      const turnsRead = async (call: () => Promise<unknown>): Promise<number> => {
-        const read = async () => {
-          await client.query('select pg_stat_force_next_flush()');
-          const r = await client.query<{ n: string }>("select coalesce(idx_tup_fetch, 0) + seq_tup_read as n from pg_stat_user_tables where relname = 'turns'");
-          return Number(r.rows[0]!.n);
-        };
-        await client.query("set stats_fetch_consistency = 'none'");
-        const before = await read();
-        await call();
-        return (await read()) - before;
-      };
+      const turnsRead = (call: () => Promise<unknown>) => statDelta(client, 'turns', 'reads', call);
       let turnId = '';
       const enqueued = await turnsRead(async () => {
         const r = await client.query<EnqueueRow>('select * from agentq_enqueue_turn($1, $2, null, false, null, $3, $4, null, 0, $5, 0)', ['default', 'long', 'p', '{}', 'api']);
@@ -470,22 +468,10 @@ describe('a long conversation', () => {
     );
     await t.pool.query("update conversations set next_seq = 11 where tenant_id = 'plans' and external_id like 'plans-other-%'");
     await t.pool.query('analyze turns');
-    const { listConversations } = await import('../src/store/queries.js');
-    const { headTurn } = await import('../src/store/turns.js');
     const client = await t.pool.connect();
     const db = createStoreDb(client);
     try {
-      const turnsRead = async (call: () => Promise<unknown>): Promise<number> => {
-        const read = async () => {
-          await client.query('select pg_stat_force_next_flush()');
-          const r = await client.query<{ n: string }>("select coalesce(idx_tup_fetch, 0) + seq_tup_read as n from pg_stat_user_tables where relname = 'turns'");
-          return Number(r.rows[0]!.n);
-        };
-        await client.query("set stats_fetch_consistency = 'none'");
-        const before = await read();
-        await call();
-        return (await read()) - before;
-      };
+      const turnsRead = (call: () => Promise<unknown>) => statDelta(client, 'turns', 'reads', call);
       expect(await turnsRead(async () => expect((await headTurn(db, convId))?.seq).toBe(2002)), 'headTurn').toBeLessThan(50);
       for (const status of ['running', 'awaiting_approval', 'queued', 'idle'] as const) {
         const listed = await turnsRead(async () => {
@@ -498,8 +484,6 @@ describe('a long conversation', () => {
       const again = await turnsRead(async () => expect((await enqueue('plans-long', 'the-key')).rows[0]!.created).toBe(false));
       expect(again, 'an enqueue with a known key').toBeLessThan(50);
       // The reconciler's scan and the backlog count walk the due index (turns in history are not in it).
-      const { pendingHeads } = await import('../src/store/turns.js');
-      const { turnBacklog } = await import('../src/queue/stats.js');
       const seen: { text: string; values: unknown[] }[] = [];
       const record = async (q: { text?: string; values?: unknown[] } | string, v?: unknown[]) => {
         seen.push(typeof q === 'string' ? { text: q, values: v ?? [] } : { text: q.text!, values: q.values ?? v ?? [] });
