@@ -151,6 +151,38 @@ describe('the approval gate hook under a stopping run', () => {
       for (const pid of inGroup()) process.kill(pid, 'SIGKILL');
     }
   });
+
+  it("a fork that has not exec'd yet (a hook being started is one, with its CLI's command line) is spared SIGTERM too", async () => {
+    const { spawn } = await import('node:child_process');
+    const beats = path.join(tmp, 'beats');
+    const count = () => (existsSync(beats) ? readFileSync(beats, 'utf8').length : 0);
+    // The subshell is a fork of the leader's shell that never execs: it stands for a hook
+    // between its fork and its exec, which a SIGTERM would end before its trap is set.
+    const leader = spawn('/bin/sh', ['-c', `(while :; do printf x >> '${beats}'; sleep 0.05; done) & wait`], { detached: true, stdio: 'ignore' });
+    const root = leader.pid!;
+    const inGroup = () => readdirSync('/proc').filter((n) => /^\d+$/.test(n)).map(Number).filter((pid) => isAlive(pid) && pgidOf(pid) === root);
+    const cmdline = (pid: number) => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`);
+      } catch {
+        return Buffer.alloc(0);
+      }
+    };
+    const forks = () => inGroup().filter((pid) => pid !== root && cmdline(pid).length > 0 && cmdline(pid).equals(cmdline(root)));
+    try {
+      await waitUntil(() => forks().length === 1 && count() > 0, 'the fork to start');
+      const fork = forks()[0]!;
+      signalRun(root, 'no-such-run', 'SIGTERM', { spareTagged: GATE_PROCESS_TAG });
+      await waitUntil(() => !isAlive(root), 'the leader to end');
+      const before = count();
+      await waitUntil(() => count() >= before + 3, 'the fork to go on beating');
+      expect(isAlive(fork)).toBe(true);
+      signalRun(root, 'no-such-run', 'SIGKILL', { spareTagged: GATE_PROCESS_TAG });
+      await waitUntil(() => !isAlive(fork), 'SIGKILL to end the fork');
+    } finally {
+      for (const pid of inGroup()) process.kill(pid, 'SIGKILL');
+    }
+  });
 });
 
 function pgidOf(pid: number): number | undefined {

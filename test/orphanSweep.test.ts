@@ -1,6 +1,6 @@
 // A worker killed with SIGKILL cannot stop its CLI (the CLI runs in a session of its own).
 // sweepOrphanedRuns finds such leftovers by their run marker and dead parent pid.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -68,5 +68,54 @@ describe('sweepOrphanedRuns', () => {
       sweepOrphanedRuns();
       return !isAlive(cliPid);
     }, 'orphaned CLI killed by a sweep');
+  });
+});
+
+/**
+ * Inside a pid namespace of its own (so setting the next pid disturbs nothing else): a
+ * stand-in CLI waits on its hook synchronously, as the CLI waits on a PreToolUse hook, and
+ * writes down that it saw the hook end. The hook gets a pid below the CLI's, as after pids
+ * wrapped around, and 600 more processes of the run lie between them in pid order.
+ * Prints what it found as JSON.
+ */
+const NAMESPACE_SCRIPT = (saw: string) => `
+  const { spawn } = await import('node:child_process');
+  const { existsSync, readdirSync, readFileSync, writeFileSync } = await import('node:fs');
+  const { once } = await import('node:events');
+  const { killProcessesWithEnv } = await import(${JSON.stringify(pathToFileURL(path.join(dist, 'runner/processTree.js')).href)});
+  const nextPidAfter = (n) => writeFileSync('/proc/sys/kernel/ns_last_pid', String(n));
+  const env = { PATH: process.env.PATH, AGENTQ_TEST_RUN: 'r1' };
+  const cliCode = ${JSON.stringify(`process.stdout.write('ready'); process.stdin.once('data', () => { const r = require('child_process').spawnSync('sleep', ['60']); require('fs').writeFileSync(${JSON.stringify(saw)}, String(r.signal)); });`)};
+  nextPidAfter(20000);
+  const cli = spawn(process.execPath, ['-e', cliCode], { env, stdio: ['pipe', 'pipe', 'inherit'] });
+  await once(cli.stdout, 'data');
+  nextPidAfter(100);
+  cli.stdin.write('go');
+  const ppid = (pid) => { try { const s = readFileSync('/proc/' + pid + '/stat', 'latin1'); return Number(s.slice(s.lastIndexOf(')') + 2).split(' ')[1]); } catch { return -1; } };
+  let hook;
+  while (hook === undefined) {
+    hook = readdirSync('/proc').filter((n) => /^[0-9]+$/.test(n)).map(Number).find((pid) => ppid(pid) === cli.pid && readFileSync('/proc/' + pid + '/cmdline', 'latin1').startsWith('sleep'));
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  for (let i = 0; i < 600; i++) spawn('sleep', ['60'], { env, stdio: 'ignore' });
+  const killed = killProcessesWithEnv('AGENTQ_TEST_RUN', 'r1');
+  const [, signal] = await once(cli, 'exit');
+  process.stdout.write(JSON.stringify({ cli: cli.pid, hook, killed: killed.length, signal, sawHookEnd: existsSync(${JSON.stringify(saw)}) }));
+  process.exit(0);
+`;
+
+const canUnshare = process.getuid?.() === 0 && spawnSync('unshare', ['--pid', '--fork', '--mount-proc', 'true']).status === 0;
+
+describe('killing what is left of a run', () => {
+  it.skipIf(!canUnshare)('kills its processes together: a CLI never sees its hook die first, even with the hook below it in pid order', () => {
+    root = mkdtempSync(path.join(os.tmpdir(), 'agentq-killorder-'));
+    const saw = path.join(root, 'saw-hook-end');
+    const out = execFileSync('unshare', ['--pid', '--fork', '--mount-proc', process.execPath, '--input-type=module', '-e', NAMESPACE_SCRIPT(saw)], { encoding: 'utf8', timeout: 60_000 });
+    const r = JSON.parse(out) as { cli: number; hook: number; killed: number; signal: string; sawHookEnd: boolean };
+    expect(r.hook).toBeLessThan(r.cli);
+    expect(r.killed).toBe(602);
+    expect(r.signal).toBe('SIGKILL');
+    // A hook killed first is a non-blocking error, after which the CLI would run the call.
+    expect(r.sawHookEnd).toBe(false);
   });
 });

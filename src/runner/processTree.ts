@@ -99,17 +99,35 @@ export interface FindRunOptions {
   spareRoot?: boolean;
   /**
    * signalRun only, not for SIGKILL: leave out every process whose command line holds this
-   * word (the approval gate's hooks, GATE_PROCESS_TAG), so no group-wide signal is sent.
+   * word (the approval gate's hooks, GATE_PROCESS_TAG) and every fork not yet exec'd (a
+   * hook being started), so no group-wide signal is sent.
    */
   spareTagged?: string;
 }
 
-function commandLineHas(pid: number, word: Buffer): boolean {
+function commandLine(pid: number): Buffer | undefined {
   try {
-    return readFileSync(`/proc/${pid}/cmdline`).indexOf(word) !== -1;
+    return readFileSync(`/proc/${pid}/cmdline`);
   } catch {
-    return false;
+    return undefined;
   }
+}
+
+function commandLineHas(pid: number, word: Buffer): boolean {
+  return commandLine(pid)?.includes(word) === true;
+}
+
+/**
+ * True while the process is still a copy of its parent: forked, not yet exec'd, so its
+ * command line is its parent's. A hook the CLI is starting looks like this until its
+ * exec, and only then carries the gate's tag.
+ */
+function isUnexecutedFork(pid: number): boolean {
+  const ppid = readStat(pid)?.ppid;
+  if (ppid === undefined || ppid <= 1) return false;
+  const own = commandLine(pid);
+  const parent = commandLine(ppid);
+  return own !== undefined && own.length > 0 && parent !== undefined && own.equals(parent);
 }
 
 /** The pids of every live process of the run (see the header for what counts). */
@@ -153,6 +171,25 @@ function kill(target: number, signal: NodeJS.Signals): void {
 }
 
 /**
+ * SIGKILLs the processes and process groups so that none of them sees another die first:
+ * all are stopped, then all killed. A gate's hook killed before its CLI is a non-blocking
+ * error, after which the CLI would run the call (docs/approvals.md); and in pid order the
+ * hook comes first whenever pids wrapped around between the CLI's start and the hook's.
+ */
+function killTogether(pids: readonly number[], groups: readonly number[]): void {
+  for (const signal of ['SIGSTOP', 'SIGKILL'] as const) {
+    for (const group of groups) kill(-group, signal);
+    for (const pid of pids) kill(pid, signal);
+  }
+}
+
+function send(pids: readonly number[], groups: readonly number[], signal: NodeJS.Signals): void {
+  if (signal === 'SIGKILL') return killTogether(pids, groups);
+  for (const group of groups) kill(-group, signal);
+  for (const pid of pids) kill(pid, signal);
+}
+
+/**
  * Signals the run: the CLI's process group and every process found for the run.
  * Returns how many processes were found besides the group signal.
  */
@@ -161,12 +198,13 @@ export function signalRun(rootPid: number, runId: string, signal: NodeJS.Signals
   const tag = options.spareTagged !== undefined && signal !== 'SIGKILL' ? Buffer.from(options.spareTagged) : undefined;
   if (options.spareRoot || tag) {
     const group = options.spareRoot ? new Set(pids.filter((p) => readStat(p)?.pgid === rootPid)) : new Set<number>();
-    const targets = pids.filter((p) => !(options.spareRoot && (p === rootPid || group.has(p))) && !(tag && commandLineHas(p, tag)));
-    for (const pid of targets) kill(pid, signal);
+    // A fork not yet exec'd may be about to become a tagged hook: spared too (SIGKILL ends it with the rest).
+    const spared = (p: number) => tag !== undefined && (commandLineHas(p, tag) || isUnexecutedFork(p));
+    const targets = pids.filter((p) => !(options.spareRoot && (p === rootPid || group.has(p))) && !spared(p));
+    send(targets, [], signal);
     return targets.length;
   }
-  kill(-rootPid, signal);
-  for (const pid of pids) kill(pid, signal);
+  send(pids, [rootPid], signal);
   return pids.length;
 }
 
@@ -209,11 +247,11 @@ export function killProcessesWithEnv(name: string, value: string): number[] {
   return killWhereEnv((env) => Buffer.concat([NUL, env, NUL]).indexOf(entry) !== -1);
 }
 
-/** SIGKILLs every other process whose environment (readable to us) `matches`; returns their pids. */
+/** SIGKILLs (together) every other process whose environment (readable to us) `matches`; returns their pids. */
 function killWhereEnv(matches: (env: Buffer) => boolean): number[] {
   const all = listProcesses();
   if (!all) return [];
-  const killed: number[] = [];
+  const found: number[] = [];
   for (const e of all) {
     if (e.pid === process.pid) continue;
     let env: Buffer;
@@ -222,11 +260,10 @@ function killWhereEnv(matches: (env: Buffer) => boolean): number[] {
     } catch {
       continue;
     }
-    if (!matches(env)) continue;
-    kill(e.pid, 'SIGKILL');
-    killed.push(e.pid);
+    if (matches(env)) found.push(e.pid);
   }
-  return killed;
+  killTogether(found, []);
+  return found;
 }
 
 /** The start time (clock ticks since boot) of a live process, to bound later scans. */
