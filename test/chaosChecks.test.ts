@@ -1,9 +1,12 @@
 // The chaos suite's checks must be able to fail: each property is violated on purpose
 // here and must be reported.
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { AUDIT_SQL, checkRun, duplicateUuids, type CliRun } from '../src/chaos/checks.js';
+import { AUDIT_SQL, checkGatedCalls, checkRun, duplicateUuids, type CliRun } from '../src/chaos/checks.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 
 let t: TestDatabase;
@@ -79,6 +82,33 @@ describe('chaos checks', () => {
     const r = await checkRun(client, goodLog());
     expect(r.sessionGaps).toBe(1);
     expect(r.leasesHeld).toBe(1);
+  });
+
+  it('reports a gated call that ran twice, one that ran without an allow (with how its gate ended), and an approval left pending', async () => {
+    const approve = (toolUseId: string, status: string) =>
+      client.query("insert into approvals (tenant_id, conversation_id, turn_id, tool_use_id, tool_name, input, status) values ('default', $1, $2, $3, 'Bash', '{}', $4)", [convId, turnIds[0], toolUseId, status]);
+    await approve('toolu_allowed', 'allowed');
+    await approve('toolu_twice', 'allowed');
+    await approve('toolu_denied', 'denied');
+    await approve('toolu_waiting', 'pending');
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'agentq-chaoschecks-'));
+    try {
+      const log = path.join(dir, 'gated.log');
+      writeFileSync(log, ['toolu_allowed', 'toolu_twice', 'toolu_twice', 'toolu_denied', 'toolu_unasked'].join('\n') + '\n');
+      const gate: CliRun = { event: 'gate', pid: 42, toolUseId: 'toolu_unasked', decision: 'none', hook: { status: null, signal: 'SIGKILL' } };
+      const r = await checkGatedCalls(client, log, [gate]);
+      expect(r.ran).toBe(5);
+      expect(r.approvals).toEqual({ allowed: 2, denied: 1, pending: 1 });
+      const by = (p: string) => r.violations.find((v) => v.property === p);
+      expect(by('gatedRanTwice')?.detail).toContain('toolu_twice');
+      const unallowed = by('gatedRanUnallowed')?.detail ?? '';
+      expect(unallowed).toContain('toolu_denied [gate: no record; approval: denied]');
+      expect(unallowed).toContain('toolu_unasked [gate: none {"status":null,"signal":"SIGKILL"} (pid 42); approval: none]');
+      expect(unallowed).not.toContain('toolu_allowed');
+      expect(by('approvalsPending')?.turnIds).toEqual([turnIds[0]]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('counts session entries stored twice', () => {

@@ -31,6 +31,10 @@ export interface CliRun {
   prompt?: string;
   history?: string[];
   startedAt?: number;
+  /** `gate` records: the call asked about, the answer, how the hook process ended. */
+  toolUseId?: string;
+  decision?: string;
+  hook?: { status: number | null; signal: string | null; error?: string };
 }
 
 export interface Violation {
@@ -255,9 +259,11 @@ export interface GatedCallFacts {
 
 /**
  * Every gated call that ran (a line with its tool_use_id in `gatedLog`) ran once, and only
- * after a person allowed it; no approval is left pending at the end.
+ * after a person allowed it; no approval is left pending at the end. A call that ran
+ * without an allow is reported with what the fake CLI recorded of its gate (the answer,
+ * and how the hook process ended), since CI keeps only what the suite prints.
  */
-export async function checkGatedCalls(client: pg.Client, gatedLog: string): Promise<GatedCallFacts> {
+export async function checkGatedCalls(client: pg.Client, gatedLog: string, cliLog: readonly CliRun[] = []): Promise<GatedCallFacts> {
   const rows = await client.query<{ tool_use_id: string; status: string; turn_id: string }>('select tool_use_id, status, turn_id from approvals');
   const approvals: Record<string, number> = {};
   for (const r of rows.rows) approvals[r.status] = (approvals[r.status] ?? 0) + 1;
@@ -269,7 +275,10 @@ export async function checkGatedCalls(client: pg.Client, gatedLog: string): Prom
   const twice = [...counts].filter(([, n]) => n > 1).map(([id]) => id);
   if (twice.length) violations.push({ property: 'gatedRanTwice', turnIds: twice.map((id) => byId.get(id)?.turn_id ?? id), detail: `gated calls that ran more than once: ${twice.join(', ')}` });
   const unallowed = [...counts.keys()].filter((id) => byId.get(id)?.status !== 'allowed');
-  if (unallowed.length) violations.push({ property: 'gatedRanUnallowed', turnIds: unallowed.map((id) => byId.get(id)?.turn_id ?? id), detail: `gated calls that ran without an allow: ${unallowed.join(', ')}` });
+  const gateRecords = (id: string) =>
+    cliLog.filter((r) => r.event === 'gate' && r.toolUseId === id).map((r) => `${r.decision} ${JSON.stringify(r.hook ?? 'no hook')} (pid ${r.pid})`);
+  const described = unallowed.map((id) => `${id} [gate: ${gateRecords(id).join('; ') || 'no record'}; approval: ${byId.get(id)?.status ?? 'none'}]`);
+  if (unallowed.length) violations.push({ property: 'gatedRanUnallowed', turnIds: unallowed.map((id) => byId.get(id)?.turn_id ?? id), detail: `gated calls that ran without an allow: ${described.join(', ')}` });
   const pending = rows.rows.filter((r) => r.status === 'pending');
   if (pending.length) violations.push({ property: 'approvalsPending', turnIds: pending.map((r) => r.turn_id), detail: `${pending.length} approvals still pending at the end` });
   return { approvals, ran: ran.length, violations };

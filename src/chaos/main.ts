@@ -209,14 +209,15 @@ async function runCase(name: CaseName, quick: boolean, parentEnv: Readonly<Recor
 
     const check = new pg.Client({ connectionString: postgres.url });
     await check.connect();
-    const result: CheckResult = await checkRun(check, readCliLog(logFile));
+    const cliLog = readCliLog(logFile);
+    const result: CheckResult = await checkRun(check, cliLog);
     result.duplicateLines = await countDuplicateLines(postgres.url, root);
     if (result.duplicateLines) result.violations.push({ property: 'duplicateLines', turnIds: [], detail: `${result.duplicateLines} session entries stored twice` });
     if (name === 'hostile') {
       const shadow = readFileSync('/etc/shadow', 'utf8').split('\n').slice(0, 3);
       result.violations.push(...(await foreignData(check, hostileConversations(plan.conversations), shadow)));
     }
-    const gated = await checkGatedCalls(check, gatedLog);
+    const gated = await checkGatedCalls(check, gatedLog, cliLog);
     result.violations.push(...gated.violations);
     if (workers.unexpectedExits.length) {
       result.violations.push({ property: 'workerCrashes', turnIds: [], detail: `workers ended on their own: ${workers.unexpectedExits.join(', ')}` });

@@ -14,7 +14,12 @@ export interface GatedCall {
   input: { command: string };
 }
 
-export type HookAnswer = { decision: 'allow' | 'deny' | 'defer' | 'none'; reason?: string };
+export type HookAnswer = {
+  decision: 'allow' | 'deny' | 'defer' | 'none';
+  reason?: string;
+  /** How the hook process ended (for the record the chaos suite reads). */
+  exit?: { status: number | null; signal: string | null; error?: string };
+};
 
 /** The PreToolUse hook command of `--settings <json>`, if any. */
 export function hookCommand(settings: string | undefined): string | undefined {
@@ -33,10 +38,11 @@ export function askHook(command: string | undefined, call: GatedCall, sessionId:
   if (command === undefined) return { decision: 'none' };
   const input = JSON.stringify({ session_id: sessionId, hook_event_name: 'PreToolUse', tool_name: call.name, tool_input: call.input, tool_use_id: call.id });
   const r = spawnSync('/bin/sh', ['-c', command], { input, encoding: 'utf8', env: process.env });
-  if (r.status === 2) return { decision: 'deny', reason: r.stderr.trim() };
-  if (r.status !== 0 || r.stdout.trim() === '') return { decision: 'none' };
+  const exit = { status: r.status, signal: r.signal, ...(r.error ? { error: r.error.message } : {}) };
+  if (r.status === 2) return { decision: 'deny', reason: r.stderr.trim(), exit };
+  if (r.status !== 0 || r.stdout.trim() === '') return { decision: 'none', exit };
   const out = (JSON.parse(r.stdout) as { hookSpecificOutput?: { permissionDecision?: HookAnswer['decision']; permissionDecisionReason?: string } }).hookSpecificOutput;
-  return { decision: out?.permissionDecision ?? 'none', reason: out?.permissionDecisionReason };
+  return { decision: out?.permissionDecision ?? 'none', reason: out?.permissionDecisionReason, exit };
 }
 
 /** Runs the call the way the fake's Bash tool would: only the marker line (no shell). */

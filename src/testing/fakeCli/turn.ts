@@ -347,6 +347,7 @@ export async function continueOpenCall(env: TurnEnv, session: Session, call: Gat
 function answerCall(env: TurnEnv, session: Session, call: GatedCall, timing: Timing): 'deferred' | 'answered' {
   const sessionId = session.writer.sessionId;
   const answer = askHook(hookCommand(env.opts.settings), call, sessionId);
+  env.recorder.write({ event: 'gate', pid: process.pid, toolUseId: call.id, decision: answer.decision, ...(answer.exit ? { hook: answer.exit } : {}) });
   if (answer.decision === 'defer') {
     const event = resultEvent({
       subtype: 'success',
