@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { GATE_PROCESS_TAG, gateFlags, gateSettings, SIBLING_NOT_RUN, type GateSpec } from '../src/runner/approvalGate.js';
+import { GATE_PROCESS_TAG, gateFlags, gateInputDigest, gateSettings, SIBLING_NOT_RUN, UNAPPROVED_NOT_RUN, type GateSpec } from '../src/runner/approvalGate.js';
 import { signalRun } from '../src/runner/processTree.js';
 import { isAlive, waitUntil } from './helpers/processes.js';
 import { parseEnqueueInput } from '../src/queue/turnInput.js';
@@ -48,6 +48,30 @@ describe('the approval gate hook', () => {
     expect(runHook(s, bashCall('d', 'ls')).out).toMatchObject({ permissionDecision: 'deny', permissionDecisionReason: 'not now' });
     // An allow recorded for another tool does not open this one.
     expect(runHook(s, bashCall('w', 'ls')).out).toMatchObject({ permissionDecision: 'deny' });
+  });
+
+  it('with the lock, answers the ask of a gated call it could not stop: the approved call once a run, nothing else gated', () => {
+    // Keys in another order than the stored input, nested, non-ASCII: the digests agree.
+    const approved = { command: 'refund 42 && echo ü', description: 'r', opts: [1, { y: 'é', x: null }] };
+    const s: GateSpec = { ...spec(['Bash(refund:*)'], { a: { decision: 'allow', tool: 'Bash', inputSha256: gateInputDigest(approved) }, d: { decision: 'deny', tool: 'Bash' } }), lock: true };
+    const ask = (input: unknown) => runHook(s, { hook_event_name: 'PermissionRequest', tool_name: 'Bash', tool_input: input }).out as unknown;
+    const refused = { hookEventName: 'PermissionRequest', decision: { behavior: 'deny', message: UNAPPROVED_NOT_RUN } };
+    // Not gated by the rules (the ask rule covers every Bash call): allowed.
+    expect(ask({ command: 'ls' })).toEqual({ hookEventName: 'PermissionRequest', decision: { behavior: 'allow' } });
+    expect(ask({ command: 'refund 43' })).toEqual(refused);
+    expect(ask({ ...approved, command: 'refund 42 && echo u' })).toEqual(refused);
+    expect(ask({ opts: [1, { x: null, y: 'é' }], description: 'r', command: 'refund 42 && echo ü' })).toEqual({ hookEventName: 'PermissionRequest', decision: { behavior: 'allow' } });
+    // One allow a run: the same call again is refused.
+    expect(ask(approved)).toEqual(refused);
+  });
+
+  it('the lock adds an ask rule and a PermissionRequest hook for the whole gated tools; without it, neither', () => {
+    const locked = JSON.parse(gateSettings({ ...spec(['Bash(git push:*)', 'mcp__crm__send_reply']), lock: true })) as { permissions?: { ask: string[] }; hooks: Record<string, { matcher: string }[]> };
+    expect(locked.permissions).toEqual({ ask: ['Bash', 'mcp__crm__send_reply'] });
+    expect(locked.hooks.PermissionRequest?.[0]?.matcher).toBe('Bash|mcp__crm__send_reply');
+    const plain = JSON.parse(gateSettings(spec(['Bash']))) as { permissions?: unknown; hooks: Record<string, unknown> };
+    expect(plain.permissions).toBeUndefined();
+    expect(plain.hooks.PermissionRequest).toBeUndefined();
   });
 
   it('a Bash pattern matches the command text anywhere (bash -c, &&, extra spaces); other tools with a pattern are gated whole', () => {

@@ -12,7 +12,7 @@ import { buildApi, type Api } from '../src/api/server.js';
 import type { Config } from '../src/config.js';
 import { startMockModel, type MockModel, type RecordedRequest } from '../src/mock/mockModel.js';
 import { createClient, type AgentqClient } from '../src/queue/client.js';
-import { SIBLING_NOT_RUN } from '../src/runner/approvalGate.js';
+import { GATE_PROCESS_TAG, SIBLING_NOT_RUN } from '../src/runner/approvalGate.js';
 import { PINNED_CLI_VERSION } from '../src/runner/cliVersion.js';
 import { EXPIRED_MESSAGE } from '../src/store/approvals.js';
 import { createTestAgentq, type TestAgentq } from './helpers/agentq.js';
@@ -306,6 +306,39 @@ describe('durable approvals with the real CLI', () => {
     expect(again.code).toBe(5);
     expect((await agentq(env, ['approve', '6f1c1a52-4d8e-4b44-9a57-0d1a5e2b9c11', '--tenant', 'acme'])).code).toBe(4);
   }, 120_000);
+
+  // The attack: an ungated Bash call leaves a process that SIGKILLs every gate hook it sees.
+  // A hook killed half-way is a non-blocking error, after which the CLI runs the call. The
+  // permission lock (2.1.332) leaves the call's ask unanswered instead: it is refused.
+  it.skipIf(!testCliIs(PINNED_CLI_VERSION) || !existsSync('/usr/bin/pkill'))(
+    'the agent kills the gate\'s hooks as they start: the gated call is refused, not run (the permission lock)',
+    async () => {
+      await startWorker(machine('m'));
+      const target = path.join(markers, 'unapproved-write');
+      // The hooks' shell and node, by how their command lines start (not the CLI's, whose
+      // settings argument holds the same code); in a session of its own, so it outlives the
+      // Bash call (the CLI ends a call's process group); it writes down each kill.
+      const pattern = `^[^ ]*(sh -c trap|node -e /[*] ${GATE_PROCESS_TAG})`;
+      const killed = path.join(markers, 'gate-hooks-killed');
+      const killer = `setsid sh -c "while :; do pkill -KILL -f '${pattern}' && echo K >> ${killed}; sleep 0.005; done" </dev/null >/dev/null 2>&1 & echo KILLING`;
+      mock.enqueue({ toolUse: { name: 'Bash', input: { command: killer } } }, { toolUse: { name: 'Write', input: { file_path: target, content: 'x' } } });
+      const { turnId } = await client.enqueueTurn({
+        conversationId: 'ticket-killed-gate',
+        tenantId: 'acme',
+        prompt: 'go',
+        options: { permissionMode: 'bypassPermissions', maxTurns: 6, approvals: { tools: ['Write'] } },
+      });
+      const done = await client.waitForTurn(turnId, 60_000, { untilApproval: true });
+      // Not parked for a person: the gate never answered (its hooks were killed).
+      expect(done.status, JSON.stringify(done.error)).toBe('succeeded');
+      expect(existsSync(target)).toBe(false);
+      expect(existsSync(killed)).toBe(true);
+      const results = mock.requests.filter((r) => r.kind === 'main').map((r) => JSON.stringify(r.body?.messages ?? []));
+      expect(results.some((m) => m.includes('KILLING'))).toBe(true);
+      expect(results.at(-1)).toMatch(/haven't granted it yet|agentq: not run/);
+    },
+    120_000,
+  );
 
   it.skipIf(!existsSync('/usr/bin/bwrap'))('sandboxed (bwrap): the gate runs inside and the allowed call runs once', async () => {
     await startWorker(realCliMachine(t.env, t.root, 'k', mock.url, { ...machineExtra, AGENTQ_SANDBOX: 'bwrap' }));

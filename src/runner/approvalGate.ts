@@ -6,6 +6,7 @@
 // "Deferring a tool call"). The hook is `node -e <code> <spec>`: no file the agent could
 // write, and the decisions travel in argv, which the agent can read but not change. It
 // fails closed: anything it cannot do ends in exit code 2, which the CLI treats as a block.
+import { createHash } from 'node:crypto';
 import { z } from 'zod';
 
 /** A tool name as a rule names it: the CLI's tools and `mcp__server__tool`. */
@@ -36,14 +37,44 @@ export interface GateDecision {
   message?: string | undefined;
   /** With allow: the input the tool runs with instead of the model's. */
   updatedInput?: Record<string, unknown> | undefined;
+  /** With allow: gateInputDigest of the input the call runs with, which the permission lock checks. */
+  inputSha256?: string | undefined;
 }
 
 /** Everything the gate of one CLI run knows. */
 export interface GateSpec {
   rules: string[];
   decisions: Record<string, GateDecision>;
-  /** Unique per run: the name of the marker the first deferral of the run takes (see GATE_CODE). */
+  /** Unique per run: the name of the markers the first deferral and the lock's one allow of the run take (see GATE_CODE). */
   runKey: string;
+  /**
+   * The permission lock (docs/approvals.md "It fails closed"): the gated tools also get an
+   * `ask` rule, which a hook that fails to answer leaves unanswered (the call is refused),
+   * and the gate answers it as a PermissionRequest hook. Only for CLIs that run
+   * PermissionRequest hooks in `-p` (cliVersion.ts `supportsPermissionLock`).
+   */
+  lock?: boolean;
+}
+
+/**
+ * JSON with every object's keys sorted (as GATE_CODE's `canon`): the same text for the same
+ * value, whatever order Postgres's jsonb or the CLI put the keys in.
+ */
+function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+  if (v !== null && typeof v === 'object') {
+    const o = v as Record<string, unknown>;
+    return `{${Object.keys(o)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(v) ?? 'null';
+}
+
+/** The digest the permission lock compares a call's input by: sha256 of its canonical JSON. */
+export function gateInputDigest(input: unknown): string {
+  return createHash('sha256').update(canonicalJson(input)).digest('hex');
 }
 
 /** The tool name a rule is about. */
@@ -55,6 +86,10 @@ export function ruleTool(rule: string): string {
 export const SIBLING_NOT_RUN =
   'agentq: not run. Another tool call in this message is waiting for a person to approve it, and only one call waits at a time. ' +
   'If this call is still needed, ask for it again, in a message of its own, after that one is decided.';
+
+/** Message the model gets for a gated call the permission lock refused (the gate's hook did not answer for it). */
+export const UNAPPROVED_NOT_RUN =
+  'agentq: not run. No person approved this call, and the approval gate could not stop the run to ask for it. If it is still needed, ask for it again.';
 
 /**
  * A word in the gate's command line (the shell's and node's): a stopping run spares the
@@ -71,13 +106,41 @@ export const GATE_PROCESS_TAG = 'agentq-approval-gate';
 // CLI reports only one deferred call and drops the others from the session).
 const GATE_CODE = `
 /* ${GATE_PROCESS_TAG} */
-const fs = require("fs"), path = require("path"), os = require("os");
+const fs = require("fs"), path = require("path"), os = require("os"), crypto = require("crypto");
 const fail = (why) => { process.stderr.write("agentq approval gate: " + why + "; the call is blocked\\n"); process.exit(2); };
 try {
   const spec = JSON.parse(Buffer.from(process.argv[1], "base64").toString("utf8"));
   const call = JSON.parse(fs.readFileSync(0, "utf8"));
   const name = call.tool_name, input = call.tool_input || {};
   const norm = (s) => String(s).replace(/\\s+/g, " ").trim();
+  const tmp = process.env.CLAUDE_CODE_TMPDIR || os.tmpdir();
+  const gated = spec.rules.some((r) => {
+    if (r === "*") return true;
+    const m = /^([A-Za-z0-9_-]+)(?:\\((.*)\\))?$/s.exec(r);
+    if (!m || m[1] !== name) return false;
+    if (m[2] === undefined || name !== "Bash") return true;
+    const needle = norm(m[2].replace(/:?\\*$/, ""));
+    return needle === "" || norm(input.command || "").includes(needle);
+  });
+  if (call.hook_event_name === "PermissionRequest") {
+    const permit = (behavior, message) => {
+      const decision = message ? { behavior, message } : { behavior };
+      process.stdout.write(JSON.stringify({ hookSpecificOutput: { hookEventName: "PermissionRequest", decision } }) + "\\n");
+      process.exit(0);
+    };
+    if (!gated) permit("allow");
+    const canon = (v) => Array.isArray(v) ? "[" + v.map(canon).join(",") + "]"
+      : v !== null && typeof v === "object" ? "{" + Object.keys(v).sort().map((k) => JSON.stringify(k) + ":" + canon(v[k])).join(",") + "}"
+      : (JSON.stringify(v) ?? "null");
+    const digest = crypto.createHash("sha256").update(canon(input)).digest("hex");
+    const approved = Object.values(spec.decisions).some((d) => d.decision === "allow" && d.tool === name && d.inputSha256 === digest);
+    if (!approved) permit("deny", spec.unapproved);
+    try { fs.mkdirSync(path.join(tmp, ".agentq-permit-" + spec.runKey)); } catch (e) {
+      if (e && e.code === "EEXIST") permit("deny", spec.unapproved);
+      throw e;
+    }
+    permit("allow");
+  }
   const answer = (decision, reason, updatedInput) => {
     const out = { hookEventName: "PreToolUse", permissionDecision: decision, permissionDecisionReason: reason };
     if (updatedInput) out.updatedInput = updatedInput;
@@ -87,16 +150,8 @@ try {
   const d = Object.prototype.hasOwnProperty.call(spec.decisions, call.tool_use_id) ? spec.decisions[call.tool_use_id] : undefined;
   if (d && d.decision === "allow" && d.tool === name) answer("allow", "approved by a person (agentq)", d.updatedInput);
   if (d) answer("deny", d.message || "agentq: a person denied this tool call.");
-  const gated = spec.rules.some((r) => {
-    if (r === "*") return true;
-    const m = /^([A-Za-z0-9_-]+)(?:\\((.*)\\))?$/s.exec(r);
-    if (!m || m[1] !== name) return false;
-    if (m[2] === undefined || name !== "Bash") return true;
-    const needle = norm(m[2].replace(/:?\\*$/, ""));
-    return needle === "" || norm(input.command || "").includes(needle);
-  });
   if (!gated) process.exit(0);
-  const marker = path.join(process.env.CLAUDE_CODE_TMPDIR || os.tmpdir(), ".agentq-gate-" + spec.runKey);
+  const marker = path.join(tmp, ".agentq-gate-" + spec.runKey);
   try { fs.mkdirSync(marker); } catch (e) {
     if (e && e.code === "EEXIST") answer("deny", spec.sibling);
     throw e;
@@ -111,9 +166,13 @@ const HOOK_TIMEOUT_S = 600;
 /**
  * The `--settings` JSON of a gated run: one PreToolUse hook for the rules' tools. The
  * matcher only saves starting the hook for other tools; the hook checks the name itself.
+ * With the lock, the rules' tools (whole tools: a Bash pattern asks for every Bash call)
+ * also get an `ask` rule and the same hook as their PermissionRequest hook.
  */
 export function gateSettings(spec: GateSpec, nodePath: string = process.execPath): string {
-  const payload = Buffer.from(JSON.stringify({ rules: spec.rules, decisions: spec.decisions, runKey: spec.runKey, sibling: SIBLING_NOT_RUN })).toString('base64');
+  const payload = Buffer.from(
+    JSON.stringify({ rules: spec.rules, decisions: spec.decisions, runKey: spec.runKey, sibling: SIBLING_NOT_RUN, unapproved: UNAPPROVED_NOT_RUN }),
+  ).toString('base64');
   const code = GATE_CODE.replace(/\n\s*/g, ' ').trim();
   if (code.includes("'") || nodePath.includes("'")) throw new Error('the approval gate cannot be quoted for the shell');
   // Killed half-way, a hook is a non-blocking error, and the CLI goes on and runs the call.
@@ -123,10 +182,26 @@ export function gateSettings(spec: GateSpec, nodePath: string = process.execPath
   // else may send them; a signal that lands before the trap runs is what the tag is for
   // (seen in the chaos suite: a drained worker's SIGTERM let a call run unapproved).
   const command = `trap '' TERM INT HUP; '${nodePath}' -e '${code}' '${payload}' || exit 2`;
+  const hook = { type: 'command', command, timeout: HOOK_TIMEOUT_S };
   const tools = [...spec.rules.map(ruleTool), ...Object.values(spec.decisions).map((d) => d.tool)];
   // `*`: every tool (a stored policy that no longer parses gates everything).
   const matcher = spec.rules.includes('*') ? '*' : [...new Set(tools)].filter((t) => TOOL_NAME.test(t)).join('|');
-  return JSON.stringify({ hooks: { PreToolUse: [{ matcher, hooks: [{ type: 'command', command, timeout: HOOK_TIMEOUT_S }] }] } });
+  const settings: { permissions?: { ask: string[] }; hooks: Record<string, { matcher: string; hooks: (typeof hook)[] }[]> } = {
+    hooks: { PreToolUse: [{ matcher, hooks: [hook] }] },
+  };
+  // A run with the permission prompt tool sends every ask there, which a headless run cannot
+  // answer ("Stream closed", measured with 2.1.332): no lock, or allowed calls would be refused.
+  const locked = spec.lock === true && !needsPromptTool(spec) ? [...new Set(spec.rules.map(ruleTool))].filter((t) => TOOL_NAME.test(t)) : [];
+  if (locked.length > 0) {
+    settings.permissions = { ask: locked };
+    settings.hooks.PermissionRequest = [{ matcher: locked.join('|'), hooks: [hook] }];
+  }
+  return JSON.stringify(settings);
+}
+
+/** In -p mode the CLI offers AskUserQuestion only with a permission prompt tool (measured, both versions). */
+function needsPromptTool(spec: GateSpec): boolean {
+  return spec.rules.some((r) => ruleTool(r) === 'AskUserQuestion');
 }
 
 /** The CLI flags of a gated run (see buildArgv). */
@@ -139,7 +214,6 @@ export function gateFlags(spec: GateSpec, nodePath?: string): string[] {
     '--settings',
     gateSettings(spec, nodePath),
   ];
-  // In -p mode the CLI offers AskUserQuestion only with a permission prompt tool (measured, both versions).
-  if (spec.rules.some((r) => ruleTool(r) === 'AskUserQuestion')) flags.push('--permission-prompt-tool', 'stdio');
+  if (needsPromptTool(spec)) flags.push('--permission-prompt-tool', 'stdio');
   return flags;
 }

@@ -35,6 +35,7 @@ const gateDecisionSchema = z.strictObject({
   tool: z.string().min(1).max(200),
   message: z.string().max(10_000).optional(),
   updatedInput: z.record(z.string(), z.unknown()).optional(),
+  inputSha256: z.string().regex(/^[0-9a-f]{64}$/).optional(),
 });
 
 /** The fields of run options, each checked alone (runOptionsSchema adds the checks across fields). */
@@ -49,6 +50,7 @@ export const runOptionsFields = z.strictObject({
       rules: z.array(z.union([approvalRuleSchema, z.literal('*')])).max(50),
       decisions: z.record(z.string().min(1).max(200), gateDecisionSchema),
       runKey: z.string().regex(/^[A-Za-z0-9-]{1,64}$/),
+      lock: z.boolean().optional(),
     })
     .optional(),
   /** Working directory the CLI runs in (must exist). */

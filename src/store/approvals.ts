@@ -6,7 +6,7 @@
 // same transaction, under its conversation's lock. Every read and decision is scoped to a
 // tenant: another tenant's approval is not found.
 import { and, desc, eq, inArray, or, sql } from 'drizzle-orm';
-import type { GateDecision } from '../runner/approvalGate.js';
+import { gateInputDigest, type GateDecision } from '../runner/approvalGate.js';
 import type { Executor, StoreDb } from './db.js';
 import { pgJson, pgText } from './pgSafe.js';
 import { approvals, conversations, type ApprovalStatus } from './schema.js';
@@ -260,7 +260,10 @@ function gateDecisionOf(a: ApprovalRow, attempt: number): GateDecision {
   switch (a.status) {
     case 'allowed':
       if (a.answeredInAttempt !== null && a.answeredInAttempt !== attempt) return { decision: 'deny', tool, message: ALLOWED_BEFORE };
-      return a.updatedInput === null ? { decision: 'allow', tool } : { decision: 'allow', tool, updatedInput: a.updatedInput as Record<string, unknown> };
+      // The digest of the input the call runs with: the permission lock allows only that call.
+      return a.updatedInput === null
+        ? { decision: 'allow', tool, inputSha256: gateInputDigest(a.input) }
+        : { decision: 'allow', tool, updatedInput: a.updatedInput as Record<string, unknown>, inputSha256: gateInputDigest(a.updatedInput) };
     case 'expired':
       return { decision: 'deny', tool, message: EXPIRED_MESSAGE };
     default:

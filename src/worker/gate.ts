@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { approvalPolicySchema, type ApprovalPolicy, type GateSpec } from '../runner/approvalGate.js';
 import type { DeferredToolUse } from '../runner/events.js';
 import type { RunOutcome } from '../runner/outcome.js';
+import { cliVersionOnce, supportsPermissionLock } from '../runner/cliVersion.js';
 import { gateDecisions } from '../store/approvals.js';
 import type { ConversationRow } from '../store/conversations.js';
 import type { TurnRow } from '../store/turns.js';
@@ -40,7 +41,8 @@ export async function prepareGate(ctx: AttemptContext): Promise<GateSpec | undef
     await checkFence();
     return gateDecisions(tx, { turnId: ctx.turn.id, conversationId: ctx.conversation.id, attempt: ctx.attempt });
   });
-  return { rules: policy?.tools ?? [], decisions, runKey: randomUUID() };
+  const lock = supportsPermissionLock(await cliVersionOnce(ctx.config.claudePath, ctx.config.cli.env));
+  return { rules: policy?.tools ?? [], decisions, runKey: randomUUID(), lock };
 }
 
 /** The call the run stopped before, when the turn must now wait for a person. */

@@ -2,8 +2,10 @@
 // approvals, docs/approvals.md): with `gatedCall` in its script a turn asks for one Bash
 // call that appends its tool_use_id to a marker file, and asks the hook given with
 // `--settings` first, like the real CLI: `defer` stops the run with `tool_deferred`;
-// `allow` runs the call; `deny` or a blocking exit (2) refuses it. A later
-// `-p --resume <id>` without a prompt asks the hook again about the call left open.
+// `allow` runs the call; `deny` or a blocking exit (2) refuses it. A hook that answers
+// nothing (killed, not started) lets the call run, unless an `ask` rule names its tool: then
+// the PermissionRequest hook decides, as with 2.1.332. A later `-p --resume <id>` without a
+// prompt asks the hook again about the call left open.
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { appendFileSync, readFileSync } from 'node:fs';
@@ -21,11 +23,21 @@ export type HookAnswer = {
   exit?: { status: number | null; signal: string | null; error?: string };
 };
 
-/** The PreToolUse hook command of `--settings <json>`, if any. */
-export function hookCommand(settings: string | undefined): string | undefined {
+interface Settings {
+  permissions?: { ask?: string[] };
+  hooks?: Record<string, { hooks?: { command?: string }[] }[] | undefined>;
+}
+
+/** The first command hook of `event` in `--settings <json>`, if any. */
+export function hookCommand(settings: string | undefined, event: 'PreToolUse' | 'PermissionRequest' = 'PreToolUse'): string | undefined {
   if (settings === undefined) return undefined;
-  const parsed = JSON.parse(settings) as { hooks?: { PreToolUse?: { hooks?: { command?: string }[] }[] } };
-  return parsed.hooks?.PreToolUse?.[0]?.hooks?.[0]?.command;
+  return (JSON.parse(settings) as Settings).hooks?.[event]?.[0]?.hooks?.[0]?.command;
+}
+
+/** True when `--settings` has an `ask` rule for the tool (only whole-tool rules are modelled). */
+export function asksFor(settings: string | undefined, tool: string): boolean {
+  if (settings === undefined) return false;
+  return (JSON.parse(settings) as Settings).permissions?.ask?.includes(tool) === true;
 }
 
 export function newGatedCall(marker: string): GatedCall {
@@ -43,6 +55,21 @@ export function askHook(command: string | undefined, call: GatedCall, sessionId:
   if (r.status !== 0 || r.stdout.trim() === '') return { decision: 'none', exit };
   const out = (JSON.parse(r.stdout) as { hookSpecificOutput?: { permissionDecision?: HookAnswer['decision']; permissionDecisionReason?: string } }).hookSpecificOutput;
   return { decision: out?.permissionDecision ?? 'none', reason: out?.permissionDecisionReason, exit };
+}
+
+/**
+ * An `ask` the fake cannot prompt for, as 2.1.332 handles it in `-p`: its PermissionRequest
+ * hook decides; no hook, or one that gives no decision, leaves the call refused.
+ */
+export function askPermission(command: string | undefined, call: GatedCall, sessionId: string): { allowed: boolean; message: string } {
+  const refused = { allowed: false, message: `Claude requested permissions to use ${call.name}, but you haven't granted it yet.` };
+  if (command === undefined) return refused;
+  const input = JSON.stringify({ session_id: sessionId, hook_event_name: 'PermissionRequest', tool_name: call.name, tool_input: call.input });
+  const r = spawnSync('/bin/sh', ['-c', command], { input, encoding: 'utf8', env: process.env });
+  if (r.status !== 0 || r.stdout.trim() === '') return refused;
+  const decision = (JSON.parse(r.stdout) as { hookSpecificOutput?: { decision?: { behavior?: string; message?: string } } }).hookSpecificOutput?.decision;
+  if (decision?.behavior === 'allow') return { allowed: true, message: '' };
+  return decision?.behavior === 'deny' ? { allowed: false, message: decision.message ?? 'denied' } : refused;
 }
 
 /** Runs the call the way the fake's Bash tool would: only the marker line (no shell). */

@@ -22,7 +22,7 @@ import {
 import { readPgid, type Recorder } from './record.js';
 import { promptText, type SessionWriter } from './sessionFile.js';
 import type { CrashSpec, FakeSpec } from './spec.js';
-import { askHook, hookCommand, newGatedCall, runGatedCall, type GatedCall } from './gate.js';
+import { askHook, askPermission, asksFor, hookCommand, newGatedCall, runGatedCall, type GatedCall } from './gate.js';
 import { linkSessionFile, plantInFolder, readSubagents, readToolResults, writeSubagentLine, writeToolResult } from './sessionFolder.js';
 import { readStateFile, touchStateFile } from './stateFile.js';
 
@@ -366,9 +366,16 @@ function answerCall(env: TurnEnv, session: Session, call: GatedCall, timing: Tim
     env.emitter.result({ ...event, deferred_tool_use: call });
     return 'deferred';
   }
-  const allowed = answer.decision === 'allow' || answer.decision === 'none';
+  let allowed = answer.decision === 'allow' || answer.decision === 'none';
+  let reason = answer.reason ?? 'denied';
+  if (allowed && asksFor(env.opts.settings, call.name)) {
+    const permission = askPermission(hookCommand(env.opts.settings, 'PermissionRequest'), call, sessionId);
+    env.recorder.write({ event: 'permission', pid: process.pid, toolUseId: call.id, allowed: permission.allowed });
+    allowed = permission.allowed;
+    reason = permission.message;
+  }
   if (allowed) runGatedCall(call);
-  const content = [{ type: 'tool_result', tool_use_id: call.id, content: allowed ? 'ran' : (answer.reason ?? 'denied'), is_error: !allowed }];
+  const content = [{ type: 'tool_result', tool_use_id: call.id, content: allowed ? 'ran' : reason, is_error: !allowed }];
   session.writer.user(turnContext(env, session), content);
   return 'answered';
 }
