@@ -65,6 +65,13 @@ describe('the approval gate hook', () => {
     expect(ask(approved)).toEqual(refused);
   });
 
+  it('an input nested too deep to digest gets no digest (the lock refuses its call) instead of failing the worker', () => {
+    let deep: unknown = 'x';
+    for (let i = 0; i < 200_000; i++) deep = [deep];
+    expect(gateInputDigest(deep)).toBeUndefined();
+    expect(gateInputDigest({ a: [1, 2] })).toMatch(/^[0-9a-f]{64}$/);
+  });
+
   it('the lock adds an ask rule and a PermissionRequest hook for the whole gated tools; without it, neither', () => {
     const locked = JSON.parse(gateSettings({ ...spec(['Bash(git push:*)', 'mcp__crm__send_reply']), lock: true })) as { permissions?: { ask: string[] }; hooks: Record<string, { matcher: string }[]> };
     expect(locked.permissions).toEqual({ ask: ['Bash', 'mcp__crm__send_reply'] });

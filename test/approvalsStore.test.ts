@@ -7,6 +7,7 @@ import { Registry } from 'prom-client';
 import { registerApprovalMetrics } from '../src/metrics/approvals.js';
 import { ALLOWED_BEFORE, decideApproval, expireAndQueue, expireApprovals, gateDecisions, getApproval, listApprovals, requestApproval, type ApprovalRequest } from '../src/store/approvals.js';
 import { insertTurn } from '../src/store/turns.js';
+import { gateInputDigest } from '../src/runner/approvalGate.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 
 let t: TestDatabase;
@@ -105,10 +106,21 @@ describe('approvals store', () => {
     const { turn, approval } = await pending('acme');
     await decideApproval(t.db, { tenantId: 'acme', id: approval.id, decision: 'allow', updatedInput: { command: 'refund 42 --dry-run' }, decidedBy: 'acme' });
     const q = { turnId: turn.id, conversationId: turn.conversationId };
-    expect((await gateDecisions(t.db, { ...q, attempt: 2 }))[approval.toolUseId]).toEqual({ decision: 'allow', tool: 'Bash', updatedInput: { command: 'refund 42 --dry-run' } });
+    // With the digest of the input the call runs with: the permission lock allows that call only.
+    const updatedInput = { command: 'refund 42 --dry-run' };
+    expect((await gateDecisions(t.db, { ...q, attempt: 2 }))[approval.toolUseId]).toEqual({ decision: 'allow', tool: 'Bash', updatedInput, inputSha256: gateInputDigest(updatedInput) });
     // The same attempt asking again (its CLI re-run in the same attempt) still gets the allow.
     expect((await gateDecisions(t.db, { ...q, attempt: 2 }))[approval.toolUseId]?.decision).toBe('allow');
     expect((await gateDecisions(t.db, { ...q, attempt: 3 }))[approval.toolUseId]).toEqual({ decision: 'deny', tool: 'Bash', message: ALLOWED_BEFORE });
+  });
+
+  it("an allow without a changed input carries the digest of the call's own input, whatever order jsonb keeps its keys in", async () => {
+    const { turn, approval } = await pending('digest', { input: { timeout: 5000, command: 'refund 42', description: 'refund the order' } });
+    await decideApproval(t.db, { tenantId: 'digest', id: approval.id, decision: 'allow', decidedBy: 'digest' });
+    const d = (await gateDecisions(t.db, { turnId: turn.id, conversationId: turn.conversationId, attempt: 1 }))[approval.toolUseId];
+    // As the CLI hands the input to the gate: the model's order.
+    expect(d?.inputSha256).toBe(gateInputDigest({ command: 'refund 42', description: 'refund the order', timeout: 5000 }));
+    expect(d?.inputSha256).not.toBe(gateInputDigest({ command: 'refund 43', description: 'refund the order', timeout: 5000 }));
   });
 
   it('metrics: the pending count and the wait histogram by outcome', async () => {

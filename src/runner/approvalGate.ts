@@ -72,9 +72,17 @@ function canonicalJson(v: unknown): string {
   return JSON.stringify(v) ?? 'null';
 }
 
-/** The digest the permission lock compares a call's input by: sha256 of its canonical JSON. */
-export function gateInputDigest(input: unknown): string {
-  return createHash('sha256').update(canonicalJson(input)).digest('hex');
+/**
+ * The digest the permission lock compares a call's input by: sha256 of its canonical JSON.
+ * Undefined for an input nested too deep to walk (the model wrote it): the lock then
+ * allows no call by it, and the approved call is refused rather than the worker failing.
+ */
+export function gateInputDigest(input: unknown): string | undefined {
+  try {
+    return createHash('sha256').update(canonicalJson(input)).digest('hex');
+  } catch {
+    return undefined;
+  }
 }
 
 /** The tool name a rule is about. */
