@@ -11,6 +11,9 @@ import type { ConversationRow } from '../store/conversations.js';
 import type { TurnRow } from '../store/turns.js';
 import type { AttemptContext } from './attemptContext.js';
 
+/** CLIs this process has warned about running gated turns without the permission lock. */
+const warnedWithoutLock = new Set<string>();
+
 /** The conversation's default options that concern approvals. */
 interface ApprovalDefaults {
   approvals?: unknown;
@@ -41,7 +44,15 @@ export async function prepareGate(ctx: AttemptContext): Promise<GateSpec | undef
     await checkFence();
     return gateDecisions(tx, { turnId: ctx.turn.id, conversationId: ctx.conversation.id, attempt: ctx.attempt });
   });
-  const lock = supportsPermissionLock(await cliVersionOnce(ctx.config.claudePath, ctx.config.cli.env));
+  const version = await cliVersionOnce(ctx.config.claudePath, ctx.config.cli.env);
+  const lock = supportsPermissionLock(version);
+  if (!lock && !warnedWithoutLock.has(ctx.config.claudePath)) {
+    warnedWithoutLock.add(ctx.config.claudePath);
+    ctx.log().warn(
+      { cliVersion: version },
+      "approval gate without its permission lock: this CLI runs no PermissionRequest hook in -p, so an agent that kills the gate's hooks can run a gated call; use CLI 2.1.332 or later (docs/approvals.md)",
+    );
+  }
   return { rules: policy?.tools ?? [], decisions, runKey: randomUUID(), lock };
 }
 
