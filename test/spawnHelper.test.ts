@@ -4,7 +4,7 @@
 // that dies fails its runs (and a new one serves the next); the helper dies with its worker.
 import { execFileSync, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -145,6 +145,29 @@ describe('the spawn helper', () => {
     expect(outcome.type === 'crashed' && outcome.message).toMatch(/spawn helper/);
     const child = Number(readFileSync(childPidFile, 'utf8'));
     await waitUntil(() => !isAlive(child), 'the run’s own child is stopped');
+  });
+
+  it("a run whose config link leads to another attempt's directory is not started, through the helper or directly", async () => {
+    // Another attempt took the conversation over and re-pointed the link after this one's lease check.
+    const mine = path.join(root, 'attempt-1');
+    const theirs = path.join(root, 'attempt-2');
+    for (const d of [mine, theirs]) mkdirSync(d);
+    const link = path.join(root, 'conversation-link');
+    symlinkSync(theirs, link);
+    const ran = path.join(root, 'ran');
+    for (const spawnMode of ['helper', 'direct'] as const) {
+      const s = script('records.sh', `echo "$CLAUDE_CONFIG_DIR" >> ${ran}`, spawnMode === 'direct' ? { spawn: 'direct' } : {});
+      const outcome = await startClaude(opts({ configDir: link, configLinkTarget: mine }), s).outcome;
+      expect(outcome.type).toBe('crashed');
+      expect(outcome.type === 'crashed' && outcome.message).toContain('another attempt took the conversation over');
+    }
+    expect(existsSync(ran)).toBe(false);
+    // Leading to this attempt's directory, it starts.
+    rmSync(link);
+    symlinkSync(mine, link);
+    const ok = await startClaude(opts({ configDir: link, configLinkTarget: mine }), script('records.sh', `echo "$CLAUDE_CONFIG_DIR" >> ${ran}`)).outcome;
+    expect(ok.type).not.toBe('cli_not_found');
+    expect(readFileSync(ran, 'utf8').trim()).toBe(link);
   });
 
   it('a CLI that cannot be executed is cli_not_found, as when spawned directly', async () => {

@@ -173,6 +173,8 @@ export function startClaude(options: RunOptions, settings: RunnerSettings, hooks
     stdin: o.streamInput || longPrompt,
     // Sandboxed, fd 3 carries bwrap's options (the host paths are not put in its argv).
     fd3: sandboxed?.fd3,
+    // Unsandboxed, `configDir` may be the conversation's link (src/worker/configLink.ts).
+    linkCheck: o.configLinkTarget !== undefined ? { path: o.configDir, target: o.configLinkTarget } : undefined,
   };
   // Until the helper answers, signals wait for the pid (see `terminate`).
   const launched: Promise<SpawnedRun> = settings.spawn === 'direct' ? Promise.resolve(spawnDirect(request)) : spawnThroughHelper(request);

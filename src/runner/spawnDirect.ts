@@ -1,9 +1,15 @@
 // Starting a CLI run from the worker's own process, with execa (`AGENTQ_CLI_SPAWN=direct`).
 // The event loop waits for the fork and exec: see ./spawnHelper.ts for the default.
 import { execa } from 'execa';
+import { STALE_LINK, staleLink } from './linkCheck.js';
 import type { RunExit, SpawnedRun, SpawnRequest } from './spawnTypes.js';
 
 export function spawnDirect(request: SpawnRequest): SpawnedRun {
+  const stale = staleLink(request.linkCheck);
+  if (stale !== undefined) {
+    const error = Object.assign(new Error(stale), { code: STALE_LINK });
+    return { pid: undefined, stdin: null, stdout: null, stderr: null, exited: Promise.resolve({ code: null, signal: null, error }), release: () => undefined };
+  }
   const child = execa(request.file, request.args, {
     cwd: request.cwd,
     env: request.env,

@@ -56,6 +56,7 @@ class SpawnHelper {
         env: request.env,
         stdin: request.stdin,
         fd3: request.fd3,
+        linkCheck: request.linkCheck,
       };
       const unreachable = (err: Error) => this.fail(id, `could not reach the spawn helper: ${err.message}`);
       try {

@@ -12,6 +12,8 @@
 // the worker before its exit.
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Socket } from 'node:net';
+import { STALE_LINK, staleLink } from './linkCheck.js';
+import type { LinkCheck } from './spawnTypes.js';
 
 export interface SpawnMessage {
   t: 'spawn';
@@ -24,6 +26,8 @@ export interface SpawnMessage {
   stdin: boolean;
   /** Written to the run's fd 3, then closed (bwrap reads its options there). */
   fd3?: Uint8Array | undefined;
+  /** Checked right before the spawn (./linkCheck.ts). */
+  linkCheck?: LinkCheck | undefined;
 }
 
 export type HelperMessage =
@@ -49,6 +53,11 @@ function holdReads(stream: Socket | null): boolean {
 }
 
 function start(m: SpawnMessage): void {
+  const stale = staleLink(m.linkCheck);
+  if (stale !== undefined) {
+    send({ t: 'error', id: m.id, code: STALE_LINK, message: stale });
+    return;
+  }
   let child: ChildProcess;
   try {
     child = spawn(m.file, m.args, {

@@ -153,6 +153,7 @@ export class CliTurn {
     const gate = ctx.gate === undefined ? {} : { gate: { ...ctx.gate, runKey: randomUUID() } };
     // No prompt: resume the deferred call (one message, so no stdin to keep open).
     const resume = prompt === undefined ? { resumeDeferred: true, streamInput: false } : { prompt };
-    return { ...(options as Partial<RunOptions>), ...resume, ...gate, cwd: ctx.cwd, configDir, tmpDir: path.join(ctx.runDir, 'tmp'), session };
+    const linked = ctx.configLink !== undefined ? { configLinkTarget: ctx.configDir } : {};
+    return { ...(options as Partial<RunOptions>), ...resume, ...gate, cwd: ctx.cwd, configDir, ...linked, tmpDir: path.join(ctx.runDir, 'tmp'), session };
   }
 }

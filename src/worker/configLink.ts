@@ -11,7 +11,9 @@
 //
 // Only the lease holder may run the conversation's CLI. A CLI left from an earlier
 // attempt on this machine (its worker froze past the lease, or died) would write through
-// the re-pointed link into this attempt's session, so it is killed first.
+// the re-pointed link into this attempt's session, so it is killed first; and a CLI an
+// earlier attempt starts later (its worker froze after its lease check) is not started
+// once the link leads elsewhere (src/runner/linkCheck.ts).
 import { randomUUID } from 'node:crypto';
 import { existsSync, lstatSync, mkdirSync, readlinkSync, renameSync, rmSync, symlinkSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
@@ -36,7 +38,8 @@ export function pointConfigLink(link: string, target: string): number[] {
   mkdirSync(path.dirname(link), { recursive: true });
   const previous = currentTarget(link);
   if (previous === target) return [];
-  const killed = previous !== undefined && existsSync(previous) ? killProcessesWithEnv('CLAUDE_CONFIG_DIR', link) : [];
+  const inUse = previous !== undefined && existsSync(previous);
+  const killed = inUse ? killProcessesWithEnv('CLAUDE_CONFIG_DIR', link) : [];
   const tmp = `${link}.${randomUUID().slice(0, 8)}`;
   symlinkSync(target, tmp);
   try {
@@ -45,6 +48,9 @@ export function pointConfigLink(link: string, target: string): number[] {
     rmSync(tmp, { force: true });
     throw err;
   }
+  // And once more: a run the earlier attempt started between that scan and the rename
+  // (its start checked the link while it still led there: src/runner/linkCheck.ts).
+  if (inUse) killed.push(...killProcessesWithEnv('CLAUDE_CONFIG_DIR', link));
   return killed;
 }
 
