@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { AUDIT_SQL, checkGatedCalls, checkRun, duplicateUuids, type CliRun } from '../src/chaos/checks.js';
+import { AUDIT_SQL, checkGatedCalls, checkRun, duplicateUuids, promptsOutOfOrder, type CliRun } from '../src/chaos/checks.js';
 import { createTestDatabase, type TestDatabase } from './helpers/db.js';
 
 let t: TestDatabase;
@@ -114,5 +114,13 @@ describe('chaos checks', () => {
   it('counts session entries stored twice', () => {
     expect(duplicateUuids('{"uuid":"a"}\n{"uuid":"b"}\n{"uuid":"a"}\n')).toBe(1);
     expect(duplicateUuids('{"uuid":"a"}\n{"type":"x"}\n')).toBe(0);
+  });
+
+  it("counts a stored prompt of an earlier turn after a later turn's (a stale run wrote it), not a retry repeating its own", () => {
+    const user = (turn: number, prefix = '') => JSON.stringify({ type: 'user', message: { role: 'user', content: `${prefix}#fake {}\nchaos c2 turn ${turn}` } });
+    const reply = (turn: number) => JSON.stringify({ type: 'assistant', message: { content: [{ type: 'text', text: `chaos c2 turn ${turn - 3}` }] } });
+    const inOrder = [user(1), reply(1), user(2), user(2, 'Continue from where you left off.\n\n'), reply(2), user(3), reply(3)].join('\n');
+    expect(promptsOutOfOrder(inOrder)).toBe(0);
+    expect(promptsOutOfOrder([inOrder, user(2), reply(2)].join('\n'))).toBe(1);
   });
 });

@@ -199,6 +199,32 @@ export function duplicateUuids(jsonl: string): number {
   return dups;
 }
 
+/**
+ * Session files hydrated for the check: how often a user prompt names an earlier turn of
+ * the conversation than a prompt before it. A retry may repeat its turn's prompt (the
+ * continuation), but only a run of a stale attempt writes an earlier turn after a later one.
+ */
+export function promptsOutOfOrder(jsonl: string): number {
+  let last = 0;
+  let n = 0;
+  for (const l of jsonl.split('\n')) {
+    if (!l.includes('"user"')) continue;
+    let entry: { type?: unknown; message?: { content?: unknown } };
+    try {
+      entry = JSON.parse(l) as typeof entry;
+    } catch {
+      continue;
+    }
+    if (entry.type !== 'user') continue;
+    const m = PROMPT_TAG.exec(JSON.stringify(entry.message?.content ?? ''));
+    if (!m) continue;
+    const turn = Number(m[2]);
+    if (turn < last) n++;
+    last = Math.max(last, turn);
+  }
+  return n;
+}
+
 /** Live processes whose environment carries `marker` (the run's fake-CLI log path). */
 export function processesWithMarker(marker: string): number[] {
   const found: number[] = [];

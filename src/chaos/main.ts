@@ -18,7 +18,7 @@ import { createPool } from '../store/pool.js';
 import { hydrateSession } from '../store/hydrate.js';
 import { migrate } from '../store/migrate.js';
 import { fakeCliPath } from '../testing/fakeCliPath.js';
-import { AUDIT_SQL, checkGatedCalls, checkRun, duplicateUuids, foreignData, processesWithMarker, readCliLog, type CheckResult } from './checks.js';
+import { AUDIT_SQL, checkGatedCalls, checkRun, duplicateUuids, foreignData, processesWithMarker, promptsOutOfOrder, readCliLog, type CheckResult } from './checks.js';
 import { startPrivatePostgres, startPrivateRedis } from './services.js';
 import { WorkerPool } from './workerPool.js';
 
@@ -211,8 +211,12 @@ async function runCase(name: CaseName, quick: boolean, parentEnv: Readonly<Recor
     await check.connect();
     const cliLog = readCliLog(logFile);
     const result: CheckResult = await checkRun(check, cliLog);
-    result.duplicateLines = await countDuplicateLines(postgres.url, root);
-    if (result.duplicateLines) result.violations.push({ property: 'duplicateLines', turnIds: [], detail: `${result.duplicateLines} session entries stored twice` });
+    const stored = await checkStoredSessions(postgres.url, root);
+    result.duplicateLines = stored.duplicateLines;
+    if (stored.duplicateLines) result.violations.push({ property: 'duplicateLines', turnIds: [], detail: `${stored.duplicateLines} session entries stored twice` });
+    if (stored.promptsOutOfOrder.length) {
+      result.violations.push({ property: 'storedOutOfOrder', turnIds: [], detail: `a stored session holds a turn's prompt after a later turn's: ${stored.promptsOutOfOrder.join(', ')}` });
+    }
     if (name === 'hostile') {
       const shadow = readFileSync('/etc/shadow', 'utf8').split('\n').slice(0, 3);
       result.violations.push(...(await foreignData(check, hostileConversations(plan.conversations), shadow)));
@@ -368,10 +372,12 @@ function fillDisk(file: string): void {
 }
 
 /** Hydrates every conversation's committed session and counts entries stored twice. */
-async function countDuplicateLines(url: string, root: string): Promise<number> {
+/** Each conversation's committed session, hydrated: entries stored twice, and the conversations whose prompts are out of order. */
+async function checkStoredSessions(url: string, root: string): Promise<{ duplicateLines: number; promptsOutOfOrder: string[] }> {
   const p = createPool(url, 2);
   const db = createStoreDb(p);
   let dups = 0;
+  const outOfOrder: string[] = [];
   try {
     const convs = await p.query<{ id: string; session_id: string | null }>('select id, session_id from conversations');
     for (const c of convs.rows) {
@@ -379,12 +385,14 @@ async function countDuplicateLines(url: string, root: string): Promise<number> {
       const cwd = path.join(root, 'verify', c.id);
       mkdirSync(cwd, { recursive: true });
       const h = await hydrateSession(db, { conversationId: c.id, sessionId: c.session_id, cwd, configDir: path.join(root, 'verify-config') });
-      dups += duplicateUuids(readFileSync(h.path, 'utf8'));
+      const text = readFileSync(h.path, 'utf8');
+      dups += duplicateUuids(text);
+      if (promptsOutOfOrder(text) > 0) outOfOrder.push(c.id);
     }
   } finally {
     await p.end();
   }
-  return dups;
+  return { duplicateLines: dups, promptsOutOfOrder: outOfOrder };
 }
 
 main(process.argv.slice(2), process.env).then(
