@@ -4,7 +4,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { createClient } from '../src/queue/client.js';
+import { workspaceDirName } from '../src/store/ids.js';
 import { configLinkPath, pointConfigLink } from '../src/worker/configLink.js';
+import { createTestAgentq } from './helpers/agentq.js';
+import { readFakeCliLog } from './helpers/fakeCliLog.js';
+import { startWorker, stopWorkers } from './helpers/workers.js';
 import { tempDirs } from './helpers/files.js';
 import { isAlive, waitUntil } from './helpers/processes.js';
 
@@ -73,5 +78,36 @@ describe('the conversation config link', () => {
     // The directory was moved aside and goes in the background.
     await waitUntil(() => readdirSync(path.dirname(link)).every((name) => !name.startsWith('c3.stale-')), 'the old directory to be removed');
     expect(readdirSync(path.dirname(link))).toEqual(['c3']);
+  });
+
+  it("a worker that lost the conversation after its last lease check does not start its CLI: the link leads to another attempt's directory", async () => {
+    const t = await createTestAgentq({ AGENTQ_RETRY_BASE_MS: '50', AGENTQ_RETRY_MAX_MS: '100' });
+    const client = createClient(t.config);
+    try {
+      const link = configLinkPath(t.config.worker.runsRoot, workspaceDirName('taken-over', 'default'));
+      const theirs = dirs.make('other-attempt');
+      let attempts = 0;
+      // Right after its last check (the `prepare` phase ends there), another worker takes the
+      // conversation over on this machine and points the link at its own attempt.
+      await startWorker(t.config, {
+        concurrency: 1,
+        observeAttempt: () => ({
+          phase: (phase) => {
+            if (phase === 'prepare' && ++attempts === 1) pointConfigLink(link, theirs);
+          },
+        }),
+      });
+      const { turnId } = await client.enqueueTurn({ conversationId: 'taken-over', prompt: 'hello' });
+      const done = await client.waitForTurn(turnId, 20_000);
+      expect(done.status, JSON.stringify(done.error)).toBe('succeeded');
+      // The first attempt's CLI never started (here its lease was still held, so the turn ran again).
+      expect(attempts).toBe(2);
+      expect(readFakeCliLog(t.logFile).filter((r) => r.event === 'start')).toHaveLength(1);
+      expect(readdirSync(theirs)).toEqual([]);
+    } finally {
+      await stopWorkers();
+      await client.close();
+      await t.cleanup();
+    }
   });
 });

@@ -157,7 +157,7 @@ describe('the spawn helper', () => {
     const ran = path.join(root, 'ran');
     for (const spawnMode of ['helper', 'direct'] as const) {
       const s = script('records.sh', `echo "$CLAUDE_CONFIG_DIR" >> ${ran}`, spawnMode === 'direct' ? { spawn: 'direct' } : {});
-      const outcome = await startClaude(opts({ configDir: link, configLinkTarget: mine }), s).outcome;
+      const outcome = await startClaude(opts({ configDir: link, attemptLink: { link, target: mine } }), s).outcome;
       expect(outcome.type).toBe('crashed');
       expect(outcome.type === 'crashed' && outcome.message).toContain('another attempt took the conversation over');
     }
@@ -165,7 +165,7 @@ describe('the spawn helper', () => {
     // Leading to this attempt's directory, it starts.
     rmSync(link);
     symlinkSync(mine, link);
-    const ok = await startClaude(opts({ configDir: link, configLinkTarget: mine }), script('records.sh', `echo "$CLAUDE_CONFIG_DIR" >> ${ran}`)).outcome;
+    const ok = await startClaude(opts({ configDir: link, attemptLink: { link, target: mine } }), script('records.sh', `echo "$CLAUDE_CONFIG_DIR" >> ${ran}`)).outcome;
     expect(ok.type).not.toBe('cli_not_found');
     expect(readFileSync(ran, 'utf8').trim()).toBe(link);
   });

@@ -1,8 +1,9 @@
-// The last check before an unsandboxed CLI starts: the conversation's config link
-// (src/worker/configLink.ts) still leads to this attempt's directory. A worker frozen after
-// its lease check (SIGSTOP, a long pause) may wake after another worker took the
-// conversation over and re-pointed the link; a CLI it started then would resume, and write
-// into, the other attempt's session (the chaos suite's freeze case caught one). The check
+// The last check before a CLI starts: the conversation's link (src/worker/configLink.ts)
+// still leads to this attempt's directory. A worker frozen after its lease check (SIGSTOP,
+// a long pause) may wake after another worker took the conversation over and re-pointed
+// the link; a CLI it started then would run in the conversation's workspace beside the
+// other attempt's, and unsandboxed resume, and write into, that attempt's session through
+// the link (the chaos suite's freeze case caught one). The check
 // runs where the process is started, just before the fork: in the spawn helper, which the
 // worker's pause does not stop, or in the worker itself with AGENTQ_CLI_SPAWN=direct.
 import { readlinkSync } from 'node:fs';

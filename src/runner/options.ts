@@ -57,8 +57,8 @@ export const runOptionsFields = z.strictObject({
   cwd: absolutePath,
   /** Per-run `CLAUDE_CONFIG_DIR`; also the run's `HOME` unless `homeDir` is set. */
   configDir: absolutePath,
-  /** `configDir` is a symlink that must lead to this directory when the run starts, or it does not start (./linkCheck.ts). */
-  configLinkTarget: absolutePath.optional(),
+  /** The run starts only while the symlink `link` leads to `target`: its attempt still owns the conversation here (./linkCheck.ts). */
+  attemptLink: z.strictObject({ link: absolutePath, target: absolutePath }).optional(),
   /** Per-run `HOME`; default: `configDir`. */
   homeDir: absolutePath.optional(),
   /** Per-run `CLAUDE_CODE_TMPDIR`. */

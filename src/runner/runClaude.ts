@@ -104,7 +104,8 @@ function prepareDirs(o: ValidRunOptions): void {
 export function startClaude(options: RunOptions, settings: RunnerSettings, hooks: RunHooks = {}): ClaudeRun {
   const o = parseRunOptions(options);
   prepareDirs(o);
-  settings.configSeed?.seed(o.configDir);
+  // Into the attempt's own directory, not through its link, which may lead elsewhere by now.
+  settings.configSeed?.seed(o.attemptLink?.target ?? o.configDir);
   const argv = buildArgv(o);
   const longPrompt = promptOnStdin(o);
   const requestedSessionId = o.session.sessionId;
@@ -173,8 +174,7 @@ export function startClaude(options: RunOptions, settings: RunnerSettings, hooks
     stdin: o.streamInput || longPrompt,
     // Sandboxed, fd 3 carries bwrap's options (the host paths are not put in its argv).
     fd3: sandboxed?.fd3,
-    // Unsandboxed, `configDir` may be the conversation's link (src/worker/configLink.ts).
-    linkCheck: o.configLinkTarget !== undefined ? { path: o.configDir, target: o.configLinkTarget } : undefined,
+    linkCheck: o.attemptLink !== undefined ? { path: o.attemptLink.link, target: o.attemptLink.target } : undefined,
   };
   // Until the helper answers, signals wait for the pid (see `terminate`).
   const launched: Promise<SpawnedRun> = settings.spawn === 'direct' ? Promise.resolve(spawnDirect(request)) : spawnThroughHelper(request);

@@ -112,6 +112,12 @@ export class AttemptContext {
   readonly configDir: string;
   /** Unsandboxed: the conversation's stable path to `configDir`, which the CLI is given (./configLink.ts). */
   readonly configLink: string | undefined;
+  /**
+   * The same link in both modes: it leads to the directory of the attempt that last took the
+   * conversation on this machine, and a CLI starts only while it leads to this attempt's
+   * (src/runner/linkCheck.ts). Sandboxed, the CLI is not given it.
+   */
+  readonly ownerLink: string;
   /** The cwd the CLI sees when not `cwd`: sandboxed, the fixed mount point (the same on every worker). */
   readonly cliCwd: string | undefined;
   /** What the run writes that the attempt stores (the session file, its subagents and folder). */
@@ -182,7 +188,8 @@ export class AttemptContext {
     this.cwd = path.join(deps.config.workspaceRoot, this.dirName);
     this.runDir = multiTurn?.kept?.runDir ?? path.join(deps.config.worker.runsRoot, runDirName(turn.id, attempt));
     this.configDir = path.join(this.runDir, 'config');
-    this.configLink = deps.runner.sandbox ? undefined : configLinkPath(deps.config.worker.runsRoot, this.dirName);
+    this.ownerLink = configLinkPath(deps.config.worker.runsRoot, this.dirName);
+    this.configLink = deps.runner.sandbox ? undefined : this.ownerLink;
     this.cliCwd = deps.runner.sandbox ? SANDBOX_WORKSPACE : undefined;
     const { store } = deps.config;
     this.files = new RunFiles({

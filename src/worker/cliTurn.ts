@@ -153,7 +153,7 @@ export class CliTurn {
     const gate = ctx.gate === undefined ? {} : { gate: { ...ctx.gate, runKey: randomUUID() } };
     // No prompt: resume the deferred call (one message, so no stdin to keep open).
     const resume = prompt === undefined ? { resumeDeferred: true, streamInput: false } : { prompt };
-    const linked = ctx.configLink !== undefined ? { configLinkTarget: ctx.configDir } : {};
-    return { ...(options as Partial<RunOptions>), ...resume, ...gate, cwd: ctx.cwd, configDir, ...linked, tmpDir: path.join(ctx.runDir, 'tmp'), session };
+    const attemptLink = { link: ctx.ownerLink, target: ctx.configDir };
+    return { ...(options as Partial<RunOptions>), ...resume, ...gate, cwd: ctx.cwd, configDir, attemptLink, tmpDir: path.join(ctx.runDir, 'tmp'), session };
   }
 }

@@ -122,10 +122,9 @@ export async function whenSessionMissing(ctx: AttemptContext, missing: MissingSe
   };
 }
 
-/** Unsandboxed: the conversation's config path leads to this attempt's directory from now on. */
+/** The conversation's link leads to this attempt's directory from now on (the CLI's config path, unsandboxed). */
 async function pointConfigAt(ctx: AttemptContext): Promise<void> {
-  if (!ctx.configLink) return;
-  const killed = pointConfigLink(ctx.configLink, ctx.configDir);
+  const killed = pointConfigLink(ctx.ownerLink, ctx.configDir);
   if (killed.length > 0) ctx.log().warn({ pids: killed }, 'killed processes of an earlier attempt of this conversation still running here');
 }
 
