@@ -6,6 +6,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createClient } from '../src/queue/client.js';
 import { workspaceDirName } from '../src/store/ids.js';
+import { CONVERSATION_LINK_VAR, linkMark } from '../src/runner/processTree.js';
 import { configLinkPath, pointConfigLink } from '../src/worker/configLink.js';
 import { createTestAgentq } from './helpers/agentq.js';
 import { readFakeCliLog } from './helpers/fakeCliLog.js';
@@ -21,8 +22,8 @@ afterEach(() => {
 });
 
 /** A long-lived process whose environment names `configDir` as CLAUDE_CONFIG_DIR (as a CLI and its tools have it). */
-function usingConfigDir(configDir: string): number {
-  const child = spawn('sleep', ['60'], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', CLAUDE_CONFIG_DIR: configDir }, stdio: 'ignore' });
+function usingConfigDir(configDir: string, env: Record<string, string> = {}): number {
+  const child = spawn('sleep', ['60'], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', CLAUDE_CONFIG_DIR: configDir, ...env }, stdio: 'ignore' });
   children.push(child);
   return child.pid!;
 }
@@ -59,10 +60,12 @@ describe('the conversation config link', () => {
     // Another conversation whose link name starts with this one's.
     const other = usingConfigDir(`${link}-other`);
     const unrelated = usingConfigDir(first);
-    await waitUntil(() => isAlive(stale) && isAlive(other) && isAlive(unrelated), 'the processes to start');
+    // A sandboxed run of the conversation: its config dir is the sandbox's fixed path, and it carries the link's mark.
+    const sandboxed = usingConfigDir('/home/agent', { [CONVERSATION_LINK_VAR]: linkMark(link) });
+    await waitUntil(() => [stale, other, unrelated, sandboxed].every(isAlive), 'the processes to start');
     const killed = pointConfigLink(link, path.join(root, 'a2', 'config'));
-    expect(killed).toEqual([stale]);
-    await waitUntil(() => !isAlive(stale), 'the stale process to die');
+    expect(killed.sort()).toEqual([stale, sandboxed].sort());
+    await waitUntil(() => !isAlive(stale) && !isAlive(sandboxed), 'the stale processes to die');
     expect(isAlive(other)).toBe(true);
     expect(isAlive(unrelated)).toBe(true);
     expect(readlinkSync(link)).toBe(path.join(root, 'a2', 'config'));

@@ -3,9 +3,9 @@
 // a long pause) may wake after another worker took the conversation over and re-pointed
 // the link; a CLI it started then would run in the conversation's workspace beside the
 // other attempt's, and unsandboxed resume, and write into, that attempt's session through
-// the link (the chaos suite's freeze case caught one). The check
-// runs where the process is started, just before the fork: in the spawn helper, which the
-// worker's pause does not stop, or in the worker itself with AGENTQ_CLI_SPAWN=direct.
+// the link (the chaos suite's freeze case caught one). The check runs where the process
+// is started, just before the fork: in the spawn helper, which the worker's pause does not
+// stop, or in the worker itself with AGENTQ_CLI_SPAWN=direct.
 import { readlinkSync } from 'node:fs';
 import type { LinkCheck } from './spawnTypes.js';
 

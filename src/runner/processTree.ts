@@ -8,10 +8,21 @@
 // the CLI while it lives, or (c) carries the run's marker in its environment, which
 // every child inherits and which survives reparenting. (c) needs a readable /proc
 // (Linux, same user or root); elsewhere (a) is what is left.
+import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 
 /** Environment variable that marks every process of one run. */
 export const RUN_MARKER_VAR = 'AGENTQ_RUN_ID';
+/**
+ * In every run's environment, sandboxed or not: its conversation's link
+ * (src/worker/configLink.ts) as a digest (`linkMark`), so no host path enters a sandbox.
+ */
+export const CONVERSATION_LINK_VAR = 'AGENTQ_CONVERSATION_MARK';
+
+/** The value of CONVERSATION_LINK_VAR for the conversation whose link is `link`. */
+export function linkMark(link: string): string {
+  return createHash('sha256').update(link).digest('hex').slice(0, 32);
+}
 /** The pid of the process that started the run (the worker), also in every run's environment. */
 export const PARENT_PID_VAR = 'AGENTQ_PARENT_PID';
 
@@ -238,13 +249,17 @@ export function sweepOrphanedRuns(): number[] {
 const NUL = Buffer.from([0]);
 
 /**
- * Kills (SIGKILL) every process but this one whose environment holds exactly
- * `name=value` (every child inherits it, as the run marker). Returns the pids signalled.
+ * Kills (SIGKILL, together) every process but this one whose environment holds exactly
+ * `name=value`, or any of the `more` pairs (every child inherits them, as the run marker).
+ * Returns the pids signalled.
  */
-export function killProcessesWithEnv(name: string, value: string): number[] {
+export function killProcessesWithEnv(name: string, value: string, ...more: readonly (readonly [string, string])[]): number[] {
   // NUL-delimited on both sides, so a value that is a prefix of another does not match it.
-  const entry = Buffer.from(`\0${name}=${value}\0`);
-  return killWhereEnv((env) => Buffer.concat([NUL, env, NUL]).indexOf(entry) !== -1);
+  const entries = [[name, value] as const, ...more].map(([n, v]) => Buffer.from(`\0${n}=${v}\0`));
+  return killWhereEnv((env) => {
+    const delimited = Buffer.concat([NUL, env, NUL]);
+    return entries.some((entry) => delimited.indexOf(entry) !== -1);
+  });
 }
 
 /** SIGKILLs (together) every other process whose environment (readable to us) `matches`; returns their pids. */

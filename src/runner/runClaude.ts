@@ -16,7 +16,7 @@ import { collectToolUses, deferredToolUseOf, parseEventLine, permissionDenialsOf
 import { LineSplitter, LineTooLongError, TailBuffer } from './lineSplitter.js';
 import { parseRunOptions, type RunOptions, type ValidRunOptions } from './options.js';
 import { classifyRun, emptyFacts, type RunFacts, type RunOutcome, type Termination } from './outcome.js';
-import { killProcessesWithEnv, PARENT_PID_VAR, processStartTicks, RUN_MARKER_VAR, signalRun } from './processTree.js';
+import { CONVERSATION_LINK_VAR, killProcessesWithEnv, linkMark, PARENT_PID_VAR, processStartTicks, RUN_MARKER_VAR, signalRun } from './processTree.js';
 import type { SandboxSettings } from '../sandbox/settings.js';
 import { wrapInSandbox, type SandboxedSpawn } from '../sandbox/wrapRun.js';
 import { spawnDirect } from './spawnDirect.js';
@@ -137,6 +137,8 @@ export function startClaude(options: RunOptions, settings: RunnerSettings, hooks
   }
 
   const env: Record<string, string> = { ...buildRunEnv(settings.env, o), [RUN_MARKER_VAR]: runId };
+  // Lets the next attempt on this machine find this run by its conversation, sandboxed too (src/worker/configLink.ts).
+  if (o.attemptLink) env[CONVERSATION_LINK_VAR] = linkMark(o.attemptLink.link);
   // Sandboxed: the same CLI argv and environment, started by bwrap (src/sandbox). The
   // worker's pid stays out of it (bwrap dies with the worker: --die-with-parent); unsandboxed,
   // it lets the orphan sweep find runs whose worker died.

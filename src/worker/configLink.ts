@@ -18,7 +18,7 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, lstatSync, mkdirSync, readlinkSync, renameSync, rmSync, symlinkSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
-import { killProcessesWithEnv } from '../runner/processTree.js';
+import { CONVERSATION_LINK_VAR, killProcessesWithEnv, linkMark } from '../runner/processTree.js';
 
 /** The conversation's stable config path on a worker whose runs root is `runsRoot`. */
 export function configLinkPath(runsRoot: string, dirName: string): string {
@@ -27,8 +27,9 @@ export function configLinkPath(runsRoot: string, dirName: string): string {
 
 /**
  * Points `link` at `target` (created if missing), atomically. When it pointed at another
- * attempt's directory that still exists, every process still using the link (its
- * environment names it as CLAUDE_CONFIG_DIR) is killed first. Returns their pids.
+ * attempt's directory that still exists, every process of a run of the conversation (its
+ * environment names the link as CLAUDE_CONFIG_DIR, or carries its mark, sandboxed runs
+ * too) is killed first, and again after. Returns their pids.
  * Synchronous file calls: a handful of metadata calls on the worker's local disk before
  * the CLI starts, each far cheaper than a hop to the thread pool and back (~0.2-0.3 ms
  * each on a busy 2-core machine; docs/benchmarks.md).
@@ -39,7 +40,9 @@ export function pointConfigLink(link: string, target: string): number[] {
   const previous = currentTarget(link);
   if (previous === target) return [];
   const inUse = previous !== undefined && existsSync(previous);
-  const killed = inUse ? killProcessesWithEnv('CLAUDE_CONFIG_DIR', link) : [];
+  // Unsandboxed runs name the link as their config dir; every run carries its mark.
+  const killUsers = () => killProcessesWithEnv('CLAUDE_CONFIG_DIR', link, [CONVERSATION_LINK_VAR, linkMark(link)]);
+  const killed = inUse ? killUsers() : [];
   const tmp = `${link}.${randomUUID().slice(0, 8)}`;
   symlinkSync(target, tmp);
   try {
@@ -50,7 +53,7 @@ export function pointConfigLink(link: string, target: string): number[] {
   }
   // And once more: a run the earlier attempt started between that scan and the rename
   // (its start checked the link while it still led there: src/runner/linkCheck.ts).
-  if (inUse) killed.push(...killProcessesWithEnv('CLAUDE_CONFIG_DIR', link));
+  if (inUse) killed.push(...killUsers());
   return killed;
 }
 
