@@ -129,6 +129,21 @@ describe('load and append', () => {
     await t.pool.query(`update session_chunks set data = '\\x1f8b00'::bytea where session_id = $1 and first_line = 25`, [garbled.sessionId]);
     await expect(store.load(garbled)).rejects.toThrow(/chunk at line 25 does not decode/);
   });
+
+  it('stores brotli chunks with their CRC-32: one flipped bit in a stored chunk fails the load as corrupt', async () => {
+    const key = newKey();
+    // Fixed entries: the flips below hit the same bits of the same bytes in every run.
+    for (let i = 0; i < 3; i++) await store.append(key, [{ type: 'user', uuid: `u-${i}`, timestamp: '2026-12-07T00:00:00.000Z', text: `message ${i} `.repeat(20) }]);
+    const rows = await t.pool.query<{ codec: string }>('select distinct codec from session_chunks where session_id = $1', [key.sessionId]);
+    expect(rows.rows.map((r) => r.codec)).toEqual(['br']);
+    // The last byte of the CRC, then a byte in the middle of the brotli stream (bit 3).
+    await t.pool.query(`update session_chunks set data = set_byte(data, length(data) - 1, get_byte(data, length(data) - 1) # 1) where session_id = $1 and first_line = 1`, [key.sessionId]);
+    await expect(store.load(key)).rejects.toThrow(/chunk at line 1 does not decode/);
+    await t.pool.query(`update session_chunks set data = set_byte(data, length(data) - 1, get_byte(data, length(data) - 1) # 1) where session_id = $1 and first_line = 1`, [key.sessionId]);
+    expect(await store.load(key)).toHaveLength(3);
+    await t.pool.query(`update session_chunks set data = set_byte(data, length(data) / 3, get_byte(data, length(data) / 3) # 8) where session_id = $1 and first_line = 2`, [key.sessionId]);
+    await expect(store.load(key)).rejects.toThrow(/chunk at line 2 does not decode/);
+  });
 });
 
 describe('idempotency per uuid', () => {

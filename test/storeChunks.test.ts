@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto';
+import zlib from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { SessionLineTooLongError } from '../src/errors.js';
-import { decodeChunk, encodeChunk, LineChunker, type PendingChunk } from '../src/store/chunks.js';
+import { SDK_CODEC } from '../src/sdk/appendLines.js';
+import { decodeChunk, encodeChunk, LineChunker, SYNC_CODEC_MAX_BYTES, type PendingChunk } from '../src/store/chunks.js';
 import { chunkCodecs } from '../src/store/schema.js';
 
 /** A seeded stream of lines of 0..maxLen bytes (any byte but the newline), each ending in \n. */
@@ -94,5 +96,66 @@ describe('chunk codecs', () => {
         expect((await decodeChunk(data, codec, hint)).equals(raw)).toBe(true);
       }
     }
+  });
+});
+
+describe('the brotli chunk check', () => {
+  /** Session-like lines: JSON text, so a damaged stream can still decode to plausible bytes. */
+  const jsonLines = (n: number) => Buffer.from(`${Array.from({ length: n }, (_, i) => JSON.stringify({ i, text: 'word '.repeat(i % 17) })).join('\n')}\n`);
+  /** Every single-bit flip of `data`, decoded: how many gave bytes other than `raw` without an error. */
+  async function undetectedFlips(data: Buffer, raw: Buffer, decode: (d: Buffer) => Promise<Buffer> | Buffer): Promise<number> {
+    let wrong = 0;
+    for (let i = 0; i < data.length; i++) {
+      for (let bit = 0; bit < 8; bit++) {
+        const damaged = Buffer.from(data);
+        damaged[i]! ^= 1 << bit;
+        try {
+          // What the length and final-newline checks of the readers let through.
+          const out = await decode(damaged);
+          if (!out.equals(raw) && out.length === raw.length && out[out.length - 1] === 0x0a) wrong++;
+        } catch {
+          // Caught: what a damaged chunk should do.
+        }
+      }
+    }
+    return wrong;
+  }
+
+  it("is the Agent SDK adapter's codec", () => {
+    expect(SDK_CODEC).toBe('br');
+  });
+
+  it('catches every single-bit flip that plain brotli decodes to wrong bytes of the right length', async () => {
+    const raw = jsonLines(100);
+    const plain = zlib.brotliCompressSync(raw, { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 1 } });
+    // Without the check, a flipped bit often still decodes, to other bytes of the recorded length.
+    expect(await undetectedFlips(plain, raw, (d) => zlib.brotliDecompressSync(d))).toBeGreaterThan(100);
+    const checked = await encodeChunk(raw, 'br');
+    expect(checked.length).toBe(plain.length + 8);
+    expect(await undetectedFlips(checked, raw, (d) => decodeChunk(d, 'br', raw.length))).toBe(0);
+  });
+
+  it('catches damage in a chunk decoded on the thread pool', async () => {
+    const raw = Buffer.from(`${Array.from({ length: 3000 }, (_, i) => JSON.stringify({ i, id: randomBytes(24).toString('base64') })).join('\n')}\n`);
+    const data = await encodeChunk(raw, 'br');
+    expect(data.length).toBeGreaterThan(SYNC_CODEC_MAX_BYTES / 4);
+    for (const at of [0.1, 0.5, 0.9].map((f) => Math.floor(data.length * f))) {
+      const damaged = Buffer.from(data);
+      damaged[at]! ^= 0x10;
+      await expect(decodeChunk(damaged, 'br', raw.length)).rejects.toThrow();
+    }
+    expect((await decodeChunk(data, 'br', raw.length)).equals(raw)).toBe(true);
+  });
+
+  it('refuses a damaged or foreign trailer, and reads a stream without one (written before the check)', async () => {
+    const raw = jsonLines(50);
+    const data = await encodeChunk(raw, 'br');
+    const stream = data.subarray(0, data.length - 8);
+    expect((await decodeChunk(stream, 'br', raw.length)).equals(raw)).toBe(true);
+    const wrongCrc = Buffer.from(data);
+    wrongCrc[wrongCrc.length - 1]! ^= 1;
+    await expect(decodeChunk(wrongCrc, 'br', raw.length)).rejects.toThrow(/CRC-32 mismatch/);
+    await expect(decodeChunk(Buffer.concat([data, Buffer.from([0])]), 'br', raw.length)).rejects.toThrow(/after the brotli stream/);
+    await expect(decodeChunk(Buffer.concat([stream, Buffer.from('XXXX\0\0\0\0')]), 'br', raw.length)).rejects.toThrow(/after the brotli stream/);
   });
 });

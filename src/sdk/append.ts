@@ -4,7 +4,7 @@ import { sql } from 'drizzle-orm';
 import type { StoreDb } from '../store/db.js';
 import { commitSessionLines, lockOrCreateSessionHead } from '../store/sessions.js';
 import { putSidecar } from '../store/sidecars.js';
-import { appendLines, LineBatch, prepareLines } from './appendLines.js';
+import { appendLines, LineBatch, prepareLines, SDK_CHUNK_BYTES } from './appendLines.js';
 import { serializeEntries } from './entries.js';
 import { SdkSessionBusyError } from './errors.js';
 import { assertNoLiveLease, ensureSdkKey } from './keyMap.js';
@@ -51,10 +51,8 @@ export async function appendSdkEntries(db: StoreDb, scope: AppendScope, key: unk
   const isMetadata = (i: number) => k.subpath !== undefined && (entries as { type: string }[])[i]!.type === 'agent_metadata';
   // Compressed on the thread pool while the rest is serialized; redone for the fresh
   // entries only when the store already holds some of the batch (a retried append).
-  const lines = new LineBatch();
-  const serialized = serializeEntries(entries, k.fileId, scope.maxLineBytes, (e, i) => {
-    if (!isMetadata(i)) lines.add(e);
-  });
+  const lines = new LineBatch(SDK_CHUNK_BYTES, scope.maxLineBytes);
+  const serialized = serializeEntries(entries, k.fileId, scope.maxLineBytes, (line, i) => (isMetadata(i) ? undefined : lines.add(line)));
   const batch = serialized.filter((_, i) => !isMetadata(i));
   const lastMetadata = serialized.findLastIndex((_, i) => isMetadata(i));
   const sidecar = lastMetadata === -1 ? undefined : sidecarContent((entries as Record<string, unknown>[])[lastMetadata]!);

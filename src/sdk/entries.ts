@@ -18,11 +18,18 @@ export interface SerializedEntry {
 }
 
 /**
+ * Takes a serialized line (without its newline) and returns its size in UTF-8 bytes with
+ * the newline, when it stores it; undefined when it does not.
+ */
+export type LineSink = (line: string, index: number) => number | undefined;
+
+/**
  * Validates and serializes a batch before anything is stored: every entry must be a
  * JSON object with a string `type`, serializable, and its line at most `maxLineBytes`.
- * `each` sees every entry as it is serialized, before the next.
+ * `sink` is given every line as it is serialized, before the next; a line it takes is
+ * encoded once, by it (./appendLines.ts), and its byte count comes from there.
  */
-export function serializeEntries(entries: unknown, fileId: string, maxLineBytes: number, each?: (e: SerializedEntry, i: number) => void): SerializedEntry[] {
+export function serializeEntries(entries: unknown, fileId: string, maxLineBytes: number, sink?: LineSink): SerializedEntry[] {
   if (!Array.isArray(entries)) throw new StoreInputError('entries', 'must be an array of transcript entries');
   return entries.map((entry: unknown, i) => {
     const field = `entries[${i}]`;
@@ -37,23 +44,11 @@ export function serializeEntries(entries: unknown, fileId: string, maxLineBytes:
     }
     // A toJSON() that returns undefined or a non-object leaves no entry to store.
     if (line === undefined || !line.startsWith('{')) throw new StoreInputError(field, 'must serialize to a JSON object');
-    const bytes = Buffer.byteLength(line) + 1;
+    // A line over the cap may already be in the sink's buffer: the throw drops the whole batch.
+    const bytes = sink?.(line, i) ?? Buffer.byteLength(line) + 1;
     if (bytes > maxLineBytes) throw new SessionLineTooLongError(fileId, i + 1, bytes, maxLineBytes);
-    const serialized = { uuid: typeof e.uuid === 'string' && e.uuid.length > 0 ? e.uuid : undefined, line, bytes };
-    each?.(serialized, i);
-    return serialized;
+    return { uuid: typeof e.uuid === 'string' && e.uuid.length > 0 ? e.uuid : undefined, line, bytes };
   });
-}
-
-/** The entries' lines as JSONL bytes, each line ending in a newline. */
-export function joinLines(entries: readonly SerializedEntry[]): Buffer {
-  const out = Buffer.allocUnsafe(entries.reduce((n, e) => n + e.bytes, 0));
-  let at = 0;
-  for (const e of entries) {
-    at += out.write(e.line, at, 'utf8');
-    out[at++] = 0x0a;
-  }
-  return out;
 }
 
 /** Parses decoded chunk bytes (complete lines) into entries. */

@@ -4,10 +4,9 @@
 // expected writes nothing and sends the append down its full path (./append.ts).
 import { createHash } from 'node:crypto';
 import { sql } from 'drizzle-orm';
-import { DEFAULT_CODEC } from '../store/chunks.js';
 import type { Executor } from '../store/db.js';
 import { rollTail } from '../store/persist.js';
-import type { PreparedLines } from './appendLines.js';
+import { SDK_CODEC, type PreparedLines } from './appendLines.js';
 import type { KnownHead } from './knownHeads.js';
 import type { ParsedSdkKey } from './keys.js';
 
@@ -43,7 +42,7 @@ export async function appendAtKnownHead(db: Executor, input: FastAppendInput): P
     select agentq_sdk_append(
       ${input.tenantId}, ${key.projectKey}, ${key.sessionId}, ${head.conversationId}::uuid, ${key.fileId},
       ${head.lineCount}::bigint, ${head.byteCount}::bigint, ${head.tailSha256}, ${createHash('sha256').update(tail).digest('hex')},
-      ${DEFAULT_CODEC}, ${intArray(lines.chunks.map((c) => c.lineCount))}::int[], ${intArray(lines.chunks.map((c) => c.raw.length))}::int[],
+      ${SDK_CODEC}, ${intArray(lines.chunks.map((c) => c.lineCount))}::int[], ${intArray(lines.chunks.map((c) => c.raw.length))}::int[],
       ${intArray(data.map((d) => d.length))}::int[], ${Buffer.concat(data)}::bytea,
       ${sql.param([...input.uuids])}::text[],
       ${input.sidecar ?? null}::text, ${key.subpath === undefined}::boolean) as outcome`);

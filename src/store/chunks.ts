@@ -9,12 +9,16 @@ import type { ChunkCodec } from './schema.js';
 export const DEFAULT_CHUNK_BYTES = 1024 * 1024;
 
 /**
- * The codec new chunks are written with: gzip level 1. Measured with the store benchmark
- * on a 50 MB session (2 cores): it stores ~25% of the bytes and hydrates ~1.3-1.6x faster
- * than identity (fewer bytes from Postgres, inflate on the thread pool); brotli quality 1
- * is ~8% smaller and hydrates as fast, but gzip carries a CRC-32, so a damaged chunk
- * fails to decode instead of hydrating wrong bytes. Readers accept every codec, so this
- * can change without a migration.
+ * The codec a worker writes new chunks with: gzip level 1. Measured with the store
+ * benchmark on a 50 MB session (2 cores): it stores ~25% of the bytes and hydrates
+ * ~1.3-2× faster than identity (fewer bytes from Postgres, inflate on the thread pool).
+ * Brotli quality 1 (with the CRC-32 after its stream, see encodeChunk) compresses 1.3-2×
+ * faster and stores ~8% fewer bytes, but hydrated that session 10-20% slower (159-175
+ * against 172-209 ms, 2026-12-07; its check runs on the main thread, gzip's in zlib): a
+ * session is hydrated on every cold turn and written once, so the worker keeps gzip. The
+ * Agent SDK adapter, whose appends are its hot path, writes brotli (SDK_CODEC in
+ * src/sdk/appendLines.ts). Readers accept every codec, so this can change without a
+ * migration.
  */
 export const DEFAULT_CODEC: ChunkCodec = 'gzip';
 
@@ -127,7 +131,6 @@ export class LineChunker {
 const gzip = promisify(zlib.gzip);
 const gunzip = promisify(zlib.gunzip);
 const brotliCompress = promisify(zlib.brotliCompress);
-const brotliDecompress = promisify(zlib.brotliDecompress);
 
 /**
  * Below this many bytes a chunk is coded on the calling thread: a turn's few KiB take
@@ -149,6 +152,27 @@ function outputBuffer(expectedBytes: number): number {
 }
 const MAX_OUTPUT_BUFFER = 8 * 1024 * 1024;
 
+/**
+ * A 'br' chunk is the brotli stream, then BR_CHECK_MAGIC and the CRC-32 of the raw bytes
+ * (big-endian). A brotli decoder stops at the end of its stream and leaves what follows, so
+ * a reader without the check decodes these chunks too; a 'br' chunk with nothing after
+ * its stream (written before the check existed) is read unchecked.
+ */
+const BR_CHECK_MAGIC = Buffer.from('AQC1', 'latin1');
+const BR_CHECK_BYTES = BR_CHECK_MAGIC.length + 4;
+
+function brotliParams(rawBytes: number): zlib.BrotliOptions {
+  return { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 1, [zlib.constants.BROTLI_PARAM_SIZE_HINT]: rawBytes } };
+}
+
+function withCheck(stream: Buffer, raw: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(stream.length + BR_CHECK_BYTES);
+  stream.copy(out, 0);
+  BR_CHECK_MAGIC.copy(out, stream.length);
+  out.writeUInt32BE(zlib.crc32(raw), stream.length + BR_CHECK_MAGIC.length);
+  return out;
+}
+
 /** Encodes raw chunk bytes; the zlib work of a larger chunk runs on the libuv thread pool. */
 export async function encodeChunk(raw: Buffer, codec: ChunkCodec): Promise<Buffer> {
   switch (codec) {
@@ -157,17 +181,45 @@ export async function encodeChunk(raw: Buffer, codec: ChunkCodec): Promise<Buffe
     case 'gzip':
       // Session lines deflate to about a quarter at level 1; a larger output takes more rounds.
       return raw.length < SYNC_CODEC_MAX_BYTES ? zlib.gzipSync(raw, { level: 1 }) : gzip(raw, { level: 1, chunkSize: outputBuffer(raw.length >> 1) });
-    case 'br':
-      return brotliCompress(raw, {
-        chunkSize: outputBuffer(raw.length >> 1),
-        params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 1, [zlib.constants.BROTLI_PARAM_SIZE_HINT]: raw.length },
-      });
+    case 'br': {
+      const stream =
+        raw.length < SYNC_CODEC_MAX_BYTES ? zlib.brotliCompressSync(raw, brotliParams(raw.length)) : await brotliCompress(raw, { ...brotliParams(raw.length), chunkSize: outputBuffer(raw.length >> 1) });
+      return withCheck(stream, raw);
+    }
   }
 }
 
+/** The decoded bytes and how many bytes of the input the decoder's stream took. */
+interface Decoded {
+  buffer: Buffer;
+  engine: { bytesWritten: number };
+}
+
+/** `info: true` (documented for every zlib convenience method, missing from the BrotliOptions type). */
+const WITH_INFO = { info: true } as zlib.BrotliOptions;
+
+function brotliDecode(data: Buffer, chunkSize: number): Promise<Decoded> | Decoded {
+  if (data.length < SYNC_CODEC_MAX_BYTES / 4) return zlib.brotliDecompressSync(data, WITH_INFO) as unknown as Decoded;
+  return new Promise((resolve, reject) => {
+    zlib.brotliDecompress(data, { ...WITH_INFO, chunkSize }, (err, result) => (err ? reject(err) : resolve(result as unknown as Decoded)));
+  });
+}
+
+/** A 'br' chunk's bytes checked against the CRC-32 after its stream (see BR_CHECK_MAGIC). */
+function checkedBrotli(data: Buffer, decoded: Decoded): Buffer {
+  const trailer = data.subarray(decoded.engine.bytesWritten);
+  if (trailer.length === 0) return decoded.buffer;
+  if (trailer.length !== BR_CHECK_BYTES || !trailer.subarray(0, BR_CHECK_MAGIC.length).equals(BR_CHECK_MAGIC)) {
+    throw new Error(`${trailer.length} bytes after the brotli stream, not its check`);
+  }
+  if (trailer.readUInt32BE(BR_CHECK_MAGIC.length) !== zlib.crc32(decoded.buffer)) throw new Error('CRC-32 mismatch: the chunk is damaged');
+  return decoded.buffer;
+}
+
 /**
- * Decodes stored chunk bytes (gzip's CRC catches damaged data). `rawBytes`, the decoded
- * length recorded with the chunk, sizes the output buffer; it is not trusted beyond that.
+ * Decodes stored chunk bytes (gzip's CRC, or the CRC-32 after a brotli stream, catches
+ * damaged data). `rawBytes`, the decoded length recorded with the chunk, sizes the output
+ * buffer; it is not trusted beyond that.
  */
 export async function decodeChunk(data: Buffer, codec: ChunkCodec, rawBytes?: number): Promise<Buffer> {
   const chunkSize = outputBuffer(rawBytes ?? data.length * 4);
@@ -177,6 +229,6 @@ export async function decodeChunk(data: Buffer, codec: ChunkCodec, rawBytes?: nu
     case 'gzip':
       return data.length < SYNC_CODEC_MAX_BYTES / 4 ? zlib.gunzipSync(data) : gunzip(data, { chunkSize });
     case 'br':
-      return brotliDecompress(data, { chunkSize });
+      return checkedBrotli(data, await brotliDecode(data, chunkSize));
   }
 }
