@@ -56,6 +56,9 @@ export interface TreeEntry {
   /** Bytes (files; links: the target's length). */
   size: number;
   mtimeMs: number;
+  /** When the inode last changed (any write, chmod, rename onto it): the agent cannot set it. */
+  ctimeMs: number;
+  ino: number;
   /** Permission bits. */
   mode: number;
   /** Links: the target as written (never followed). */
@@ -344,7 +347,7 @@ export async function* walkAgentTree(p: AgentPath, limits: WalkLimits, exclude?:
         if (isMissing(err)) continue;
         throw err;
       }
-      const base = { path: rel, size: st.size, mtimeMs: st.mtimeMs, mode: st.mode & 0o7777 };
+      const base = { path: rel, size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino, mode: st.mode & 0o7777 };
       switch (kindOf(st)) {
         case 'file':
           counts.bytes += st.size;

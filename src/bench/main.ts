@@ -14,8 +14,9 @@ import { realCliTaxBench } from './realCliTax.js';
 import { storeBench } from './store.js';
 import { turnBench } from './turn.js';
 import { warmBench } from './warm.js';
+import { workspaceBench } from './workspace.js';
 
-export const benchmarks: readonly Benchmark[] = [runnerOverhead, sandboxOverhead, storeBench, turnBench, realCliTaxBench, ephemeralBench, sdkStoreBench, warmBench];
+export const benchmarks: readonly Benchmark[] = [runnerOverhead, sandboxOverhead, storeBench, turnBench, realCliTaxBench, ephemeralBench, sdkStoreBench, warmBench, workspaceBench];
 
 function formatTable(figures: Figure[]): string {
   const rows = figures.map((f) => [f.bench, `${f.value} ${f.unit}`, f.baseline === null ? '-' : `${f.baseline}`, f.target]);

@@ -240,6 +240,34 @@ export async function packTree(p: AgentPath, options: PackOptions): Promise<Pack
   return { archive: Buffer.concat(parts, size), sha256: hash.digest('hex'), fileCount: counts.fileCount, contentBytes: counts.contentBytes };
 }
 
+/**
+ * A digest of the tree's metadata as packTree would walk it (same exclusions and caps):
+ * every entry's path, kind, size, permission bits, modification and change times, inode
+ * and link target, in walk order. No file is opened. Two equal stamps of a directory mean
+ * no entry was added, removed, renamed, replaced, written or chmod-ed in between: each of
+ * those sets the change time of an inode (or replaces it), and that time can be set by no
+ * one but the kernel, to the current clock. What that assumes is in docs/workspaces.md.
+ * Undefined when the walk is refused (a cap passed): packTree then says why.
+ */
+export async function treeStamp(p: AgentPath, options: PackOptions): Promise<string | undefined> {
+  const limits = { maxBytes: options.maxBytes, maxEntries: options.maxEntries ?? DEFAULT_MAX_ENTRIES };
+  const hash = createHash('sha256');
+  try {
+    for await (const e of walkAgentTree(p, limits, excludeMatcher(options.exclude))) {
+      hash.update(`${JSON.stringify([e.path, e.kind, e.size, e.mode, e.mtimeMs, e.ctimeMs, e.ino, e.linkTarget ?? null])}\n`);
+    }
+  } catch (err) {
+    if (err instanceof AgentFileRefusedError) return undefined;
+    throw err;
+  }
+  return hash.digest('hex');
+}
+
+/** treeStamp of the directory `dir`. */
+export function workspaceStamp(dir: string, options: PackOptions): Promise<string | undefined> {
+  return treeStamp({ root: path.resolve(dir), rel: '' }, options);
+}
+
 /** Archives the directory `dir` (its own last component must not be a link). See packTree. */
 export function packWorkspace(dir: string, options: PackOptions): Promise<PackedWorkspace> {
   return packTree({ root: path.resolve(dir), rel: '' }, options);

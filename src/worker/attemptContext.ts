@@ -139,6 +139,12 @@ export class AttemptContext {
   runSessionId: string | null;
   /** The digest of the stored workspace archive as read when preparing (null: none stored; undefined: not read). */
   storedWorkspaceSha: string | null | undefined;
+  /**
+   * The workspace's stamp (src/store/workspaceArchive.ts, treeStamp) when it was prepared,
+   * holding exactly the stored archive: the commit packs it only if the stamp changed.
+   * Undefined: not taken (a warm turn, or nothing stored yet), and the commit packs.
+   */
+  preparedWorkspaceStamp: string | undefined;
   /** The same digest as the claim read it, under the lease (null: none stored; undefined: not read). */
   readonly claimedWorkspaceSha: string | null | undefined;
   /** The session heads the claim read (used once, by the first hydrate: see chooseSession). */

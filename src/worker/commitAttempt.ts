@@ -10,10 +10,11 @@ import type { Executor } from '../store/db.js';
 import { approvalPolicyOf } from './gate.js';
 import type { RunOutcome } from '../runner/outcome.js';
 import { finishTurn, requeueTurn, type DueTurn, type TurnError } from '../store/turns.js';
-import { packWorkspace, type PackedWorkspace } from '../store/workspaceArchive.js';
+import { packWorkspace, workspaceStamp, type PackedWorkspace } from '../store/workspaceArchive.js';
 import { storeWorkspace } from '../store/workspaces.js';
 import { LEASE_LOST, type AttemptContext, type AttemptVerdict } from './attemptContext.js';
 import { writeProgress } from './checkpoint.js';
+import { workspacePackOptions } from './prepareDisk.js';
 import { failUnstored, requeueUnstored, type UnstoredEnd } from './endUnstored.js';
 import type { RequeueReason } from './observer.js';
 import { backoffMs } from './retryPolicy.js';
@@ -36,8 +37,19 @@ export async function commitTurn(ctx: AttemptContext, end: TurnEnd): Promise<Att
   let { status, error } = end;
   const { outcome } = end;
   let packed: PackedWorkspace | undefined;
+  // The digest the workspace is stored under after this commit, when known (the local mark).
+  let workspaceSha: string | undefined;
   try {
-    packed = await packWorkspace(ctx.cwd, { maxBytes: config.store.workspaceMaxBytes, maxEntries: config.store.workspaceMaxEntries, exclude: config.store.workspaceExclude });
+    const options = workspacePackOptions(config);
+    // As prepared, to the stamp: it holds the stored archive still, and is not packed again.
+    const stored = ctx.storedWorkspaceSha;
+    const unchanged = typeof stored === 'string' && ctx.preparedWorkspaceStamp !== undefined && (await workspaceStamp(ctx.cwd, options)) === ctx.preparedWorkspaceStamp;
+    ctx.deps.observer?.workspace?.(unchanged ? 'unchanged' : 'packed');
+    if (unchanged) workspaceSha = stored;
+    else {
+      packed = await packWorkspace(ctx.cwd, options);
+      workspaceSha = packed.sha256;
+    }
   } catch (err) {
     if (!(err instanceof WorkspaceTooLargeError)) throw err;
     ctx.record({ type: 'agentq', subtype: 'workspace_not_saved', message: err.message });
@@ -109,8 +121,8 @@ export async function commitTurn(ctx: AttemptContext, end: TurnEnd): Promise<Att
   }
   if (next === LOST) return LEASE_LOST;
   ctx.events = [];
-  if (keepWarm && ctx.cli) await keepWarmProcess(ctx, packed);
-  else ctx.keepAfterCommit = () => keepForNextTurn(ctx, packed);
+  if (keepWarm && ctx.cli) await keepWarmProcess(ctx, workspaceSha);
+  else ctx.keepAfterCommit = () => keepForNextTurn(ctx, workspaceSha);
   ctx.mark('commit');
   ctx.log().info({ status, phasesMs: ctx.phases }, 'turn committed');
   return { kind: 'committed', status, next };
@@ -192,7 +204,7 @@ async function whileLeaseHeld<T>(ctx: AttemptContext, write: () => Promise<T>): 
 }
 
 /** The lease stays ours, marked warm: the pool renews it until the process is let go (./warmPool.ts). */
-async function keepWarmProcess(ctx: AttemptContext, packed: PackedWorkspace | undefined): Promise<void> {
+async function keepWarmProcess(ctx: AttemptContext, workspaceSha: string | undefined): Promise<void> {
   const multiTurn = ctx.multiTurn!;
   ctx.keepHandle = {
     conversationId: ctx.conversation.id,
@@ -200,22 +212,22 @@ async function keepWarmProcess(ctx: AttemptContext, packed: PackedWorkspace | un
     runDir: ctx.runDir,
     sessionId: ctx.sessionId(),
     fence: ctx.lease.fence,
-    workspaceSha: packed?.sha256 ?? ctx.storedWorkspaceSha ?? null,
+    workspaceSha: workspaceSha ?? ctx.storedWorkspaceSha ?? null,
     optionsKey: multiTurn.optionsKey,
     idleMs: multiTurn.keepIdleMs!,
   };
-  if (packed) await ctx.deps.cache.markWorkspace(ctx.dirName, packed.sha256).catch(() => undefined);
+  if (workspaceSha !== undefined) await ctx.deps.cache.markWorkspace(ctx.dirName, workspaceSha).catch(() => undefined);
 }
 
 /** After a cold commit: keep the session file and note the workspace state for a next turn here (both at once). */
-async function keepForNextTurn(ctx: AttemptContext, packed: PackedWorkspace | undefined): Promise<void> {
+async function keepForNextTurn(ctx: AttemptContext, workspaceSha: string | undefined): Promise<void> {
   const keepSession = async () => {
     const current = await ctx.currentSession();
     if (current && ctx.files.sessionRefusal === undefined) {
       await ctx.deps.cache.keepSession(ctx.conversation.id, current.sessionId, { root: ctx.configDir, rel: current.rel });
     }
   };
-  const kept = await Promise.allSettled([keepSession(), packed ? ctx.deps.cache.markWorkspace(ctx.dirName, packed.sha256) : undefined]);
+  const kept = await Promise.allSettled([keepSession(), workspaceSha !== undefined ? ctx.deps.cache.markWorkspace(ctx.dirName, workspaceSha) : undefined]);
   for (const r of kept) {
     if (r.status === 'rejected') ctx.log().warn({ err: r.reason }, 'could not keep the committed session for the next turn');
   }

@@ -23,6 +23,11 @@ export interface AttemptObserver {
   phase?(phase: string, ms: number): void;
   /** A checkpoint (new session lines and events of the running turn) was stored in `ms`. */
   checkpointed?(ms: number): void;
+  /**
+   * The commit found the workspace as the attempt prepared it (`unchanged`: nothing packed
+   * or stored) or packed it (`packed`).
+   */
+  workspace?(result: 'unchanged' | 'packed'): void;
   /** The CLI run ended with `outcome` (its cost and tokens are spent whatever happens next). */
   cliExited?(outcome: RunOutcome): void;
   /** The turn was handed back to the queue. */

@@ -5,12 +5,14 @@
 import { existsSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import type { Logger } from 'pino';
+import type { Config } from '../config.js';
 import { sessionFilePath, sessionFolderPath } from '../claude/sessionPath.js';
 import type { StoreDb } from '../store/db.js';
 import { hydrateSession } from '../store/hydrate.js';
 import { restoreSessionFolder } from '../store/sessionFolders.js';
 import { getSessionHeads, type SessionHead } from '../store/sessions.js';
 import type { ClaimedSessionHeads } from '../store/turns.js';
+import type { PackOptions } from '../store/workspaceArchive.js';
 import { getWorkspaceSha, restoreWorkspace } from '../store/workspaces.js';
 import type { LocalCache } from './localCache.js';
 import { hydrateSubagents } from './subagentTranscripts.js';
@@ -53,6 +55,12 @@ export async function prepareWorkspace(d: AttemptDisk, storedSha?: string | null
   await rm(d.cwd, { recursive: true, force: true });
   await mkdir(d.cwd, { recursive: true });
   return (await restoreWorkspace(d.db, d.conversationId, d.cwd)).sha256;
+}
+
+/** How the conversation's workspace is packed (and stamped) under `config`. */
+export function workspacePackOptions(config: Config): PackOptions {
+  const { store } = config;
+  return { maxBytes: store.workspaceMaxBytes, maxEntries: store.workspaceMaxEntries, exclude: store.workspaceExclude };
 }
 
 export interface HydratedSession {

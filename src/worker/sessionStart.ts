@@ -5,12 +5,13 @@
 // in whenSessionMissing, whether the store or the CLI found it missing.
 import { randomUUID } from 'node:crypto';
 import type { RunOptions } from '../runner/options.js';
+import { workspaceStamp } from '../store/workspaceArchive.js';
 import { discardUncommitted } from '../store/sessions.js';
 import { listTurns, setRunSessionId, type TurnError } from '../store/turns.js';
 import type { AttemptContext } from './attemptContext.js';
 import { pointConfigLink } from './configLink.js';
 import { prepareGate } from './gate.js';
-import { hydrateConversationSession, prepareWorkspace } from './prepareDisk.js';
+import { hydrateConversationSession, prepareWorkspace, workspacePackOptions } from './prepareDisk.js';
 import type { WarmHandle } from './warmPool.js';
 
 export type CliSession = RunOptions['session'];
@@ -33,6 +34,10 @@ export async function prepareCold(ctx: AttemptContext): Promise<SessionPlan> {
   await ctx.lease.ensure();
   ctx.mark('lease');
   ctx.storedWorkspaceSha = await prepareWorkspace(ctx.disk(), ctx.claimedWorkspaceSha);
+  // Before anything of the run starts (the CLI starts tens of milliseconds later at the
+  // least, so its writes carry later change times than this sees). With nothing stored yet
+  // the commit packs anyway (an empty archive is stored, and marks the directory current).
+  if (ctx.storedWorkspaceSha !== null) ctx.preparedWorkspaceStamp = await workspaceStamp(ctx.cwd, workspacePackOptions(ctx.config));
   ctx.mark('workspace');
   const start = await chooseSession(ctx);
   ctx.gate = await prepareGate(ctx);

@@ -60,6 +60,8 @@ export interface FakeSpec {
   plant?: PlantSpec;
   /** Like the real CLI refusing a tool its permission mode does not allow: the result's `permission_denials` names one call of it. */
   deniedTool?: string;
+  /** Like an agent editing its workspace: relative path (under the cwd) → the file's new content. */
+  workspaceWrite?: Record<string, string>;
 }
 
 export interface PlantSpec {
@@ -108,6 +110,7 @@ const FIELD_TYPES: Record<keyof FakeSpec, FieldType> = {
   plant: 'object',
   deniedTool: 'string',
   gatedCall: 'string',
+  workspaceWrite: 'object',
 };
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
@@ -131,8 +134,10 @@ function checkCrash(raw: Record<string, unknown>): void {
   if (raw.signal !== undefined) checkType('crash.signal', raw.signal, 'string');
 }
 
+/** A relative path of plain names. */
+const safe = (p: unknown) => typeof p === 'string' && p !== '' && !p.startsWith('/') && !p.split('/').includes('..');
+
 function checkPlant(raw: Record<string, unknown>): void {
-  const safe = (p: unknown) => typeof p === 'string' && p !== '' && !p.startsWith('/') && !p.split('/').includes('..');
   if (raw.links !== undefined && !(isPlainObject(raw.links) && Object.entries(raw.links).every(([k, v]) => safe(k) && typeof v === 'string'))) {
     throw new SpecError(`plant.links: expected relative paths to link targets, got ${JSON.stringify(raw.links)}`);
   }
@@ -152,6 +157,9 @@ export function toSpec(raw: unknown, source: string): FakeSpec {
   if (isPlainObject(raw.apiError)) checkApiError(raw.apiError);
   if (isPlainObject(raw.crash)) checkCrash(raw.crash);
   if (isPlainObject(raw.plant)) checkPlant(raw.plant);
+  if (isPlainObject(raw.workspaceWrite) && !Object.entries(raw.workspaceWrite).every(([k, v]) => safe(k) && typeof v === 'string')) {
+    throw new SpecError(`${source} workspaceWrite: expected relative paths to file contents, got ${JSON.stringify(raw.workspaceWrite)}`);
+  }
   return raw as FakeSpec;
 }
 

@@ -3,6 +3,8 @@
 // runner's tests need. Each step is a small function so the order stays readable.
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import type { CliOptions } from './args.js';
 import {
   apiErrorName,
@@ -204,6 +206,10 @@ function writeUserLines(env: TurnEnv, session: Session, input: TurnInput): void 
   if (input.spec.subagent) writeSubagentLine(session.writer.file, session.writer.sessionId, input.spec.subagent, input.text);
   if (input.spec.toolResult) writeToolResult(session.writer.file, session.writer.sessionId, input.spec.toolResult, input.text);
   if (input.spec.plant) plantInFolder(session.writer.file, session.writer.sessionId, input.spec.plant);
+  for (const [rel, content] of Object.entries(input.spec.workspaceWrite ?? {})) {
+    mkdirSync(path.dirname(path.join(env.cwd, rel)), { recursive: true });
+    writeFileSync(path.join(env.cwd, rel), content);
+  }
 }
 
 function turnContext(env: TurnEnv, session: Session) {
