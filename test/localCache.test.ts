@@ -49,7 +49,22 @@ describe('the local cache', () => {
     await cache.keepSession('conv', 's', again.file);
     await cache.markWorkspace('ws', 'sha-2');
     expect(existsSync(path.join(root, 'cache', 'sessions', 'conv.s.jsonl'))).toBe(true);
-    expect(await cache.workspaceIsCurrent('ws', 'sha-2')).toBe(true);
+    expect(await cache.workspaceIsCurrent('ws', 'sha-2')).toEqual({ stamp: undefined });
     expect(await cache.takeSession('conv', 's', again.head, path.join(root, 'next', 's.jsonl'))).toBe(true);
+  });
+
+  it("notes a workspace's stamp with its digest, and gives it back only with that digest", async () => {
+    const cache = new LocalCache(path.join(root, 'cache'), 1 << 20);
+    const sha = 'a'.repeat(64);
+    const stamp = 'b'.repeat(64);
+    await cache.markWorkspace('ws', sha, stamp);
+    expect(await cache.workspaceIsCurrent('ws', sha)).toEqual({ stamp });
+    expect(await cache.workspaceIsCurrent('ws', 'c'.repeat(64))).toBeUndefined();
+    expect(await cache.workspaceIsCurrent('ws', undefined)).toBeUndefined();
+    await cache.unmarkWorkspace('ws');
+    expect(await cache.workspaceIsCurrent('ws', sha)).toBeUndefined();
+    // Anything longer than a digest and a stamp is not a marker.
+    await cache.markWorkspace('ws', sha, `${stamp}x`);
+    expect(await cache.workspaceIsCurrent('ws', sha)).toBeUndefined();
   });
 });

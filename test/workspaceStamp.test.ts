@@ -1,15 +1,17 @@
 // A turn that leaves its workspace as it found it is not packed again at its commit: the
 // tree's stamp (src/store/workspaceArchive.ts, treeStamp) taken when the workspace was
 // prepared is compared with one taken at the commit (src/worker/commitAttempt.ts).
-import { chmodSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createClient } from '../src/queue/client.js';
 import { createStoreDb } from '../src/store/db.js';
+import { workspaceDirName } from '../src/store/ids.js';
 import { workspaceStamp, type PackOptions } from '../src/store/workspaceArchive.js';
 import { restoreWorkspace } from '../src/store/workspaces.js';
 import type { AttemptObserver } from '../src/worker/observer.js';
+import { workspacePackOptions } from '../src/worker/prepareDisk.js';
 import { createTestAgentq } from './helpers/agentq.js';
 import { startWorker, stopWorkers } from './helpers/workers.js';
 
@@ -122,6 +124,16 @@ describe('a commit of an unchanged workspace', () => {
       await turn('#fake {"workspaceWrite":{"notes/a.txt":"AAAA"}}\nwrite the notes');
       const first = await stored();
       expect(first.a).toBe('AAAA');
+      // The local mark notes the stored digest and the stamp the pack saw: the next turn here
+      // starts from it instead of walking the tree again before its run.
+      const dir = path.join(t.config.workspaceRoot, workspaceDirName('ws'));
+      const mark = path.join(t.config.worker.runsRoot, '.cache', 'workspaces', `${workspaceDirName('ws')}.sha256`);
+      const expected = `${first.sha} ${await workspaceStamp(dir, workspacePackOptions(t.config))}`;
+      // Written after the ack, which may come after waitForTurn saw the commit.
+      const marked = () => (existsSync(mark) ? readFileSync(mark, 'utf8') : undefined);
+      const deadline = Date.now() + 5000;
+      while (marked() !== expected && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      expect(marked()).toBe(expected);
       await turn('only read them');
       expect(await stored()).toEqual(first);
       // The same size, other bytes: packed.

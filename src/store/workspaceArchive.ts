@@ -14,7 +14,7 @@
 // absolute path, a `..` component, a link (symbolic or hard) whose target is absolute or
 // resolves outside, and anything that is not a file, directory or link. A symbolic link
 // pointing outside is therefore archived (as a link) but not recreated on restore.
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import { mkdir, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -46,6 +46,8 @@ export interface PackedWorkspace {
   fileCount: number;
   /** Bytes of regular files before compression. */
   contentBytes: number;
+  /** The tree's treeStamp, from the same walk (the tree as it was packed, if nothing wrote to it meanwhile). */
+  stamp: string;
 }
 
 export interface RefusedEntry {
@@ -133,7 +135,7 @@ interface PackCounts {
 const PIECE_BYTES = 1024 * 1024;
 
 /** The tar stream of the tree (uncompressed), in pieces of about PIECE_BYTES, counting into `counts`. */
-async function* tarStream(p: AgentPath, options: PackOptions, counts: PackCounts): AsyncGenerator<Buffer> {
+async function* tarStream(p: AgentPath, options: PackOptions, counts: PackCounts, stamp: Hash): AsyncGenerator<Buffer> {
   const limits = { maxBytes: options.maxBytes, maxEntries: options.maxEntries ?? DEFAULT_MAX_ENTRIES };
   let piece: Buffer[] = [];
   let pieceBytes = 0;
@@ -148,6 +150,7 @@ async function* tarStream(p: AgentPath, options: PackOptions, counts: PackCounts
     return out;
   };
   for await (const e of walkAgentTree(p, limits, excludeMatcher(options.exclude))) {
+    stampEntry(stamp, e);
     if (e.kind === 'dir') {
       counts.entries++;
       headerBlocks(e, 'Directory', 0).forEach(add);
@@ -203,6 +206,7 @@ export async function packTree(p: AgentPath, options: PackOptions): Promise<Pack
   const label = path.join(p.root, p.rel);
   const counts: PackCounts = { entries: 0, fileCount: 0, contentBytes: 0 };
   const hash = createHash('sha256');
+  const stamp = createHash('sha256');
   const parts: Buffer[] = [];
   let size = 0;
   // Headers of many tiny files can outgrow their contents: the archive gets 1 MiB of slack.
@@ -214,10 +218,10 @@ export async function packTree(p: AgentPath, options: PackOptions): Promise<Pack
     parts.push(part);
   };
   try {
-    const pieces = tarStream(p, options, counts);
+    const pieces = tarStream(p, options, counts, stamp);
     const first = await pieces.next();
     // An empty tree is an empty archive (no tar, no gzip header).
-    if (first.done) return { archive: Buffer.alloc(0), sha256: hash.digest('hex'), fileCount: 0, contentBytes: 0 };
+    if (first.done) return { archive: Buffer.alloc(0), sha256: hash.digest('hex'), fileCount: 0, contentBytes: 0, stamp: stamp.digest('hex') };
     const second = await pieces.next();
     if (second.done) {
       // Most trees fit in one piece: compressed at once, off the main thread.
@@ -237,7 +241,12 @@ export async function packTree(p: AgentPath, options: PackOptions): Promise<Pack
     }
     throw err;
   }
-  return { archive: Buffer.concat(parts, size), sha256: hash.digest('hex'), fileCount: counts.fileCount, contentBytes: counts.contentBytes };
+  return { archive: Buffer.concat(parts, size), sha256: hash.digest('hex'), fileCount: counts.fileCount, contentBytes: counts.contentBytes, stamp: stamp.digest('hex') };
+}
+
+/** One entry's share of a tree's stamp. */
+function stampEntry(stamp: Hash, e: TreeEntry): void {
+  stamp.update(`${JSON.stringify([e.path, e.kind, e.size, e.mode, e.mtimeMs, e.ctimeMs, e.ino, e.linkTarget ?? null])}\n`);
 }
 
 /**
@@ -253,9 +262,7 @@ export async function treeStamp(p: AgentPath, options: PackOptions): Promise<str
   const limits = { maxBytes: options.maxBytes, maxEntries: options.maxEntries ?? DEFAULT_MAX_ENTRIES };
   const hash = createHash('sha256');
   try {
-    for await (const e of walkAgentTree(p, limits, excludeMatcher(options.exclude))) {
-      hash.update(`${JSON.stringify([e.path, e.kind, e.size, e.mode, e.mtimeMs, e.ctimeMs, e.ino, e.linkTarget ?? null])}\n`);
-    }
+    for await (const e of walkAgentTree(p, limits, excludeMatcher(options.exclude))) stampEntry(hash, e);
   } catch (err) {
     if (err instanceof AgentFileRefusedError) return undefined;
     throw err;

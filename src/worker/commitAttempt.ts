@@ -37,18 +37,18 @@ export async function commitTurn(ctx: AttemptContext, end: TurnEnd): Promise<Att
   let { status, error } = end;
   const { outcome } = end;
   let packed: PackedWorkspace | undefined;
-  // The digest the workspace is stored under after this commit, when known (the local mark).
-  let workspaceSha: string | undefined;
+  // The digest the workspace is stored under after this commit and its stamp, when known (the local mark).
+  let workspace: WorkspaceMark | undefined;
   try {
     const options = workspacePackOptions(config);
     // As prepared, to the stamp: it holds the stored archive still, and is not packed again.
     const stored = ctx.storedWorkspaceSha;
     const unchanged = typeof stored === 'string' && ctx.preparedWorkspaceStamp !== undefined && (await workspaceStamp(ctx.cwd, options)) === ctx.preparedWorkspaceStamp;
     ctx.deps.observer?.workspace?.(unchanged ? 'unchanged' : 'packed');
-    if (unchanged) workspaceSha = stored;
+    if (unchanged) workspace = { sha: stored, stamp: ctx.preparedWorkspaceStamp };
     else {
       packed = await packWorkspace(ctx.cwd, options);
-      workspaceSha = packed.sha256;
+      workspace = { sha: packed.sha256, stamp: packed.stamp };
     }
   } catch (err) {
     if (!(err instanceof WorkspaceTooLargeError)) throw err;
@@ -121,8 +121,8 @@ export async function commitTurn(ctx: AttemptContext, end: TurnEnd): Promise<Att
   }
   if (next === LOST) return LEASE_LOST;
   ctx.events = [];
-  if (keepWarm && ctx.cli) await keepWarmProcess(ctx, workspaceSha);
-  else ctx.keepAfterCommit = () => keepForNextTurn(ctx, workspaceSha);
+  if (keepWarm && ctx.cli) await keepWarmProcess(ctx, workspace?.sha);
+  else ctx.keepAfterCommit = () => keepForNextTurn(ctx, workspace);
   ctx.mark('commit');
   ctx.log().info({ status, phasesMs: ctx.phases }, 'turn committed');
   return { kind: 'committed', status, next };
@@ -220,14 +220,20 @@ async function keepWarmProcess(ctx: AttemptContext, workspaceSha: string | undef
 }
 
 /** After a cold commit: keep the session file and note the workspace state for a next turn here (both at once). */
-async function keepForNextTurn(ctx: AttemptContext, workspaceSha: string | undefined): Promise<void> {
+/** What the local mark of a committed workspace notes. */
+interface WorkspaceMark {
+  sha: string;
+  stamp: string | undefined;
+}
+
+async function keepForNextTurn(ctx: AttemptContext, workspace: WorkspaceMark | undefined): Promise<void> {
   const keepSession = async () => {
     const current = await ctx.currentSession();
     if (current && ctx.files.sessionRefusal === undefined) {
       await ctx.deps.cache.keepSession(ctx.conversation.id, current.sessionId, { root: ctx.configDir, rel: current.rel });
     }
   };
-  const kept = await Promise.allSettled([keepSession(), workspaceSha !== undefined ? ctx.deps.cache.markWorkspace(ctx.dirName, workspaceSha) : undefined]);
+  const kept = await Promise.allSettled([keepSession(), workspace ? ctx.deps.cache.markWorkspace(ctx.dirName, workspace.sha, workspace.stamp) : undefined]);
   for (const r of kept) {
     if (r.status === 'rejected') ctx.log().warn({ err: r.reason }, 'could not keep the committed session for the next turn');
   }

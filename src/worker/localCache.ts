@@ -11,8 +11,8 @@ import path from 'node:path';
 import { moveAgentFile, openAgentFile, readAgentFile, type AgentFile, type AgentPath } from '../agentFiles/agentTree.js';
 import { TAIL_DIGEST_BYTES } from '../store/persist.js';
 
-/** A workspace marker holds a sha256 in hex: anything longer is not one. */
-const MARKER_MAX_BYTES = 64;
+/** A workspace marker holds a sha256 in hex, and maybe a space and the tree's stamp (another): anything longer is not one. */
+const MARKER_MAX_BYTES = 129;
 
 export interface CommittedHead {
   committedByteCount: number;
@@ -126,18 +126,25 @@ export class LocalCache {
     return path.join(this.workspaces, `${dirName}.sha256`);
   }
 
-  /** True when the directory still holds exactly the workspace committed with `storedSha`. */
-  async workspaceIsCurrent(dirName: string, storedSha: string | undefined): Promise<boolean> {
-    if (storedSha === undefined) return false;
-    // A 64-byte file on the local disk, read before the run on the calling thread (AgentFile.read);
+  /**
+   * Whether the directory still holds exactly the workspace committed with `storedSha`;
+   * when it does, the tree's stamp as that commit left it, if it was noted.
+   */
+  async workspaceIsCurrent(dirName: string, storedSha: string | undefined): Promise<{ stamp: string | undefined } | undefined> {
+    if (storedSha === undefined) return undefined;
+    // A small file on the local disk, read before the run on the calling thread (AgentFile.read);
     // opened as a regular file only, never through a link, and read up to its expected size.
     const marked = await readAgentFile({ root: this.workspaces, rel: path.basename(this.marker(dirName)) }, MARKER_MAX_BYTES).catch(() => undefined);
-    return marked?.toString('utf8') === storedSha;
+    const [sha, stamp] = (marked?.toString('utf8') ?? '').split(' ');
+    return sha === storedSha ? { stamp: stamp === undefined || stamp === '' ? undefined : stamp } : undefined;
   }
 
-  /** After a commit: the directory now matches the archive with this digest. */
-  async markWorkspace(dirName: string, sha: string): Promise<void> {
-    await this.inDir(this.workspaces, () => writeFile(this.marker(dirName), sha));
+  /**
+   * After a commit: the directory now matches the archive with this digest, and (when
+   * given) has this stamp (src/store/workspaceArchive.ts, treeStamp).
+   */
+  async markWorkspace(dirName: string, sha: string, stamp?: string): Promise<void> {
+    await this.inDir(this.workspaces, () => writeFile(this.marker(dirName), stamp === undefined ? sha : `${sha} ${stamp}`));
   }
 
   /** Before anything may change the directory. */

@@ -35,15 +35,21 @@ export interface AttemptDisk {
   log: Logger;
 }
 
+/** The workspace as prepared: the stored archive's digest (null: none stored), and the tree's stamp when the local mark noted it. */
+export interface PreparedWorkspace {
+  sha: string | null;
+  stamp: string | undefined;
+}
+
 /**
  * The conversation's stable directory, emptied and filled from the stored archive,
  * unless this worker committed exactly the stored archive from it and nothing ran there
  * since (then it is left as it is, excluded paths such as node_modules included).
- * Returns the stored archive's digest (null: none stored). `storedSha`: that digest when the
- * caller read it under the lease already (the claim does).
+ * `storedSha`: the stored digest when the caller read it under the lease already (the
+ * claim does).
  */
-export async function prepareWorkspace(d: AttemptDisk, storedSha?: string | null): Promise<string | null> {
-  let current = false;
+export async function prepareWorkspace(d: AttemptDisk, storedSha?: string | null): Promise<PreparedWorkspace> {
+  let current: { stamp: string | undefined } | undefined;
   let sha: string | null = null;
   if (existsSync(d.cwd)) {
     sha = storedSha !== undefined ? storedSha : ((await getWorkspaceSha(d.db, d.conversationId)) ?? null);
@@ -51,10 +57,10 @@ export async function prepareWorkspace(d: AttemptDisk, storedSha?: string | null
   }
   // From here on the run may change the directory.
   await d.cache.unmarkWorkspace(d.dirName);
-  if (current) return sha;
+  if (current) return { sha, stamp: current.stamp };
   await rm(d.cwd, { recursive: true, force: true });
   await mkdir(d.cwd, { recursive: true });
-  return (await restoreWorkspace(d.db, d.conversationId, d.cwd)).sha256;
+  return { sha: (await restoreWorkspace(d.db, d.conversationId, d.cwd)).sha256, stamp: undefined };
 }
 
 /** How the conversation's workspace is packed (and stamped) under `config`. */

@@ -33,11 +33,13 @@ const SUMMARY_MAX_CHARS = 8000;
 export async function prepareCold(ctx: AttemptContext): Promise<SessionPlan> {
   await ctx.lease.ensure();
   ctx.mark('lease');
-  ctx.storedWorkspaceSha = await prepareWorkspace(ctx.disk(), ctx.claimedWorkspaceSha);
-  // Before anything of the run starts (the CLI starts tens of milliseconds later at the
-  // least, so its writes carry later change times than this sees). With nothing stored yet
-  // the commit packs anyway (an empty archive is stored, and marks the directory current).
-  if (ctx.storedWorkspaceSha !== null) ctx.preparedWorkspaceStamp = await workspaceStamp(ctx.cwd, workspacePackOptions(ctx.config));
+  const workspace = await prepareWorkspace(ctx.disk(), ctx.claimedWorkspaceSha);
+  ctx.storedWorkspaceSha = workspace.sha;
+  // The stamp the last commit here noted, or taken now: before anything of the run starts
+  // (the CLI starts tens of milliseconds later at the least, so its writes carry later
+  // change times than this sees). With nothing stored yet the commit packs anyway (an
+  // empty archive is stored, and marks the directory current for the next turn here).
+  if (workspace.sha !== null) ctx.preparedWorkspaceStamp = workspace.stamp ?? (await workspaceStamp(ctx.cwd, workspacePackOptions(ctx.config)));
   ctx.mark('workspace');
   const start = await chooseSession(ctx);
   ctx.gate = await prepareGate(ctx);
