@@ -21,7 +21,7 @@ const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex
  * (src/store/chunks.ts). It compresses 1.3-2× faster than the worker's gzip at level 1 and
  * stores ~8% fewer bytes; an append of 500 entries compresses ~850 KiB, so this is most of
  * what the thread pool does for it. With gzip, `sdk_append_entries_per_s` was 1.71-1.77×
- * the baseline's, with brotli 1.93-1.98× (2026-12-07, with the single UTF-8 pass below).
+ * the baseline's, with brotli 1.89-2.01× in six runs (2026-12-07, with the single UTF-8 pass below).
  * Loads were not slower (docs/sdk-interop.md).
  */
 export const SDK_CODEC: ChunkCodec = 'br';
@@ -51,7 +51,7 @@ const FIRST_BUFFER_BYTES = 16 * 1024;
 /**
  * Collects a batch's lines into chunks, starting each chunk's encoding as soon as it is
  * full. Each line is encoded to UTF-8 once, straight into its chunk's buffer: measuring it
- * first (Buffer.byteLength) cost as much again, ~1.8 ms for 500 entries of ~850 KiB. An
+ * first (Buffer.byteLength) cost 0.9-1.8 ms more for 500 entries of ~850 KiB. An
  * encode that is never awaited (the batch was dropped, say on bad input further on) is not
  * reported as unhandled; one that is awaited rejects as usual.
  */

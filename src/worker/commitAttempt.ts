@@ -219,13 +219,13 @@ async function keepWarmProcess(ctx: AttemptContext, workspaceSha: string | undef
   if (workspaceSha !== undefined) await ctx.deps.cache.markWorkspace(ctx.dirName, workspaceSha).catch(() => undefined);
 }
 
-/** After a cold commit: keep the session file and note the workspace state for a next turn here (both at once). */
 /** What the local mark of a committed workspace notes. */
 interface WorkspaceMark {
   sha: string;
   stamp: string | undefined;
 }
 
+/** After a cold commit: keep the session file and note the workspace state for a next turn here (both at once). */
 async function keepForNextTurn(ctx: AttemptContext, workspace: WorkspaceMark | undefined): Promise<void> {
   const keepSession = async () => {
     const current = await ctx.currentSession();
