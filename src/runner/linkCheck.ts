@@ -17,10 +17,10 @@ export function staleLink(check: LinkCheck | undefined): string | undefined {
   if (check === undefined) return undefined;
   let target: string;
   try {
-    target = readlinkSync(check.path);
+    target = readlinkSync(check.link);
   } catch (err) {
     target = `nothing (${(err as NodeJS.ErrnoException).code ?? 'unreadable'})`;
   }
   if (target === check.target) return undefined;
-  return `not started: the conversation's config link ${check.path} leads to ${target}, not to this attempt's ${check.target} (another attempt took the conversation over)`;
+  return `not started: the conversation's config link ${check.link} leads to ${target}, not to this attempt's ${check.target} (another attempt took the conversation over)`;
 }

@@ -176,7 +176,7 @@ export function startClaude(options: RunOptions, settings: RunnerSettings, hooks
     stdin: o.streamInput || longPrompt,
     // Sandboxed, fd 3 carries bwrap's options (the host paths are not put in its argv).
     fd3: sandboxed?.fd3,
-    linkCheck: o.attemptLink !== undefined ? { path: o.attemptLink.link, target: o.attemptLink.target } : undefined,
+    linkCheck: o.attemptLink,
   };
   // Until the helper answers, signals wait for the pid (see `terminate`).
   const launched: Promise<SpawnedRun> = settings.spawn === 'direct' ? Promise.resolve(spawnDirect(request)) : spawnThroughHelper(request);

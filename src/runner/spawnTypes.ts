@@ -12,13 +12,13 @@ export interface SpawnRequest {
   stdin: boolean;
   /** Given to the run as its fd 3 (bwrap's options), then closed. */
   fd3?: Uint8Array | undefined;
-  /** Start only while the symlink `path` leads to `target` (./linkCheck.ts). */
+  /** Start only while the symlink `link` leads to `target` (./linkCheck.ts). */
   linkCheck?: LinkCheck | undefined;
 }
 
 /** A symlink that must lead to `target` when the run starts. */
 export interface LinkCheck {
-  path: string;
+  link: string;
   target: string;
 }
 

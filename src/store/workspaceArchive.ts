@@ -136,7 +136,6 @@ const PIECE_BYTES = 1024 * 1024;
 
 /** The tar stream of the tree (uncompressed), in pieces of about PIECE_BYTES, counting into `counts`. */
 async function* tarStream(p: AgentPath, options: PackOptions, counts: PackCounts, stamp: Hash): AsyncGenerator<Buffer> {
-  const limits = { maxBytes: options.maxBytes, maxEntries: options.maxEntries ?? DEFAULT_MAX_ENTRIES };
   let piece: Buffer[] = [];
   let pieceBytes = 0;
   const add = (b: Buffer) => {
@@ -149,7 +148,7 @@ async function* tarStream(p: AgentPath, options: PackOptions, counts: PackCounts
     pieceBytes = 0;
     return out;
   };
-  for await (const e of walkAgentTree(p, limits, excludeMatcher(options.exclude))) {
+  for await (const e of walkTree(p, options)) {
     stampEntry(stamp, e);
     if (e.kind === 'dir') {
       counts.entries++;
@@ -244,6 +243,11 @@ export async function packTree(p: AgentPath, options: PackOptions): Promise<Pack
   return { archive: Buffer.concat(parts, size), sha256: hash.digest('hex'), fileCount: counts.fileCount, contentBytes: counts.contentBytes, stamp: stamp.digest('hex') };
 }
 
+/** The tree as packTree and treeStamp see it: the same exclusions and caps. */
+function walkTree(p: AgentPath, options: PackOptions): AsyncGenerator<TreeEntry> {
+  return walkAgentTree(p, { maxBytes: options.maxBytes, maxEntries: options.maxEntries ?? DEFAULT_MAX_ENTRIES }, excludeMatcher(options.exclude));
+}
+
 /** One entry's share of a tree's stamp. */
 function stampEntry(stamp: Hash, e: TreeEntry): void {
   stamp.update(`${JSON.stringify([e.path, e.kind, e.size, e.mode, e.mtimeMs, e.ctimeMs, e.ino, e.linkTarget ?? null])}\n`);
@@ -259,10 +263,9 @@ function stampEntry(stamp: Hash, e: TreeEntry): void {
  * Undefined when the walk is refused (a cap passed): packTree then says why.
  */
 export async function treeStamp(p: AgentPath, options: PackOptions): Promise<string | undefined> {
-  const limits = { maxBytes: options.maxBytes, maxEntries: options.maxEntries ?? DEFAULT_MAX_ENTRIES };
   const hash = createHash('sha256');
   try {
-    for await (const e of walkAgentTree(p, limits, excludeMatcher(options.exclude))) stampEntry(hash, e);
+    for await (const e of walkTree(p, options)) stampEntry(hash, e);
   } catch (err) {
     if (err instanceof AgentFileRefusedError) return undefined;
     throw err;
