@@ -371,7 +371,6 @@ function fillDisk(file: string): void {
   }
 }
 
-/** Hydrates every conversation's committed session and counts entries stored twice. */
 /** Each conversation's committed session, hydrated: entries stored twice, and the conversations whose prompts are out of order. */
 async function checkStoredSessions(url: string, root: string): Promise<{ duplicateLines: number; promptsOutOfOrder: string[] }> {
   const p = createPool(url, 2);
