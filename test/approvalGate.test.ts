@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { GATE_PROCESS_TAG, gateFlags, gateInputDigest, gateSettings, SIBLING_NOT_RUN, UNAPPROVED_NOT_RUN, type GateSpec } from '../src/runner/approvalGate.js';
+import { callIsGated, GATE_PROCESS_TAG, gateFlags, gateInputDigest, gateSettings, permissionLockOf, SIBLING_NOT_RUN, UNAPPROVED_NOT_RUN, type GateSpec } from '../src/runner/approvalGate.js';
 import { signalRun } from '../src/runner/processTree.js';
 import { isAlive, waitUntil } from './helpers/processes.js';
 import { parseEnqueueInput } from '../src/queue/turnInput.js';
@@ -53,11 +53,13 @@ describe('the approval gate hook', () => {
   it('with the lock, answers the ask of a gated call it could not stop: the approved call once a run, nothing else gated', () => {
     // Keys in another order than the stored input, nested, non-ASCII: the digests agree.
     const approved = { command: 'refund 42 && echo ü', description: 'r', opts: [1, { y: 'é', x: null }] };
-    const s: GateSpec = { ...spec(['Bash(refund:*)'], { a: { decision: 'allow', tool: 'Bash', inputSha256: gateInputDigest(approved) }, d: { decision: 'deny', tool: 'Bash' } }), lock: true };
-    const ask = (input: unknown) => runHook(s, { hook_event_name: 'PermissionRequest', tool_name: 'Bash', tool_input: input }).out as unknown;
+    const s: GateSpec = { ...spec(['Bash(refund:*)'], { a: { decision: 'allow', tool: 'Bash', inputSha256: gateInputDigest(approved) }, d: { decision: 'deny', tool: 'Bash' } }), lock: 'hook', bypass: true };
+    const ask = (input: unknown, gate: GateSpec = s) => runHook(gate, { hook_event_name: 'PermissionRequest', tool_name: 'Bash', tool_input: input }).out as unknown;
     const refused = { hookEventName: 'PermissionRequest', decision: { behavior: 'deny', message: UNAPPROVED_NOT_RUN } };
-    // Not gated by the rules (the ask rule covers every Bash call): allowed.
+    // Not gated by the rules (the ask rule covers every Bash call): allowed in bypassPermissions,
+    // which would have run it; in another mode the hook gives no answer (the mode decides: refused in -p).
     expect(ask({ command: 'ls' })).toEqual({ hookEventName: 'PermissionRequest', decision: { behavior: 'allow' } });
+    expect(ask({ command: 'ls' }, { ...s, bypass: false, runKey: 'other' })).toBeUndefined();
     expect(ask({ command: 'refund 43' })).toEqual(refused);
     expect(ask({ ...approved, command: 'refund 42 && echo u' })).toEqual(refused);
     expect(ask({ opts: [1, { x: null, y: 'é' }], description: 'r', command: 'refund 42 && echo ü' })).toEqual({ hookEventName: 'PermissionRequest', decision: { behavior: 'allow' } });
@@ -72,10 +74,19 @@ describe('the approval gate hook', () => {
     expect(gateInputDigest({ a: [1, 2] })).toMatch(/^[0-9a-f]{64}$/);
   });
 
-  it('the lock adds an ask rule and a PermissionRequest hook for the whole gated tools; without it, neither', () => {
-    const locked = JSON.parse(gateSettings({ ...spec(['Bash(git push:*)', 'mcp__crm__send_reply']), lock: true })) as { permissions?: { ask: string[] }; hooks: Record<string, { matcher: string }[]> };
+  it("the hook's lock adds an ask rule and a PermissionRequest hook for the whole gated tools (a Bash pattern: Bash, in bypassPermissions only); without it, neither", () => {
+    type Settings = { permissions?: { ask: string[] }; hooks: Record<string, { matcher: string }[]> };
+    const rules = ['Bash(git push:*)', 'mcp__crm__send_reply'];
+    const locked = JSON.parse(gateSettings({ ...spec(rules), lock: 'hook', bypass: true })) as Settings;
     expect(locked.permissions).toEqual({ ask: ['Bash', 'mcp__crm__send_reply'] });
     expect(locked.hooks.PermissionRequest?.[0]?.matcher).toBe('Bash|mcp__crm__send_reply');
+    // Another mode: the pattern is left to the mode (a lock on Bash would decide the calls it does not match).
+    const otherMode = JSON.parse(gateSettings({ ...spec(rules), lock: 'hook' })) as Settings;
+    expect(otherMode.permissions).toEqual({ ask: ['mcp__crm__send_reply'] });
+    expect(otherMode.hooks.PermissionRequest?.[0]?.matcher).toBe('mcp__crm__send_reply');
+    expect(JSON.parse(gateSettings({ ...spec(['Bash', 'Bash(git push:*)']), lock: 'hook' })).permissions).toEqual({ ask: ['Bash'] });
+    // Nothing to lock: no ask rule, no hook.
+    expect(JSON.parse(gateSettings({ ...spec(['Bash(git push:*)']), lock: 'hook' })).permissions).toBeUndefined();
     const plain = JSON.parse(gateSettings(spec(['Bash']))) as { permissions?: unknown; hooks: Record<string, unknown> };
     expect(plain.permissions).toBeUndefined();
     expect(plain.hooks.PermissionRequest).toBeUndefined();
@@ -89,6 +100,28 @@ describe('the approval gate hook', () => {
     expect(runHook(spec(['*']), { tool_name: 'mcp__crm__send_reply', tool_use_id: 'm1', tool_input: {} }).out).toMatchObject({ permissionDecision: 'defer' });
   });
 
+  it('the TypeScript matcher (callIsGated) agrees with the hook on every call of a table', () => {
+    const rules = [['Bash(git push:*)'], ['Bash'], ['Bash(*)'], ['Write(/etc/*)', 'Bash(refund :*)'], ['*'], ['mcp__crm__send_reply'], ['Bash(npm   publish)']];
+    const calls: [string, Record<string, unknown>][] = [
+      ['Bash', { command: 'git status' }],
+      ['Bash', { command: "bash -c 'cd r &&  git   push'" }],
+      ['Bash', { command: 'refund  42' }],
+      ['Bash', { command: 'npm publish --tag x' }],
+      ['Bash', {}],
+      ['Bash', { command: 42 }],
+      ['Write', { file_path: '/tmp/x' }],
+      ['mcp__crm__send_reply', { text: 'hi' }],
+      ['Read', { file_path: '/etc/passwd' }],
+    ];
+    let n = 0;
+    for (const r of rules) {
+      for (const [tool, input] of calls) {
+        const hook = runHook(spec(r), { tool_name: tool, tool_use_id: `m${++n}`, tool_input: input });
+        expect(callIsGated(r, tool, input), `${r.join(',')} ${tool} ${JSON.stringify(input)}`).toBe(hook.out?.permissionDecision === 'defer');
+      }
+    }
+  });
+
   it('fails closed: unreadable input, no node, or no place for its marker block the call (exit 2)', () => {
     expect(runHook(spec(['Bash']), 'not json')).toMatchObject({ code: 2, out: undefined });
     expect(runHook(spec(['Bash']), bashCall('n1', 'ls'), '/nonexistent/node')).toMatchObject({ code: 2, out: undefined });
@@ -99,11 +132,19 @@ describe('the approval gate hook', () => {
     expect(existsSync(path.join(tmp, 'missing'))).toBe(false);
   });
 
-  it('the CLI reads no settings file in a gated run, and gets the permission prompt tool only for AskUserQuestion', () => {
+  it("the CLI reads no settings file in a gated run, and gets the permission prompt tool only for AskUserQuestion and the worker's lock", () => {
     const flags = gateFlags(spec(['Bash']));
     expect(flags.slice(0, 3)).toEqual(['--setting-sources', '', '--settings']);
     expect(flags).not.toContain('--permission-prompt-tool');
+    expect(gateFlags({ ...spec(['Bash']), lock: 'hook' })).not.toContain('--permission-prompt-tool');
     expect(gateFlags(spec(['AskUserQuestion']))).toEqual(expect.arrayContaining(['--permission-prompt-tool', 'stdio']));
+    expect(gateFlags({ ...spec(['Write']), lock: 'worker' })).toEqual(expect.arrayContaining(['--permission-prompt-tool', 'stdio']));
+    // A run that gates AskUserQuestion asks the worker whatever lock its CLI would get, and has only the ask rules.
+    const asking = { ...spec(['AskUserQuestion', 'Write']), lock: 'hook' as const };
+    expect(permissionLockOf(asking)).toBe('worker');
+    const settings0 = JSON.parse(gateSettings(asking)) as { permissions?: { ask: string[] }; hooks: Record<string, unknown> };
+    expect(settings0.permissions).toEqual({ ask: ['AskUserQuestion', 'Write'] });
+    expect(settings0.hooks.PermissionRequest).toBeUndefined();
     const settings = JSON.parse(gateSettings(spec(['Bash(git push:*)', 'mcp__crm__send_reply']))) as HookSettings;
     expect(settings.hooks.PreToolUse[0]!.matcher).toBe('Bash|mcp__crm__send_reply');
   });

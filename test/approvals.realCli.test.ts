@@ -309,36 +309,58 @@ describe('durable approvals with the real CLI', () => {
 
   // The attack: an ungated Bash call leaves a process that SIGKILLs every gate hook it sees.
   // A hook killed half-way is a non-blocking error, after which the CLI runs the call. The
-  // permission lock (2.1.332) leaves the call's ask unanswered instead: it is refused.
-  it.skipIf(!testCliIs(PINNED_CLI_VERSION) || !existsSync('/usr/bin/pkill'))(
-    'the agent kills the gate\'s hooks as they start: the gated call is refused, not run (the permission lock)',
-    async () => {
-      await startWorker(machine('m'));
-      const target = path.join(markers, 'unapproved-write');
-      // The hooks' shell and node, by how their command lines start (not the CLI's, whose
-      // settings argument holds the same code); in a session of its own, so it outlives the
-      // Bash call (the CLI ends a call's process group); it writes down each kill.
-      const pattern = `^[^ ]*(sh -c trap|node -e /[*] ${GATE_PROCESS_TAG})`;
-      const killed = path.join(markers, 'gate-hooks-killed');
-      const killer = `setsid sh -c "while :; do pkill -KILL -f '${pattern}' && echo K >> ${killed}; sleep 0.005; done" </dev/null >/dev/null 2>&1 & echo KILLING`;
-      mock.enqueue({ toolUse: { name: 'Bash', input: { command: killer } } }, { toolUse: { name: 'Write', input: { file_path: target, content: 'x' } } });
-      const { turnId } = await client.enqueueTurn({
-        conversationId: 'ticket-killed-gate',
-        tenantId: 'acme',
-        prompt: 'go',
-        options: { permissionMode: 'bypassPermissions', maxTurns: 6, approvals: { tools: ['Write'] } },
-      });
-      const done = await client.waitForTurn(turnId, 60_000, { untilApproval: true });
-      // Not parked for a person: the gate never answered (its hooks were killed).
-      expect(done.status, JSON.stringify(done.error)).toBe('succeeded');
-      expect(existsSync(target)).toBe(false);
-      expect(existsSync(killed)).toBe(true);
-      const results = mock.requests.filter((r) => r.kind === 'main').map((r) => JSON.stringify(r.body?.messages ?? []));
-      expect(results.some((m) => m.includes('KILLING'))).toBe(true);
-      expect(results.at(-1)).toMatch(/haven't granted it yet|agentq: not run/);
-    },
-    120_000,
-  );
+  // permission lock leaves the call's ask to what the agent cannot kill: the hook's lock
+  // (2.1.332) leaves it unanswered, the worker's lock (2.1.197, and any run that gates
+  // AskUserQuestion) is the worker answering over stdio. Either way it is refused.
+  // The worker's answer names agentq; an ask no hook answered is the CLI's own refusal.
+  const byWorker = /agentq: not run\. No person approved this call/;
+  const lockCases: [string, string[], RegExp][] = [
+    testCliIs(PINNED_CLI_VERSION) ? ["the hook's lock", ['Write'], /haven't granted it yet|agentq: not run/] : ["the worker's lock", ['Write'], byWorker],
+    ["the worker's lock, for a run that gates AskUserQuestion", ['Write', 'AskUserQuestion'], byWorker],
+  ];
+  it.skipIf(!existsSync('/usr/bin/pkill')).each(lockCases)("the agent kills the gate's hooks as they start: the gated call is refused, not run (%s)", async (_lock, tools, refusal) => {
+    await startWorker(machine('m'));
+    const target = path.join(markers, `unapproved-write-${tools.length}`);
+    // The hooks' shell and node, by how their command lines start (not the CLI's, whose
+    // settings argument holds the same code); in a session of its own, so it outlives the
+    // Bash call (the CLI ends a call's process group); it writes down each kill.
+    const pattern = `^[^ ]*(sh -c trap|node -e /[*] ${GATE_PROCESS_TAG})`;
+    const killed = path.join(markers, `gate-hooks-killed-${tools.length}`);
+    const killer = `setsid sh -c "while :; do pkill -KILL -f '${pattern}' && echo K >> ${killed}; sleep 0.005; done" </dev/null >/dev/null 2>&1 & echo KILLING`;
+    mock.enqueue({ toolUse: { name: 'Bash', input: { command: killer } } }, { toolUse: { name: 'Write', input: { file_path: target, content: 'x' } } });
+    const from = mock.requests.length;
+    const { turnId } = await client.enqueueTurn({
+      conversationId: `ticket-killed-gate-${tools.length}`,
+      tenantId: 'acme',
+      prompt: 'go',
+      options: { permissionMode: 'bypassPermissions', maxTurns: 6, approvals: { tools } },
+    });
+    const done = await client.waitForTurn(turnId, 60_000, { untilApproval: true });
+    // Not parked for a person: the gate never answered (its hooks were killed).
+    expect(done.status, JSON.stringify(done.error)).toBe('succeeded');
+    expect(existsSync(target)).toBe(false);
+    expect(existsSync(killed)).toBe(true);
+    const results = requestsSince(from);
+    expect(results.some((m) => m.includes('KILLING'))).toBe(true);
+    expect(results.at(-1)).toMatch(refusal);
+  }, 120_000);
+
+  // A Bash pattern is not a boundary, and it must not widen what the permission mode allows:
+  // in `default` mode (which refuses an unallowed Bash call in -p) the lock leaves the calls
+  // the pattern does not match to the mode. (Before, the hook's lock allowed them all.)
+  it("in a mode other than bypassPermissions, a Bash pattern's lock allows nothing the mode would refuse", async () => {
+    await startWorker(machine('n'));
+    const target = path.join(markers, 'not-allowed-by-mode');
+    const { turnId } = await client.enqueueTurn({
+      conversationId: 'ticket-default-mode',
+      tenantId: 'acme',
+      prompt: `go <<tool Bash ${JSON.stringify({ command: `touch ${target}` })}>>`,
+      options: { permissionMode: 'default', maxTurns: 4, approvals: { tools: ['Bash(git push:*)'] } },
+    });
+    const done = await client.waitForTurn(turnId, 60_000, { untilApproval: true });
+    expect(done.status, JSON.stringify(done.error)).toBe('succeeded');
+    expect(existsSync(target)).toBe(false);
+  }, 120_000);
 
   it.skipIf(!existsSync('/usr/bin/bwrap'))('sandboxed (bwrap): the gate runs inside and the allowed call runs once', async () => {
     await startWorker(realCliMachine(t.env, t.root, 'k', mock.url, { ...machineExtra, AGENTQ_SANDBOX: 'bwrap' }));

@@ -13,7 +13,7 @@ import {
   PREVIOUS_CLI_VERSION,
   probeCliVersion,
   reportedCliVersion,
-  supportsPermissionLock,
+  permissionLockFor,
   TESTED_CLI_VERSIONS,
 } from '../src/runner/cliVersion.js';
 
@@ -29,14 +29,14 @@ describe('CLI versions', () => {
     expect(TESTED_CLI_VERSIONS).toEqual([PINNED_CLI_VERSION, PREVIOUS_CLI_VERSION]);
   });
 
-  it("the approval gate's permission lock: the pinned CLI and newer get it, 2.1.197 does not, an unknown CLI does (fail closed)", async () => {
+  it("the approval gate's permission lock: the pinned CLI and newer get the hook's, 2.1.197 the worker's, an unknown CLI the hook's (fail closed)", async () => {
     expect(compareVersions('2.1.332', '2.1.40')).toBe(1);
     expect(compareVersions('2.1.197', '2.1.332')).toBe(-1);
     expect(compareVersions('2.1', '2.1.0')).toBe(0);
-    expect(supportsPermissionLock(PINNED_CLI_VERSION)).toBe(true);
-    expect(supportsPermissionLock('2.2.0')).toBe(true);
-    expect(supportsPermissionLock(PREVIOUS_CLI_VERSION)).toBe(false);
-    expect(supportsPermissionLock(undefined)).toBe(true);
+    expect(permissionLockFor(PINNED_CLI_VERSION)).toBe('hook');
+    expect(permissionLockFor('2.2.0')).toBe('hook');
+    expect(permissionLockFor(PREVIOUS_CLI_VERSION)).toBe('worker');
+    expect(permissionLockFor(undefined)).toBe('hook');
     expect(await cliVersionOnce(installedCliPath(PREVIOUS_CLI_VERSION), { PATH: process.env.PATH ?? '/usr/bin:/bin' })).toBe(PREVIOUS_CLI_VERSION);
     expect(await cliVersionOnce('/nonexistent/claude', {})).toBeUndefined();
   });

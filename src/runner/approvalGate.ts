@@ -49,11 +49,19 @@ export interface GateSpec {
   runKey: string;
   /**
    * The permission lock (docs/approvals.md "It fails closed"): the gated tools also get an
-   * `ask` rule, which a hook that fails to answer leaves unanswered (the call is refused),
-   * and the gate answers it as a PermissionRequest hook. Only for CLIs that run
-   * PermissionRequest hooks in `-p` (cliVersion.ts `supportsPermissionLock`).
+   * `ask` rule, which a hook that fails to answer cannot lift, so the call is refused unless
+   * the lock allows it. `hook`: the gate answers the ask as a PermissionRequest hook (CLIs
+   * that run those in `-p`: cliVersion.ts `permissionLockFor`). `worker`: the CLI asks the
+   * worker itself over stdio (./permissionAnswers.ts), which the agent cannot kill; every
+   * run that gates AskUserQuestion gets this one, as it needs the permission prompt tool.
    */
-  lock?: boolean;
+  lock?: 'hook' | 'worker' | undefined;
+  /**
+   * The run's permission mode is bypassPermissions (set by the runner from the run's own
+   * options, see argv.ts `runGate`): only then may the lock allow a call the rules do not
+   * gate, which the mode would have run anyway. In other modes a Bash pattern gets no lock.
+   */
+  bypass?: boolean | undefined;
 }
 
 /**
@@ -88,6 +96,53 @@ export function gateInputDigest(input: unknown): string | undefined {
 /** The tool name a rule is about. */
 export function ruleTool(rule: string): string {
   return RULE.exec(rule)?.[1] ?? rule;
+}
+
+const collapse = (s: string) => s.replace(/\s+/g, ' ').trim();
+
+/**
+ * Whether the rules gate a call, as GATE_CODE decides it: a rule's tool name equals the
+ * call's; a pattern narrows only Bash, on the command's text (any occurrence, whitespace
+ * collapsed); a pattern on another tool gates the whole tool; `*` gates every call.
+ */
+export function callIsGated(rules: readonly string[], tool: string, input: Record<string, unknown>): boolean {
+  return rules.some((r) => {
+    if (r === '*') return true;
+    const m = /^([A-Za-z0-9_-]+)(?:\((.*)\))?$/s.exec(r);
+    if (!m || m[1] !== tool) return false;
+    if (m[2] === undefined || tool !== 'Bash') return true;
+    const needle = collapse(m[2].replace(/:?\*$/, ''));
+    const command = input.command;
+    return needle === '' || collapse(typeof command === 'string' ? command : command ? String(command) : '').includes(needle);
+  });
+}
+
+/**
+ * The tools the permission lock gives an `ask` rule: each tool a rule gates whole. A Bash
+ * pattern asks for every Bash call, so it is locked only in bypassPermissions, where the
+ * lock allows the calls the pattern does not match; elsewhere it would decide calls the
+ * mode leaves to `allowedTools` (a pattern is a convenience, not a boundary: docs/approvals.md).
+ * None for `*` (a stored policy that no longer parses), which names no tool.
+ */
+export function lockedTools(spec: Pick<GateSpec, 'rules' | 'bypass'>): string[] {
+  const whole = spec.rules.filter((r) => spec.bypass === true || ruleTool(r) !== 'Bash' || RULE.exec(r)?.[2] === undefined);
+  return [...new Set(whole.map(ruleTool))].filter((t) => TOOL_NAME.test(t));
+}
+
+/** Which permission lock a run gets (see GateSpec.lock); undefined: none. */
+export function permissionLockOf(spec: GateSpec): 'hook' | 'worker' | undefined {
+  if (spec.lock === undefined || lockedTools(spec).length === 0) return undefined;
+  return needsPromptTool(spec) ? 'worker' : spec.lock;
+}
+
+/**
+ * Whether the run's CLI asks the worker for permissions (`--permission-prompt-tool stdio`,
+ * in stream-json input mode: argv.ts, runClaude.ts): the worker's lock, and every run that
+ * gates AskUserQuestion, which the CLI offers in `-p` only with a prompt tool (measured,
+ * both versions). Without the worker answering, each such ask would be refused.
+ */
+export function asksWorker(spec: GateSpec): boolean {
+  return needsPromptTool(spec) || permissionLockOf(spec) === 'worker';
 }
 
 /** Message the model gets for a gated call that was not deferred because another call of the same message was. */
@@ -136,7 +191,7 @@ try {
       process.stdout.write(JSON.stringify({ hookSpecificOutput: { hookEventName: "PermissionRequest", decision } }) + "\\n");
       process.exit(0);
     };
-    if (!gated) permit("allow");
+    if (!gated) { if (spec.bypass === true) permit("allow"); process.exit(0); }
     const canon = (v) => Array.isArray(v) ? "[" + v.map(canon).join(",") + "]"
       : v !== null && typeof v === "object" ? "{" + Object.keys(v).sort().map((k) => JSON.stringify(k) + ":" + canon(v[k])).join(",") + "}"
       : (JSON.stringify(v) ?? "null");
@@ -174,12 +229,12 @@ const HOOK_TIMEOUT_S = 600;
 /**
  * The `--settings` JSON of a gated run: one PreToolUse hook for the rules' tools. The
  * matcher only saves starting the hook for other tools; the hook checks the name itself.
- * With the lock, the rules' tools (whole tools: a Bash pattern asks for every Bash call)
- * also get an `ask` rule and the same hook as their PermissionRequest hook.
+ * With a lock, the locked tools (lockedTools) also get an `ask` rule; the hook's lock
+ * makes the same hook their PermissionRequest hook.
  */
 export function gateSettings(spec: GateSpec, nodePath: string = process.execPath): string {
   const payload = Buffer.from(
-    JSON.stringify({ rules: spec.rules, decisions: spec.decisions, runKey: spec.runKey, sibling: SIBLING_NOT_RUN, unapproved: UNAPPROVED_NOT_RUN }),
+    JSON.stringify({ rules: spec.rules, decisions: spec.decisions, runKey: spec.runKey, bypass: spec.bypass === true, sibling: SIBLING_NOT_RUN, unapproved: UNAPPROVED_NOT_RUN }),
   ).toString('base64');
   const code = GATE_CODE.replace(/\n\s*/g, ' ').trim();
   if (code.includes("'") || nodePath.includes("'")) throw new Error('the approval gate cannot be quoted for the shell');
@@ -197,13 +252,10 @@ export function gateSettings(spec: GateSpec, nodePath: string = process.execPath
   const settings: { permissions?: { ask: string[] }; hooks: Record<string, { matcher: string; hooks: (typeof hook)[] }[]> } = {
     hooks: { PreToolUse: [{ matcher, hooks: [hook] }] },
   };
-  // A run with the permission prompt tool sends every ask there, which a headless run cannot
-  // answer ("Stream closed", measured with 2.1.332): no lock, or allowed calls would be refused.
-  const locked = spec.lock === true && !needsPromptTool(spec) ? [...new Set(spec.rules.map(ruleTool))].filter((t) => TOOL_NAME.test(t)) : [];
-  if (locked.length > 0) {
-    settings.permissions = { ask: locked };
-    settings.hooks.PermissionRequest = [{ matcher: locked.join('|'), hooks: [hook] }];
-  }
+  // The worker's lock needs only the ask rules: the CLI asks the worker (./permissionAnswers.ts).
+  const lock = permissionLockOf(spec);
+  if (lock !== undefined) settings.permissions = { ask: lockedTools(spec) };
+  if (lock === 'hook') settings.hooks.PermissionRequest = [{ matcher: lockedTools(spec).join('|'), hooks: [hook] }];
   return JSON.stringify(settings);
 }
 
@@ -222,6 +274,6 @@ export function gateFlags(spec: GateSpec, nodePath?: string): string[] {
     '--settings',
     gateSettings(spec, nodePath),
   ];
-  if (needsPromptTool(spec)) flags.push('--permission-prompt-tool', 'stdio');
+  if (asksWorker(spec)) flags.push('--permission-prompt-tool', 'stdio');
   return flags;
 }

@@ -1,6 +1,6 @@
 // argv for one CLI invocation, built from typed options. No shell is ever involved and
 // no secret is ever placed here: secrets travel in the environment only.
-import { gateFlags } from './approvalGate.js';
+import { asksWorker, gateFlags, type GateSpec } from './approvalGate.js';
 import type { ValidRunOptions } from './options.js';
 
 /**
@@ -10,9 +10,27 @@ import type { ValidRunOptions } from './options.js';
  */
 export const PROMPT_ARG_MAX_BYTES = 100_000;
 
+type InputOptions = Pick<ValidRunOptions, 'prompt' | 'streamInput' | 'gate' | 'permissionMode'>;
+
+/** The run's approval gate as its CLI gets it: with `bypass` from the run's own permission mode. */
+export function runGate(o: Pick<ValidRunOptions, 'gate' | 'permissionMode'>): GateSpec | undefined {
+  return o.gate && { ...o.gate, bypass: o.permissionMode === 'bypassPermissions' };
+}
+
+/** Whether the CLI answers its permission requests to this process (approvalGate.ts `asksWorker`): stdin stays open until its result. */
+export function permissionsOnStdio(o: Pick<ValidRunOptions, 'gate' | 'permissionMode'>): boolean {
+  const gate = runGate(o);
+  return gate !== undefined && asksWorker(gate);
+}
+
+/** Whether the CLI reads stream-json messages on stdin: `streamInput`, or a run that asks the worker for permissions. */
+export function streamsInput(o: InputOptions): boolean {
+  return o.streamInput === true || permissionsOnStdio(o);
+}
+
 /** Whether the prompt goes to the CLI on stdin instead of in argv (see PROMPT_ARG_MAX_BYTES). */
-export function promptOnStdin(o: Pick<ValidRunOptions, 'prompt' | 'streamInput'>): boolean {
-  return !o.streamInput && o.prompt !== undefined && Buffer.byteLength(o.prompt) > PROMPT_ARG_MAX_BYTES;
+export function promptOnStdin(o: InputOptions): boolean {
+  return !streamsInput(o) && o.prompt !== undefined && Buffer.byteLength(o.prompt) > PROMPT_ARG_MAX_BYTES;
 }
 
 /** Flags every run carries: headless, machine-readable, one JSON event per line. */
@@ -20,7 +38,8 @@ export const BASE_FLAGS = ['-p', '--output-format', 'stream-json', '--verbose'] 
 
 export function buildArgv(o: ValidRunOptions): string[] {
   const argv: string[] = [...BASE_FLAGS];
-  if (o.streamInput) argv.push('--input-format', 'stream-json');
+  const stream = streamsInput(o);
+  if (stream) argv.push('--input-format', 'stream-json');
   if (o.session.mode === 'new') {
     argv.push('--session-id', o.session.sessionId);
   } else {
@@ -43,9 +62,10 @@ export function buildArgv(o: ValidRunOptions): string[] {
   if (o.disallowedTools?.length) argv.push('--disallowedTools', ...o.disallowedTools);
   if (o.addDirs?.length) argv.push('--add-dir', ...o.addDirs);
   if (o.mcpConfig?.length) argv.push('--mcp-config', ...o.mcpConfig);
-  if (o.gate) argv.push(...gateFlags(o.gate));
+  const gate = runGate(o);
+  if (gate) argv.push(...gateFlags(gate));
   // In stream-json input mode the prompt goes to stdin as the first message; a long one too.
   // Resuming a deferred tool call sends none: the CLI asks the gate about that call again.
-  if (!o.streamInput && !promptOnStdin(o) && o.prompt !== undefined) argv.push('--', o.prompt);
+  if (!stream && !promptOnStdin(o) && o.prompt !== undefined) argv.push('--', o.prompt);
   return argv;
 }

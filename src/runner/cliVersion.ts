@@ -46,8 +46,8 @@ export async function probeCliVersion(claudePath: string, env: Readonly<Record<s
 
 /**
  * The oldest tested CLI measured to run PermissionRequest hooks for an `ask` it cannot
- * prompt for in `-p` mode, which the approval gate's permission lock needs
- * (docs/approvals.md); 2.1.197 refuses such a call without running them.
+ * prompt for in `-p` mode, which the hook's permission lock needs (docs/approvals.md);
+ * 2.1.197 refuses such a call without running them, so it gets the worker's lock.
  */
 export const PERMISSION_LOCK_MIN_VERSION = '2.1.332';
 
@@ -63,12 +63,14 @@ export function compareVersions(a: string, b: string): number {
 }
 
 /**
- * Whether a gated run of this CLI gets the permission lock: yes unless the version is known
- * to be older than PERMISSION_LOCK_MIN_VERSION. An unknown version gets it (fail closed: an
- * old CLI then refuses the calls people allowed, which shows in the turn).
+ * Which permission lock a gated run of this CLI gets (approvalGate.ts GateSpec.lock): the
+ * gate's PermissionRequest hook unless the version is known to be older than
+ * PERMISSION_LOCK_MIN_VERSION; those CLIs ask the worker itself over stdio (measured with
+ * 2.1.197). An unknown version gets the hook's (fail closed: an old CLI then refuses the
+ * calls people allowed, which shows in the turn).
  */
-export function supportsPermissionLock(version: string | undefined): boolean {
-  return version === undefined || compareVersions(version, PERMISSION_LOCK_MIN_VERSION) >= 0;
+export function permissionLockFor(version: string | undefined): 'hook' | 'worker' {
+  return version === undefined || compareVersions(version, PERMISSION_LOCK_MIN_VERSION) >= 0 ? 'hook' : 'worker';
 }
 
 const probedVersions = new Map<string, Promise<string | undefined>>();

@@ -8,7 +8,7 @@ import { finished } from 'node:stream/promises';
 import type { Config } from '../config.js';
 import { RunOptionsError } from '../errors.js';
 import { GATE_PROCESS_TAG } from './approvalGate.js';
-import { buildArgv, promptOnStdin } from './argv.js';
+import { buildArgv, permissionsOnStdio, promptOnStdin, runGate, streamsInput } from './argv.js';
 import { RunCgroup, type CgroupHost, type RunLimits } from './cgroups.js';
 import type { ConfigSeed } from './configSeed.js';
 import { buildRunEnv } from './env.js';
@@ -19,6 +19,7 @@ import { classifyRun, emptyFacts, type RunFacts, type RunOutcome, type Terminati
 import { CONVERSATION_LINK_VAR, killProcessesWithEnv, linkMark, PARENT_PID_VAR, processStartTicks, RUN_MARKER_VAR, signalRun } from './processTree.js';
 import type { SandboxSettings } from '../sandbox/settings.js';
 import { wrapInSandbox, type SandboxedSpawn } from '../sandbox/wrapRun.js';
+import { controlResponseLine, PermissionAnswers } from './permissionAnswers.js';
 import { spawnDirect } from './spawnDirect.js';
 import { spawnThroughHelper } from './spawnHelper.js';
 import type { SpawnedRun, SpawnRequest } from './spawnTypes.js';
@@ -108,6 +109,9 @@ export function startClaude(options: RunOptions, settings: RunnerSettings, hooks
   settings.configSeed?.seed(o.attemptLink?.target ?? o.configDir);
   const argv = buildArgv(o);
   const longPrompt = promptOnStdin(o);
+  // The CLI asks this process about its permissions (./permissionAnswers.ts): stdin stays
+  // open, in stream-json input mode, until the run's result.
+  const permissions = permissionsOnStdio(o) ? new PermissionAnswers(runGate(o)!) : undefined;
   const requestedSessionId = o.session.sessionId;
   const startedAt = performance.now();
   // Marks every process of this run, so tool processes in their own sessions are found.
@@ -173,7 +177,7 @@ export function startClaude(options: RunOptions, settings: RunnerSettings, hooks
     args: spawnArgs,
     cwd: o.cwd,
     env: sandboxed?.env ?? env,
-    stdin: o.streamInput || longPrompt,
+    stdin: streamsInput(o) || longPrompt,
     // Sandboxed, fd 3 carries bwrap's options (the host paths are not put in its argv).
     fd3: sandboxed?.fd3,
     linkCheck: o.attemptLink,
@@ -233,11 +237,32 @@ export function startClaude(options: RunOptions, settings: RunnerSettings, hooks
         )
       : undefined;
 
+  // Writes a line to the CLI's stdin, in order; a write error (the CLI already gone) shows up in the outcome.
+  const writeStdin = (line: string) =>
+    ready.then(
+      ({ stdin }) =>
+        new Promise<void>((resolve, reject) => {
+          if (!stdin) return reject(new Error('the CLI did not start'));
+          stdin.write(line, (err) => (err ? reject(err) : resolve()));
+        }),
+    );
+  const endStdin = () => void ready.then(({ stdin }) => stdin?.end());
+  const answerControl = (data: Record<string, unknown>) => {
+    const requestId = typeof data.request_id === 'string' ? data.request_id : undefined;
+    if (requestId === undefined || !permissions) return;
+    const answer = permissions.answer(data.request);
+    writeStdin(controlResponseLine(requestId, answer ?? { error: 'agentq answers only permission requests' })).catch(() => undefined);
+  };
+
   const toolUses = new Set<string>();
   const deliver = async (event: ClaudeEvent) => {
     if (event.kind === 'init') state.initSessionId = event.data.session_id;
     collectToolUses(event, toolUses);
+    if (event.kind === 'other' && event.data.type === 'control_request') answerControl(event.data);
     if (event.kind === 'result') {
+      // A run that asks for permissions takes nothing after its result (a gated turn is
+      // never kept warm): the CLI exits once stdin ends.
+      if (permissions && state.result === undefined) endStdin();
       state.result = event.data;
       if (o.streamInput) {
         state.awaiting = false;
@@ -289,18 +314,13 @@ export function startClaude(options: RunOptions, settings: RunnerSettings, hooks
       wallTimer ??= startWallTimer();
     }
     // In the order asked for: every write waits for the same start.
-    return ready.then(
-      ({ stdin }) =>
-        new Promise<void>((resolve, reject) => {
-          if (!stdin) return reject(new Error('the CLI did not start'));
-          stdin.write(userMessageLine(text), (err) => (err ? reject(err) : resolve()));
-        }),
-    );
+    return writeStdin(userMessageLine(text));
   };
-  // In stream-json input mode the prompt is the first message on stdin; a prompt too long
-  // for argv is all of stdin. A write error (the CLI already gone) shows up in the outcome.
-  if (o.streamInput) sendUserMessage(o.prompt ?? '').catch(() => undefined);
-  else if (longPrompt) {
+  // In stream-json input mode the prompt is the first message on stdin (none when resuming
+  // a deferred call); a prompt too long for argv is all of stdin.
+  if (streamsInput(o)) {
+    if (o.prompt !== undefined) writeStdin(userMessageLine(o.prompt)).catch(() => undefined);
+  } else if (longPrompt) {
     void ready.then(({ stdin }) => {
       stdin?.on('error', () => undefined);
       stdin?.end(o.prompt);
@@ -364,7 +384,8 @@ export function startClaude(options: RunOptions, settings: RunnerSettings, hooks
     outcome,
     sendUserMessage,
     endInput: () => {
-      void ready.then(({ stdin }) => stdin?.end());
+      // Asked for permissions, the CLI needs stdin until its result (ended there, see deliver).
+      if (!permissions || state.result !== undefined) endStdin();
     },
   };
 }

@@ -5,14 +5,11 @@ import { randomUUID } from 'node:crypto';
 import { approvalPolicySchema, type ApprovalPolicy, type GateSpec } from '../runner/approvalGate.js';
 import type { DeferredToolUse } from '../runner/events.js';
 import type { RunOutcome } from '../runner/outcome.js';
-import { cliVersionOnce, supportsPermissionLock } from '../runner/cliVersion.js';
+import { cliVersionOnce, permissionLockFor } from '../runner/cliVersion.js';
 import { gateDecisions } from '../store/approvals.js';
 import type { ConversationRow } from '../store/conversations.js';
 import type { TurnRow } from '../store/turns.js';
 import type { AttemptContext } from './attemptContext.js';
-
-/** CLIs this process has warned about running gated turns without the permission lock. */
-const warnedWithoutLock = new Set<string>();
 
 /** The conversation's default options that concern approvals. */
 interface ApprovalDefaults {
@@ -45,14 +42,8 @@ export async function prepareGate(ctx: AttemptContext): Promise<GateSpec | undef
     return gateDecisions(tx, { turnId: ctx.turn.id, conversationId: ctx.conversation.id, attempt: ctx.attempt });
   });
   const version = await cliVersionOnce(ctx.config.claudePath, ctx.config.cli.env);
-  const lock = supportsPermissionLock(version);
-  if (!lock && !warnedWithoutLock.has(ctx.config.claudePath)) {
-    warnedWithoutLock.add(ctx.config.claudePath);
-    ctx.log().warn(
-      { cliVersion: version },
-      "approval gate without its permission lock: this CLI runs no PermissionRequest hook in -p, so an agent that kills the gate's hooks can run a gated call; use CLI 2.1.332 or later (docs/approvals.md)",
-    );
-  }
+  // The agent can kill the gate's hooks: the lock refuses a gated call no person allowed (docs/approvals.md).
+  const lock = permissionLockFor(version);
   return { rules: policy?.tools ?? [], decisions, runKey: randomUUID(), lock };
 }
 
