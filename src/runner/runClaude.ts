@@ -212,6 +212,8 @@ export function startClaude(options: RunOptions, settings: RunnerSettings, hooks
     scan = { ...(startTicks === undefined ? {} : { sinceTicks: startTicks }), spawnedAtMs: scan.spawnedAtMs };
     if (pid !== undefined && spawned.stdout) hooks.onSpawn?.(pid);
     spawned.stderr?.on('data', (chunk: Buffer) => stderrTail.push(chunk));
+    // A write to a CLI that is gone fails in its callback (and shows in the outcome), not as an uncaught error.
+    spawned.stdin?.on('error', () => undefined);
     // Cancelled or timed out while it was starting.
     if (state.termination) signalTermination();
     return spawned;
@@ -321,10 +323,7 @@ export function startClaude(options: RunOptions, settings: RunnerSettings, hooks
   if (streamsInput(o)) {
     if (o.prompt !== undefined) writeStdin(userMessageLine(o.prompt)).catch(() => undefined);
   } else if (longPrompt) {
-    void ready.then(({ stdin }) => {
-      stdin?.on('error', () => undefined);
-      stdin?.end(o.prompt);
-    });
+    void ready.then(({ stdin }) => stdin?.end(o.prompt));
   }
 
   const outcome = (async (): Promise<RunOutcome> => {
