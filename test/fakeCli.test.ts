@@ -315,6 +315,37 @@ describe('stream-json input and recording', () => {
     expect(starts.map((s) => s.history)).toEqual([[], ['one']]);
   });
 
+  it('with --permission-prompt-tool stdio, an ask goes to the parent as a control request; its answer decides, and an ended stdin refuses', async () => {
+    const marker = path.join(root, 'gated-marker');
+    const settings = JSON.stringify({ permissions: { ask: ['Bash'] } });
+    const message = (text: string): string =>
+      `${JSON.stringify({ type: 'user', message: { role: 'user', content: [{ type: 'text', text: `#fake ${JSON.stringify({ gatedCall: marker })}\n${text}` }] }, parent_tool_use_id: null, session_id: '' })}\n`;
+    const args = [...STREAM, '--input-format', 'stream-json', '--permission-prompt-tool', 'stdio', '--settings', settings];
+    const fake = start([...args, '--session-id', ID1], { stdin: 'pipe' });
+    const answer = (request: Json, response: unknown): void =>
+      void fake.child.stdin?.write(`${JSON.stringify({ type: 'control_response', response: { subtype: 'success', request_id: request.request_id, response } })}\n`);
+    fake.child.stdin?.write(message('one'));
+    const first = await fake.waitFor((e) => e.type === 'control_request');
+    expect(first.request).toMatchObject({ subtype: 'can_use_tool', tool_name: 'Bash', tool_use_id: expect.stringMatching(/^toolu_fake_/) });
+    answer(first, { behavior: 'allow', updatedInput: (first.request as Json).input });
+    await fake.waitFor((e) => e.type === 'result');
+    fake.child.stdin?.write(message('two'));
+    const second = await fake.waitFor((e) => e.type === 'control_request' && e.request_id !== first.request_id);
+    answer(second, { behavior: 'deny', message: 'worker says no' });
+    await fake.waitFor((e) => e.type === 'result' && e.result === 'fake reply to: two');
+    // The third ask finds stdin ended: refused.
+    fake.child.stdin?.end(message('three'));
+    const r = await fake.exited;
+    expect(r.code).toBe(0);
+    const ran = readFileSync(marker, 'utf8').split('\n').filter(Boolean);
+    expect(ran).toEqual([(first.request as { tool_use_id: string }).tool_use_id]);
+    // What the model would read: the tool results in the session file.
+    const results = readEntries(sessionFile(ID1)).filter((e) => e.type === 'user').map((e) => JSON.stringify(e)).join('\n');
+    expect(results).toContain('worker says no');
+    expect(results).toContain('Stream closed');
+    expect(readLog().filter((l) => l.event === 'permission').map((l) => [l.allowed, l.by])).toEqual([[true, 'parent'], [false, 'parent'], [false, 'parent']]);
+  });
+
   it('records start (with history, pids, argv) and end lines', async () => {
     await run([...STREAM, '--session-id', ID1, 'first']);
     const args = [...STREAM, '--resume', ID1, '--model', 'm1', 'second'];

@@ -35,6 +35,9 @@ export interface CliRun {
   toolUseId?: string;
   decision?: string;
   hook?: { status: number | null; signal: string | null; error?: string };
+  /** `permission` records: whether the ask was allowed, and who answered it (`hook`, or the worker: `parent`). */
+  allowed?: boolean;
+  by?: string;
 }
 
 export interface Violation {

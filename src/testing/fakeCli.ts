@@ -5,7 +5,6 @@
 // scripted per test through FAKE_CLAUDE_SCRIPT or a `#fake {json}` first prompt line, and
 // every invocation can be recorded to FAKE_CLAUDE_LOG. Only node built-ins are used so
 // it starts in a few tens of milliseconds.
-import { createInterface } from 'node:readline';
 import { ArgError, type CliOptions, effectivePermissionMode, parseArgs, validateOptions } from './fakeCli/args.js';
 import { DEFAULT_MODEL, Emitter, FAKE_CLI_VERSION, missingSessionResult } from './fakeCli/events.js';
 import { configDir, planSession } from './fakeCli/plan.js';
@@ -14,7 +13,8 @@ import { pluginList } from './fakeCli/stateFile.js';
 import { promptText, SessionWriter } from './fakeCli/sessionFile.js';
 import { type FakeSpec, mergeSpecs, SpecError, specFromEnv, splitDirective } from './fakeCli/spec.js';
 import { continueOpenCall, runTurn, type Session, setSigtermPolicy, type TurnEnv, type TurnInput } from './fakeCli/turn.js';
-import { openCall } from './fakeCli/gate.js';
+import { openCall, type GatedCall } from './fakeCli/gate.js';
+import { StdinLines } from './fakeCli/stdinLines.js';
 
 function fail(recorder: Recorder, message: string): number {
   process.stderr.write(`${message}\n`);
@@ -45,8 +45,12 @@ function parseInputLine(line: string): unknown {
   return message.content;
 }
 
-/** Stream-json input: one turn per user line, strictly one after another, until EOF. */
-async function runStreamInput(env: TurnEnv, session: Session, envSpec: FakeSpec, first: TurnInput | undefined): Promise<number> {
+/**
+ * Stream-json input: one turn per user line, strictly one after another, until EOF. A
+ * resumed session with a tool call left open and no prompt answers that call first, as
+ * the real CLI does (measured, both versions).
+ */
+async function runStreamInput(env: TurnEnv, session: Session, envSpec: FakeSpec, first: TurnInput | undefined, open: GatedCall | undefined): Promise<number> {
   let code = 0;
   let turn = 0;
   const run = async (input: TurnInput): Promise<void> => {
@@ -56,10 +60,16 @@ async function runStreamInput(env: TurnEnv, session: Session, envSpec: FakeSpec,
   // Session lines go through a buffer, as with the real CLI in this mode (FAKE_CLAUDE_SESSION_BUFFER_MS,
   // default 30), unless CLAUDE_CODE_EAGER_FLUSH is set: then a turn's lines are written before its result.
   session.writer.bufferMs = process.env.CLAUDE_CODE_EAGER_FLUSH ? 0 : Number(process.env.FAKE_CLAUDE_SESSION_BUFFER_MS ?? 30) || 0;
+  const stdin = new StdinLines(process.stdin);
+  env.stdin = stdin;
   try {
     if (first) await run({ ...first, turn: ++turn });
-    const lines = createInterface({ input: process.stdin, crlfDelay: Infinity });
-    for await (const line of lines) {
+    else if (open) {
+      turn++;
+      const c = await continueOpenCall(env, session, open, envSpec);
+      if (c !== 0) code = c;
+    }
+    for (let line = await stdin.next(); line !== undefined; line = await stdin.next()) {
       const content = parseInputLine(line);
       if (content !== undefined) await run(turnInput(content, envSpec, ++turn));
     }
@@ -132,10 +142,10 @@ async function main(argv: readonly string[]): Promise<number> {
     forkedFrom: plan.forkedFrom,
     prompts: [...(plan.history?.prompts ?? [])],
   };
-  if (opts.inputFormat === 'stream-json') return runStreamInput(env, session, envSpec, first);
+  // No prompt: only a resume of a session with a tool call left open (a deferral) goes on.
+  const open = !first && plan.resumed ? openCall(plan.file) : undefined;
+  if (opts.inputFormat === 'stream-json') return runStreamInput(env, session, envSpec, first, open);
   if (!first) {
-    // No prompt: only a resume of a session with a tool call left open (a deferral) goes on.
-    const open = plan.resumed ? openCall(plan.file) : undefined;
     if (open) return continueOpenCall(env, session, open, envSpec);
     return fail(recorder, 'Error: Input must be provided either through stdin or as a prompt argument when using --print');
   }

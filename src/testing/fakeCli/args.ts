@@ -31,6 +31,8 @@ export interface CliOptions {
   dangerouslySkipPermissions: boolean;
   /** `--settings <file-or-json>`: only inline JSON is read (its PreToolUse hook, ./gate.ts). */
   settings: string | undefined;
+  /** `--permission-prompt-tool`: `stdio` asks the parent about each `ask` (./gate.ts). */
+  permissionPromptTool: string | undefined;
 }
 
 /** A usage error: printed to stderr, exit code 1 (what commander does). */
@@ -122,7 +124,7 @@ const FLAGS: readonly FlagSpec[] = [
   },
   { kind: 'value', names: ['--settings'], usage: '--settings <file-or-json>', set: (o, v) => void (o.settings = v) },
   { kind: 'value', names: ['--setting-sources'], usage: '--setting-sources <sources>', set: () => undefined },
-  { kind: 'value', names: ['--permission-prompt-tool'], usage: '--permission-prompt-tool <tool>', set: () => undefined },
+  { kind: 'value', names: ['--permission-prompt-tool'], usage: '--permission-prompt-tool <tool>', set: (o, v) => void (o.permissionPromptTool = v) },
   { kind: 'variadic', names: ['--add-dir'], usage: '--add-dir <directories...>', set: (o, vs) => void o.addDirs.push(...vs) },
   {
     kind: 'variadic',
@@ -156,6 +158,7 @@ function defaults(): CliOptions {
     mcpConfigs: [],
     dangerouslySkipPermissions: false,
     settings: undefined,
+    permissionPromptTool: undefined,
   };
 }
 

@@ -4,11 +4,13 @@
 // `--settings` first, like the real CLI: `defer` stops the run with `tool_deferred`;
 // `allow` runs the call; `deny` or a blocking exit (2) refuses it. A hook that answers
 // nothing (killed, not started) lets the call run, unless an `ask` rule names its tool: then
-// the PermissionRequest hook decides, as with 2.1.332. A later `-p --resume <id>` without a
-// prompt asks the hook again about the call left open.
+// the PermissionRequest hook decides, as with 2.1.332, or with `--permission-prompt-tool
+// stdio` the parent does, asked on stdout and answering on stdin, as with both tested CLIs.
+// A later `-p --resume <id>` without a prompt asks the hook again about the call left open.
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { appendFileSync, readFileSync } from 'node:fs';
+import type { StdinLines } from './stdinLines.js';
 
 export interface GatedCall {
   id: string;
@@ -70,6 +72,27 @@ export function askPermission(command: string | undefined, call: GatedCall, sess
   const decision = (JSON.parse(r.stdout) as { hookSpecificOutput?: { decision?: { behavior?: string; message?: string } } }).hookSpecificOutput?.decision;
   if (decision?.behavior === 'allow') return { allowed: true, message: '' };
   return decision?.behavior === 'deny' ? { allowed: false, message: decision.message ?? 'denied' } : refused;
+}
+
+/**
+ * An `ask` with `--permission-prompt-tool stdio`: a `can_use_tool` control request on stdout
+ * (`emit`), answered by a control response on stdin. With no stdin to read (text input, or
+ * it ended) the real CLI reports "Stream closed": the call is refused.
+ */
+export async function askParent(stdin: StdinLines | undefined, emit: (line: string) => void, call: GatedCall): Promise<{ allowed: boolean; message: string; input: GatedCall['input'] }> {
+  const closed = { allowed: false, message: 'Tool permission request failed: Error: Stream closed', input: call.input };
+  if (!stdin) return closed;
+  const requestId = randomUUID();
+  const answer = stdin.response(requestId);
+  const request = { subtype: 'can_use_tool', tool_name: call.name, input: call.input, tool_use_id: call.id, matched_ask_rule: { source: 'flagSettings', tool_name: call.name } };
+  emit(JSON.stringify({ type: 'control_request', request_id: requestId, request }));
+  const response = (await answer) as { behavior?: unknown; message?: unknown; updatedInput?: { command?: unknown } } | undefined;
+  if (response === undefined) return closed;
+  if (response.behavior === 'allow') {
+    const command = response.updatedInput?.command;
+    return { allowed: true, message: '', input: typeof command === 'string' ? { command } : call.input };
+  }
+  return { allowed: false, message: typeof response.message === 'string' ? response.message : 'denied', input: call.input };
 }
 
 /** Runs the call the way the fake's Bash tool would: only the marker line (no shell). */

@@ -24,7 +24,8 @@ import {
 import { readPgid, type Recorder } from './record.js';
 import { promptText, type SessionWriter } from './sessionFile.js';
 import type { CrashSpec, FakeSpec } from './spec.js';
-import { askHook, askPermission, asksFor, hookCommand, newGatedCall, runGatedCall, type GatedCall } from './gate.js';
+import { askHook, askParent, askPermission, asksFor, hookCommand, newGatedCall, runGatedCall, type GatedCall } from './gate.js';
+import type { StdinLines } from './stdinLines.js';
 import { linkSessionFile, plantInFolder, readSubagents, readToolResults, writeSubagentLine, writeToolResult } from './sessionFolder.js';
 import { readStateFile, touchStateFile } from './stateFile.js';
 
@@ -54,6 +55,8 @@ export interface TurnEnv {
   apiKeySource: string;
   emitter: Emitter;
   recorder: Recorder;
+  /** In stream-json input mode: stdin, for the turns' messages and the parent's permission answers. */
+  stdin?: StdinLines | undefined;
 }
 
 export interface TurnInput {
@@ -344,13 +347,13 @@ export async function continueOpenCall(env: TurnEnv, session: Session, call: Gat
   recordStart(env, session, input, undefined);
   env.emitter.event(initEvent({ ...env, sessionId, disallowedTools: env.opts.disallowedTools }));
   const timing = { startedAt, apiMs: 0 };
-  const code = answerCall(env, session, call, timing) === 'deferred' ? 0 : await finishWithReply(env, session, input, timing);
+  const code = (await answerCall(env, session, call, timing)) === 'deferred' ? 0 : await finishWithReply(env, session, input, timing);
   env.recorder.write({ event: 'end', pid: process.pid, sessionId, turn: 1, exitCode: code, endedAt: Date.now() });
   return code;
 }
 
 /** Asks the gate about `call`: deferred (the result says so; the run ends), or run / refused and recorded as its tool result. */
-function answerCall(env: TurnEnv, session: Session, call: GatedCall, timing: Timing): 'deferred' | 'answered' {
+async function answerCall(env: TurnEnv, session: Session, call: GatedCall, timing: Timing): Promise<'deferred' | 'answered'> {
   const sessionId = session.writer.sessionId;
   const answer = askHook(hookCommand(env.opts.settings), call, sessionId);
   env.recorder.write({ event: 'gate', pid: process.pid, toolUseId: call.id, decision: answer.decision, ...(answer.exit ? { hook: answer.exit } : {}) });
@@ -374,13 +377,19 @@ function answerCall(env: TurnEnv, session: Session, call: GatedCall, timing: Tim
   }
   let allowed = answer.decision === 'allow' || answer.decision === 'none';
   let reason = answer.reason ?? 'denied';
+  let ran = call;
   if (allowed && asksFor(env.opts.settings, call.name)) {
-    const permission = askPermission(hookCommand(env.opts.settings, 'PermissionRequest'), call, sessionId);
-    env.recorder.write({ event: 'permission', pid: process.pid, toolUseId: call.id, allowed: permission.allowed });
+    // With the stdio prompt tool the parent is asked (no PermissionRequest hook runs), else the hook.
+    const byParent = env.opts.permissionPromptTool === 'stdio';
+    const permission = byParent
+      ? await askParent(env.stdin, (line) => env.emitter.raw(line), call)
+      : { ...askPermission(hookCommand(env.opts.settings, 'PermissionRequest'), call, sessionId), input: call.input };
+    env.recorder.write({ event: 'permission', pid: process.pid, toolUseId: call.id, allowed: permission.allowed, by: byParent ? 'parent' : 'hook' });
     allowed = permission.allowed;
     reason = permission.message;
+    ran = { ...call, input: permission.input };
   }
-  if (allowed) runGatedCall(call);
+  if (allowed) runGatedCall(ran);
   const content = [{ type: 'tool_result', tool_use_id: call.id, content: allowed ? 'ran' : reason, is_error: !allowed }];
   session.writer.user(turnContext(env, session), content);
   return 'answered';
@@ -416,7 +425,7 @@ export async function runTurn(env: TurnEnv, session: Session, input: TurnInput):
   if (spec.gatedCall && !spec.apiError) {
     const call = newGatedCall(spec.gatedCall);
     session.writer.assistant(turnContext(env, session), { id: `msg_fake_${call.id}`, type: 'message', role: 'assistant', model: env.model, content: [{ type: 'tool_use', ...call }], stop_reason: 'tool_use' });
-    if (answerCall(env, session, call, timing) === 'deferred') {
+    if ((await answerCall(env, session, call, timing)) === 'deferred') {
       session.prompts.push(promptText(input.content) ?? input.prompt);
       env.recorder.write({ event: 'end', pid: process.pid, sessionId, turn: input.turn, exitCode: 0, endedAt: Date.now() });
       killChildren();
