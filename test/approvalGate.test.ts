@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { callIsGated, GATE_PROCESS_TAG, gateFlags, gateInputDigest, gateSettings, permissionLockOf, SIBLING_NOT_RUN, UNAPPROVED_NOT_RUN, type GateSpec } from '../src/runner/approvalGate.js';
+import { callIsGated, GATE_PROCESS_TAG, gateFlags, gateInputDigest, gateSettings, SIBLING_NOT_RUN, type GateSpec } from '../src/runner/approvalGate.js';
 import { signalRun } from '../src/runner/processTree.js';
 import { isAlive, waitUntil } from './helpers/processes.js';
 import { parseEnqueueInput } from '../src/queue/turnInput.js';
@@ -50,23 +50,6 @@ describe('the approval gate hook', () => {
     expect(runHook(s, bashCall('w', 'ls')).out).toMatchObject({ permissionDecision: 'deny' });
   });
 
-  it('with the lock, answers the ask of a gated call it could not stop: the approved call once a run, nothing else gated', () => {
-    // Keys in another order than the stored input, nested, non-ASCII: the digests agree.
-    const approved = { command: 'refund 42 && echo ü', description: 'r', opts: [1, { y: 'é', x: null }] };
-    const s: GateSpec = { ...spec(['Bash(refund:*)'], { a: { decision: 'allow', tool: 'Bash', inputSha256: gateInputDigest(approved) }, d: { decision: 'deny', tool: 'Bash' } }), lock: 'hook', bypass: true };
-    const ask = (input: unknown, gate: GateSpec = s) => runHook(gate, { hook_event_name: 'PermissionRequest', tool_name: 'Bash', tool_input: input }).out as unknown;
-    const refused = { hookEventName: 'PermissionRequest', decision: { behavior: 'deny', message: UNAPPROVED_NOT_RUN } };
-    // Not gated by the rules (the ask rule covers every Bash call): allowed in bypassPermissions,
-    // which would have run it; in another mode the hook gives no answer (the mode decides: refused in -p).
-    expect(ask({ command: 'ls' })).toEqual({ hookEventName: 'PermissionRequest', decision: { behavior: 'allow' } });
-    expect(ask({ command: 'ls' }, { ...s, bypass: false, runKey: 'other' })).toBeUndefined();
-    expect(ask({ command: 'refund 43' })).toEqual(refused);
-    expect(ask({ ...approved, command: 'refund 42 && echo u' })).toEqual(refused);
-    expect(ask({ opts: [1, { x: null, y: 'é' }], description: 'r', command: 'refund 42 && echo ü' })).toEqual({ hookEventName: 'PermissionRequest', decision: { behavior: 'allow' } });
-    // One allow a run: the same call again is refused.
-    expect(ask(approved)).toEqual(refused);
-  });
-
   it('an input nested too deep to digest gets no digest (the lock refuses its call) instead of failing the worker', () => {
     let deep: unknown = 'x';
     for (let i = 0; i < 200_000; i++) deep = [deep];
@@ -74,22 +57,18 @@ describe('the approval gate hook', () => {
     expect(gateInputDigest({ a: [1, 2] })).toMatch(/^[0-9a-f]{64}$/);
   });
 
-  it("the hook's lock adds an ask rule and a PermissionRequest hook for the whole gated tools (a Bash pattern: Bash, in bypassPermissions only); without it, neither", () => {
+  it('the lock adds an ask rule for the whole gated tools (a Bash pattern: Bash, in bypassPermissions only), and no PermissionRequest hook; without it, none', () => {
     type Settings = { permissions?: { ask: string[] }; hooks: Record<string, { matcher: string }[]> };
     const rules = ['Bash(git push:*)', 'mcp__crm__send_reply'];
-    const locked = JSON.parse(gateSettings({ ...spec(rules), lock: 'hook', bypass: true })) as Settings;
+    const locked = JSON.parse(gateSettings({ ...spec(rules), lock: true, bypass: true })) as Settings;
     expect(locked.permissions).toEqual({ ask: ['Bash', 'mcp__crm__send_reply'] });
-    expect(locked.hooks.PermissionRequest?.[0]?.matcher).toBe('Bash|mcp__crm__send_reply');
+    expect(Object.keys(locked.hooks)).toEqual(['PreToolUse']);
     // Another mode: the pattern is left to the mode (a lock on Bash would decide the calls it does not match).
-    const otherMode = JSON.parse(gateSettings({ ...spec(rules), lock: 'hook' })) as Settings;
-    expect(otherMode.permissions).toEqual({ ask: ['mcp__crm__send_reply'] });
-    expect(otherMode.hooks.PermissionRequest?.[0]?.matcher).toBe('mcp__crm__send_reply');
-    expect(JSON.parse(gateSettings({ ...spec(['Bash', 'Bash(git push:*)']), lock: 'hook' })).permissions).toEqual({ ask: ['Bash'] });
-    // Nothing to lock: no ask rule, no hook.
-    expect(JSON.parse(gateSettings({ ...spec(['Bash(git push:*)']), lock: 'hook' })).permissions).toBeUndefined();
-    const plain = JSON.parse(gateSettings(spec(['Bash']))) as { permissions?: unknown; hooks: Record<string, unknown> };
-    expect(plain.permissions).toBeUndefined();
-    expect(plain.hooks.PermissionRequest).toBeUndefined();
+    expect(JSON.parse(gateSettings({ ...spec(rules), lock: true })).permissions).toEqual({ ask: ['mcp__crm__send_reply'] });
+    expect(JSON.parse(gateSettings({ ...spec(['Bash', 'Bash(git push:*)']), lock: true })).permissions).toEqual({ ask: ['Bash'] });
+    // Nothing to lock: no ask rule.
+    expect(JSON.parse(gateSettings({ ...spec(['Bash(git push:*)']), lock: true })).permissions).toBeUndefined();
+    expect(JSON.parse(gateSettings(spec(['Bash']))).permissions).toBeUndefined();
   });
 
   it('a Bash pattern matches the command text anywhere (bash -c, &&, extra spaces); other tools with a pattern are gated whole', () => {
@@ -132,19 +111,14 @@ describe('the approval gate hook', () => {
     expect(existsSync(path.join(tmp, 'missing'))).toBe(false);
   });
 
-  it("the CLI reads no settings file in a gated run, and gets the permission prompt tool only for AskUserQuestion and the worker's lock", () => {
+  it('the CLI reads no settings file in a gated run, and asks the worker (the permission prompt tool) with the lock or for AskUserQuestion', () => {
     const flags = gateFlags(spec(['Bash']));
     expect(flags.slice(0, 3)).toEqual(['--setting-sources', '', '--settings']);
     expect(flags).not.toContain('--permission-prompt-tool');
-    expect(gateFlags({ ...spec(['Bash']), lock: 'hook' })).not.toContain('--permission-prompt-tool');
+    expect(gateFlags({ ...spec(['Bash']), lock: true })).toEqual(expect.arrayContaining(['--permission-prompt-tool', 'stdio']));
+    expect(gateFlags({ ...spec(['Bash(git push:*)']), lock: true })).not.toContain('--permission-prompt-tool');
     expect(gateFlags(spec(['AskUserQuestion']))).toEqual(expect.arrayContaining(['--permission-prompt-tool', 'stdio']));
-    expect(gateFlags({ ...spec(['Write']), lock: 'worker' })).toEqual(expect.arrayContaining(['--permission-prompt-tool', 'stdio']));
-    // A run that gates AskUserQuestion asks the worker whatever lock its CLI would get, and has only the ask rules.
-    const asking = { ...spec(['AskUserQuestion', 'Write']), lock: 'hook' as const };
-    expect(permissionLockOf(asking)).toBe('worker');
-    const settings0 = JSON.parse(gateSettings(asking)) as { permissions?: { ask: string[] }; hooks: Record<string, unknown> };
-    expect(settings0.permissions).toEqual({ ask: ['AskUserQuestion', 'Write'] });
-    expect(settings0.hooks.PermissionRequest).toBeUndefined();
+    expect(JSON.parse(gateSettings({ ...spec(['AskUserQuestion', 'Write']), lock: true })).permissions).toEqual({ ask: ['AskUserQuestion', 'Write'] });
     const settings = JSON.parse(gateSettings(spec(['Bash(git push:*)', 'mcp__crm__send_reply']))) as HookSettings;
     expect(settings.hooks.PreToolUse[0]!.matcher).toBe('Bash|mcp__crm__send_reply');
   });

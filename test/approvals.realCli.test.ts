@@ -309,16 +309,12 @@ describe('durable approvals with the real CLI', () => {
 
   // The attack: an ungated Bash call leaves a process that SIGKILLs every gate hook it sees.
   // A hook killed half-way is a non-blocking error, after which the CLI runs the call. The
-  // permission lock leaves the call's ask to what the agent cannot kill: the hook's lock
-  // (2.1.332) leaves it unanswered, the worker's lock (2.1.197, and any run that gates
-  // AskUserQuestion) is the worker answering over stdio. Either way it is refused.
-  // The worker's answer names agentq; an ask no hook answered is the CLI's own refusal.
-  const byWorker = /agentq: not run\. No person approved this call/;
-  const lockCases: [string, string[], RegExp][] = [
-    testCliIs(PINNED_CLI_VERSION) ? ["the hook's lock", ['Write'], /haven't granted it yet|agentq: not run/] : ["the worker's lock", ['Write'], byWorker],
-    ["the worker's lock, for a run that gates AskUserQuestion", ['Write', 'AskUserQuestion'], byWorker],
+  // permission lock leaves the call's ask to the worker, which the agent cannot kill: refused.
+  const lockCases: [string, string[]][] = [
+    ['a gated Write', ['Write']],
+    ['a run that also gates AskUserQuestion', ['Write', 'AskUserQuestion']],
   ];
-  it.skipIf(!existsSync('/usr/bin/pkill')).each(lockCases)("the agent kills the gate's hooks as they start: the gated call is refused, not run (%s)", async (_lock, tools, refusal) => {
+  it.skipIf(!existsSync('/usr/bin/pkill')).each(lockCases)("the agent kills the gate's hooks as they start: the gated call is refused, not run (%s)", async (_case, tools) => {
     await startWorker(machine('m'));
     const target = path.join(markers, `unapproved-write-${tools.length}`);
     // The hooks' shell and node, by how their command lines start (not the CLI's, whose
@@ -342,7 +338,7 @@ describe('durable approvals with the real CLI', () => {
     expect(existsSync(killed)).toBe(true);
     const results = requestsSince(from);
     expect(results.some((m) => m.includes('KILLING'))).toBe(true);
-    expect(results.at(-1)).toMatch(refusal);
+    expect(results.at(-1)).toMatch(/agentq: not run\. No person approved this call/);
   }, 120_000);
 
   // A Bash pattern is not a boundary, and it must not widen what the permission mode allows:

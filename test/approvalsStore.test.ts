@@ -106,9 +106,9 @@ describe('approvals store', () => {
     const { turn, approval } = await pending('acme');
     await decideApproval(t.db, { tenantId: 'acme', id: approval.id, decision: 'allow', updatedInput: { command: 'refund 42 --dry-run' }, decidedBy: 'acme' });
     const q = { turnId: turn.id, conversationId: turn.conversationId };
-    // With the digest of the input the call runs with: the permission lock allows that call only.
+    // With the input the person gave, which the call runs with whatever the session holds.
     const updatedInput = { command: 'refund 42 --dry-run' };
-    expect((await gateDecisions(t.db, { ...q, attempt: 2 }))[approval.toolUseId]).toEqual({ decision: 'allow', tool: 'Bash', updatedInput, inputSha256: gateInputDigest(updatedInput) });
+    expect((await gateDecisions(t.db, { ...q, attempt: 2 }))[approval.toolUseId]).toEqual({ decision: 'allow', tool: 'Bash', updatedInput });
     // The same attempt asking again (its CLI re-run in the same attempt) still gets the allow.
     expect((await gateDecisions(t.db, { ...q, attempt: 2 }))[approval.toolUseId]?.decision).toBe('allow');
     expect((await gateDecisions(t.db, { ...q, attempt: 3 }))[approval.toolUseId]).toEqual({ decision: 'deny', tool: 'Bash', message: ALLOWED_BEFORE });

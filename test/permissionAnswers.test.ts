@@ -2,7 +2,7 @@
 // docs/approvals.md): what each kind of call gets, as the CLI sends them (fields measured
 // with 2.1.197 and 2.1.332). The real CLI asking them is in approvals.realCli.test.ts.
 import { describe, expect, it } from 'vitest';
-import { UNAPPROVED_NOT_RUN, type GateSpec } from '../src/runner/approvalGate.js';
+import { gateInputDigest, UNAPPROVED_NOT_RUN, type GateSpec } from '../src/runner/approvalGate.js';
 import { buildArgv } from '../src/runner/argv.js';
 import { parseRunOptions } from '../src/runner/options.js';
 import { controlResponseLine, NOT_GRANTED, PermissionAnswers } from '../src/runner/permissionAnswers.js';
@@ -15,25 +15,34 @@ const ask = (tool: string, input: Record<string, unknown>, id: string, by: 'rule
   ...(by === 'rule' ? { matched_ask_rule: { source: 'flagSettings', tool_name: tool } } : {}),
 });
 
+/** The Write call a person was shown and allowed. */
+const write = { file_path: '/w/a', content: 'x', opts: [1, { y: 'é', x: null }] };
+
 const gate = (over: Partial<GateSpec> = {}): GateSpec => ({
   rules: ['Bash(git push:*)', 'Write', 'AskUserQuestion'],
   decisions: {
-    approved: { decision: 'allow', tool: 'Write' },
+    approved: { decision: 'allow', tool: 'Write', inputSha256: gateInputDigest(write) },
+    tampered: { decision: 'allow', tool: 'Write', inputSha256: gateInputDigest(write) },
+    undigested: { decision: 'allow', tool: 'Write' },
     changed: { decision: 'allow', tool: 'AskUserQuestion', updatedInput: { questions: [], answers: { 'Which?': 'B' } } },
     denied: { decision: 'deny', tool: 'Bash', message: 'not this one' },
   },
   runKey: 'k',
-  lock: 'worker',
+  lock: true,
   bypass: true,
   ...over,
 });
 
 describe("the worker's permission answers", () => {
-  it('allows an approved call once a run, by its tool_use_id, with the input a person gave', () => {
+  it('allows an approved call once a run, by its tool_use_id, with the input the person was shown or gave', () => {
     const answers = new PermissionAnswers(gate());
-    const write = { file_path: '/w/a', content: 'x' };
-    expect(answers.answer(ask('Write', write, 'approved'))).toEqual({ behavior: 'allow', updatedInput: write });
+    // Keys in another order than the stored input: the digests agree.
+    const reordered = { opts: [1, { x: null, y: 'é' }], content: 'x', file_path: '/w/a' };
+    expect(answers.answer(ask('Write', reordered, 'approved'))).toEqual({ behavior: 'allow', updatedInput: reordered });
     expect(answers.answer(ask('Write', write, 'approved'))).toEqual({ behavior: 'deny', message: UNAPPROVED_NOT_RUN });
+    // The same tool_use_id with other input (a session file the agent rewrote): refused.
+    expect(answers.answer(ask('Write', { ...write, file_path: '/etc/passwd' }, 'tampered'))).toEqual({ behavior: 'deny', message: UNAPPROVED_NOT_RUN });
+    expect(answers.answer(ask('Write', write, 'undigested'))).toEqual({ behavior: 'deny', message: UNAPPROVED_NOT_RUN });
     expect(answers.answer(ask('AskUserQuestion', { questions: [] }, 'changed'))).toEqual({ behavior: 'allow', updatedInput: { questions: [], answers: { 'Which?': 'B' } } });
     // An allow recorded for another tool opens nothing; a deny is told to the model.
     expect(answers.answer(ask('Bash', { command: 'ls' }, 'changed'))).toEqual({ behavior: 'deny', message: UNAPPROVED_NOT_RUN });
@@ -65,14 +74,14 @@ describe("the worker's permission answers", () => {
     expect(JSON.parse(controlResponseLine('r2', { error: 'e' }))).toEqual({ type: 'control_response', response: { subtype: 'error', request_id: 'r2', error: 'e' } });
   });
 
-  it("a run with the worker's lock speaks stream-json on stdin: no prompt in argv, the prompt tool on stdio", () => {
+  it('a locked run speaks stream-json on stdin: no prompt in argv, the prompt tool on stdio', () => {
     const base = { cwd: '/w', configDir: '/c', tmpDir: '/t', session: { mode: 'new', sessionId: '6f1c1a52-4d8e-4b44-9a57-0d1a5e2b9c11' }, prompt: 'go', permissionMode: 'bypassPermissions' } as const;
-    const locked = buildArgv(parseRunOptions({ ...base, gate: { rules: ['Write'], decisions: {}, runKey: 'k', lock: 'worker' } }));
+    const locked = buildArgv(parseRunOptions({ ...base, gate: { rules: ['Write'], decisions: {}, runKey: 'k', lock: true } }));
     expect(locked).toEqual(expect.arrayContaining(['--input-format', 'stream-json', '--permission-prompt-tool', 'stdio']));
     expect(locked).not.toContain('go');
-    const hooked = buildArgv(parseRunOptions({ ...base, gate: { rules: ['Write'], decisions: {}, runKey: 'k', lock: 'hook' } }));
-    expect(hooked).not.toContain('--input-format');
-    expect(hooked.slice(-2)).toEqual(['--', 'go']);
+    const unlocked = buildArgv(parseRunOptions({ ...base, gate: { rules: ['Write'], decisions: {}, runKey: 'k' } }));
+    expect(unlocked).not.toContain('--input-format');
+    expect(unlocked.slice(-2)).toEqual(['--', 'go']);
     // bypass comes from the run's own mode, not from the caller.
     expect(() => parseRunOptions({ ...base, gate: { rules: ['Write'], decisions: {}, runKey: 'k', bypass: true } })).toThrow(/gate/);
   });

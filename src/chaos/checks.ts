@@ -35,9 +35,8 @@ export interface CliRun {
   toolUseId?: string;
   decision?: string;
   hook?: { status: number | null; signal: string | null; error?: string };
-  /** `permission` records: whether the ask was allowed, and who answered it (`hook`, or the worker: `parent`). */
+  /** `permission` records: whether the worker allowed the CLI's ask. */
   allowed?: boolean;
-  by?: string;
 }
 
 export interface Violation {

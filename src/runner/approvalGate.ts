@@ -37,7 +37,7 @@ export interface GateDecision {
   message?: string | undefined;
   /** With allow: the input the tool runs with instead of the model's. */
   updatedInput?: Record<string, unknown> | undefined;
-  /** With allow: gateInputDigest of the input the call runs with, which the permission lock checks. */
+  /** With allow and no `updatedInput`: gateInputDigest of the input the person approved, which the permission lock checks. */
   inputSha256?: string | undefined;
 }
 
@@ -48,14 +48,12 @@ export interface GateSpec {
   /** Unique per run: the name of the markers the first deferral and the lock's one allow of the run take (see GATE_CODE). */
   runKey: string;
   /**
-   * The permission lock (docs/approvals.md "It fails closed"): the gated tools also get an
-   * `ask` rule, which a hook that fails to answer cannot lift, so the call is refused unless
-   * the lock allows it. `hook`: the gate answers the ask as a PermissionRequest hook (CLIs
-   * that run those in `-p`: cliVersion.ts `permissionLockFor`). `worker`: the CLI asks the
-   * worker itself over stdio (./permissionAnswers.ts), which the agent cannot kill; every
-   * run that gates AskUserQuestion gets this one, as it needs the permission prompt tool.
+   * The permission lock (docs/approvals.md "It fails closed"): the locked tools also get an
+   * `ask` rule, which a hook that fails to answer cannot lift, and the CLI asks the worker
+   * itself about each such call over stdio (./permissionAnswers.ts), which the agent cannot
+   * kill: a gated call no person allowed is refused.
    */
-  lock?: 'hook' | 'worker' | undefined;
+  lock?: boolean | undefined;
   /**
    * The run's permission mode is bypassPermissions (set by the runner from the run's own
    * options, see argv.ts `runGate`): only then may the lock allow a call the rules do not
@@ -65,8 +63,8 @@ export interface GateSpec {
 }
 
 /**
- * JSON with every object's keys sorted (as GATE_CODE's `canon`): the same text for the same
- * value, whatever order Postgres's jsonb or the CLI put the keys in.
+ * JSON with every object's keys sorted: the same text for the same value, whatever order
+ * Postgres's jsonb or the CLI put the keys in.
  */
 function canonicalJson(v: unknown): string {
   if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
@@ -129,20 +127,14 @@ export function lockedTools(spec: Pick<GateSpec, 'rules' | 'bypass'>): string[] 
   return [...new Set(whole.map(ruleTool))].filter((t) => TOOL_NAME.test(t));
 }
 
-/** Which permission lock a run gets (see GateSpec.lock); undefined: none. */
-export function permissionLockOf(spec: GateSpec): 'hook' | 'worker' | undefined {
-  if (spec.lock === undefined || lockedTools(spec).length === 0) return undefined;
-  return needsPromptTool(spec) ? 'worker' : spec.lock;
-}
-
 /**
  * Whether the run's CLI asks the worker for permissions (`--permission-prompt-tool stdio`,
- * in stream-json input mode: argv.ts, runClaude.ts): the worker's lock, and every run that
- * gates AskUserQuestion, which the CLI offers in `-p` only with a prompt tool (measured,
- * both versions). Without the worker answering, each such ask would be refused.
+ * in stream-json input mode: argv.ts, runClaude.ts): with the permission lock, and in
+ * every run that gates AskUserQuestion, which the CLI offers in `-p` only with a prompt
+ * tool (measured, both versions). Without the worker answering, each such ask is refused.
  */
 export function asksWorker(spec: GateSpec): boolean {
-  return needsPromptTool(spec) || permissionLockOf(spec) === 'worker';
+  return needsPromptTool(spec) || (spec.lock === true && lockedTools(spec).length > 0);
 }
 
 /** Message the model gets for a gated call that was not deferred because another call of the same message was. */
@@ -169,7 +161,7 @@ export const GATE_PROCESS_TAG = 'agentq-approval-gate';
 // CLI reports only one deferred call and drops the others from the session).
 const GATE_CODE = `
 /* ${GATE_PROCESS_TAG} */
-const fs = require("fs"), path = require("path"), os = require("os"), crypto = require("crypto");
+const fs = require("fs"), path = require("path"), os = require("os");
 const fail = (why) => { process.stderr.write("agentq approval gate: " + why + "; the call is blocked\\n"); process.exit(2); };
 try {
   const spec = JSON.parse(Buffer.from(process.argv[1], "base64").toString("utf8"));
@@ -185,25 +177,6 @@ try {
     const needle = norm(m[2].replace(/:?\\*$/, ""));
     return needle === "" || norm(input.command || "").includes(needle);
   });
-  if (call.hook_event_name === "PermissionRequest") {
-    const permit = (behavior, message) => {
-      const decision = message ? { behavior, message } : { behavior };
-      process.stdout.write(JSON.stringify({ hookSpecificOutput: { hookEventName: "PermissionRequest", decision } }) + "\\n");
-      process.exit(0);
-    };
-    if (!gated) { if (spec.bypass === true) permit("allow"); process.exit(0); }
-    const canon = (v) => Array.isArray(v) ? "[" + v.map(canon).join(",") + "]"
-      : v !== null && typeof v === "object" ? "{" + Object.keys(v).sort().map((k) => JSON.stringify(k) + ":" + canon(v[k])).join(",") + "}"
-      : (JSON.stringify(v) ?? "null");
-    const digest = crypto.createHash("sha256").update(canon(input)).digest("hex");
-    const approved = Object.values(spec.decisions).some((d) => d.decision === "allow" && d.tool === name && d.inputSha256 === digest);
-    if (!approved) permit("deny", spec.unapproved);
-    try { fs.mkdirSync(path.join(tmp, ".agentq-permit-" + spec.runKey)); } catch (e) {
-      if (e && e.code === "EEXIST") permit("deny", spec.unapproved);
-      throw e;
-    }
-    permit("allow");
-  }
   const answer = (decision, reason, updatedInput) => {
     const out = { hookEventName: "PreToolUse", permissionDecision: decision, permissionDecisionReason: reason };
     if (updatedInput) out.updatedInput = updatedInput;
@@ -229,12 +202,11 @@ const HOOK_TIMEOUT_S = 600;
 /**
  * The `--settings` JSON of a gated run: one PreToolUse hook for the rules' tools. The
  * matcher only saves starting the hook for other tools; the hook checks the name itself.
- * With a lock, the locked tools (lockedTools) also get an `ask` rule; the hook's lock
- * makes the same hook their PermissionRequest hook.
+ * With the lock, the locked tools (lockedTools) also get an `ask` rule.
  */
 export function gateSettings(spec: GateSpec, nodePath: string = process.execPath): string {
   const payload = Buffer.from(
-    JSON.stringify({ rules: spec.rules, decisions: spec.decisions, runKey: spec.runKey, bypass: spec.bypass === true, sibling: SIBLING_NOT_RUN, unapproved: UNAPPROVED_NOT_RUN }),
+    JSON.stringify({ rules: spec.rules, decisions: spec.decisions, runKey: spec.runKey, sibling: SIBLING_NOT_RUN }),
   ).toString('base64');
   const code = GATE_CODE.replace(/\n\s*/g, ' ').trim();
   if (code.includes("'") || nodePath.includes("'")) throw new Error('the approval gate cannot be quoted for the shell');
@@ -252,10 +224,8 @@ export function gateSettings(spec: GateSpec, nodePath: string = process.execPath
   const settings: { permissions?: { ask: string[] }; hooks: Record<string, { matcher: string; hooks: (typeof hook)[] }[]> } = {
     hooks: { PreToolUse: [{ matcher, hooks: [hook] }] },
   };
-  // The worker's lock needs only the ask rules: the CLI asks the worker (./permissionAnswers.ts).
-  const lock = permissionLockOf(spec);
-  if (lock !== undefined) settings.permissions = { ask: lockedTools(spec) };
-  if (lock === 'hook') settings.hooks.PermissionRequest = [{ matcher: lockedTools(spec).join('|'), hooks: [hook] }];
+  // The lock: the CLI asks the worker about these tools' calls (./permissionAnswers.ts).
+  if (spec.lock === true && lockedTools(spec).length > 0) settings.permissions = { ask: lockedTools(spec) };
   return JSON.stringify(settings);
 }
 

@@ -44,50 +44,6 @@ export async function probeCliVersion(claudePath: string, env: Readonly<Record<s
   return version === undefined ? { ok: true, output } : { ok: true, version, output };
 }
 
-/**
- * The oldest tested CLI measured to run PermissionRequest hooks for an `ask` it cannot
- * prompt for in `-p` mode, which the hook's permission lock needs (docs/approvals.md);
- * 2.1.197 refuses such a call without running them, so it gets the worker's lock.
- */
-export const PERMISSION_LOCK_MIN_VERSION = '2.1.332';
-
-/** -1, 0 or 1 as `a` is older than, the same as, or newer than `b` (dotted numbers). */
-export function compareVersions(a: string, b: string): number {
-  const pa = a.split('.').map(Number);
-  const pb = b.split('.').map(Number);
-  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
-    const d = (pa[i] ?? 0) - (pb[i] ?? 0);
-    if (d !== 0) return d < 0 ? -1 : 1;
-  }
-  return 0;
-}
-
-/**
- * Which permission lock a gated run of this CLI gets (approvalGate.ts GateSpec.lock): the
- * gate's PermissionRequest hook unless the version is known to be older than
- * PERMISSION_LOCK_MIN_VERSION; those CLIs ask the worker itself over stdio (measured with
- * 2.1.197). An unknown version gets the hook's (fail closed: an old CLI then refuses the
- * calls people allowed, which shows in the turn).
- */
-export function permissionLockFor(version: string | undefined): 'hook' | 'worker' {
-  return version === undefined || compareVersions(version, PERMISSION_LOCK_MIN_VERSION) >= 0 ? 'hook' : 'worker';
-}
-
-const probedVersions = new Map<string, Promise<string | undefined>>();
-
-/** The version of the CLI at `claudePath`, asked once per process; undefined when it cannot be told. */
-export function cliVersionOnce(claudePath: string, env: Readonly<Record<string, string>>): Promise<string | undefined> {
-  let probe = probedVersions.get(claudePath);
-  if (!probe) {
-    probe = probeCliVersion(claudePath, env).then(
-      (r) => (r.ok ? r.version : undefined),
-      () => undefined,
-    );
-    probedVersions.set(claudePath, probe);
-  }
-  return probe;
-}
-
 /** What an operator should know about a version: tested, or not (and which are). */
 export function describeCliVersion(version: string | undefined): { tested: boolean; note: string } {
   if (version === undefined) return { tested: false, note: 'version not recognised' };

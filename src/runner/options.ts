@@ -50,7 +50,7 @@ export const runOptionsFields = z.strictObject({
       rules: z.array(z.union([approvalRuleSchema, z.literal('*')])).max(50),
       decisions: z.record(z.string().min(1).max(200), gateDecisionSchema),
       runKey: z.string().regex(/^[A-Za-z0-9-]{1,64}$/),
-      lock: z.enum(['hook', 'worker']).optional(),
+      lock: z.boolean().optional(),
     })
     .optional(),
   /** Working directory the CLI runs in (must exist). */

@@ -1,13 +1,13 @@
-// The worker's side of the permission lock (docs/approvals.md "It fails closed"): in a run
-// whose lock the worker answers, the CLI asks this process, over its stdin and stdout
-// (`--permission-prompt-tool stdio`, stream-json input), about every call an `ask` rule
-// names and every call its permission mode would prompt for. The agent can kill the gate's
-// hooks, which run as its own user; it cannot answer for this process. So a gated call
-// runs only with a person's allow, whatever happened to the hooks. Measured with 2.1.197
-// and 2.1.332 (shared/claude-cli README): the request carries the call's tool_use_id, the
-// answer's `updatedInput` is what the tool runs with, and a deny's message reaches the model.
+// The worker's side of the permission lock (docs/approvals.md "It fails closed"): in a
+// locked run the CLI asks this process, over its stdin and stdout (`--permission-prompt-tool
+// stdio`, stream-json input), about every call an `ask` rule names and every call its
+// permission mode would prompt for. The agent can kill the gate's hooks, which run as its
+// own user; it cannot answer for this process. So a gated call runs only with a person's
+// allow, whatever happened to the hooks. Measured with 2.1.197 and 2.1.332 (shared/claude-cli
+// README): the request carries the call's tool_use_id and input, the answer's
+// `updatedInput` is what the tool runs with, and a deny's message reaches the model.
 import { z } from 'zod';
-import { callIsGated, lockedTools, UNAPPROVED_NOT_RUN, type GateSpec } from './approvalGate.js';
+import { callIsGated, gateInputDigest, lockedTools, UNAPPROVED_NOT_RUN, type GateSpec } from './approvalGate.js';
 
 /** What the model is told for a call that asked for a permission nobody can grant in a headless run. */
 export const NOT_GRANTED =
@@ -54,6 +54,12 @@ export class PermissionAnswers {
     if (decision && id !== undefined) {
       if (decision.decision !== 'allow') return { behavior: 'deny', message: decision.message ?? 'agentq: a person denied this tool call.' };
       if (decision.tool !== tool || this.given.has(id)) return { behavior: 'deny', message: UNAPPROVED_NOT_RUN };
+      // The call runs with what the person approved: the input they gave, or the one they
+      // were shown. A session file the agent rewrote before it was stored could hold other
+      // input under the same tool_use_id.
+      if (decision.updatedInput === undefined && (decision.inputSha256 === undefined || gateInputDigest(input) !== decision.inputSha256)) {
+        return { behavior: 'deny', message: UNAPPROVED_NOT_RUN };
+      }
       this.given.add(id);
       return { behavior: 'allow', updatedInput: decision.updatedInput ?? input };
     }

@@ -260,10 +260,10 @@ function gateDecisionOf(a: ApprovalRow, attempt: number): GateDecision {
   switch (a.status) {
     case 'allowed':
       if (a.answeredInAttempt !== null && a.answeredInAttempt !== attempt) return { decision: 'deny', tool, message: ALLOWED_BEFORE };
-      // The digest of the input the call runs with: the permission lock allows only that call.
+      // Allowed as shown: the digest of that input, which the permission lock checks the call against.
       return a.updatedInput === null
         ? { decision: 'allow', tool, inputSha256: gateInputDigest(a.input) }
-        : { decision: 'allow', tool, updatedInput: a.updatedInput as Record<string, unknown>, inputSha256: gateInputDigest(a.updatedInput) };
+        : { decision: 'allow', tool, updatedInput: a.updatedInput as Record<string, unknown> };
     case 'expired':
       return { decision: 'deny', tool, message: EXPIRED_MESSAGE };
     default:

@@ -5,7 +5,6 @@ import { randomUUID } from 'node:crypto';
 import { approvalPolicySchema, type ApprovalPolicy, type GateSpec } from '../runner/approvalGate.js';
 import type { DeferredToolUse } from '../runner/events.js';
 import type { RunOutcome } from '../runner/outcome.js';
-import { cliVersionOnce, permissionLockFor } from '../runner/cliVersion.js';
 import { gateDecisions } from '../store/approvals.js';
 import type { ConversationRow } from '../store/conversations.js';
 import type { TurnRow } from '../store/turns.js';
@@ -41,10 +40,8 @@ export async function prepareGate(ctx: AttemptContext): Promise<GateSpec | undef
     await checkFence();
     return gateDecisions(tx, { turnId: ctx.turn.id, conversationId: ctx.conversation.id, attempt: ctx.attempt });
   });
-  const version = await cliVersionOnce(ctx.config.claudePath, ctx.config.cli.env);
   // The agent can kill the gate's hooks: the lock refuses a gated call no person allowed (docs/approvals.md).
-  const lock = permissionLockFor(version);
-  return { rules: policy?.tools ?? [], decisions, runKey: randomUUID(), lock };
+  return { rules: policy?.tools ?? [], decisions, runKey: randomUUID(), lock: true };
 }
 
 /** The call the run stopped before, when the turn must now wait for a person. */

@@ -4,9 +4,9 @@
 // `--settings` first, like the real CLI: `defer` stops the run with `tool_deferred`;
 // `allow` runs the call; `deny` or a blocking exit (2) refuses it. A hook that answers
 // nothing (killed, not started) lets the call run, unless an `ask` rule names its tool: then
-// the PermissionRequest hook decides, as with 2.1.332, or with `--permission-prompt-tool
-// stdio` the parent does, asked on stdout and answering on stdin, as with both tested CLIs.
-// A later `-p --resume <id>` without a prompt asks the hook again about the call left open.
+// with `--permission-prompt-tool stdio` the parent decides, asked on stdout and answering on
+// stdin, as with both tested CLIs; without a prompt tool the call is refused. A later
+// `-p --resume <id>` without a prompt asks the hook again about the call left open.
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { appendFileSync, readFileSync } from 'node:fs';
@@ -30,10 +30,10 @@ interface Settings {
   hooks?: Record<string, { hooks?: { command?: string }[] }[] | undefined>;
 }
 
-/** The first command hook of `event` in `--settings <json>`, if any. */
-export function hookCommand(settings: string | undefined, event: 'PreToolUse' | 'PermissionRequest' = 'PreToolUse'): string | undefined {
+/** The first PreToolUse command hook in `--settings <json>`, if any. */
+export function hookCommand(settings: string | undefined): string | undefined {
   if (settings === undefined) return undefined;
-  return (JSON.parse(settings) as Settings).hooks?.[event]?.[0]?.hooks?.[0]?.command;
+  return (JSON.parse(settings) as Settings).hooks?.PreToolUse?.[0]?.hooks?.[0]?.command;
 }
 
 /** True when `--settings` has an `ask` rule for the tool (only whole-tool rules are modelled). */
@@ -60,28 +60,15 @@ export function askHook(command: string | undefined, call: GatedCall, sessionId:
 }
 
 /**
- * An `ask` the fake cannot prompt for, as 2.1.332 handles it in `-p`: its PermissionRequest
- * hook decides; no hook, or one that gives no decision, leaves the call refused.
+ * An `ask`. With `--permission-prompt-tool stdio` in stream-json input mode (`stdin`), a
+ * `can_use_tool` control request on stdout (`emit`), answered by a control response on
+ * stdin; with stdin ended, or not a stream ('closed'), "Stream closed". Without a prompt
+ * tool (undefined) `-p` cannot ask. Each refuses the call.
  */
-export function askPermission(command: string | undefined, call: GatedCall, sessionId: string): { allowed: boolean; message: string } {
-  const refused = { allowed: false, message: `Claude requested permissions to use ${call.name}, but you haven't granted it yet.` };
-  if (command === undefined) return refused;
-  const input = JSON.stringify({ session_id: sessionId, hook_event_name: 'PermissionRequest', tool_name: call.name, tool_input: call.input });
-  const r = spawnSync('/bin/sh', ['-c', command], { input, encoding: 'utf8', env: process.env });
-  if (r.status !== 0 || r.stdout.trim() === '') return refused;
-  const decision = (JSON.parse(r.stdout) as { hookSpecificOutput?: { decision?: { behavior?: string; message?: string } } }).hookSpecificOutput?.decision;
-  if (decision?.behavior === 'allow') return { allowed: true, message: '' };
-  return decision?.behavior === 'deny' ? { allowed: false, message: decision.message ?? 'denied' } : refused;
-}
-
-/**
- * An `ask` with `--permission-prompt-tool stdio`: a `can_use_tool` control request on stdout
- * (`emit`), answered by a control response on stdin. With no stdin to read (text input, or
- * it ended) the real CLI reports "Stream closed": the call is refused.
- */
-export async function askParent(stdin: StdinLines | undefined, emit: (line: string) => void, call: GatedCall): Promise<{ allowed: boolean; message: string; input: GatedCall['input'] }> {
+export async function askParent(stdin: StdinLines | 'closed' | undefined, emit: (line: string) => void, call: GatedCall): Promise<{ allowed: boolean; message: string; input: GatedCall['input'] }> {
+  if (stdin === undefined) return { allowed: false, message: `Claude requested permissions to use ${call.name}, but you haven't granted it yet.`, input: call.input };
   const closed = { allowed: false, message: 'Tool permission request failed: Error: Stream closed', input: call.input };
-  if (!stdin) return closed;
+  if (stdin === 'closed') return closed;
   const requestId = randomUUID();
   const answer = stdin.response(requestId);
   const request = { subtype: 'can_use_tool', tool_name: call.name, input: call.input, tool_use_id: call.id, matched_ask_rule: { source: 'flagSettings', tool_name: call.name } };

@@ -24,7 +24,7 @@ import {
 import { readPgid, type Recorder } from './record.js';
 import { promptText, type SessionWriter } from './sessionFile.js';
 import type { CrashSpec, FakeSpec } from './spec.js';
-import { askHook, askParent, askPermission, asksFor, hookCommand, newGatedCall, runGatedCall, type GatedCall } from './gate.js';
+import { askHook, askParent, asksFor, hookCommand, newGatedCall, runGatedCall, type GatedCall } from './gate.js';
 import type { StdinLines } from './stdinLines.js';
 import { linkSessionFile, plantInFolder, readSubagents, readToolResults, writeSubagentLine, writeToolResult } from './sessionFolder.js';
 import { readStateFile, touchStateFile } from './stateFile.js';
@@ -379,12 +379,10 @@ async function answerCall(env: TurnEnv, session: Session, call: GatedCall, timin
   let reason = answer.reason ?? 'denied';
   let ran = call;
   if (allowed && asksFor(env.opts.settings, call.name)) {
-    // With the stdio prompt tool the parent is asked (no PermissionRequest hook runs), else the hook.
-    const byParent = env.opts.permissionPromptTool === 'stdio';
-    const permission = byParent
-      ? await askParent(env.stdin, (line) => env.emitter.raw(line), call)
-      : { ...askPermission(hookCommand(env.opts.settings, 'PermissionRequest'), call, sessionId), input: call.input };
-    env.recorder.write({ event: 'permission', pid: process.pid, toolUseId: call.id, allowed: permission.allowed, by: byParent ? 'parent' : 'hook' });
+    // With the stdio prompt tool the parent is asked; stdin is there only in stream-json input mode.
+    const stdin = env.opts.permissionPromptTool === 'stdio' ? (env.stdin ?? 'closed') : undefined;
+    const permission = await askParent(stdin, (line) => env.emitter.raw(line), call);
+    env.recorder.write({ event: 'permission', pid: process.pid, toolUseId: call.id, allowed: permission.allowed });
     allowed = permission.allowed;
     reason = permission.message;
     ran = { ...call, input: permission.input };
