@@ -141,6 +141,11 @@ export function startClaude(options: RunOptions, settings: RunnerSettings, hooks
   }
 
   const env: Record<string, string> = { ...buildRunEnv(settings.env, o), [RUN_MARKER_VAR]: runId };
+  // In stream-json input mode the CLI buffers its session lines and writes them up to
+  // ~100 ms later (docs/warm-conversations.md). A locked run writes each as it comes, as
+  // `-p` does otherwise: a write that fails (a full disk) fails the run, instead of losing
+  // lines after its result, such as a deferred call's.
+  if (permissions) env.CLAUDE_CODE_EAGER_FLUSH = '1';
   // Lets the next attempt on this machine find this run by its conversation, sandboxed too (src/worker/configLink.ts).
   if (o.attemptLink) env[CONVERSATION_LINK_VAR] = linkMark(o.attemptLink.link);
   // Sandboxed: the same CLI argv and environment, started by bwrap (src/sandbox). The
