@@ -45,7 +45,7 @@ export interface GateDecision {
 export interface GateSpec {
   rules: string[];
   decisions: Record<string, GateDecision>;
-  /** Unique per run: the name of the markers the first deferral and the lock's one allow of the run take (see GATE_CODE). */
+  /** Unique per run: the name of the marker the first deferral of the run takes (see GATE_CODE). */
   runKey: string;
   /**
    * The permission lock (docs/approvals.md "It fails closed"): the locked tools also get an
