@@ -205,9 +205,9 @@ const HOOK_TIMEOUT_S = 600;
  * With the lock, the locked tools (lockedTools) also get an `ask` rule.
  */
 export function gateSettings(spec: GateSpec, nodePath: string = process.execPath): string {
-  const payload = Buffer.from(
-    JSON.stringify({ rules: spec.rules, decisions: spec.decisions, runKey: spec.runKey, sibling: SIBLING_NOT_RUN }),
-  ).toString('base64');
+  // The hook answers by tool_use_id; the digests are the worker's (./permissionAnswers.ts), not put in argv.
+  const decisions = Object.fromEntries(Object.entries(spec.decisions).map(([id, { inputSha256: _digest, ...d }]) => [id, d]));
+  const payload = Buffer.from(JSON.stringify({ rules: spec.rules, decisions, runKey: spec.runKey, sibling: SIBLING_NOT_RUN })).toString('base64');
   const code = GATE_CODE.replace(/\n\s*/g, ' ').trim();
   if (code.includes("'") || nodePath.includes("'")) throw new Error('the approval gate cannot be quoted for the shell');
   // Killed half-way, a hook is a non-blocking error, and the CLI goes on and runs the call.
