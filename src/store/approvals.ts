@@ -271,6 +271,17 @@ function gateDecisionOf(a: ApprovalRow, attempt: number): GateDecision {
   }
 }
 
+/** The tool_use id of the turn's latest approval (the call a prompt-less resume continues), if it has one. */
+export async function awaitedToolUseId(db: Executor, turnId: string): Promise<string | undefined> {
+  const rows = await db
+    .select({ toolUseId: approvals.toolUseId })
+    .from(approvals)
+    .where(eq(approvals.turnId, turnId))
+    .orderBy(desc(approvals.requestedAt), approvals.id)
+    .limit(1);
+  return rows[0]?.toolUseId;
+}
+
 /** The approvals of one turn, oldest first (for `show` and the turn's API view). */
 export async function approvalsOfTurn(db: Executor, turnId: string): Promise<ApprovalRow[]> {
   return db.select().from(approvals).where(eq(approvals.turnId, turnId)).orderBy(approvals.requestedAt);

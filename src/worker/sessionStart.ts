@@ -7,10 +7,12 @@ import { randomUUID } from 'node:crypto';
 import type { RunOptions } from '../runner/options.js';
 import { workspaceStamp } from '../store/workspaceArchive.js';
 import { discardUncommitted } from '../store/sessions.js';
+import { awaitedToolUseId } from '../store/approvals.js';
 import { listTurns, setRunSessionId, type TurnError } from '../store/turns.js';
 import type { AttemptContext } from './attemptContext.js';
 import { pointConfigLink } from './configLink.js';
 import { prepareGate } from './gate.js';
+import { DEFERRED_CALL_MISSING, sessionHoldsOpenCall } from './openCall.js';
 import { hydrateConversationSession, prepareWorkspace, workspacePackOptions } from './prepareDisk.js';
 import type { WarmHandle } from './warmPool.js';
 
@@ -64,11 +66,14 @@ async function planFor(ctx: AttemptContext, start: SessionStart): Promise<Sessio
       const session: CliSession = { mode: 'resume', sessionId: start.sessionId };
       await useSession(ctx, session);
       // A turn that waited for an approval continues its session: the CLI asks the gate
-      // about the call it stopped at. An interrupted attempt of it is told to go on.
-      if (ctx.turn.approvalRounds > 0) return { kind: 'run', session, prompt: start.continuing ? ctx.config.worker.continuationPrompt : undefined };
+      // about the call it stopped at, if the session holds it (./openCall.ts). An
+      // interrupted attempt of it is told to go on.
+      if (ctx.turn.approvalRounds > 0) {
+        if (start.continuing || !(await resumesOpenCall(ctx, start.sessionId))) return { kind: 'run', session, prompt: continuation(ctx) };
+        return { kind: 'run', session, prompt: undefined };
+      }
       // A retry that continues its interrupted attempt is told so before the prompt.
-      const prompt = start.continuing && !startsOver(ctx) ? `${ctx.config.worker.continuationPrompt}\n\n${ctx.turn.prompt}` : ctx.turn.prompt;
-      return { kind: 'run', session, prompt };
+      return { kind: 'run', session, prompt: start.continuing && !startsOver(ctx) ? continuation(ctx) : ctx.turn.prompt };
     }
   }
 }
@@ -133,6 +138,27 @@ export async function whenSessionMissing(ctx: AttemptContext, missing: MissingSe
 async function pointConfigAt(ctx: AttemptContext): Promise<void> {
   const killed = pointConfigLink(ctx.ownerLink, ctx.configDir);
   if (killed.length > 0) ctx.log().warn({ pids: killed }, 'killed processes of an earlier attempt of this conversation still running here');
+}
+
+/** What an attempt that continues an interrupted run (or a lost deferred call) is told: the continuation prompt, then the turn's. */
+function continuation(ctx: AttemptContext): string {
+  return `${ctx.config.worker.continuationPrompt}\n\n${ctx.turn.prompt}`;
+}
+
+/**
+ * Whether the hydrated session ends at the call the turn waited on, unanswered. When it
+ * does not (its line never reached the session file), a prompt-less resume would wait for
+ * input until the idle timeout: the run continues with a prompt instead, and the model asks
+ * for the call again (a new approval). It reads the session's tail: twice its longest line.
+ */
+async function resumesOpenCall(ctx: AttemptContext, sessionId: string): Promise<boolean> {
+  const toolUseId = await awaitedToolUseId(ctx.deps.db, ctx.turn.id);
+  const file = ctx.sessionPath();
+  if (toolUseId === undefined || file === undefined) return true;
+  if (await sessionHoldsOpenCall(file, toolUseId, 2 * ctx.config.store.sessionMaxLineBytes)) return true;
+  ctx.record({ type: 'agentq', subtype: DEFERRED_CALL_MISSING, toolUseId, sessionId });
+  ctx.log().warn({ toolUseId, sessionId }, 'the session does not hold the call the turn waited on: continuing with a prompt');
+  return false;
 }
 
 /** A turn that opted out of continuing reruns its prompt from the committed session. */

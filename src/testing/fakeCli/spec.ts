@@ -56,6 +56,8 @@ export interface FakeSpec {
   toolResult?: string;
   /** Ask for one Bash call that appends its tool_use_id to this file, asking the `--settings` hook first (./gate.ts). */
   gatedCall?: string;
+  /** With gatedCall: like a CLI whose line of the call never reached the session file (a full disk) while it reported the deferral. */
+  gatedCallLost?: boolean;
   /** Like a prompt-injected agent: plant links, FIFOs and link loops in the session folder (./sessionFolder.ts). */
   plant?: PlantSpec;
   /** Like the real CLI refusing a tool its permission mode does not allow: the result's `permission_denials` names one call of it. */
@@ -110,6 +112,7 @@ const FIELD_TYPES: Record<keyof FakeSpec, FieldType> = {
   plant: 'object',
   deniedTool: 'string',
   gatedCall: 'string',
+  gatedCallLost: 'boolean',
   workspaceWrite: 'object',
 };
 

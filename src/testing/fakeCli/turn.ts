@@ -422,7 +422,8 @@ export async function runTurn(env: TurnEnv, session: Session, input: TurnInput):
   const timing = { startedAt, apiMs: Date.now() - apiStartedAt };
   if (spec.gatedCall && !spec.apiError) {
     const call = newGatedCall(spec.gatedCall);
-    session.writer.assistant(turnContext(env, session), { id: `msg_fake_${call.id}`, type: 'message', role: 'assistant', model: env.model, content: [{ type: 'tool_use', ...call }], stop_reason: 'tool_use' });
+    const message = { id: `msg_fake_${call.id}`, type: 'message', role: 'assistant', model: env.model, content: [{ type: 'tool_use', ...call }], stop_reason: 'tool_use' };
+    if (!spec.gatedCallLost) session.writer.assistant(turnContext(env, session), message);
     if ((await answerCall(env, session, call, timing)) === 'deferred') {
       session.prompts.push(promptText(input.content) ?? input.prompt);
       env.recorder.write({ event: 'end', pid: process.pid, sessionId, turn: input.turn, exitCode: 0, endedAt: Date.now() });
