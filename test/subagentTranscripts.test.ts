@@ -190,7 +190,7 @@ describe('subagent transcripts', () => {
       await t.db.transaction(async (tx) => {
         const head = await lockOrCreateSessionHead(tx, conversationId, `${sessionId}/${subpath}`, null);
         const text = line(subpath, 1).replace(/\n$/, '');
-        await appendLines(tx, head, prepareLines([{ uuid: undefined, line: text, bytes: Buffer.byteLength(text) + 1 }]), 'sdk');
+        await appendLines(tx, head, prepareLines([{ uuid: undefined, line: text, bytes: Buffer.byteLength(text) + 1, index: 0 }]), 'sdk');
       });
     }
     const b = machine('b', sessionId);

@@ -88,7 +88,9 @@ export async function appendSdkEntries(db: StoreDb, scope: AppendScope, key: unk
     });
     if (fresh.length > 0) {
       const knownTail = known?.conversationId === conversationId ? known.tail : undefined;
-      const after = await appendLines(tx, head, fresh.length === batch.length ? prepared! : prepareLines(fresh), SDK_ATTEMPT, knownTail);
+      // Some were stored already (a retried batch): the fresh ones are serialized again, and checked again.
+      const freshLines = () => prepareLines(serializeEntries(fresh.map((e) => (entries as unknown[])[e.index]), k.fileId, scope.maxLineBytes));
+      const after = await appendLines(tx, head, fresh.length === batch.length ? prepared! : freshLines(), SDK_ATTEMPT, knownTail);
       ended = { conversationId, lineCount: after.lineCount, byteCount: after.byteCount, tail: after.tail };
       await commitSessionLines(tx, { conversationId, sessionId: k.fileId, attempt: SDK_ATTEMPT, pointConversation: false });
       await insertUuids(tx, conversationId, k.fileId, fresh.flatMap((e) => (e.uuid === undefined ? [] : [e.uuid])));

@@ -120,10 +120,13 @@ export class LineBatch {
   }
 }
 
-/** The entries' lines, chunked and being encoded. */
+/** The entries' lines (serialized without a sink, so they are kept), chunked and being encoded. */
 export function prepareLines(entries: readonly SerializedEntry[]): PreparedLines {
   const batch = new LineBatch();
-  for (const e of entries) batch.add(e.line);
+  for (const e of entries) {
+    if (e.line === undefined) throw new Error('prepareLines: an entry serialized into a sink has no line');
+    batch.add(e.line);
+  }
   return batch.finish();
 }
 

@@ -11,8 +11,10 @@ export type SdkSessionEntry = { type: string; uuid?: string; timestamp?: string;
 export interface SerializedEntry {
   /** The entry's `uuid` when it is a non-empty string: its idempotency key. */
   uuid: string | undefined;
-  /** The JSONL line without its newline. */
-  line: string;
+  /** The JSONL line without its newline; undefined when serializeEntries was given a sink (it holds the bytes). */
+  line: string | undefined;
+  /** Its index in the batch. */
+  index: number;
   /** Its length in UTF-8 bytes, with the newline. */
   bytes: number;
 }
@@ -27,7 +29,9 @@ export type LineSink = (line: string, index: number) => number | undefined;
  * Validates and serializes a batch before anything is stored: every entry must be a
  * JSON object with a string `type`, serializable, and its line at most `maxLineBytes`.
  * `sink` is given every line as it is serialized, before the next; a line it takes is
- * encoded once, by it (./appendLines.ts), and its byte count comes from there.
+ * encoded once, by it (./appendLines.ts), and its byte count comes from there. With a sink
+ * the lines are not kept: a batch's ~1 MB of strings then dies young (the garbage
+ * collector's scavenges copy what is still alive).
  */
 export function serializeEntries(entries: unknown, fileId: string, maxLineBytes: number, sink?: LineSink): SerializedEntry[] {
   if (!Array.isArray(entries)) throw new StoreInputError('entries', 'must be an array of transcript entries');
@@ -47,7 +51,7 @@ export function serializeEntries(entries: unknown, fileId: string, maxLineBytes:
     // A line over the cap may already be in the sink's buffer: the throw drops the whole batch.
     const bytes = sink?.(line, i) ?? Buffer.byteLength(line) + 1;
     if (bytes > maxLineBytes) throw new SessionLineTooLongError(fileId, i + 1, bytes, maxLineBytes);
-    return { uuid: typeof e.uuid === 'string' && e.uuid.length > 0 ? e.uuid : undefined, line, bytes };
+    return { uuid: typeof e.uuid === 'string' && e.uuid.length > 0 ? e.uuid : undefined, line: sink ? undefined : line, bytes, index: i };
   });
 }
 
