@@ -359,6 +359,22 @@ describe('durable approvals with the real CLI', () => {
     expect(existsSync(target)).toBe(false);
   }, 120_000);
 
+  it('a gated call made by a subagent (Task) is not deferred to a person and does not run', async () => {
+    await startWorker(machine('s'));
+    const inner = bash('subagent');
+    const prompt = `delegate <<tool Task ${JSON.stringify({ description: 'helper', prompt: inner, subagent_type: 'general-purpose' })}>>`;
+    const { turnId } = await client.enqueueTurn({ conversationId: 'ticket-subagent', tenantId: 'acme', prompt, options: gated });
+    const done = await client.waitForTurn(turnId, 60_000, { untilApproval: true });
+    // Both CLIs end the subagent without the call (measured): no approval is asked, nothing runs.
+    expect(done.status, JSON.stringify(done.error)).toBe('succeeded');
+    const asked = await client.db.execute<{ n: number }>(sql`select count(*)::int as n from approvals where turn_id = ${turnId}::uuid`);
+    expect(asked.rows[0]!.n).toBe(0);
+    expect(markerLines('subagent')).toBe(0);
+    // The subagent did ask for the call: this is the gate at work, not a call never made.
+    const events = await client.db.execute<{ payload: string }>(sql`select payload from turn_events where turn_id = ${turnId}::uuid and type = 'assistant'`);
+    expect(events.rows.some((r) => r.payload.includes('"name":"Bash"') && r.payload.includes('echo subagent'))).toBe(true);
+  }, 120_000);
+
   it.skipIf(!existsSync('/usr/bin/bwrap'))('sandboxed (bwrap): the gate runs inside and the allowed call runs once', async () => {
     await startWorker(realCliMachine(t.env, t.root, 'k', mock.url, { ...machineExtra, AGENTQ_SANDBOX: 'bwrap' }));
     const command = 'echo once >> count.txt; echo COUNT-$(wc -l < count.txt)';
