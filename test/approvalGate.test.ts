@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { callIsGated, GATE_PROCESS_TAG, gateFlags, gateInputDigest, gateSettings, SIBLING_NOT_RUN, type GateSpec } from '../src/runner/approvalGate.js';
+import { callIsGated, GATE_PROCESS_TAG, gateFlags, gateInputDigest, gateSettings, SIBLING_NOT_RUN, SUBAGENT_NOT_GATED, type GateSpec } from '../src/runner/approvalGate.js';
 import { signalRun } from '../src/runner/processTree.js';
 import { isAlive, waitUntil } from './helpers/processes.js';
 import { parseEnqueueInput } from '../src/queue/turnInput.js';
@@ -36,6 +36,14 @@ describe('the approval gate hook', () => {
     expect(runHook(s, bashCall('t1', 'ls')).out).toMatchObject({ permissionDecision: 'defer' });
     expect(runHook(s, bashCall('t2', 'ls')).out).toMatchObject({ permissionDecision: 'deny', permissionDecisionReason: SIBLING_NOT_RUN });
     expect(runHook(s, { tool_name: 'Read', tool_use_id: 't3', tool_input: {} })).toMatchObject({ code: 0, out: undefined });
+  });
+
+  it("refuses a subagent's gated call with a reason (the CLI would drop its deferral) without using up the run's one deferral", () => {
+    const s = spec(['Bash']);
+    const sub = { ...bashCall('s1', 'ls'), agent_id: 'a4cc4c01b6713b2f7', agent_type: 'general-purpose' };
+    expect(runHook(s, sub).out).toMatchObject({ permissionDecision: 'deny', permissionDecisionReason: SUBAGENT_NOT_GATED });
+    expect(runHook(s, { ...sub, tool_name: 'Read', tool_input: {} })).toMatchObject({ code: 0, out: undefined });
+    expect(runHook(s, bashCall('m1', 'ls')).out).toMatchObject({ permissionDecision: 'defer' });
   });
 
   it('answers a recorded decision by tool_use_id: allow (with the input a person gave), deny with its message', () => {

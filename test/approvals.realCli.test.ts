@@ -12,7 +12,7 @@ import { buildApi, type Api } from '../src/api/server.js';
 import type { Config } from '../src/config.js';
 import { startMockModel, type MockModel, type RecordedRequest } from '../src/mock/mockModel.js';
 import { createClient, type AgentqClient } from '../src/queue/client.js';
-import { GATE_PROCESS_TAG, SIBLING_NOT_RUN } from '../src/runner/approvalGate.js';
+import { GATE_PROCESS_TAG, SIBLING_NOT_RUN, SUBAGENT_NOT_GATED } from '../src/runner/approvalGate.js';
 import { PINNED_CLI_VERSION } from '../src/runner/cliVersion.js';
 import { EXPIRED_MESSAGE } from '../src/store/approvals.js';
 import { createTestAgentq, type TestAgentq } from './helpers/agentq.js';
@@ -359,20 +359,22 @@ describe('durable approvals with the real CLI', () => {
     expect(existsSync(target)).toBe(false);
   }, 120_000);
 
-  it('a gated call made by a subagent (Task) is not deferred to a person and does not run', async () => {
+  it("a subagent's gated call (Task) is refused with a reason the subagent's model reads; it does not run and no approval is asked", async () => {
     await startWorker(machine('s'));
     const inner = bash('subagent');
     const prompt = `delegate <<tool Task ${JSON.stringify({ description: 'helper', prompt: inner, subagent_type: 'general-purpose' })}>>`;
+    const from = mock.requests.length;
     const { turnId } = await client.enqueueTurn({ conversationId: 'ticket-subagent', tenantId: 'acme', prompt, options: gated });
     const done = await client.waitForTurn(turnId, 60_000, { untilApproval: true });
-    // Both CLIs end the subagent without the call (measured): no approval is asked, nothing runs.
+    // The CLI would not defer a subagent's call (measured, both CLIs): the gate refuses it.
     expect(done.status, JSON.stringify(done.error)).toBe('succeeded');
     const asked = await client.db.execute<{ n: number }>(sql`select count(*)::int as n from approvals where turn_id = ${turnId}::uuid`);
     expect(asked.rows[0]!.n).toBe(0);
     expect(markerLines('subagent')).toBe(0);
-    // The subagent did ask for the call: this is the gate at work, not a call never made.
+    // The subagent asked for the call, and its next request to the model carries the reason.
     const events = await client.db.execute<{ payload: string }>(sql`select payload from turn_events where turn_id = ${turnId}::uuid and type = 'assistant'`);
     expect(events.rows.some((r) => r.payload.includes('"name":"Bash"') && r.payload.includes('echo subagent'))).toBe(true);
+    expect(requestsSince(from).some((m) => m.includes(JSON.stringify(SUBAGENT_NOT_GATED).slice(1, 60)))).toBe(true);
   }, 120_000);
 
   it.skipIf(!existsSync('/usr/bin/bwrap'))('sandboxed (bwrap): the gate runs inside and the allowed call runs once', async () => {

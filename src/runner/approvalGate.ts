@@ -137,6 +137,15 @@ export function asksWorker(spec: GateSpec): boolean {
   return needsPromptTool(spec) || (spec.lock === true && lockedTools(spec).length > 0);
 }
 
+/**
+ * Message a subagent's model gets for a gated call. The CLI does not defer a subagent's
+ * call (measured, both tested CLIs: it ends the subagent without running it, and says
+ * nothing of why), so the gate refuses it with a reason the subagent can report.
+ */
+export const SUBAGENT_NOT_GATED =
+  'agentq: not run. This tool call needs a person to approve it, and a subagent cannot wait for one. ' +
+  'Report that it is needed: the main agent can make the call itself and wait for the approval.';
+
 /** Message the model gets for a gated call that was not deferred because another call of the same message was. */
 export const SIBLING_NOT_RUN =
   'agentq: not run. Another tool call in this message is waiting for a person to approve it, and only one call waits at a time. ' +
@@ -158,7 +167,8 @@ export const GATE_PROCESS_TAG = 'agentq-approval-gate';
 // whitespace collapsed: a convenience, not a boundary, docs/approvals.md); a pattern on
 // another tool gates the whole tool. The first gated call without a decision in a run is
 // deferred; later ones of the same message are denied with SIBLING_NOT_RUN (measured: the
-// CLI reports only one deferred call and drops the others from the session).
+// CLI reports only one deferred call and drops the others from the session). A subagent's
+// call (its input names an agent_id) is denied with SUBAGENT_NOT_GATED.
 const GATE_CODE = `
 /* ${GATE_PROCESS_TAG} */
 const fs = require("fs"), path = require("path"), os = require("os");
@@ -187,6 +197,7 @@ try {
   if (d && d.decision === "allow" && d.tool === name) answer("allow", "approved by a person (agentq)", d.updatedInput);
   if (d) answer("deny", d.message || "agentq: a person denied this tool call.");
   if (!gated) process.exit(0);
+  if (call.agent_id) answer("deny", spec.subagent);
   const marker = path.join(tmp, ".agentq-gate-" + spec.runKey);
   try { fs.mkdirSync(marker); } catch (e) {
     if (e && e.code === "EEXIST") answer("deny", spec.sibling);
@@ -207,7 +218,7 @@ const HOOK_TIMEOUT_S = 600;
 export function gateSettings(spec: GateSpec, nodePath: string = process.execPath): string {
   // The hook answers by tool_use_id; the digests are the worker's (./permissionAnswers.ts), not put in argv.
   const decisions = Object.fromEntries(Object.entries(spec.decisions).map(([id, { inputSha256: _digest, ...d }]) => [id, d]));
-  const payload = Buffer.from(JSON.stringify({ rules: spec.rules, decisions, runKey: spec.runKey, sibling: SIBLING_NOT_RUN })).toString('base64');
+  const payload = Buffer.from(JSON.stringify({ rules: spec.rules, decisions, runKey: spec.runKey, sibling: SIBLING_NOT_RUN, subagent: SUBAGENT_NOT_GATED })).toString('base64');
   const code = GATE_CODE.replace(/\n\s*/g, ' ').trim();
   if (code.includes("'") || nodePath.includes("'")) throw new Error('the approval gate cannot be quoted for the shell');
   // Killed half-way, a hook is a non-blocking error, and the CLI goes on and runs the call.
