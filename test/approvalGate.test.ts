@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { callIsGated, GATE_PROCESS_TAG, gateFlags, gateInputDigest, gateSettings, SIBLING_NOT_RUN, SUBAGENT_NOT_GATED, type GateSpec } from '../src/runner/approvalGate.js';
+import { callIsGated, DENIED_MESSAGE, GATE_PROCESS_TAG, gateFlags, gateInputDigest, gateSettings, SIBLING_NOT_RUN, SUBAGENT_NOT_GATED, type GateSpec } from '../src/runner/approvalGate.js';
 import { signalRun } from '../src/runner/processTree.js';
 import { isAlive, waitUntil } from './helpers/processes.js';
 import { parseEnqueueInput } from '../src/queue/turnInput.js';
@@ -50,10 +50,12 @@ describe('the approval gate hook', () => {
     const s = spec(['Bash'], {
       a: { decision: 'allow', tool: 'Bash', updatedInput: { command: 'echo safer' } },
       d: { decision: 'deny', tool: 'Bash', message: 'not now' },
+      n: { decision: 'deny', tool: 'Bash' },
       w: { decision: 'allow', tool: 'Write' },
     });
     expect(runHook(s, bashCall('a', 'rm -rf /')).out).toEqual({ hookEventName: 'PreToolUse', permissionDecision: 'allow', permissionDecisionReason: expect.any(String), updatedInput: { command: 'echo safer' } });
     expect(runHook(s, bashCall('d', 'ls')).out).toMatchObject({ permissionDecision: 'deny', permissionDecisionReason: 'not now' });
+    expect(runHook(s, bashCall('n', 'ls')).out).toMatchObject({ permissionDecision: 'deny', permissionDecisionReason: DENIED_MESSAGE });
     // An allow recorded for another tool does not open this one.
     expect(runHook(s, bashCall('w', 'ls')).out).toMatchObject({ permissionDecision: 'deny' });
   });

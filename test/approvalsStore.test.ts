@@ -98,8 +98,10 @@ describe('approvals store', () => {
     const { expired, dispatch } = await expireAndQueue(t.db);
     expect(expired.map((a) => a.id)).toContain(approval.id);
     expect(dispatch.map((d) => d.id)).toContain(turn.id);
-    const decisions = await gateDecisions(t.db, { turnId: turn.id, conversationId: turn.conversationId, attempt: 2 });
-    expect(decisions[approval.toolUseId]).toMatchObject({ decision: 'deny', tool: 'Bash' });
+    const read = await gateDecisions(t.db, { turnId: turn.id, conversationId: turn.conversationId, attempt: 2 });
+    expect(read.byToolUseId[approval.toolUseId]).toMatchObject({ decision: 'deny', tool: 'Bash' });
+    // The call a prompt-less resume of the turn continues.
+    expect(read.awaitedToolUseId).toBe(approval.toolUseId);
   });
 
   it('an allow is given to one attempt: the attempt after it is told deny (the call may have run)', async () => {
@@ -108,16 +110,16 @@ describe('approvals store', () => {
     const q = { turnId: turn.id, conversationId: turn.conversationId };
     // With the input the person gave, which the call runs with whatever the session holds.
     const updatedInput = { command: 'refund 42 --dry-run' };
-    expect((await gateDecisions(t.db, { ...q, attempt: 2 }))[approval.toolUseId]).toEqual({ decision: 'allow', tool: 'Bash', updatedInput });
+    expect((await gateDecisions(t.db, { ...q, attempt: 2 })).byToolUseId[approval.toolUseId]).toEqual({ decision: 'allow', tool: 'Bash', updatedInput });
     // The same attempt asking again (its CLI re-run in the same attempt) still gets the allow.
-    expect((await gateDecisions(t.db, { ...q, attempt: 2 }))[approval.toolUseId]?.decision).toBe('allow');
-    expect((await gateDecisions(t.db, { ...q, attempt: 3 }))[approval.toolUseId]).toEqual({ decision: 'deny', tool: 'Bash', message: ALLOWED_BEFORE });
+    expect((await gateDecisions(t.db, { ...q, attempt: 2 })).byToolUseId[approval.toolUseId]?.decision).toBe('allow');
+    expect((await gateDecisions(t.db, { ...q, attempt: 3 })).byToolUseId[approval.toolUseId]).toEqual({ decision: 'deny', tool: 'Bash', message: ALLOWED_BEFORE });
   });
 
   it("an allow without a changed input carries the digest of the call's own input, whatever order jsonb keeps its keys in", async () => {
     const { turn, approval } = await pending('digest', { input: { timeout: 5000, command: 'refund 42', description: 'refund the order' } });
     await decideApproval(t.db, { tenantId: 'digest', id: approval.id, decision: 'allow', decidedBy: 'digest' });
-    const d = (await gateDecisions(t.db, { turnId: turn.id, conversationId: turn.conversationId, attempt: 1 }))[approval.toolUseId];
+    const d = (await gateDecisions(t.db, { turnId: turn.id, conversationId: turn.conversationId, attempt: 1 })).byToolUseId[approval.toolUseId];
     // As the CLI hands the input to the gate: the model's order.
     expect(d?.inputSha256).toBe(gateInputDigest({ command: 'refund 42', description: 'refund the order', timeout: 5000 }));
     expect(d?.inputSha256).not.toBe(gateInputDigest({ command: 'refund 43', description: 'refund the order', timeout: 5000 }));

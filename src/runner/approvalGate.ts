@@ -146,6 +146,9 @@ export const SUBAGENT_NOT_GATED =
   'agentq: not run. This tool call needs a person to approve it, and a subagent cannot wait for one. ' +
   'Report that it is needed: the main agent can make the call itself and wait for the approval.';
 
+/** Message the model gets for a call a person denied without saying why. */
+export const DENIED_MESSAGE = 'agentq: a person denied this tool call.';
+
 /** Message the model gets for a gated call that was not deferred because another call of the same message was. */
 export const SIBLING_NOT_RUN =
   'agentq: not run. Another tool call in this message is waiting for a person to approve it, and only one call waits at a time. ' +
@@ -195,7 +198,7 @@ try {
   };
   const d = Object.prototype.hasOwnProperty.call(spec.decisions, call.tool_use_id) ? spec.decisions[call.tool_use_id] : undefined;
   if (d && d.decision === "allow" && d.tool === name) answer("allow", "approved by a person (agentq)", d.updatedInput);
-  if (d) answer("deny", d.message || "agentq: a person denied this tool call.");
+  if (d) answer("deny", d.message || spec.denied);
   if (!gated) process.exit(0);
   if (call.agent_id) answer("deny", spec.subagent);
   const marker = path.join(tmp, ".agentq-gate-" + spec.runKey);
@@ -218,7 +221,7 @@ const HOOK_TIMEOUT_S = 600;
 export function gateSettings(spec: GateSpec, nodePath: string = process.execPath): string {
   // The hook answers by tool_use_id; the digests are the worker's (./permissionAnswers.ts), not put in argv.
   const decisions = Object.fromEntries(Object.entries(spec.decisions).map(([id, { inputSha256: _digest, ...d }]) => [id, d]));
-  const payload = Buffer.from(JSON.stringify({ rules: spec.rules, decisions, runKey: spec.runKey, sibling: SIBLING_NOT_RUN, subagent: SUBAGENT_NOT_GATED })).toString('base64');
+  const payload = Buffer.from(JSON.stringify({ rules: spec.rules, decisions, runKey: spec.runKey, sibling: SIBLING_NOT_RUN, subagent: SUBAGENT_NOT_GATED, denied: DENIED_MESSAGE })).toString('base64');
   const code = GATE_CODE.replace(/\n\s*/g, ' ').trim();
   if (code.includes("'") || nodePath.includes("'")) throw new Error('the approval gate cannot be quoted for the shell');
   // Killed half-way, a hook is a non-blocking error, and the CLI goes on and runs the call.

@@ -7,7 +7,7 @@
 // README): the request carries the call's tool_use_id and input, the answer's
 // `updatedInput` is what the tool runs with, and a deny's message reaches the model.
 import { z } from 'zod';
-import { callIsGated, gateInputDigest, lockedTools, UNAPPROVED_NOT_RUN, type GateSpec } from './approvalGate.js';
+import { callIsGated, DENIED_MESSAGE, gateInputDigest, lockedTools, UNAPPROVED_NOT_RUN, type GateSpec } from './approvalGate.js';
 
 /** What the model is told for a call that asked for a permission nobody can grant in a headless run. */
 export const NOT_GRANTED =
@@ -52,7 +52,7 @@ export class PermissionAnswers {
     const { tool_name: tool, input, tool_use_id: id } = parsed.data;
     const decision = id !== undefined && Object.prototype.hasOwnProperty.call(this.spec.decisions, id) ? this.spec.decisions[id] : undefined;
     if (decision && id !== undefined) {
-      if (decision.decision !== 'allow') return { behavior: 'deny', message: decision.message ?? 'agentq: a person denied this tool call.' };
+      if (decision.decision !== 'allow') return { behavior: 'deny', message: decision.message ?? DENIED_MESSAGE };
       if (decision.tool !== tool || this.given.has(id)) return { behavior: 'deny', message: UNAPPROVED_NOT_RUN };
       // The call runs with what the person approved: the input they gave, or the one they
       // were shown. A session file the agent rewrote before it was stored could hold other

@@ -6,7 +6,7 @@
 // same transaction, under its conversation's lock. Every read and decision is scoped to a
 // tenant: another tenant's approval is not found.
 import { and, desc, eq, inArray, or, sql } from 'drizzle-orm';
-import { gateInputDigest, type GateDecision } from '../runner/approvalGate.js';
+import { DENIED_MESSAGE, gateInputDigest, type GateDecision } from '../runner/approvalGate.js';
 import type { Executor, StoreDb } from './db.js';
 import { pgJson, pgText } from './pgSafe.js';
 import { approvals, conversations, type ApprovalStatus } from './schema.js';
@@ -219,17 +219,16 @@ export const ALLOWED_BEFORE =
 /** What the gate says to a call whose approval expired. */
 export const EXPIRED_MESSAGE = 'agentq: not run; no decision came in time (the approval expired).';
 /** What the gate says to a denied call when the person gave no message. */
-export const DENIED_MESSAGE = 'agentq: a person denied this tool call.';
-
 /**
  * The decisions the gate of `attempt` of a turn answers with, by tool_use_id: the turn's
  * latest approval (the one call a resume asks about again: earlier rounds are answered in
  * the session), and the calls of cancelled turns of the conversation (still unanswered in
  * the session the next turn resumes). An allow an earlier attempt was given is answered
  * deny. The allows are marked as given to `attempt` first, under the caller's fence. Few
- * rows, so the gate's argv stays far below Linux's 128 KiB for one argument.
+ * rows, so the gate's argv stays far below Linux's 128 KiB for one argument. Also names the
+ * call of the turn's latest approval: the one a prompt-less resume continues.
  */
-export async function gateDecisions(tx: Executor, q: { turnId: string; conversationId: string; attempt: number }): Promise<Record<string, GateDecision>> {
+export async function gateDecisions(tx: Executor, q: { turnId: string; conversationId: string; attempt: number }): Promise<GateDecisions> {
   await tx
     .update(approvals)
     .set({ answeredInAttempt: q.attempt })
@@ -250,9 +249,17 @@ export async function gateDecisions(tx: Executor, q: { turnId: string; conversat
     )
     .orderBy(desc(approvals.requestedAt))
     .limit(GATE_DECISIONS_MAX);
-  const out: Record<string, GateDecision> = {};
-  for (const a of rows) out[a.toolUseId] = gateDecisionOf(a, q.attempt);
-  return out;
+  const byToolUseId: Record<string, GateDecision> = {};
+  for (const a of rows) byToolUseId[a.toolUseId] = gateDecisionOf(a, q.attempt);
+  // A cancelled turn never runs again: the only row of this turn is its latest approval.
+  return { byToolUseId, awaitedToolUseId: rows.find((a) => a.turnId === q.turnId)?.toolUseId };
+}
+
+/** What gateDecisions reads for one attempt. */
+export interface GateDecisions {
+  byToolUseId: Record<string, GateDecision>;
+  /** The tool_use id of the turn's latest approval, when it is decided. */
+  awaitedToolUseId: string | undefined;
 }
 
 function gateDecisionOf(a: ApprovalRow, attempt: number): GateDecision {
@@ -269,17 +276,6 @@ function gateDecisionOf(a: ApprovalRow, attempt: number): GateDecision {
     default:
       return { decision: 'deny', tool, message: a.message ?? DENIED_MESSAGE };
   }
-}
-
-/** The tool_use id of the turn's latest approval (the call a prompt-less resume continues), if it has one. */
-export async function awaitedToolUseId(db: Executor, turnId: string): Promise<string | undefined> {
-  const rows = await db
-    .select({ toolUseId: approvals.toolUseId })
-    .from(approvals)
-    .where(eq(approvals.turnId, turnId))
-    .orderBy(desc(approvals.requestedAt), approvals.id)
-    .limit(1);
-  return rows[0]?.toolUseId;
 }
 
 /** The approvals of one turn, oldest first (for `show` and the turn's API view). */

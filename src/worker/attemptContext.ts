@@ -159,6 +159,8 @@ export class AttemptContext {
   gotInput = false;
   /** The approval gate of this attempt's runs (./gate.ts); undefined: nothing is gated. */
   gate: GateSpec | undefined;
+  /** The call of the turn's latest decided approval, which a prompt-less resume continues (read with the gate). */
+  awaitedToolUseId: string | undefined;
   /** Milliseconds spent in each phase of the attempt, logged with the commit. */
   readonly phases: Record<string, number> = {};
   private phaseStart = performance.now();

@@ -36,12 +36,13 @@ export async function prepareGate(ctx: AttemptContext): Promise<GateSpec | undef
   const policy = approvalPolicyOf(ctx.turn, ctx.conversation);
   const carried = (ctx.conversation.defaultOptions as ApprovalDefaults | null)?.openGatedCalls === true;
   if (!policy && !carried && ctx.turn.approvalRounds === 0) return undefined;
-  const decisions = await ctx.lease.fenced(async ({ tx, checkFence }) => {
+  const read = await ctx.lease.fenced(async ({ tx, checkFence }) => {
     await checkFence();
     return gateDecisions(tx, { turnId: ctx.turn.id, conversationId: ctx.conversation.id, attempt: ctx.attempt });
   });
+  ctx.awaitedToolUseId = read.awaitedToolUseId;
   // The agent can kill the gate's hooks: the lock refuses a gated call no person allowed (docs/approvals.md).
-  return { rules: policy?.tools ?? [], decisions, runKey: randomUUID(), lock: true };
+  return { rules: policy?.tools ?? [], decisions: read.byToolUseId, runKey: randomUUID(), lock: true };
 }
 
 /** The call the run stopped before, when the turn must now wait for a person. */

@@ -7,7 +7,6 @@ import { randomUUID } from 'node:crypto';
 import type { RunOptions } from '../runner/options.js';
 import { workspaceStamp } from '../store/workspaceArchive.js';
 import { discardUncommitted } from '../store/sessions.js';
-import { awaitedToolUseId } from '../store/approvals.js';
 import { listTurns, setRunSessionId, type TurnError } from '../store/turns.js';
 import type { AttemptContext } from './attemptContext.js';
 import { pointConfigLink } from './configLink.js';
@@ -152,7 +151,7 @@ function continuation(ctx: AttemptContext): string {
  * for the call again (a new approval). It reads the session's tail: twice its longest line.
  */
 async function resumesOpenCall(ctx: AttemptContext, sessionId: string): Promise<boolean> {
-  const toolUseId = await awaitedToolUseId(ctx.deps.db, ctx.turn.id);
+  const toolUseId = ctx.awaitedToolUseId;
   const file = ctx.sessionPath();
   if (toolUseId === undefined || file === undefined) return true;
   if (await sessionHoldsOpenCall(file, toolUseId, 2 * ctx.config.store.sessionMaxLineBytes)) return true;
