@@ -239,7 +239,8 @@ export function gateSettings(spec: GateSpec, nodePath: string = process.execPath
     hooks: { PreToolUse: [{ matcher, hooks: [hook] }] },
   };
   // The lock: the CLI asks the worker about these tools' calls (./permissionAnswers.ts).
-  if (spec.lock === true && lockedTools(spec).length > 0) settings.permissions = { ask: lockedTools(spec) };
+  const locked = spec.lock === true ? lockedTools(spec) : [];
+  if (locked.length > 0) settings.permissions = { ask: locked };
   return JSON.stringify(settings);
 }
 
