@@ -20,12 +20,13 @@ import { setImmediate as nextTick } from 'node:timers/promises';
 import { AgentFileRefusedError } from '../errors.js';
 
 const { O_RDONLY, O_DIRECTORY, O_NOFOLLOW, O_NONBLOCK } = constants;
-const DIR_FLAGS = O_RDONLY | O_DIRECTORY | O_NOFOLLOW;
+/** Opens a directory, never through a link. */
+export const DIR_FLAGS = O_RDONLY | O_DIRECTORY | O_NOFOLLOW;
 // O_NONBLOCK: should the entry have been swapped for a FIFO after it was checked, opening
 // it returns at once (and fstat refuses it) instead of waiting for a writer.
 const FILE_FLAGS = O_RDONLY | O_NOFOLLOW | O_NONBLOCK;
 /** A walk lets the event loop run after this many entries (its metadata calls are synchronous). */
-const ENTRIES_PER_TICK = 256;
+export const ENTRIES_PER_TICK = 256;
 
 /** Deepest directory level a walk descends to, when the caller sets none (the root's children are at depth 1). */
 export const DEFAULT_MAX_DEPTH = 64;
@@ -122,7 +123,8 @@ export class AgentFile {
   }
 }
 
-const via = (dir: number, name: string) => `/proc/self/fd/${dir}/${name}`;
+/** The child `name` of the directory held open as `dir`, whatever was renamed or replaced since it was opened. */
+export const via = (dir: number, name: string) => `/proc/self/fd/${dir}/${name}`;
 
 function splitRel(p: AgentPath): string[] {
   if (p.rel === '') return [];

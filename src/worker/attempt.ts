@@ -4,7 +4,7 @@
 // commit or requeue (./commitAttempt.ts). Every write goes through a transaction that
 // first checks the fencing token, so an attempt that lost its lease writes nothing.
 // Nothing else in the code base decides when a turn is committed.
-import { rm } from 'node:fs/promises';
+import { removeAgentDir } from '../agentFiles/removeTree.js';
 import { safeErrorMessage, StaleLeaseError } from '../errors.js';
 import type { InputOutcome, InputTarget } from '../live/inputs.js';
 import type { RunOutcome } from '../runner/outcome.js';
@@ -186,7 +186,7 @@ export class Attempt implements InputTarget {
     const keep = ctx.keepAfterCommit;
     const tidy = async () => {
       await keep?.();
-      await rm(ctx.runDir, { recursive: true, force: true }).catch(() => undefined);
+      await removeAgentDir(ctx.runDir);
     };
     // After the ack: the turn's outcome is stored already, and nothing of this is part of it.
     if (ctx.deps.afterTurns) ctx.deps.afterTurns.add(ctx.conversation.id, tidy);

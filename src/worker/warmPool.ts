@@ -4,7 +4,7 @@
 // is let go after its idleMs, when its CLI exits, when its lease is found lost, when the
 // pool is over its cap (least recently used first) and on shutdown; letting go closes the
 // CLI, removes its dir and releases the warm lease if it is still ours.
-import { rm } from 'node:fs/promises';
+import { removeAgentDir } from '../agentFiles/removeTree.js';
 import type { Logger } from 'pino';
 import type { StoreDb } from '../store/db.js';
 import type { Fence } from '../store/turns.js';
@@ -177,7 +177,7 @@ export class WarmPool {
       // The lease first: another worker may start the next turn while this CLI exits.
       if (release) await releaseWarmLease(this.o.db, h.fence).catch((err: unknown) => this.o.log.warn({ err }, 'releasing a warm lease failed'));
       await h.cli.close(this.o.killGraceMs);
-      await rm(h.runDir, { recursive: true, force: true }).catch(() => undefined);
+      await removeAgentDir(h.runDir);
     })().catch((err: unknown) => this.o.log.warn({ err, conversationId: h.conversationId }, 'letting a warm conversation go failed'));
     this.closing.add(done);
     void done.finally(() => {
