@@ -1,7 +1,7 @@
 // The unsandboxed CLI's stable config path (src/worker/configLink.ts): a link re-pointed
 // at each attempt's directory, and no CLI of an earlier attempt left writing through it.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createClient } from '../src/queue/client.js';
@@ -21,6 +21,11 @@ afterEach(() => {
   dirs.cleanup();
 });
 
+/** Where the link leads (it holds a path relative to its own directory). */
+function leadsTo(link: string): string {
+  return path.resolve(path.dirname(link), readlinkSync(link));
+}
+
 /** A long-lived process whose environment names `configDir` as CLAUDE_CONFIG_DIR (as a CLI and its tools have it). */
 function usingConfigDir(configDir: string, env: Record<string, string> = {}): number {
   const child = spawn('sleep', ['60'], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', CLAUDE_CONFIG_DIR: configDir, ...env }, stdio: 'ignore' });
@@ -38,17 +43,25 @@ describe('the conversation config link', () => {
     const link = configLinkPath(root, 'c1');
     const first = path.join(root, 'a1', 'config');
     expect(pointConfigLink(link, first)).toEqual([]);
-    expect(readlinkSync(link)).toBe(first);
+    // Relative, so that it fits in the inode (a fast symlink: under 60 bytes).
+    expect(readlinkSync(link)).toBe('../a1/config');
     expect(existsSync(first)).toBe(true);
     writeFileSync(path.join(first, 'marker'), 'one');
     // The attempt's directory was removed after it (the normal end): re-pointing kills nothing.
     rmSync(path.join(root, 'a1'), { recursive: true });
     const second = path.join(root, 'a2', 'config');
     expect(pointConfigLink(link, second)).toEqual([]);
-    expect(readlinkSync(link)).toBe(second);
-    // Pointing again at the same target changes nothing.
+    expect(leadsTo(link)).toBe(second);
+    // A link an older worker wrote with an absolute path is read as well: it leads there already.
+    rmSync(link);
+    symlinkSync(second, link);
     expect(pointConfigLink(link, second)).toEqual([]);
     expect(readlinkSync(link)).toBe(second);
+    rmSync(link);
+    expect(pointConfigLink(link, second)).toEqual([]);
+    // Pointing again at the same target changes nothing.
+    expect(pointConfigLink(link, second)).toEqual([]);
+    expect(leadsTo(link)).toBe(second);
   });
 
   it('kills what still uses the link for an earlier attempt whose directory is still there, and nothing else', async () => {
@@ -68,7 +81,7 @@ describe('the conversation config link', () => {
     await waitUntil(() => !isAlive(stale) && !isAlive(sandboxed), 'the stale processes to die');
     expect(isAlive(other)).toBe(true);
     expect(isAlive(unrelated)).toBe(true);
-    expect(readlinkSync(link)).toBe(path.join(root, 'a2', 'config'));
+    expect(leadsTo(link)).toBe(path.join(root, 'a2', 'config'));
   });
 
   it('replaces a directory found where the link belongs', async () => {
@@ -77,7 +90,7 @@ describe('the conversation config link', () => {
     mkdirSync(path.join(link, 'projects'), { recursive: true });
     const target = path.join(root, 'a1', 'config');
     pointConfigLink(link, target);
-    expect(readlinkSync(link)).toBe(target);
+    expect(leadsTo(link)).toBe(target);
     // The directory was moved aside and goes in the background.
     await waitUntil(() => readdirSync(path.dirname(link)).every((name) => !name.startsWith('c3.stale-')), 'the old directory to be removed');
     expect(readdirSync(path.dirname(link))).toEqual(['c3']);

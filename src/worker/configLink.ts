@@ -9,6 +9,11 @@
 // with the same AGENTQ_RUNS_ROOT and AGENTQ_WORKSPACE_ROOT see the same paths. (Inside
 // the sandbox the config directory is mounted at a fixed path instead.)
 //
+// The link holds its target relative to .config-links (`../<run dir>/config`): short
+// enough for ext4 to keep in the inode (under 60 bytes), where an absolute one took a
+// block of its own, allocated at each re-pointing and freed with the link it replaced
+// (a rename over it took 127 µs against 18; docs/benchmarks.md).
+//
 // Only the lease holder may run the conversation's CLI. A CLI left from an earlier
 // attempt on this machine (its worker froze past the lease, or died) would write through
 // the re-pointed link into this attempt's session, so it is killed first; and a CLI an
@@ -18,6 +23,7 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, lstatSync, mkdirSync, readlinkSync, renameSync, rmSync, symlinkSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
+import { linkDestination } from '../runner/linkCheck.js';
 import { CONVERSATION_LINK_VAR, killProcessesWithEnv, linkMark } from '../runner/processTree.js';
 
 /** The conversation's stable config path on a worker whose runs root is `runsRoot`. */
@@ -25,8 +31,13 @@ export function configLinkPath(runsRoot: string, dirName: string): string {
   return path.join(runsRoot, '.config-links', dirName);
 }
 
+/** What `link` holds to lead to `target`: the path from the link's directory. */
+export function linkText(link: string, target: string): string {
+  return path.relative(path.dirname(link), target);
+}
+
 /**
- * Points `link` at `target` (created if missing), atomically. When it pointed at another
+ * Points `link` at `target` (an absolute path; created if missing), atomically. When it pointed at another
  * attempt's directory that still exists, every process of a run of the conversation (its
  * environment names the link as CLAUDE_CONFIG_DIR, or carries its mark, sandboxed runs
  * too) is killed first, and again after. Returns their pids.
@@ -44,7 +55,7 @@ export function pointConfigLink(link: string, target: string): number[] {
   const killUsers = () => killProcessesWithEnv('CLAUDE_CONFIG_DIR', link, [CONVERSATION_LINK_VAR, linkMark(link)]);
   const killed = inUse ? killUsers() : [];
   const tmp = `${link}.${randomUUID().slice(0, 8)}`;
-  symlinkSync(target, tmp);
+  symlinkSync(linkText(link, target), tmp);
   try {
     renameSync(tmp, link);
   } catch (err) {
@@ -57,11 +68,11 @@ export function pointConfigLink(link: string, target: string): number[] {
   return killed;
 }
 
-/** Where the link points; undefined when there is none (anything else at that path is removed). */
+/** Where the link leads, as an absolute path; undefined when there is none (anything else at that path is removed). */
 function currentTarget(link: string): string | undefined {
   try {
     const st = lstatSync(link);
-    if (st.isSymbolicLink()) return readlinkSync(link);
+    if (st.isSymbolicLink()) return linkDestination(link, readlinkSync(link));
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;

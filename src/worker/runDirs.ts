@@ -5,9 +5,13 @@
 import { randomUUID } from 'node:crypto';
 import { OWNER_TAG_PATTERN, ownerTag, removeDeadOwners } from '../runner/ownedDirs.js';
 
-/** `<turn id>.<attempt>.<random>.<owner tag>` */
+/**
+ * `<turn id's first 8 characters>.<attempt>.<random>.<owner tag>`: short, so that the
+ * conversation's link to its config dir (../<this>/config) fits in an ext4 inode
+ * (src/worker/configLink.ts).
+ */
 export function runDirName(turnId: string, attempt: number): string {
-  return `${turnId}.${attempt}.${randomUUID().slice(0, 8)}.${ownerTag()}`;
+  return `${turnId.slice(0, 8)}.${attempt}.${randomUUID().slice(0, 8)}.${ownerTag()}`;
 }
 
 const RUN_DIR_NAME = new RegExp(String.raw`^[^.]+\.\d+\.[0-9a-f]{8}\.${OWNER_TAG_PATTERN}$`);
