@@ -72,6 +72,15 @@ describe('removeAgentDir', () => {
     await expect(removeAgentDir(path.join(base, 'never-made'))).resolves.toBeUndefined();
   });
 
+  it('removes several directories at once', async () => {
+    const runs = Array.from({ length: 5 }, () => setup());
+    await Promise.all(runs.map((r) => removeAgentDir(r.run)));
+    for (const { run, outside } of runs) {
+      expect(existsSync(run)).toBe(false);
+      outsideIntact(outside);
+    }
+  });
+
   it('given a link, removes the link and not what it leads to', async () => {
     const { base, outside } = setup();
     const link = path.join(base, 'run-link');

@@ -4,12 +4,15 @@
 // (unlink and rmdir never follow the last component; a directory is entered only through
 // O_DIRECTORY | O_NOFOLLOW).
 //
-// The calls are synchronous, a tick's worth of entries at a time: a run's directory is a
-// handful of entries, and Node's recursive `rm` of one cost ~0.9 ms of CPU (a promise and a
-// thread-pool hop for every call, a failed rmdir and an lstat for every directory) against
-// ~0.15 ms this way (docs/benchmarks.md, sixteenth session).
-import { closeSync, openSync, opendirSync, rmdirSync, unlinkSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+// Node's recursive `rm` of a run's directory (five directories, a file or two) cost ~0.9 ms
+// of CPU: a promise and a thread-pool hop for every call, and an lstat and a failed rmdir
+// for every directory. Here listing and opening are synchronous (a tick's worth of entries
+// at a time) and only the unlinks and rmdirs go to the thread pool: ~0.55 ms. Those two
+// stay off the event loop on purpose: on ext4 each waits on the journal while Postgres
+// commits on the same disk, and made synchronously right after a turn's commit they held
+// back its acknowledgement by ~1 ms (docs/benchmarks.md, sixteenth session).
+import { closeSync, openSync, opendirSync } from 'node:fs';
+import { rm, rmdir, unlink } from 'node:fs/promises';
 import { setImmediate as nextTick } from 'node:timers/promises';
 import { DEFAULT_MAX_DEPTH, DIR_FLAGS, ENTRIES_PER_TICK, via } from './agentTree.js';
 
@@ -46,7 +49,7 @@ async function removeHeld(dir: string): Promise<void> {
     closeSync(fd);
   }
   try {
-    rmdirSync(dir);
+    await rmdir(dir);
   } catch (err) {
     if (codeOf(err) !== 'ENOENT') throw err;
   }
@@ -72,7 +75,7 @@ async function removeEntry(dir: number, name: string, isDir: boolean, depth: num
   for (let tries = 0; ; tries++) {
     try {
       if (!isDir) {
-        unlinkSync(child);
+        await unlink(child);
         return;
       }
       const fd = openSync(child, DIR_FLAGS);
@@ -81,7 +84,7 @@ async function removeEntry(dir: number, name: string, isDir: boolean, depth: num
       } finally {
         closeSync(fd);
       }
-      rmdirSync(child);
+      await rmdir(child);
       return;
     } catch (err) {
       const code = codeOf(err);

@@ -5,8 +5,8 @@
 // and a kept workspace only if the archive digest it was committed with is still the
 // stored one. On any doubt the attempt hydrates and restores as usual.
 import { createHash } from 'node:crypto';
-import { mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { readdir, rm, stat } from 'node:fs/promises';
+import { mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { readdir, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { moveAgentFile, openAgentFile, readAgentFile, type AgentFile, type AgentPath } from '../agentFiles/agentTree.js';
 import { TAIL_DIGEST_BYTES } from '../store/persist.js';
@@ -107,11 +107,7 @@ export class LocalCache {
     this.keptBytes = total;
   }
 
-  /**
-   * Runs `write` into `dir`, made once; made again if it went away (ENOENT). Synchronous
-   * metadata calls on the local disk, as before a run (see ./configLink.ts): after each
-   * commit, where a promise each would cost a thread-pool hop.
-   */
+  /** Runs `write` into `dir`, made once (synchronously: see ./configLink.ts); made again if it went away (ENOENT). */
   private async inDir<T>(dir: string, write: () => T | Promise<T>): Promise<T> {
     if (!this.made.has(dir)) {
       mkdirSync(dir, { recursive: true });
@@ -148,7 +144,7 @@ export class LocalCache {
    * given) has this stamp (src/store/workspaceArchive.ts, treeStamp).
    */
   async markWorkspace(dirName: string, sha: string, stamp?: string): Promise<void> {
-    await this.inDir(this.workspaces, () => writeFileSync(this.marker(dirName), stamp === undefined ? sha : `${sha} ${stamp}`));
+    await this.inDir(this.workspaces, () => writeFile(this.marker(dirName), stamp === undefined ? sha : `${sha} ${stamp}`));
   }
 
   /** Before anything may change the directory. */
