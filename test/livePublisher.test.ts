@@ -1,7 +1,7 @@
 // The worker's live-event publisher (src/live/publisher.ts) against a real Redis: events
 // land on the turn's stream in order with its idle expiry, the expiry is set once a
-// minute per turn rather than once per event (counted with MONITOR), and the end marker
-// shortens it to the ended TTL.
+// minute per turn rather than once per event, the events of one tick go in one command
+// (counted with MONITOR), and the end marker shortens it to the ended TTL.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
@@ -33,19 +33,35 @@ describe('live publisher', () => {
     const monitor = await redis.monitor();
     const seen: string[] = [];
     monitor.on('monitor', (_time: string, args: string[]) => {
-      if (args[1] === key) seen.push(String(args[0]).toLowerCase());
+      const command = String(args[0]).toLowerCase();
+      // The append script's own call names the stream as its first key (after the script or its sha, and the key count).
+      if (args[1] === key || ((command === 'eval' || command === 'evalsha') && args[3] === key)) seen.push(command);
     });
     try {
       for (let seq = 1; seq <= 5; seq++) publisher.event(turnId, 1, seq, 'assistant', JSON.stringify({ seq }));
-      await waitUntil(() => seen.filter((c) => c === 'xadd').length === 5, 'five XADDs');
+      // One command for the five (EVAL on a connection's first call, EVALSHA after).
+      const calls = () => seen.filter((c) => c === 'evalsha' || c === 'eval').length;
+      await waitUntil(() => seen.filter((c) => c === 'xadd').length === 5 && calls() >= 1, 'five XADDs');
+      expect(calls()).toBe(1);
       const ttl = await redis.pttl(key);
       expect(ttl).toBeGreaterThan(LIVE_STREAM_ENDED_TTL_MS);
       expect(ttl).toBeLessThanOrEqual(LIVE_STREAM_IDLE_TTL_MS);
       expect(seen.filter((c) => c === 'pexpire')).toHaveLength(1);
       const entries = await redis.xrange(key, '-', '+');
       expect(entries.map(([, fields]) => fields[fields.indexOf('s') + 1])).toEqual(['1', '2', '3', '4', '5']);
+      // Later events, in a tick of their own, then the end marker with the last of them.
+      publisher.event(turnId, 1, 6, 'assistant', JSON.stringify({ seq: 6 }));
+      await waitUntil(async () => (await redis.xlen(key)) === 6, 'the sixth entry');
+      publisher.event(turnId, 2, 1, 'result', JSON.stringify({ seq: 7 }));
       publisher.finished(turnId, 'succeeded');
       await waitUntil(async () => (await redis.pttl(key)) <= LIVE_STREAM_ENDED_TTL_MS, 'the ended TTL');
+      const all = await redis.xrange(key, '-', '+');
+      expect(all.map(([, fields]) => fields.join(' '))).toEqual([
+        ...entries.map(([, fields]) => fields.join(' ')),
+        `a 1 s 6 t assistant p {"seq":6}`,
+        `a 2 s 1 t result p {"seq":7}`,
+        'end succeeded',
+      ]);
     } finally {
       monitor.disconnect();
     }
