@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ownerTag } from '../src/runner/ownedDirs.js';
-import { removeDeadRunDirs, runDirName } from '../src/worker/runDirs.js';
+import { removeDeadRunDirs, runDirName, runDirPrefix } from '../src/worker/runDirs.js';
 
 let root: string;
 beforeEach(() => {
@@ -20,7 +20,8 @@ const turnId = '0b7f4f0e-4c9d-4a55-9d7e-3f1f6f1c2a10';
 describe('run directories', () => {
   it("are named after their worker, and a dead worker's are removed, links in them not followed", async () => {
     const name = runDirName(turnId, 2);
-    expect(name.startsWith(`${turnId.slice(0, 8)}.2.`)).toBe(true);
+    expect(name.startsWith(runDirPrefix(turnId, 2))).toBe(true);
+    expect(runDirPrefix(turnId, 2)).toBe(`${turnId.slice(0, 8)}.2.`);
     // Short enough that the conversation's link to it (../<name>/config) fits in an ext4 inode.
     expect(`../${name}/config`.length).toBeLessThan(60);
     expect(name.endsWith(`.${ownerTag()}`)).toBe(true);

@@ -7,6 +7,7 @@ import { reconcile } from '../src/queue/reconciler.js';
 import { workspaceDirName } from '../src/store/ids.js';
 import { persistSession } from '../src/store/persist.js';
 import { getSessionHead } from '../src/store/sessions.js';
+import { runDirPrefix } from '../src/worker/runDirs.js';
 import { createTestAgentq, type TestAgentq } from './helpers/agentq.js';
 import { readFakeCliLog, type FakeCliRecord } from './helpers/fakeCliLog.js';
 import { startWorker, stopWorkers } from './helpers/workers.js';
@@ -114,7 +115,7 @@ describe('the turn protocol', () => {
     const sessionId = (await client.getConversation('moved-head'))!.sessionId!;
     // While the CLI waits, its new lines are stored as if by a write of this attempt whose
     // answer the worker never got: the head moves past where the worker knows it.
-    const runDir = () => readdirSync(t.config.worker.runsRoot).find((d) => d.startsWith(`${second.turnId}.1.`));
+    const runDir = () => readdirSync(t.config.worker.runsRoot).find((d) => d.startsWith(runDirPrefix(second.turnId, 1)));
     await expect.poll(runDir, { timeout: 10_000 }).toBeDefined();
     const configDir = path.join(t.config.worker.runsRoot, runDir()!, 'config');
     const projects = path.join(configDir, 'projects');

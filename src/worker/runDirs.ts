@@ -11,7 +11,12 @@ import { OWNER_TAG_PATTERN, ownerTag, removeDeadOwners } from '../runner/ownedDi
  * (src/worker/configLink.ts).
  */
 export function runDirName(turnId: string, attempt: number): string {
-  return `${turnId.slice(0, 8)}.${attempt}.${randomUUID().slice(0, 8)}.${ownerTag()}`;
+  return `${runDirPrefix(turnId, attempt)}${randomUUID().slice(0, 8)}.${ownerTag()}`;
+}
+
+/** How the names of a turn's run dirs for `attempt` begin. */
+export function runDirPrefix(turnId: string, attempt: number): string {
+  return `${turnId.slice(0, 8)}.${attempt}.`;
 }
 
 const RUN_DIR_NAME = new RegExp(String.raw`^[^.]+\.\d+\.[0-9a-f]{8}\.${OWNER_TAG_PATTERN}$`);
