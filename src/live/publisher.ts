@@ -1,8 +1,8 @@
 // The worker's side of the live feed: every event of a running attempt is appended to the
 // turn's Redis Stream as it arrives, those of one tick in one command (Postgres gets them
-// only at the next checkpoint), and an end marker follows the commit. Publishing never waits and never
-// throws: a failed append is logged (at most once a minute) and dropped, and readers
-// fill the hole from Postgres. Postgres stays the record.
+// only at the next checkpoint), and an end marker follows the commit. Publishing never
+// waits and never throws: a failed append is logged (at most once a minute) and dropped,
+// and readers fill the hole from Postgres. Postgres stays the record.
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import {

@@ -37,10 +37,10 @@ export function linkText(link: string, target: string): string {
 }
 
 /**
- * Points `link` at `target` (an absolute path; created if missing), atomically. When it pointed at another
- * attempt's directory that still exists, every process of a run of the conversation (its
- * environment names the link as CLAUDE_CONFIG_DIR, or carries its mark, sandboxed runs
- * too) is killed first, and again after. Returns their pids.
+ * Points `link` at `target` (an absolute path; created if missing), atomically. When it
+ * pointed at another attempt's directory that still exists, every process of a run of the
+ * conversation (its environment names the link as CLAUDE_CONFIG_DIR, or carries its mark,
+ * sandboxed runs too) is killed first, and again after. Returns their pids.
  * Synchronous file calls: a handful of metadata calls on the worker's local disk before
  * the CLI starts, each far cheaper than a hop to the thread pool and back (~0.2-0.3 ms
  * each on a busy 2-core machine; docs/benchmarks.md).
