@@ -3,13 +3,14 @@
 // on each loop, and logging the failed query's parameters. And the backstop: a turn
 // claimed past AGENTQ_MAX_ATTEMPTS without an outcome is not run again. Real Postgres and
 // Redis, in-process workers, the fake CLI.
-import { writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.js';
 import { createClient, type AgentqClient } from '../src/queue/client.js';
 import { decodeChunk } from '../src/store/chunks.js';
 import type { ChunkCodec } from '../src/store/schema.js';
+import { runDirPrefix } from '../src/worker/runDirs.js';
 import { createTestAgentq, type TestAgentq } from './helpers/agentq.js';
 import { readFakeCliLog } from './helpers/fakeCliLog.js';
 import { captureLogger, type CapturedLog } from './helpers/infra.js';
@@ -105,6 +106,58 @@ describe('a session file that the agent turns into a link', () => {
     expect(chunks.rows.every((c) => c.committed)).toBe(true);
     // The next turn resumes the session as it was.
     const next = await client.enqueueTurn({ conversationId: 'relinked', prompt: 'the third turn' });
+    expect((await client.waitForTurn(next.turnId, 20_000)).status).toBe('succeeded');
+    const last = cliStarts(t).at(-1)!;
+    expect(last.sessionId).toBe(sessionBefore);
+    expect(last.history).toEqual(['the first turn']);
+  });
+});
+
+describe('a session file whose stored bytes the agent rewrites', () => {
+  it('the commit sees the stored tail differ: the turn does not succeed on it, fails after AGENTQ_MAX_ATTEMPTS, stores none of it, and the conversation keeps its session', async () => {
+    const { t, client, log } = await setup({ AGENTQ_MAX_ATTEMPTS: '2', AGENTQ_CHECKPOINT_INTERVAL_MS: '600000' });
+    let target = '';
+    const rewrites: number[] = [];
+    // Once the attempt's disk is ready and before its CLI starts, the stored part of the
+    // session file changes in place, length kept: as an agent could do during its run.
+    const rewrite = (turnId: string, attempt: number) => {
+      const runsRoot = t.config.worker.runsRoot;
+      const runDir = readdirSync(runsRoot).find((d) => d.startsWith(runDirPrefix(turnId, attempt)))!;
+      const projects = path.join(runsRoot, runDir, 'config', 'projects');
+      const [project] = readdirSync(projects);
+      const file = path.join(projects, project!, readdirSync(path.join(projects, project!)).find((f) => f.endsWith('.jsonl'))!);
+      const text = readFileSync(file, 'utf8');
+      expect(text).toContain('the first turn');
+      writeFileSync(file, text.replaceAll('the first turn', 'THE FIRST TURN'));
+      rewrites.push(attempt);
+    };
+    await startWorker(loadConfig(t.env), {
+      log: log.log,
+      observeAttempt: (info) => ({
+        phase: (phase) => {
+          if (phase === 'prepare' && info.turnId === target) rewrite(info.turnId, info.attempt);
+        },
+      }),
+    });
+    const first = await client.enqueueTurn({ conversationId: 'rewritten', prompt: 'the first turn' });
+    expect((await client.waitForTurn(first.turnId, 20_000)).status).toBe('succeeded');
+    const sessionBefore = (await client.getConversation('rewritten'))!.sessionId;
+
+    const bad = await client.enqueueTurn({ conversationId: 'rewritten', prompt: '#fake {"delayMs":50}\nthe second turn' });
+    target = bad.turnId;
+    const done = await client.waitForTurn(bad.turnId, 30_000);
+    expect(rewrites).toEqual([1, 2]);
+    expect(done).toMatchObject({ status: 'failed', attempts: 2, error: { class: 'session_not_saved', retryable: true } });
+    expect((done.error as { message: string }).message).toMatch(/differ from the stored ones/);
+    expect((await client.getConversation('rewritten'))!.sessionId).toBe(sessionBefore);
+    const chunks = await t.database.pool.query<{ codec: ChunkCodec; data: Buffer }>('select codec, data from session_chunks');
+    const stored = (await Promise.all(chunks.rows.map((c) => decodeChunk(c.data, c.codec)))).map((b) => b.toString()).join('');
+    expect(stored).toContain('the first turn');
+    expect(stored).not.toContain('THE FIRST TURN');
+    expect(stored).not.toContain('the second turn');
+    // The next turn resumes the session as it was stored.
+    target = '';
+    const next = await client.enqueueTurn({ conversationId: 'rewritten', prompt: 'the third turn' });
     expect((await client.waitForTurn(next.turnId, 20_000)).status).toBe('succeeded');
     const last = cliStarts(t).at(-1)!;
     expect(last.sessionId).toBe(sessionBefore);
