@@ -218,7 +218,7 @@ export const ALLOWED_BEFORE =
   'so the call may or may not have run. Check its effect before asking for it again.';
 /** What the gate says to a call whose approval expired. */
 export const EXPIRED_MESSAGE = 'agentq: not run; no decision came in time (the approval expired).';
-/** What the gate says to a denied call when the person gave no message. */
+
 /**
  * The decisions the gate of `attempt` of a turn answers with, by tool_use_id: the turn's
  * latest approval (the one call a resume asks about again: earlier rounds are answered in
